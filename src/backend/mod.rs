@@ -1,0 +1,9 @@
+//! The node side: multiplexed pipelined connections, per-worker pools, node identity and status.
+
+pub mod connection;
+pub mod node;
+pub mod pool;
+
+pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
+pub use node::{NodeError, NodeInfo, NodeStatus};
+pub use pool::Pool;

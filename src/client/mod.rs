@@ -1,0 +1,4 @@
+//! The client side: one session per connection, and the registry of connected clients.
+
+pub mod registry;
+pub mod session;

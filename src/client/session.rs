@@ -1,0 +1,173 @@
+//! One client connection: read, parse every request in the buffer, dispatch them all at once,
+//! and write the replies back in request order, batched into as few writes as possible.
+//!
+//! The session is a single task. It waits on two things at once: more bytes from the client
+//! (while fewer than `limits.max_pipeline` requests are in flight) and the oldest pending reply.
+//! When that reply is ready, every reply ready behind it is written in the same batch.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::registry::Registration;
+use crate::command::introspect::command_index;
+use crate::coordinator::{dispatch, Pending};
+use crate::protocol::{ParseLimits, Parsed, Reply, RequestParser};
+use crate::server::Worker;
+use crate::stats::WorkerStats;
+
+/// Smallest free space offered to a read.
+const READ_SIZE: usize = 16 * 1024;
+/// Largest read-ahead when a big bulk argument is arriving.
+const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
+
+/// Serves one client until it quits, errs or goes away.
+pub async fn run(worker: Arc<Worker>, stream: TcpStream) {
+    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        worker.shared.connected.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let registration = Registration::new(&worker.shared, addr, laddr);
+    let span = tracing::debug_span!("client", client.addr = %addr, conn.id = registration.info.id);
+    serve(&worker, &registration, stream).instrument(span).await;
+}
+
+async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStream) {
+    let client = &registration.info;
+    tracing::debug!("connected");
+
+    let limits = &worker.shared.settings.config.limits;
+    let max_pipeline = limits.max_pipeline;
+    let mut parser = RequestParser::new(ParseLimits {
+        max_multibulk_len: limits.max_multibulk_len,
+        max_bulk_len: limits.max_bulk_len,
+        max_inline_len: limits.max_inline_len,
+    });
+    let stats = worker.shared.stats.workers.get(worker.index);
+    let mut input = BytesMut::with_capacity(READ_SIZE);
+    let mut output = BytesMut::with_capacity(READ_SIZE);
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    // Set by QUIT or a protocol error: answer what was read, then close.
+    let mut closing = false;
+    // Bytes the request being parsed still needs (sizes the next read).
+    let mut want = 0usize;
+    let mut eof = false;
+
+    loop {
+        // Parse and dispatch everything already buffered, up to the pipeline limit.
+        let mut dispatched = 0u64;
+        let mut last_spec = None;
+        while !closing && pending.len() < max_pipeline {
+            match parser.parse(&mut input) {
+                Ok(Parsed::Request(request)) => {
+                    let done = dispatch(worker, client, request).await;
+                    if done.spec.is_some() {
+                        last_spec = done.spec;
+                    }
+                    pending.push_back(done.pending);
+                    dispatched += 1;
+                    closing = done.close;
+                }
+                Ok(Parsed::Incomplete { hint }) => {
+                    want = hint;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "protocol error");
+                    pending.push_back(Pending::ready(Reply::error(e.to_string())));
+                    closing = true;
+                }
+            }
+        }
+        if dispatched > 0 {
+            client.touch(last_spec.and_then(command_index));
+            if let Some(s) = stats {
+                WorkerStats::add(&s.commands, dispatched);
+            }
+        }
+        if pending.is_empty() && (closing || eof) {
+            break;
+        }
+
+        let can_read = !closing && !eof && pending.len() < max_pipeline;
+        if can_read {
+            let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
+            if input.capacity() - input.len() < room {
+                input.reserve(room);
+            }
+        }
+        tokio::select! {
+            // Replies first: they free pipeline room and let the client make progress.
+            biased;
+            written = drain_ready(&mut pending, &mut output), if !pending.is_empty() => {
+                if let Some(s) = stats {
+                    WorkerStats::add(&s.errors, written.errors);
+                    WorkerStats::add(&s.net_output_bytes, output.len() as u64);
+                }
+                if stream.write_all(&output).await.is_err() {
+                    break;
+                }
+                output.clear();
+                if output.capacity() > 4 * MAX_READ_AHEAD {
+                    // Do not keep a huge reply's buffer for the rest of the connection.
+                    output = BytesMut::with_capacity(READ_SIZE);
+                }
+            }
+            read = stream.read_buf(&mut input), if can_read => match read {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    if let Some(s) = stats {
+                        WorkerStats::add(&s.net_input_bytes, n as u64);
+                    }
+                }
+                Err(_) => eof = true,
+            },
+        }
+        if eof && pending.is_empty() && !closing {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!("disconnected");
+}
+
+/// What one drain wrote.
+struct Drained {
+    /// Error replies strata produced itself (counted in INFO).
+    errors: u64,
+}
+
+/// Waits until the oldest pending reply is ready, then encodes it and every reply ready right
+/// behind it into `output`.
+async fn drain_ready(pending: &mut VecDeque<Pending>, output: &mut BytesMut) -> Drained {
+    poll_fn(|cx| {
+        let mut written = 0;
+        let mut errors = 0;
+        while let Some(head) = pending.front_mut() {
+            match head.poll_reply(cx) {
+                Poll::Ready(reply) => {
+                    if matches!(reply, Reply::Error(_)) {
+                        errors += 1;
+                    }
+                    reply.encode(output);
+                    pending.pop_front();
+                    written += 1;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if written > 0 {
+            Poll::Ready(Drained { errors })
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}

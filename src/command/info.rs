@@ -1,0 +1,273 @@
+//! INFO and CONFIG GET: what strata tells tools about itself.
+//!
+//! INFO has Redis's `server`, `clients`, `stats` and `keyspace` sections (the keyspace summed
+//! over the nodes, asked with `INFO keyspace` at the time of the request) and strata's own
+//! `nodes` and `ring` sections.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use crate::coordinator::merge::MergePlan;
+use crate::coordinator::plan::fan_out;
+use crate::coordinator::Pending;
+use crate::protocol::Reply;
+use crate::server::Worker;
+
+use super::local::{encode, Done};
+
+/// The Redis version strata reports (`redis_version`, HELLO): the command set it implements.
+pub const REDIS_VERSION: &str = "7.0.0";
+
+const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "nodes", "ring"];
+
+/// INFO [section ...].
+pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
+    let mut wanted: Vec<&str> = Vec::new();
+    for arg in args.iter().skip(1) {
+        let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
+        match name.as_str() {
+            "all" | "default" | "everything" => wanted.extend_from_slice(SECTIONS),
+            other => {
+                if let Some(s) = SECTIONS.iter().find(|s| **s == other) {
+                    wanted.push(s);
+                }
+            }
+        }
+    }
+    if args.len() == 1 {
+        wanted.extend_from_slice(SECTIONS);
+    }
+    let shared = &worker.shared;
+    let mut before = String::new();
+    let mut after = String::new();
+    for section in SECTIONS {
+        // The keyspace section is gathered from the nodes and spliced in by the merge.
+        if !wanted.contains(section) || *section == "keyspace" {
+            continue;
+        }
+        let out = if SECTIONS
+            .iter()
+            .position(|s| s == section)
+            .is_some_and(|i| i > 3)
+        {
+            &mut after
+        } else {
+            &mut before
+        };
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        match *section {
+            "server" => server(shared, out),
+            "clients" => clients(shared, out),
+            "stats" => stats(shared, out),
+            "nodes" => nodes(shared, out),
+            "ring" => ring(shared, out),
+            _ => {}
+        }
+    }
+    if !wanted.contains(&"keyspace") {
+        let mut text = before;
+        if !text.is_empty() && !after.is_empty() {
+            text.push_str("\r\n");
+        }
+        text.push_str(&after);
+        return Done::from(Pending::ready(Reply::text(text)));
+    }
+    if !before.is_empty() {
+        before.push_str("\r\n");
+    }
+    if !after.is_empty() {
+        after.insert_str(0, "\r\n");
+    }
+    let payload = encode(&[b"INFO", b"keyspace"]);
+    fan_out(
+        worker,
+        client_id,
+        payload,
+        MergePlan::Info { before, after },
+    )
+    .await
+    .into()
+}
+
+fn server(shared: &crate::server::Shared, out: &mut String) {
+    let uptime = shared.started.elapsed().as_secs();
+    let config_file = shared
+        .config_path
+        .as_ref()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        usize::BITS,
+        std::process::id(),
+        shared.local_addr.port(),
+        uptime / 86_400,
+        shared.settings.workers,
+    );
+}
+
+fn clients(shared: &crate::server::Shared, out: &mut String) {
+    let _ = write!(
+        out,
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        shared.clients.count(),
+        shared.settings.config.limits.max_clients,
+    );
+}
+
+fn stats(shared: &crate::server::Shared, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = shared.stats.totals();
+    let _ = write!(
+        out,
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nstrata_error_replies:{}\r\n",
+        shared.stats.connections_received.load(Relaxed),
+        t.commands,
+        t.net_input_bytes,
+        t.net_output_bytes,
+        shared.stats.rejected_connections.load(Relaxed),
+        t.errors,
+    );
+}
+
+fn nodes(shared: &crate::server::Shared, out: &mut String) {
+    out.push_str("# Nodes\r\n");
+    for node in &shared.nodes {
+        let s = &node.status;
+        let last_error = s
+            .last_error()
+            .unwrap_or_default()
+            .replace([',', '\r', '\n'], " ");
+        let _ = write!(
+            out,
+            "node_{}:addr={},weight={},state={},connections={},requests={},failures={},last_error={}\r\n",
+            node.id,
+            node.addr,
+            node.weight,
+            s.state(),
+            s.connected(),
+            s.requests(),
+            s.failures(),
+            last_error,
+        );
+    }
+}
+
+fn ring(shared: &crate::server::Shared, out: &mut String) {
+    let config = &shared.settings.config;
+    let _ = write!(
+        out,
+        "# Ring\r\nring_hash:xxh3-64\r\nring_nodes:{}\r\nring_points:{}\r\nring_vnodes:{}\r\nring_hash_tag:{}\r\n",
+        shared.ring.node_count(),
+        shared.ring.point_count(),
+        config.ring.vnodes,
+        config.ring.hash_tag,
+    );
+}
+
+/// CONFIG GET pattern [pattern ...]: strata's own view of the parameters tools ask about
+/// (redis-benchmark asks for `save` and `appendonly`). Values describe the proxy, not a node.
+pub fn config_get(worker: &Worker, patterns: &[Bytes]) -> Reply {
+    let config = &worker.shared.settings.config;
+    let params: Vec<(&str, String)> = vec![
+        ("appendonly", "no".into()),
+        ("bind", worker.shared.local_addr.ip().to_string()),
+        ("cluster-enabled", "no".into()),
+        ("databases", "1".into()),
+        ("maxclients", config.limits.max_clients.to_string()),
+        ("port", worker.shared.local_addr.port().to_string()),
+        ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
+        ("save", String::new()),
+        ("timeout", "0".into()),
+    ];
+    let mut out = Vec::new();
+    for (name, value) in params {
+        if patterns.iter().any(|p| glob_match(p, name.as_bytes())) {
+            out.push(Reply::bulk(name.as_bytes().to_vec()));
+            out.push(Reply::text(value));
+        }
+    }
+    Reply::Array(out)
+}
+
+/// Case-insensitive glob match (`*`, `?`, `[...]`, `\x`), as Redis's `stringmatchlen` with
+/// nocase, for CONFIG GET patterns.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let lower = |c: u8| c.to_ascii_lowercase();
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            (0..=text.len()).any(|i| glob_match(rest, text.get(i..).unwrap_or_default()))
+        }
+        Some((b'?', rest)) => match text.split_first() {
+            Some((_, t)) => glob_match(rest, t),
+            None => false,
+        },
+        Some((b'[', rest)) => {
+            let Some((&c, t)) = text.split_first() else {
+                return false;
+            };
+            let (negate, mut set) = match rest.split_first() {
+                Some((b'^', r)) => (true, r),
+                _ => (false, rest),
+            };
+            let mut matched = false;
+            loop {
+                match set {
+                    [] => return false,
+                    [b']', tail @ ..] => {
+                        set = tail;
+                        break;
+                    }
+                    [b'\\', x, tail @ ..] => {
+                        matched |= lower(*x) == lower(c);
+                        set = tail;
+                    }
+                    [a, b'-', z, tail @ ..] if *z != b']' => {
+                        let (lo, hi) = if a <= z { (*a, *z) } else { (*z, *a) };
+                        matched |= (lower(lo)..=lower(hi)).contains(&lower(c));
+                        set = tail;
+                    }
+                    [x, tail @ ..] => {
+                        matched |= lower(*x) == lower(c);
+                        set = tail;
+                    }
+                }
+            }
+            matched != negate && glob_match(set, t)
+        }
+        Some((b'\\', [x, rest @ ..])) => match text.split_first() {
+            Some((c, t)) => lower(*c) == lower(*x) && glob_match(rest, t),
+            None => false,
+        },
+        Some((p, rest)) => match text.split_first() {
+            Some((c, t)) => lower(*c) == lower(*p) && glob_match(rest, t),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*", b"save"));
+        assert!(glob_match(b"SAVE", b"save"));
+        assert!(glob_match(b"s?ve", b"save"));
+        assert!(glob_match(b"*max*", b"maxclients"));
+        assert!(glob_match(b"[a-c]ind", b"bind"));
+        assert!(!glob_match(b"[^a-c]ind", b"bind"));
+        assert!(!glob_match(b"save?", b"save"));
+        assert!(glob_match(b"a\\*", b"a*"));
+    }
+}

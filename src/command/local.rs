@@ -1,0 +1,437 @@
+//! Commands strata answers itself (PING, ECHO, QUIT, SELECT, HELLO, AUTH, TIME, INFO, COMMAND,
+//! STRATA) and the container commands whose route depends on the subcommand (CONFIG, CLIENT,
+//! SCRIPT, FUNCTION).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::client::registry::ClientInfo;
+use crate::coordinator::merge::MergePlan;
+use crate::coordinator::plan::{fan_out, forward, payload};
+use crate::coordinator::Pending;
+use crate::protocol::reply::encode_command;
+use crate::protocol::{Reply, Request};
+use crate::server::Worker;
+
+use super::classify::{disabled, unknown_subcommand, unsupported, wrong_arity};
+use super::spec::CommandSpec;
+use super::{info, introspect, strata};
+
+/// A local command's outcome.
+pub struct Done {
+    pub pending: Pending,
+    pub close: bool,
+}
+
+impl Done {
+    fn reply(reply: Reply) -> Done {
+        Done {
+            pending: Pending::ready(reply),
+            close: false,
+        }
+    }
+
+    fn pending(pending: Pending) -> Done {
+        Done {
+            pending,
+            close: false,
+        }
+    }
+}
+
+/// Runs a `Route::Local` or `Route::Subcommand` command.
+pub async fn execute(
+    worker: &Worker,
+    client: &ClientInfo,
+    spec: &'static CommandSpec,
+    request: Request,
+) -> Done {
+    let args = &request.args;
+    match spec.name {
+        "ping" => Done::reply(match args.get(1) {
+            None => Reply::status("PONG"),
+            Some(msg) if args.len() == 2 => Reply::Bulk(msg.clone()),
+            Some(_) => wrong_arity("ping"),
+        }),
+        "echo" => Done::reply(
+            args.get(1)
+                .map_or_else(|| wrong_arity("echo"), |m| Reply::Bulk(m.clone())),
+        ),
+        "quit" => Done {
+            pending: Pending::ready(Reply::ok()),
+            close: true,
+        },
+        "select" => Done::reply(select(args.get(1))),
+        "auth" => Done::reply(auth(args)),
+        "hello" => Done::reply(hello(worker, client, args)),
+        "time" => Done::reply(time()),
+        "info" => info::info(worker, client.id, args).await,
+        "command" => introspect::command(worker, client.id, &request).await,
+        "strata" => Done::reply(strata::strata(worker, args)),
+        "config" => config(worker, client, &request).await,
+        "client" => Done::reply(client_command(worker, client, args)),
+        "script" => script(worker, client, &request).await,
+        "function" => function(worker, client, &request).await,
+        other => Done::reply(unsupported(other)),
+    }
+}
+
+impl From<Pending> for Done {
+    fn from(p: Pending) -> Done {
+        Done::pending(p)
+    }
+}
+
+fn select(db: Option<&Bytes>) -> Reply {
+    match db.map(|d| crate::protocol::request::parse_i64(d)) {
+        Some(Some(0)) => Reply::ok(),
+        Some(Some(n)) if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) => {
+            Reply::error_static("ERR value is out of range")
+        }
+        Some(Some(_)) => Reply::error_static("ERR DB index is out of range"),
+        _ => Reply::error_static("ERR value is not an integer or out of range"),
+    }
+}
+
+/// AUTH: strata has no password of its own (yet), so it behaves like a Redis whose default
+/// user has `nopass`.
+fn auth(args: &[Bytes]) -> Reply {
+    match args.len() {
+        2 => Reply::error_static(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        3 if args.get(1).is_some_and(|u| u.as_ref() == b"default") => Reply::ok(),
+        3 => Reply::error_static(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ),
+        _ => Reply::error_static("ERR syntax error"),
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only for now.
+fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
+    let mut i = 1;
+    if let Some(ver) = args.get(1) {
+        match crate::protocol::request::parse_i64(ver) {
+            Some(2) => {}
+            Some(_) => return Reply::error_static("NOPROTO unsupported protocol version"),
+            None => {
+                return Reply::error_static(
+                    "ERR Protocol version is not an integer or out of range",
+                )
+            }
+        }
+        i = 2;
+    }
+    let mut setname = None;
+    while let Some(opt) = args.get(i) {
+        if opt.eq_ignore_ascii_case(b"AUTH") && args.len() > i + 2 {
+            if let Reply::Error(e) = auth(args.get(i..i + 3).unwrap_or_default()) {
+                return Reply::Error(e);
+            }
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && args.len() > i + 1 {
+            setname = args.get(i + 1);
+            i += 2;
+        } else {
+            let opt = String::from_utf8_lossy(opt);
+            return Reply::error(format!("ERR Syntax error in HELLO option '{opt}'"));
+        }
+    }
+    if let Some(name) = setname {
+        if let Err(e) = valid_client_name(name) {
+            return e;
+        }
+        client.set_name(&String::from_utf8_lossy(name));
+    }
+    let _ = worker;
+    Reply::Array(vec![
+        Reply::bulk("server"),
+        Reply::bulk("redis"),
+        Reply::bulk("version"),
+        Reply::bulk(info::REDIS_VERSION),
+        Reply::bulk("proto"),
+        Reply::Integer(2),
+        Reply::bulk("id"),
+        Reply::Integer(client.id as i64),
+        Reply::bulk("mode"),
+        Reply::bulk("standalone"),
+        Reply::bulk("role"),
+        Reply::bulk("master"),
+        Reply::bulk("modules"),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn time() -> Reply {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::bulk(now.as_secs().to_string()),
+        Reply::bulk(now.subsec_micros().to_string()),
+    ])
+}
+
+/// Redis refuses client names with spaces, newlines and other special characters.
+fn valid_client_name(name: &[u8]) -> Result<(), Reply> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(Reply::error_static(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// Lower-cased subcommand of a container command.
+fn sub(args: &[Bytes]) -> String {
+    args.get(1)
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Checks a subcommand's arity like Redis (`'config|get'` in the message).
+fn sub_arity(command: &str, sub: &str, argc: usize, arity: i32) -> Result<(), Reply> {
+    let ok = if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= arity.unsigned_abs() as usize
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(wrong_arity(&format!("{command}|{sub}")))
+    }
+}
+
+async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+    let args = &request.args;
+    let sub = sub(args);
+    match sub.as_str() {
+        "get" => Done::reply(sub_arity("config", "get", args.len(), -3).map_or_else(
+            |e| e,
+            |()| info::config_get(worker, args.get(2..).unwrap_or_default()),
+        )),
+        "set" => {
+            if let Err(e) = sub_arity("config", "set", args.len(), -4) {
+                return Done::reply(e);
+            }
+            if !worker
+                .shared
+                .settings
+                .config
+                .security
+                .allow_dangerous_commands
+            {
+                return Done::reply(disabled("config|set"));
+            }
+            fan_out(worker, client.id, payload(request), MergePlan::AllOk)
+                .await
+                .into()
+        }
+        "resetstat" => {
+            if let Err(e) = sub_arity("config", "resetstat", args.len(), 2) {
+                return Done::reply(e);
+            }
+            worker.shared.stats.reset();
+            fan_out(worker, client.id, payload(request), MergePlan::AllOk)
+                .await
+                .into()
+        }
+        "help" => Done::reply(help(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return strata's parameters matching the glob-like <pattern>.",
+            "SET <directive> <value>",
+            "    Set a parameter on every node (needs security.allow_dangerous_commands).",
+            "RESETSTAT",
+            "    Reset strata's statistics and every node's.",
+        ])),
+        "rewrite" => Done::reply(unsupported("config|rewrite")),
+        _ => Done::reply(unknown_subcommand(
+            "config",
+            args.get(1).map_or(&b""[..], |s| s),
+        )),
+    }
+}
+
+fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
+    let sub = sub(args);
+    let check = |arity: i32| sub_arity("client", &sub, args.len(), arity);
+    let result = match sub.as_str() {
+        "id" => check(2).map(|()| Reply::Integer(client.id as i64)),
+        "getname" => check(2).map(|()| {
+            let name = client.name();
+            if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::text(name)
+            }
+        }),
+        "setname" => check(3).and_then(|()| {
+            let name = args.get(2).map_or(&b""[..], |n| n);
+            valid_client_name(name)?;
+            client.set_name(&String::from_utf8_lossy(name));
+            Ok(Reply::ok())
+        }),
+        "setinfo" => check(4).and_then(|()| {
+            let attr = args.get(2).map_or(&b""[..], |a| a);
+            let value = args.get(3).map(|v| String::from_utf8_lossy(v).into_owned());
+            if value
+                .as_deref()
+                .is_some_and(|v| v.bytes().any(|c| !(b'!'..=b'~').contains(&c)))
+            {
+                let attr = String::from_utf8_lossy(attr).to_ascii_lowercase();
+                return Err(Reply::error(format!(
+                    "ERR {attr} cannot contain spaces, newlines or special characters."
+                )));
+            }
+            if attr.eq_ignore_ascii_case(b"lib-name") {
+                client.set_lib(value.as_deref(), None);
+            } else if attr.eq_ignore_ascii_case(b"lib-ver") {
+                client.set_lib(None, value.as_deref());
+            } else {
+                let attr = String::from_utf8_lossy(attr);
+                return Err(Reply::error(format!("ERR Unrecognized option '{attr}'")));
+            }
+            Ok(Reply::ok())
+        }),
+        "info" => check(2)
+            .map(|()| Reply::text(format!("{}\n", client.describe(introspect::command_name)))),
+        "list" => check(-2).map(|()| client_list(worker, args)),
+        "no-evict" | "no-touch" => check(3).map(|()| Reply::ok()),
+        "help" => Ok(help(&[
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ID, GETNAME, SETNAME <name>, SETINFO <LIB-NAME|LIB-VER> <value>, INFO,",
+            "LIST [TYPE normal] [ID id ...], NO-EVICT <ON|OFF>, NO-TOUCH <ON|OFF>",
+            "(strata's own client connections; KILL, PAUSE and tracking are not supported)",
+        ])),
+        "kill" | "pause" | "unpause" | "reply" | "tracking" | "trackinginfo" | "caching"
+        | "getredir" | "unblock" => Err(unsupported(&format!("client|{sub}"))),
+        _ => Err(unknown_subcommand(
+            "client",
+            args.get(1).map_or(&b""[..], |s| s),
+        )),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+/// CLIENT LIST [TYPE normal|...] [ID id ...]: strata's own client connections.
+fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while let Some(opt) = args.get(i) {
+        if opt.eq_ignore_ascii_case(b"TYPE") {
+            let Some(kind) = args.get(i + 1) else {
+                return Reply::error_static("ERR syntax error");
+            };
+            let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
+            match kind.as_str() {
+                "normal" => {}
+                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                _ => return Reply::error(format!("ERR Unknown client type '{kind}'")),
+            }
+            i += 2;
+        } else if opt.eq_ignore_ascii_case(b"ID") && args.len() > i + 1 {
+            let mut wanted = Vec::new();
+            i += 1;
+            while let Some(id) = args.get(i) {
+                match crate::protocol::request::parse_i64(id) {
+                    Some(n) if n > 0 => wanted.push(n as u64),
+                    _ => return Reply::error_static("ERR Invalid client ID"),
+                }
+                i += 1;
+            }
+            ids = Some(wanted);
+        } else {
+            return Reply::error_static("ERR syntax error");
+        }
+    }
+    let mut out = String::new();
+    for c in worker.shared.clients.all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        out.push_str(&c.describe(introspect::command_name));
+        out.push('\n');
+    }
+    Reply::text(out)
+}
+
+async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+    let args = &request.args;
+    let sub = sub(args);
+    let (arity, plan) = match sub.as_str() {
+        // Loaded on every node so EVALSHA works wherever its keys live.
+        "load" => (3, MergePlan::FirstReply),
+        "exists" => (-3, MergePlan::AllOfArrays),
+        "flush" => (-2, MergePlan::AllOk),
+        "help" => {
+            let node = first_node(worker, client);
+            return forward(worker, client.id, node, payload(request))
+                .await
+                .into();
+        }
+        "kill" | "debug" => return Done::reply(unsupported(&format!("script|{sub}"))),
+        _ => {
+            return Done::reply(unknown_subcommand(
+                "script",
+                args.get(1).map_or(&b""[..], |s| s),
+            ))
+        }
+    };
+    if let Err(e) = sub_arity("script", &sub, args.len(), arity) {
+        return Done::reply(e);
+    }
+    fan_out(worker, client.id, payload(request), plan)
+        .await
+        .into()
+}
+
+async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+    let args = &request.args;
+    let sub = sub(args);
+    let (arity, plan) = match sub.as_str() {
+        "load" => (-3, MergePlan::FirstReply),
+        "delete" => (3, MergePlan::AllOk),
+        "flush" => (-2, MergePlan::AllOk),
+        "restore" => (-3, MergePlan::AllOk),
+        "list" | "dump" | "stats" | "help" => {
+            let node = first_node(worker, client);
+            return forward(worker, client.id, node, payload(request))
+                .await
+                .into();
+        }
+        "kill" => return Done::reply(unsupported("function|kill")),
+        _ => {
+            return Done::reply(unknown_subcommand(
+                "function",
+                args.get(1).map_or(&b""[..], |s| s),
+            ))
+        }
+    };
+    if let Err(e) = sub_arity("function", &sub, args.len(), arity) {
+        return Done::reply(e);
+    }
+    fan_out(worker, client.id, payload(request), plan)
+        .await
+        .into()
+}
+
+/// The node keyless read-only requests go to.
+fn first_node(worker: &Worker, client: &ClientInfo) -> usize {
+    (client.id % worker.pool.node_count().max(1) as u64) as usize
+}
+
+/// A HELP reply: one status line per entry, as Redis does.
+pub fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+}
+
+/// Encodes a command from string parts (for commands strata sends on its own behalf).
+pub fn encode(args: &[&[u8]]) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    encode_command(&mut out, args.iter().copied());
+    out.freeze()
+}

@@ -1,0 +1,11 @@
+//! Commands: the static table, classification, key positions, and the commands strata answers
+//! itself.
+
+pub mod classify;
+pub mod info;
+pub mod introspect;
+pub mod keys;
+pub mod local;
+pub mod spec;
+pub mod strata;
+pub mod table;

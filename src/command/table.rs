@@ -1,0 +1,625 @@
+//! The static command table: every Redis 7.0 command strata knows, with its arity, flags, key
+//! positions and route, plus strata's own `STRATA` command.
+//!
+//! Arity, flags and the legacy `(first, last, step)` key triple are the values `COMMAND INFO`
+//! reports on redis-server 7.0 (flags outside [`flags`](crate::command::spec::flags) are left
+//! out). [`KeySpec`] says how strata finds every key of a request (see `keys.rs`), and [`Route`]
+//! how the request is sent.
+
+use std::sync::OnceLock;
+
+use ahash::AHashMap;
+
+use crate::command::spec::flags::{
+    ADMIN, BLOCKING, DANGEROUS, DENYOOM, FAST, LOADING, MOVABLEKEYS, NOSCRIPT, NO_AUTH, NO_MULTI,
+    PUBSUB, READONLY, STALE, WRITE,
+};
+use crate::command::spec::{CommandSpec, KeySpec, Merge, Route, Split};
+
+/// The longest command name [`lookup`] accepts (the longest real one is 20 bytes).
+const MAX_NAME: usize = 32;
+
+/// EVAL, FCALL and friends: a count at 2, then that many keys.
+const NUMKEYS_AT_2: KeySpec = KeySpec::NumKeys {
+    fixed: &[],
+    numkeys_at: 2,
+};
+/// ZUNION, ZINTER, SINTERCARD, LMPOP, ...: a count at 1, then that many keys.
+const NUMKEYS_AT_1: KeySpec = KeySpec::NumKeys {
+    fixed: &[],
+    numkeys_at: 1,
+};
+/// ZUNIONSTORE and friends: the destination at 1, a count at 2, then that many keys.
+const DEST_NUMKEYS_AT_2: KeySpec = KeySpec::NumKeys {
+    fixed: &[1],
+    numkeys_at: 2,
+};
+
+/// A command with one key, at 1, routed to the node owning it.
+const fn single(name: &'static str, arity: i32, flags: u32) -> CommandSpec {
+    multi(name, arity, flags, 1, 1, 1)
+}
+
+/// A command whose keys are the legacy triple, all on one node.
+const fn multi(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    first: i32,
+    last: i32,
+    step: i32,
+) -> CommandSpec {
+    range(name, arity, flags, first, last, step, Route::SameNode)
+}
+
+/// A command whose keys are the legacy triple, with an explicit route.
+const fn range(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    first: i32,
+    last: i32,
+    step: i32,
+    route: Route,
+) -> CommandSpec {
+    let keys = KeySpec::Range {
+        first: first as usize,
+        last: last as isize,
+        step: step as usize,
+    };
+    spec(name, arity, flags, (first, last, step), keys, route)
+}
+
+/// A command without keys.
+const fn keyless(name: &'static str, arity: i32, flags: u32, route: Route) -> CommandSpec {
+    spec(name, arity, flags, (0, 0, 0), KeySpec::None, route)
+}
+
+/// The general form: the legacy triple as Redis reports it, and strata's own key spec.
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    triple: (i32, i32, i32),
+    keys: KeySpec,
+    route: Route,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: triple.0,
+        last_key: triple.1,
+        step: triple.2,
+        keys,
+        route,
+    }
+}
+
+/// Every command, sorted by name (one line each, hence no rustfmt).
+#[rustfmt::skip]
+pub static COMMANDS: &[CommandSpec] = &[
+    keyless("acl", -2, 0, Route::Unsupported),
+    single("append", 3, WRITE | DENYOOM | FAST),
+    keyless("asking", 1, FAST, Route::Unsupported),
+    keyless("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Local),
+    keyless("bgrewriteaof", 1, ADMIN | NOSCRIPT, Route::Unsupported),
+    keyless("bgsave", -1, ADMIN | NOSCRIPT, Route::Unsupported),
+    single("bitcount", -2, READONLY),
+    single("bitfield", -2, WRITE | DENYOOM),
+    single("bitfield_ro", -2, READONLY | FAST),
+    multi("bitop", -4, WRITE | DENYOOM, 2, -1, 1),
+    single("bitpos", -3, READONLY),
+    range("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Unsupported),
+    spec("blmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Unsupported),
+    range("blpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Unsupported),
+    range("brpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Unsupported),
+    range("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Unsupported),
+    spec("bzmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Unsupported),
+    range("bzpopmax", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Unsupported),
+    range("bzpopmin", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Unsupported),
+    keyless("client", -2, 0, Route::Subcommand),
+    keyless("cluster", -2, 0, Route::Unsupported),
+    keyless("command", -1, LOADING | STALE, Route::Local),
+    keyless("config", -2, 0, Route::Subcommand),
+    multi("copy", -3, WRITE | DENYOOM, 1, 2, 1),
+    keyless("dbsize", 1, READONLY | FAST, Route::FanOut(Merge::Sum)),
+    keyless("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    single("decr", 2, WRITE | DENYOOM | FAST),
+    single("decrby", 3, WRITE | DENYOOM | FAST),
+    range("del", -2, WRITE, 1, -1, 1, Route::Split(Split::SumKeys)),
+    keyless("discard", 1, NOSCRIPT | LOADING | STALE | FAST, Route::Unsupported),
+    single("dump", 2, READONLY),
+    keyless("echo", 2, LOADING | STALE | FAST, Route::Local),
+    spec("eval", -3, NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    spec("eval_ro", -3, READONLY | NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    spec("evalsha", -3, NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    keyless("exec", 1, NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    range("exists", -2, READONLY | FAST, 1, -1, 1, Route::Split(Split::SumKeys)),
+    single("expire", -3, WRITE | FAST),
+    single("expireat", -3, WRITE | FAST),
+    single("expiretime", 2, READONLY | FAST),
+    keyless("failover", -1, ADMIN | NOSCRIPT | STALE, Route::Unsupported),
+    spec("fcall", -3, NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    spec("fcall_ro", -3, READONLY | NOSCRIPT | STALE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::SameNode),
+    keyless("flushall", -1, WRITE | DANGEROUS, Route::FanOut(Merge::AllOk)),
+    keyless("flushdb", -1, WRITE | DANGEROUS, Route::FanOut(Merge::AllOk)),
+    keyless("function", -2, 0, Route::Subcommand),
+    single("geoadd", -5, WRITE | DENYOOM),
+    single("geodist", -4, READONLY),
+    single("geohash", -2, READONLY),
+    single("geopos", -2, READONLY),
+    spec("georadius", -6, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), KeySpec::KeyAndStore, Route::SameNode),
+    single("georadius_ro", -6, READONLY),
+    spec("georadiusbymember", -5, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), KeySpec::KeyAndStore, Route::SameNode),
+    single("georadiusbymember_ro", -5, READONLY),
+    single("geosearch", -7, READONLY),
+    multi("geosearchstore", -8, WRITE | DENYOOM, 1, 2, 1),
+    single("get", 2, READONLY | FAST),
+    single("getbit", 3, READONLY | FAST),
+    single("getdel", 2, WRITE | FAST),
+    single("getex", -2, WRITE | FAST),
+    single("getrange", 4, READONLY),
+    single("getset", 3, WRITE | DENYOOM | FAST),
+    single("hdel", -3, WRITE | FAST),
+    keyless("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Local),
+    single("hexists", 3, READONLY | FAST),
+    single("hget", 3, READONLY | FAST),
+    single("hgetall", 2, READONLY),
+    single("hincrby", 4, WRITE | DENYOOM | FAST),
+    single("hincrbyfloat", 4, WRITE | DENYOOM | FAST),
+    single("hkeys", 2, READONLY),
+    single("hlen", 2, READONLY | FAST),
+    single("hmget", -3, READONLY | FAST),
+    single("hmset", -4, WRITE | DENYOOM | FAST),
+    single("hrandfield", -2, READONLY),
+    single("hscan", -3, READONLY),
+    single("hset", -4, WRITE | DENYOOM | FAST),
+    single("hsetnx", 4, WRITE | DENYOOM | FAST),
+    single("hstrlen", 3, READONLY | FAST),
+    single("hvals", 2, READONLY),
+    single("incr", 2, WRITE | DENYOOM | FAST),
+    single("incrby", 3, WRITE | DENYOOM | FAST),
+    single("incrbyfloat", 3, WRITE | DENYOOM | FAST),
+    keyless("info", -1, LOADING | STALE, Route::Local),
+    keyless("keys", 2, READONLY | DANGEROUS, Route::FanOut(Merge::Concat)),
+    keyless("lastsave", 1, LOADING | STALE | FAST, Route::Unsupported),
+    keyless("latency", -2, 0, Route::Unsupported),
+    multi("lcs", -3, READONLY, 1, 2, 1),
+    single("lindex", 3, READONLY),
+    single("linsert", 5, WRITE | DENYOOM),
+    single("llen", 2, READONLY | FAST),
+    multi("lmove", 5, WRITE | DENYOOM, 1, 2, 1),
+    spec("lmpop", -4, WRITE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    keyless("lolwut", -1, READONLY | FAST, Route::AnyNode),
+    single("lpop", -2, WRITE | FAST),
+    single("lpos", -3, READONLY),
+    single("lpush", -3, WRITE | DENYOOM | FAST),
+    single("lpushx", -3, WRITE | DENYOOM | FAST),
+    single("lrange", 4, READONLY),
+    single("lrem", 4, WRITE),
+    single("lset", 4, WRITE | DENYOOM),
+    single("ltrim", 4, WRITE),
+    spec("memory", -2, 0, (0, 0, 0), KeySpec::SubcommandKey, Route::SameNode),
+    range("mget", -2, READONLY | FAST, 1, -1, 1, Route::Split(Split::Mget)),
+    range("migrate", -6, WRITE | MOVABLEKEYS, 3, 3, 1, Route::Unsupported),
+    keyless("module", -2, 0, Route::Unsupported),
+    keyless("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    range("move", 3, WRITE | FAST, 1, 1, 1, Route::Unsupported),
+    range("mset", -3, WRITE | DENYOOM, 1, -1, 2, Route::Split(Split::Mset)),
+    multi("msetnx", -3, WRITE | DENYOOM, 1, -1, 2),
+    keyless("multi", 1, NOSCRIPT | LOADING | STALE | FAST, Route::Unsupported),
+    spec("object", -2, 0, (0, 0, 0), KeySpec::SubcommandKey, Route::SameNode),
+    single("persist", 2, WRITE | FAST),
+    single("pexpire", -3, WRITE | FAST),
+    single("pexpireat", -3, WRITE | FAST),
+    single("pexpiretime", 2, READONLY | FAST),
+    single("pfadd", -2, WRITE | DENYOOM | FAST),
+    multi("pfcount", -2, READONLY, 1, -1, 1),
+    range("pfdebug", 3, WRITE | DENYOOM | ADMIN, 2, 2, 1, Route::Unsupported),
+    multi("pfmerge", -2, WRITE | DENYOOM, 1, -1, 1),
+    keyless("pfselftest", 1, ADMIN, Route::AnyNode),
+    keyless("ping", -1, FAST, Route::Local),
+    single("psetex", 4, WRITE | DENYOOM),
+    keyless("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    keyless("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, Route::Unsupported),
+    single("pttl", 2, READONLY | FAST),
+    keyless("publish", 3, PUBSUB | LOADING | STALE | FAST, Route::Unsupported),
+    keyless("pubsub", -2, 0, Route::Unsupported),
+    keyless("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    keyless("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Local),
+    keyless("randomkey", 1, READONLY, Route::FanOut(Merge::FirstNonNil)),
+    keyless("readonly", 1, LOADING | STALE | FAST, Route::Unsupported),
+    keyless("readwrite", 1, LOADING | STALE | FAST, Route::Unsupported),
+    multi("rename", 3, WRITE, 1, 2, 1),
+    multi("renamenx", 3, WRITE | FAST, 1, 2, 1),
+    keyless("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    keyless("replicaof", 3, ADMIN | NOSCRIPT | STALE, Route::Unsupported),
+    keyless("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Unsupported),
+    single("restore", -4, WRITE | DENYOOM),
+    range("restore-asking", -4, WRITE | DENYOOM, 1, 1, 1, Route::Unsupported),
+    keyless("role", 1, NOSCRIPT | LOADING | STALE | FAST, Route::Unsupported),
+    single("rpop", -2, WRITE | FAST),
+    multi("rpoplpush", 3, WRITE | DENYOOM, 1, 2, 1),
+    single("rpush", -3, WRITE | DENYOOM | FAST),
+    single("rpushx", -3, WRITE | DENYOOM | FAST),
+    single("sadd", -3, WRITE | DENYOOM | FAST),
+    keyless("save", 1, ADMIN | NOSCRIPT | NO_MULTI, Route::Unsupported),
+    keyless("scan", -2, READONLY, Route::FanOut(Merge::Scan)),
+    single("scard", 2, READONLY | FAST),
+    keyless("script", -2, 0, Route::Subcommand),
+    multi("sdiff", -2, READONLY, 1, -1, 1),
+    multi("sdiffstore", -3, WRITE | DENYOOM, 1, -1, 1),
+    keyless("select", 2, LOADING | STALE | FAST, Route::Local),
+    single("set", -3, WRITE | DENYOOM),
+    single("setbit", 4, WRITE | DENYOOM),
+    single("setex", 4, WRITE | DENYOOM),
+    single("setnx", 3, WRITE | DENYOOM | FAST),
+    single("setrange", 4, WRITE | DENYOOM),
+    keyless("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, Route::Unsupported),
+    multi("sinter", -2, READONLY, 1, -1, 1),
+    spec("sintercard", -3, READONLY | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    multi("sinterstore", -3, WRITE | DENYOOM, 1, -1, 1),
+    single("sismember", 3, READONLY | FAST),
+    keyless("slaveof", 3, ADMIN | NOSCRIPT | STALE, Route::Unsupported),
+    keyless("slowlog", -2, 0, Route::Unsupported),
+    single("smembers", 2, READONLY),
+    single("smismember", -3, READONLY | FAST),
+    multi("smove", 4, WRITE | FAST, 1, 2, 1),
+    spec("sort", -2, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), KeySpec::KeyAndStore, Route::SameNode),
+    spec("sort_ro", -2, READONLY | MOVABLEKEYS, (1, 1, 1), KeySpec::Range { first: 1, last: 1, step: 1 }, Route::SameNode),
+    single("spop", -2, WRITE | FAST),
+    range("spublish", 3, PUBSUB | LOADING | STALE | FAST, 1, 1, 1, Route::Unsupported),
+    single("srandmember", -2, READONLY),
+    single("srem", -3, WRITE | FAST),
+    single("sscan", -3, READONLY),
+    range("ssubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, 1, -1, 1, Route::Unsupported),
+    keyless("strata", -2, ADMIN | NOSCRIPT | LOADING | STALE, Route::Local),
+    single("strlen", 2, READONLY | FAST),
+    keyless("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    single("substr", 4, READONLY),
+    multi("sunion", -2, READONLY, 1, -1, 1),
+    multi("sunionstore", -3, WRITE | DENYOOM, 1, -1, 1),
+    range("sunsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, 1, -1, 1, Route::Unsupported),
+    keyless("swapdb", 3, WRITE | FAST, Route::Unsupported),
+    keyless("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, Route::Unsupported),
+    keyless("time", 1, LOADING | STALE | FAST, Route::Local),
+    range("touch", -2, READONLY | FAST, 1, -1, 1, Route::Split(Split::SumKeys)),
+    single("ttl", 2, READONLY | FAST),
+    single("type", 2, READONLY | FAST),
+    range("unlink", -2, WRITE | FAST, 1, -1, 1, Route::Split(Split::SumKeys)),
+    keyless("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
+    keyless("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, Route::Unsupported),
+    keyless("wait", 3, NOSCRIPT, Route::Unsupported),
+    range("watch", -2, NOSCRIPT | LOADING | STALE | FAST, 1, -1, 1, Route::Unsupported),
+    single("xack", -4, WRITE | FAST),
+    single("xadd", -5, WRITE | DENYOOM | FAST),
+    single("xautoclaim", -6, WRITE | FAST),
+    single("xclaim", -6, WRITE | FAST),
+    single("xdel", -3, WRITE | FAST),
+    spec("xgroup", -2, 0, (0, 0, 0), KeySpec::SubcommandKey, Route::SameNode),
+    spec("xinfo", -2, 0, (0, 0, 0), KeySpec::SubcommandKey, Route::SameNode),
+    single("xlen", 2, READONLY | FAST),
+    single("xpending", -3, READONLY),
+    single("xrange", -4, READONLY),
+    spec("xread", -4, READONLY | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::Unsupported),
+    spec("xreadgroup", -7, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::Unsupported),
+    single("xrevrange", -4, READONLY),
+    single("xsetid", -3, WRITE | DENYOOM | FAST),
+    single("xtrim", -4, WRITE),
+    single("zadd", -4, WRITE | DENYOOM | FAST),
+    single("zcard", 2, READONLY | FAST),
+    single("zcount", 4, READONLY | FAST),
+    spec("zdiff", -3, READONLY | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    spec("zdiffstore", -4, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), DEST_NUMKEYS_AT_2, Route::SameNode),
+    single("zincrby", 4, WRITE | DENYOOM | FAST),
+    spec("zinter", -3, READONLY | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    spec("zintercard", -3, READONLY | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    spec("zinterstore", -4, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), DEST_NUMKEYS_AT_2, Route::SameNode),
+    single("zlexcount", 4, READONLY | FAST),
+    spec("zmpop", -4, WRITE | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    single("zmscore", -3, READONLY | FAST),
+    single("zpopmax", -2, WRITE | FAST),
+    single("zpopmin", -2, WRITE | FAST),
+    single("zrandmember", -2, READONLY),
+    single("zrange", -4, READONLY),
+    single("zrangebylex", -4, READONLY),
+    single("zrangebyscore", -4, READONLY),
+    multi("zrangestore", -5, WRITE | DENYOOM, 1, 2, 1),
+    single("zrank", 3, READONLY | FAST),
+    single("zrem", -3, WRITE | FAST),
+    single("zremrangebylex", 4, WRITE),
+    single("zremrangebyrank", 4, WRITE),
+    single("zremrangebyscore", 4, WRITE),
+    single("zrevrange", -4, READONLY),
+    single("zrevrangebylex", -4, READONLY),
+    single("zrevrangebyscore", -4, READONLY),
+    single("zrevrank", 3, READONLY | FAST),
+    single("zscan", -3, READONLY),
+    single("zscore", 3, READONLY | FAST),
+    spec("zunion", -3, READONLY | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_1, Route::SameNode),
+    spec("zunionstore", -4, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), DEST_NUMKEYS_AT_2, Route::SameNode),
+];
+
+/// The table indexed by (lower-case) name, built on first use.
+fn index() -> &'static AHashMap<&'static [u8], &'static CommandSpec> {
+    static INDEX: OnceLock<AHashMap<&'static [u8], &'static CommandSpec>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut map = AHashMap::with_capacity(COMMANDS.len());
+        for spec in COMMANDS {
+            map.insert(spec.name.as_bytes(), spec);
+        }
+        map
+    })
+}
+
+/// Finds a command by name, ignoring ASCII case. Does not allocate.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; MAX_NAME];
+    let lower = buf.get_mut(..name.len())?;
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    index().get(&*lower).copied()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_lowercase_unique_and_sorted() {
+        let mut seen = HashSet::new();
+        for spec in COMMANDS {
+            assert!(!spec.name.is_empty());
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase(), "{}", spec.name);
+            assert!(seen.insert(spec.name), "duplicate {}", spec.name);
+        }
+        for pair in COMMANDS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} / {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn table_size() {
+        // 240 Redis 7.0 commands plus STRATA.
+        assert!(COMMANDS.len() >= 230);
+        assert_eq!(COMMANDS.len(), 241);
+        assert!(COMMANDS.iter().all(|c| c.name.len() <= MAX_NAME));
+    }
+
+    #[test]
+    fn lookup_ignores_case() {
+        assert_eq!(lookup(b"GeT").unwrap().name, "get");
+        assert_eq!(lookup(b"get").unwrap().name, "get");
+        assert_eq!(
+            lookup(b"GEORADIUSBYMEMBER_RO").unwrap().name,
+            "georadiusbymember_ro"
+        );
+        assert_eq!(lookup(b"Restore-Asking").unwrap().name, "restore-asking");
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(b"").is_none());
+        assert!(lookup(&[b'a'; 33]).is_none());
+        assert!(lookup(&[b'a'; 32]).is_none());
+        for spec in COMMANDS {
+            let upper = spec.name.to_ascii_uppercase();
+            assert!(std::ptr::eq(lookup(upper.as_bytes()).unwrap(), spec));
+        }
+    }
+
+    #[test]
+    fn spot_checks() {
+        let get = lookup(b"get").unwrap();
+        assert_eq!(get.arity, 2);
+        assert_eq!(get.flags, READONLY | FAST);
+        assert_eq!((get.first_key, get.last_key, get.step), (1, 1, 1));
+        assert_eq!(
+            get.keys,
+            KeySpec::Range {
+                first: 1,
+                last: 1,
+                step: 1
+            }
+        );
+        assert_eq!(get.route, Route::SameNode);
+
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.arity, -3);
+        assert_eq!(
+            mset.keys,
+            KeySpec::Range {
+                first: 1,
+                last: -1,
+                step: 2
+            }
+        );
+        assert_eq!(mset.route, Route::Split(Split::Mset));
+        assert_eq!(lookup(b"mget").unwrap().route, Route::Split(Split::Mget));
+        for name in ["del", "unlink", "exists", "touch"] {
+            let spec = lookup(name.as_bytes()).unwrap();
+            assert_eq!(spec.route, Route::Split(Split::SumKeys), "{name}");
+            assert_eq!(
+                spec.keys,
+                KeySpec::Range {
+                    first: 1,
+                    last: -1,
+                    step: 1
+                }
+            );
+        }
+
+        let bitop = lookup(b"bitop").unwrap();
+        assert_eq!(
+            bitop.keys,
+            KeySpec::Range {
+                first: 2,
+                last: -1,
+                step: 1
+            }
+        );
+        assert_eq!(
+            lookup(b"rename").unwrap().keys,
+            KeySpec::Range {
+                first: 1,
+                last: 2,
+                step: 1
+            }
+        );
+
+        let eval = lookup(b"eval").unwrap();
+        assert_eq!(eval.arity, -3);
+        assert!(eval.has(MOVABLEKEYS));
+        assert_eq!(
+            eval.keys,
+            KeySpec::NumKeys {
+                fixed: &[],
+                numkeys_at: 2
+            }
+        );
+        assert_eq!(eval.route, Route::SameNode);
+        let zus = lookup(b"zunionstore").unwrap();
+        assert_eq!(
+            zus.keys,
+            KeySpec::NumKeys {
+                fixed: &[1],
+                numkeys_at: 2
+            }
+        );
+        assert_eq!((zus.first_key, zus.last_key, zus.step), (1, 1, 1));
+        assert_eq!(lookup(b"bzmpop").unwrap().keys, NUMKEYS_AT_2);
+        assert_eq!(lookup(b"lmpop").unwrap().keys, NUMKEYS_AT_1);
+
+        assert_eq!(lookup(b"xread").unwrap().keys, KeySpec::Streams);
+        assert_eq!(lookup(b"xread").unwrap().route, Route::Unsupported);
+        assert_eq!(lookup(b"sort").unwrap().keys, KeySpec::KeyAndStore);
+        assert_eq!(lookup(b"georadius").unwrap().keys, KeySpec::KeyAndStore);
+        assert_eq!(lookup(b"object").unwrap().keys, KeySpec::SubcommandKey);
+        assert_eq!(lookup(b"memory").unwrap().route, Route::SameNode);
+
+        assert_eq!(lookup(b"dbsize").unwrap().route, Route::FanOut(Merge::Sum));
+        assert_eq!(lookup(b"keys").unwrap().route, Route::FanOut(Merge::Concat));
+        assert_eq!(lookup(b"scan").unwrap().route, Route::FanOut(Merge::Scan));
+        assert_eq!(
+            lookup(b"randomkey").unwrap().route,
+            Route::FanOut(Merge::FirstNonNil)
+        );
+        assert_eq!(
+            lookup(b"flushall").unwrap().route,
+            Route::FanOut(Merge::AllOk)
+        );
+        assert_eq!(lookup(b"config").unwrap().route, Route::Subcommand);
+        assert_eq!(lookup(b"command").unwrap().route, Route::Local);
+        assert_eq!(lookup(b"lolwut").unwrap().route, Route::AnyNode);
+
+        let strata = lookup(b"STRATA").unwrap();
+        assert_eq!(strata.arity, -2);
+        assert_eq!(strata.flags, ADMIN | NOSCRIPT | LOADING | STALE);
+        assert_eq!(strata.keys, KeySpec::None);
+        assert_eq!(strata.route, Route::Local);
+    }
+
+    #[test]
+    fn dangerous_commands() {
+        let dangerous: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|c| c.has(DANGEROUS))
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(dangerous, ["flushall", "flushdb", "keys"]);
+    }
+
+    #[test]
+    fn unsupported_and_local() {
+        for name in [
+            "monitor",
+            "shutdown",
+            "replicaof",
+            "slaveof",
+            "debug",
+            "sync",
+            "psync",
+            "save",
+            "bgsave",
+            "cluster",
+            "multi",
+            "exec",
+            "watch",
+            "subscribe",
+            "publish",
+            "swapdb",
+            "move",
+            "migrate",
+            "wait",
+            "reset",
+            "blpop",
+            "brpop",
+            "blmove",
+            "brpoplpush",
+            "blmpop",
+            "bzpopmin",
+            "bzpopmax",
+            "bzmpop",
+            "xreadgroup",
+            "acl",
+            "module",
+        ] {
+            assert_eq!(
+                lookup(name.as_bytes()).unwrap().route,
+                Route::Unsupported,
+                "{name}"
+            );
+        }
+        for name in [
+            "ping", "echo", "quit", "select", "hello", "info", "time", "command", "auth",
+        ] {
+            assert_eq!(
+                lookup(name.as_bytes()).unwrap().route,
+                Route::Local,
+                "{name}"
+            );
+        }
+        // Every blocking command is refused.
+        for spec in COMMANDS.iter().filter(|c| c.has(BLOCKING)) {
+            assert_eq!(spec.route, Route::Unsupported, "{}", spec.name);
+        }
+    }
+
+    #[test]
+    fn key_specs_agree_with_flags_and_triples() {
+        for spec in COMMANDS {
+            match spec.keys {
+                KeySpec::NumKeys { .. } | KeySpec::Streams | KeySpec::KeyAndStore => {
+                    assert!(spec.has(MOVABLEKEYS), "{}", spec.name);
+                }
+                KeySpec::Range { first, last, step } => {
+                    assert!(first >= 1 && step >= 1, "{}", spec.name);
+                    assert_eq!(
+                        (spec.first_key, spec.last_key, spec.step),
+                        (first as i32, last as i32, step as i32),
+                        "{}",
+                        spec.name
+                    );
+                }
+                KeySpec::None => {
+                    assert_eq!(spec.first_key, 0, "{}", spec.name);
+                    assert!(!spec.has(MOVABLEKEYS), "{}", spec.name);
+                }
+                KeySpec::SubcommandKey => {}
+            }
+            // Split and same-node routes need keys.
+            if matches!(spec.route, Route::SameNode | Route::Split(_)) {
+                assert_ne!(spec.keys, KeySpec::None, "{}", spec.name);
+            }
+            // Arity counts the name.
+            assert!(spec.arity != 0, "{}", spec.name);
+        }
+    }
+}

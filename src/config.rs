@@ -1,0 +1,446 @@
+//! Configuration: the serde schema of `config.yaml`, its documented defaults, and validation into
+//! the [`Settings`] the rest of strata runs on.
+//!
+//! Every field has a default (see the doc comment on the field and README's configuration table),
+//! unknown keys are rejected, and durations are human strings such as `250ms`, `5s` or `10m`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A problem with the configuration; `strata check` and `strata serve` print it and exit 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// serde_yaml's message carries the line and column.
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// The whole file, as written by the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address clients connect to. Default `127.0.0.1:6380`.
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own event loop and backend connections. `0` (default) means
+    /// one per CPU core.
+    pub workers: usize,
+    /// The Redis nodes keys are spread over. At least one; ids and addresses unique.
+    pub nodes: Vec<NodeConfig>,
+    pub ring: RingConfig,
+    pub timeouts: TimeoutsConfig,
+    pub backend: BackendConfig,
+    pub limits: LimitsConfig,
+    pub security: SecurityConfig,
+}
+
+/// One Redis node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Stable name of the node; placement on the ring depends on it, not on the address, so a
+    /// node can move to a new address without moving keys.
+    pub id: String,
+    /// `host:port` of the Redis server (a name such as `redis1:6379` is resolved at connect time).
+    pub addr: String,
+    /// Share of the ring, relative to the other nodes. Default 1; 0 is not allowed.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// The consistent-hash ring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingConfig {
+    /// Points on the ring per unit of node weight. Default 1000: with 10 equal nodes the busiest
+    /// holds about 4% more keys than the mean (at 160, ketama's classic figure, about 16% more).
+    pub vnodes: u32,
+    /// Two characters delimiting the hash tag: only the part of a key between the first opening
+    /// and the next closing character is hashed, when non-empty. Default `{}`; empty string
+    /// disables hash tags.
+    pub hash_tag: String,
+}
+
+/// Time limits on the backend side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Time to open a connection to a node. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// Time a node has to answer a request; past it the connection is dropped and the requests
+    /// on it fail with `ERR strata: node ... unavailable: request timed out`. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub request: Duration,
+}
+
+/// Backend connection pools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Multiplexed connections per node and per worker thread. Default 1: one pipelined
+    /// connection carries every client of the worker.
+    pub connections_per_node: usize,
+    /// First wait before reconnecting to a node that refused or dropped us. Default `50ms`;
+    /// doubles on each failure up to `reconnect_backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_min: Duration,
+    /// Longest wait between reconnect attempts. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_max: Duration,
+    /// Requests queued for one backend connection before senders wait. Default 4096.
+    pub queue_depth: usize,
+    /// Requests written to one backend connection and not yet answered, at most. Default 16384.
+    pub max_in_flight: usize,
+}
+
+/// Limits on what clients may send, as Redis has them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Client connections at once; past it new ones get `-ERR max number of clients reached`.
+    /// Default 10000.
+    pub max_clients: usize,
+    /// Arguments in one multibulk request. Default 1048576 (Redis's limit).
+    pub max_multibulk_len: usize,
+    /// Bytes in one bulk argument. Default 536870912 (512 MB, Redis's `proto-max-bulk-len`).
+    pub max_bulk_len: usize,
+    /// Bytes in one inline command line. Default 65536 (Redis's limit).
+    pub max_inline_len: usize,
+    /// Requests of one client in flight (read, not yet answered); strata stops reading from the
+    /// client until replies drain. Default 1024.
+    pub max_pipeline: usize,
+}
+
+/// Guards for commands that can destroy data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Allow FLUSHDB, FLUSHALL, KEYS and CONFIG SET through the proxy. Default false.
+    pub allow_dangerous_commands: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            workers: 0,
+            nodes: Vec::new(),
+            ring: RingConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            backend: BackendConfig::default(),
+            limits: LimitsConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            vnodes: 1000,
+            hash_tag: "{}".to_string(),
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            connections_per_node: 1,
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
+            queue_depth: 4096,
+            max_in_flight: 16384,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_clients: 10_000,
+            max_multibulk_len: 1024 * 1024,
+            max_bulk_len: 512 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_pipeline: 1024,
+        }
+    }
+}
+
+/// The hash tag delimiters, resolved from `ring.hash_tag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashTag {
+    pub open: u8,
+    pub close: u8,
+}
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    /// Resolved worker count (never 0).
+    pub workers: usize,
+    pub hash_tag: Option<HashTag>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates YAML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+        let config: Config = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_string(),
+            source,
+        })?;
+        config.validate().map_err(|reason| ConfigError::Invalid {
+            path: origin.to_string(),
+            reason,
+        })
+    }
+
+    /// Checks the rules serde cannot express and resolves derived values.
+    pub fn validate(self) -> Result<Settings, String> {
+        if self.nodes.is_empty() {
+            return Err("nodes: at least one node is required".into());
+        }
+        let mut ids = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.id.is_empty() || node.id.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(format!(
+                    "nodes[{i}].id: must be non-empty and without spaces, got {:?}",
+                    node.id
+                ));
+            }
+            if !ids.insert(node.id.as_str()) {
+                return Err(format!("nodes[{i}].id: duplicate node id {:?}", node.id));
+            }
+            if split_host_port(&node.addr).is_none() {
+                return Err(format!(
+                    "nodes[{i}].addr: expected host:port, got {:?}",
+                    node.addr
+                ));
+            }
+            if !addrs.insert(node.addr.as_str()) {
+                return Err(format!(
+                    "nodes[{i}].addr: duplicate address {:?}",
+                    node.addr
+                ));
+            }
+            if node.weight == 0 {
+                return Err(format!("nodes[{i}].weight: must be at least 1"));
+            }
+        }
+        if self.ring.vnodes == 0 || self.ring.vnodes > 4096 {
+            return Err(format!(
+                "ring.vnodes: must be between 1 and 4096, got {}",
+                self.ring.vnodes
+            ));
+        }
+        let hash_tag = match self.ring.hash_tag.as_bytes() {
+            [] => None,
+            [open, close] if open != close => Some(HashTag {
+                open: *open,
+                close: *close,
+            }),
+            _ => {
+                return Err(format!(
+                    "ring.hash_tag: expected two different characters such as \"{{}}\" (or \"\" to disable), got {:?}",
+                    self.ring.hash_tag
+                ))
+            }
+        };
+        for (name, d) in [
+            ("timeouts.connect", self.timeouts.connect),
+            ("timeouts.request", self.timeouts.request),
+            (
+                "backend.reconnect_backoff_min",
+                self.backend.reconnect_backoff_min,
+            ),
+            (
+                "backend.reconnect_backoff_max",
+                self.backend.reconnect_backoff_max,
+            ),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name}: must be greater than 0"));
+            }
+        }
+        if self.backend.reconnect_backoff_max < self.backend.reconnect_backoff_min {
+            return Err(
+                "backend.reconnect_backoff_max: must not be less than reconnect_backoff_min".into(),
+            );
+        }
+        for (name, v) in [
+            (
+                "backend.connections_per_node",
+                self.backend.connections_per_node,
+            ),
+            ("backend.queue_depth", self.backend.queue_depth),
+            ("backend.max_in_flight", self.backend.max_in_flight),
+            ("limits.max_clients", self.limits.max_clients),
+            ("limits.max_multibulk_len", self.limits.max_multibulk_len),
+            ("limits.max_bulk_len", self.limits.max_bulk_len),
+            ("limits.max_inline_len", self.limits.max_inline_len),
+            ("limits.max_pipeline", self.limits.max_pipeline),
+        ] {
+            if v == 0 {
+                return Err(format!("{name}: must be at least 1"));
+            }
+        }
+        if self.backend.connections_per_node > 64 {
+            return Err("backend.connections_per_node: at most 64".into());
+        }
+        let workers = if self.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            self.workers
+        };
+        if workers > 256 {
+            return Err(format!("workers: at most 256, got {workers}"));
+        }
+        Ok(Settings {
+            config: self,
+            workers,
+            hash_tag,
+        })
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`); None when malformed.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((host, port))
+}
+
+impl Settings {
+    /// The effective configuration as YAML, defaults filled in (`strata check` prints it).
+    pub fn to_yaml(&self) -> String {
+        let mut effective = self.config.clone();
+        effective.workers = self.workers;
+        serde_yaml::to_string(&effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "nodes:\n  - {id: a, addr: '127.0.0.1:7001'}\n";
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(s.config.listen.port(), 6380);
+        assert_eq!(s.config.nodes[0].weight, 1);
+        assert_eq!(s.config.timeouts.request, Duration::from_secs(2));
+        assert_eq!(
+            s.hash_tag,
+            Some(HashTag {
+                open: b'{',
+                close: b'}'
+            })
+        );
+        assert!(s.workers >= 1);
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let text = format!("{MINIMAL}timeouts: {{connect: 250ms, request: 5s}}\n");
+        let s = Config::parse(&text, "t").unwrap();
+        assert_eq!(s.config.timeouts.connect, Duration::from_millis(250));
+        assert_eq!(s.config.timeouts.request, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let text = format!("{MINIMAL}limits:\n  max_clientz: 3\n");
+        let err = Config::parse(&text, "cfg.yaml").unwrap_err().to_string();
+        assert!(err.contains("cfg.yaml"), "{err}");
+        assert!(err.contains("max_clientz"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (text, needle) in [
+            ("nodes: []\n", "at least one node"),
+            (
+                "nodes:\n  - {id: a, addr: 'x:1'}\n  - {id: a, addr: 'y:1'}\n",
+                "duplicate node id",
+            ),
+            ("nodes:\n  - {id: a, addr: 'nohostport'}\n", "host:port"),
+            ("nodes:\n  - {id: a, addr: 'h:1', weight: 0}\n", "weight"),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1'}\nring: {hash_tag: '{'}\n",
+                "hash_tag",
+            ),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1'}\ntimeouts: {request: 0s}\n",
+                "timeouts.request",
+            ),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1'}\nlimits: {max_pipeline: 0}\n",
+                "max_pipeline",
+            ),
+        ] {
+            let err = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("127.0.0.1:7001"), Some(("127.0.0.1", 7001)));
+        assert_eq!(split_host_port("[::1]:7001"), Some(("::1", 7001)));
+        assert_eq!(split_host_port("redis1:6379"), Some(("redis1", 6379)));
+        assert_eq!(split_host_port("redis1"), None);
+        assert_eq!(split_host_port(":6379"), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! A reply that is on its way: ready now, coming from one node, or being gathered from several
+//! and merged. A client session keeps these in request order and polls the oldest.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::backend::{settle, NodeInfo, NodeResult, PendingReply};
+use crate::protocol::Reply;
+
+use super::merge::{merge, MergePlan};
+
+/// One request's reply-to-be.
+pub enum Pending {
+    /// Known already (local commands, errors found before any node was asked).
+    Ready(Option<Reply>),
+    /// One node answers; its reply is forwarded unchanged.
+    Forward {
+        rx: PendingReply,
+        node: Arc<NodeInfo>,
+    },
+    /// Several node replies merged into one.
+    Gather(Box<Gather>),
+}
+
+/// The parts of a gathered reply and how to merge them.
+pub struct Gather {
+    parts: Vec<Part>,
+    plan: MergePlan,
+}
+
+struct Part {
+    rx: Option<PendingReply>,
+    node: Arc<NodeInfo>,
+    result: Option<NodeResult>,
+}
+
+impl Gather {
+    pub fn new(plan: MergePlan) -> Gather {
+        Gather {
+            parts: Vec::new(),
+            plan,
+        }
+    }
+
+    /// Adds a part; parts are merged in the order they were added.
+    pub fn push(&mut self, rx: PendingReply, node: Arc<NodeInfo>) {
+        self.parts.push(Part {
+            rx: Some(rx),
+            node,
+            result: None,
+        });
+    }
+
+    /// Sets the merge plan (when it is only known once every part was sent).
+    pub fn set_plan(&mut self, plan: MergePlan) {
+        self.plan = plan;
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+impl Pending {
+    pub fn ready(reply: Reply) -> Pending {
+        Pending::Ready(Some(reply))
+    }
+
+    pub fn gather(g: Gather) -> Pending {
+        Pending::Gather(Box::new(g))
+    }
+
+    /// Polls for the reply; registers the waker of the first part not yet answered.
+    pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
+        match self {
+            Pending::Ready(reply) => Poll::Ready(reply.take().unwrap_or_else(internal_error)),
+            Pending::Forward { rx, node } => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(got) => Poll::Ready(match settle(node, got) {
+                    Ok(reply) => Reply::Raw(reply.raw),
+                    Err(e) => Reply::error(e.to_string()),
+                }),
+            },
+            Pending::Gather(g) => {
+                for part in g.parts.iter_mut() {
+                    if let Some(rx) = part.rx.as_mut() {
+                        match Pin::new(rx).poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(got) => {
+                                part.result = Some(settle(&part.node, got));
+                                part.rx = None;
+                            }
+                        }
+                    }
+                }
+                let results = g
+                    .parts
+                    .iter_mut()
+                    .filter_map(|p| p.result.take())
+                    .collect::<Vec<_>>();
+                let plan = std::mem::replace(&mut g.plan, MergePlan::Done);
+                Poll::Ready(merge(plan, results))
+            }
+        }
+    }
+}
+
+fn internal_error() -> Reply {
+    Reply::error_static("ERR strata: internal error: reply taken twice")
+}

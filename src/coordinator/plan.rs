@@ -1,0 +1,235 @@
+//! Planning: which nodes a request goes to, in what pieces, and how the replies come back
+//! together. Sends the pieces and returns the [`Pending`] reply.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::command::keys::key_positions;
+use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Split};
+use crate::protocol::reply::encode_command;
+use crate::protocol::{Reply, Request};
+use crate::server::Worker;
+
+use super::merge::{decode_scan_cursor, MergePlan};
+use super::pending::{Gather, Pending};
+
+/// `CROSSSLOT` is Redis Cluster's error for keys that do not share a slot; clients already know
+/// what it means and how to fix it (hash tags).
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// The bytes to send a node for a request: as received when possible, re-encoded otherwise.
+pub fn payload(request: &Request) -> Bytes {
+    if let Some(raw) = &request.raw {
+        return raw.clone();
+    }
+    let mut out = BytesMut::new();
+    encode_command(&mut out, request.args.iter().map(|a| a.as_ref()));
+    out.freeze()
+}
+
+/// Encodes a command built from parts of a request.
+fn command<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_command(&mut out, args);
+    out.freeze()
+}
+
+/// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
+pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Bytes) -> Pending {
+    match worker.pool.connection(node, client_id) {
+        Some(conn) => {
+            let rx = conn.send(payload).await;
+            Pending::Forward {
+                rx,
+                node: conn.node().clone(),
+            }
+        }
+        None => Pending::ready(Reply::error_static("ERR strata: no such node")),
+    }
+}
+
+/// Sends the same payload to every node and merges the replies.
+pub async fn fan_out(worker: &Worker, client_id: u64, payload: Bytes, plan: MergePlan) -> Pending {
+    let mut gather = Gather::new(plan);
+    for node in 0..worker.pool.node_count() {
+        if let Some(conn) = worker.pool.connection(node, client_id) {
+            let rx = conn.send(payload.clone()).await;
+            gather.push(rx, conn.node().clone());
+        }
+    }
+    Pending::gather(gather)
+}
+
+/// The node every key of the request hashes to; a keyless request goes to a node picked by
+/// client id (spreads keyless scripts and the like).
+pub fn same_node(
+    worker: &Worker,
+    client_id: u64,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<usize, Reply> {
+    let ring = &worker.shared.ring;
+    // The common case, one key at position 1, without collecting positions.
+    if spec.keys
+        == (KeySpec::Range {
+            first: 1,
+            last: 1,
+            step: 1,
+        })
+    {
+        if let Some(key) = request.args.get(1) {
+            return Ok(ring.primary(key));
+        }
+    }
+    let mut positions = Vec::new();
+    key_positions(spec, &request.args, &mut positions).map_err(|e| key_error(spec.name, e))?;
+    let mut node = None;
+    for &pos in &positions {
+        let Some(key) = request.args.get(pos) else {
+            continue;
+        };
+        let owner = ring.primary(key);
+        match node {
+            None => node = Some(owner),
+            Some(n) if n != owner => return Err(Reply::error_static(CROSSSLOT)),
+            Some(_) => {}
+        }
+    }
+    Ok(node.unwrap_or((client_id % ring.node_count().max(1) as u64) as usize))
+}
+
+/// Redis's reply for arguments whose keys cannot be found (`command` names XREAD's variant).
+pub fn key_error(command: &str, e: KeyError) -> Reply {
+    match e {
+        KeyError::BadNumKeys(text) => Reply::error_static(text),
+        KeyError::BadStreams => Reply::error(format!(
+            "ERR Unbalanced {} list of streams: for each stream key an ID or '$' must be specified.",
+            command.to_ascii_uppercase()
+        )),
+    }
+}
+
+/// Routes a key-addressed command (`Route::SameNode`).
+pub async fn plan_same_node(
+    worker: &Worker,
+    client_id: u64,
+    spec: &CommandSpec,
+    request: Request,
+) -> Pending {
+    match same_node(worker, client_id, spec, &request) {
+        Ok(node) => forward(worker, client_id, node, payload(&request)).await,
+        Err(reply) => Pending::ready(reply),
+    }
+}
+
+/// Groups argument positions by owning node, keeping argument order inside each group.
+/// `stride` is 1 for key lists, 2 for key/value pairs.
+fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
+    let ring = &worker.shared.ring;
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut pos = 1;
+    while let Some(key) = request.args.get(pos) {
+        let node = ring.primary(key);
+        match groups.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, positions)) => positions.push(pos),
+            None => groups.push((node, vec![pos])),
+        }
+        pos += stride;
+    }
+    groups
+}
+
+/// Routes MGET / MSET / DEL / UNLINK / EXISTS / TOUCH: one sub-command per node, merged.
+pub async fn plan_split(
+    worker: &Worker,
+    client_id: u64,
+    spec: &CommandSpec,
+    split: Split,
+    request: Request,
+) -> Pending {
+    let stride = match split {
+        Split::Mset => {
+            if request.args.len() % 2 == 0 {
+                return Pending::ready(crate::command::classify::wrong_arity(spec.name));
+            }
+            2
+        }
+        Split::Mget | Split::SumKeys => 1,
+    };
+    let groups = group_by_node(worker, &request, stride);
+    if let [(node, _)] = groups.as_slice() {
+        // Every key on one node: forward the request as it is.
+        return forward(worker, client_id, *node, payload(&request)).await;
+    }
+    let name = request.args.first().cloned().unwrap_or_default();
+    let total = request.args.len().saturating_sub(1) / stride;
+    let mut slots = Vec::with_capacity(groups.len());
+    let mut gather = Gather::new(MergePlan::Done);
+    for (node, positions) in groups {
+        let args = std::iter::once(name.as_ref()).chain(positions.iter().flat_map(|&p| {
+            (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
+        }));
+        let args: Vec<&[u8]> = args.collect();
+        let Some(conn) = worker.pool.connection(node, client_id) else {
+            continue;
+        };
+        let rx = conn.send(command(args.into_iter())).await;
+        gather.push(rx, conn.node().clone());
+        slots.push(positions.iter().map(|p| (p - 1) / stride).collect());
+    }
+    let plan = match split {
+        Split::Mget => MergePlan::Mget { slots, total },
+        Split::Mset => MergePlan::AllOk,
+        Split::SumKeys => MergePlan::Sum,
+    };
+    let mut gather = gather;
+    gather.set_plan(plan);
+    Pending::gather(gather)
+}
+
+/// Routes keyspace-wide commands to every node.
+pub async fn plan_fan_out(
+    worker: &Worker,
+    client_id: u64,
+    merge: Merge,
+    request: Request,
+) -> Pending {
+    let plan = match merge {
+        Merge::Sum => MergePlan::Sum,
+        Merge::Concat => MergePlan::Concat,
+        Merge::AllOk => MergePlan::AllOk,
+        Merge::FirstNonNil => MergePlan::FirstNonNil,
+        Merge::AllOfArrays => MergePlan::AllOfArrays,
+        Merge::FirstReply => MergePlan::FirstReply,
+        Merge::Scan => return plan_scan(worker, client_id, request).await,
+    };
+    fan_out(worker, client_id, payload(&request), plan).await
+}
+
+/// SCAN: the cursor names the node; the node's own cursor replaces it in the request.
+async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending {
+    let node_count = worker.pool.node_count();
+    let cursor = request
+        .args
+        .get(1)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u64>().ok());
+    let Some((node, node_cursor)) = cursor.and_then(|c| decode_scan_cursor(c, node_count)) else {
+        return Pending::ready(Reply::error_static("ERR invalid cursor"));
+    };
+    let node_cursor = node_cursor.to_string();
+    let args = request.args.iter().enumerate().map(|(i, a)| {
+        if i == 1 {
+            node_cursor.as_bytes()
+        } else {
+            a.as_ref()
+        }
+    });
+    let args: Vec<&[u8]> = args.collect();
+    let Some(conn) = worker.pool.connection(node, client_id) else {
+        return Pending::ready(Reply::error_static("ERR invalid cursor"));
+    };
+    let rx = conn.send(command(args.into_iter())).await;
+    let mut gather = Gather::new(MergePlan::Scan { node, node_count });
+    gather.push(rx, conn.node().clone());
+    Pending::gather(gather)
+}

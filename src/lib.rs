@@ -1,0 +1,50 @@
+//! strata: a Redis-protocol cache proxy that shards keys over plain Redis nodes.
+//!
+//! # Request path
+//!
+//! ```text
+//! TcpStream
+//!   → client::session      read buffer, resumable Redis-exact parser, pipeline of pending replies
+//!   → protocol::Request    arguments as slices of one frozen buffer (no copy)
+//!   → command::classify    static command table: arity, flags, key positions, route
+//!   → coordinator::plan    ring → owning node; multi-key commands split per node; fan-out
+//!   → backend::Connection  per worker and node: multiplexed, pipelined, FIFO reply matching
+//!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
+//!   → client::session      replies written in request order, batched
+//! ```
+//!
+//! # Modules
+//!
+//! - [`config`]: `config.yaml` schema, defaults, validation.
+//! - [`server`]: listener, worker threads (one event loop and one set of node connections
+//!   each), connection limit.
+//! - [`client`]: client sessions and the client registry (CLIENT LIST).
+//! - [`protocol`]: request parser, reply encoding, node reply decoding.
+//! - [`command`]: the command table, classification, locally answered commands, INFO.
+//! - [`coordinator`]: planning, pending replies, merging.
+//! - [`ring`]: the consistent-hash ring and preference lists.
+//! - [`backend`]: node connections, pools, node status.
+//! - [`policy`]: per-layer policy (the seam the layers issue fills in).
+//! - [`stats`]: counters behind INFO.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod backend;
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod coordinator;
+pub mod policy;
+pub mod protocol;
+pub mod ring;
+pub mod server;
+pub mod stats;

@@ -1,0 +1,9 @@
+//! RESP: the client request parser, reply encoding, and node reply decoding.
+
+pub mod codec;
+pub mod reply;
+pub mod request;
+
+pub use codec::{decode_reply, NodeReply};
+pub use reply::Reply;
+pub use request::{ParseLimits, Parsed, ProtocolError, Request, RequestParser};

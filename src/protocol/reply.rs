@@ -1,0 +1,169 @@
+//! Replies strata sends to clients, and their RESP2 encoding.
+//!
+//! Most replies are [`Reply::Raw`]: a node's reply frame forwarded byte for byte. The other
+//! variants are built by strata itself (local commands, merged multi-key replies, errors).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame;
+
+/// One reply to one client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A complete RESP frame from a node, written unchanged.
+    Raw(Bytes),
+    /// `+text`
+    Status(Bytes),
+    /// `-text` (the text carries its own prefix such as `ERR`).
+    Error(Bytes),
+    /// `:n`
+    Integer(i64),
+    /// `$len\r\ndata`
+    Bulk(Bytes),
+    /// `$-1` (nil bulk).
+    Nil,
+    /// `*-1` (nil array).
+    NilArray,
+    /// `*n` followed by the elements.
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::Status(Bytes::from_static(b"OK"))
+    }
+
+    pub fn status(s: &'static str) -> Reply {
+        Reply::Status(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// An error reply; `text` includes the error code (`ERR ...`, `CROSSSLOT ...`).
+    pub fn error(text: impl Into<String>) -> Reply {
+        let text: String = text.into();
+        // A newline inside an error would break the protocol; Redis replaces them too.
+        let text = if text.contains(['\r', '\n']) {
+            text.replace(['\r', '\n'], " ")
+        } else {
+            text
+        };
+        Reply::Error(Bytes::from(text))
+    }
+
+    pub fn error_static(text: &'static str) -> Reply {
+        Reply::Error(Bytes::from_static(text.as_bytes()))
+    }
+
+    pub fn bulk(b: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(b.into())
+    }
+
+    /// A bulk reply holding a string (INFO, CLIENT LIST, ...).
+    pub fn text(s: String) -> Reply {
+        Reply::Bulk(Bytes::from(s))
+    }
+
+    pub fn is_error(&self) -> bool {
+        match self {
+            Reply::Error(_) => true,
+            Reply::Raw(raw) => raw.first() == Some(&b'-'),
+            _ => false,
+        }
+    }
+
+    /// Appends the RESP2 encoding of this reply to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Raw(raw) => out.extend_from_slice(raw),
+            Reply::Status(s) => line(out, b'+', s),
+            Reply::Error(e) => line(out, b'-', e),
+            Reply::Integer(n) => number(out, b':', *n),
+            Reply::Bulk(b) => {
+                number(out, b'$', b.len() as i64);
+                out.extend_from_slice(b);
+                out.put_slice(b"\r\n");
+            }
+            Reply::Nil => out.put_slice(b"$-1\r\n"),
+            Reply::NilArray => out.put_slice(b"*-1\r\n"),
+            Reply::Array(items) => {
+                number(out, b'*', items.len() as i64);
+                for item in items {
+                    item.encode(out);
+                }
+            }
+        }
+    }
+
+    /// Converts a decoded node frame into a reply (used when strata merges or rewrites replies).
+    pub fn from_frame(frame: BytesFrame) -> Reply {
+        match frame {
+            BytesFrame::SimpleString(s) => Reply::Status(s),
+            BytesFrame::Error(e) => Reply::Error(e.into_inner()),
+            BytesFrame::Integer(n) => Reply::Integer(n),
+            BytesFrame::BulkString(b) => Reply::Bulk(b),
+            BytesFrame::Null => Reply::Nil,
+            BytesFrame::Array(items) => {
+                Reply::Array(items.into_iter().map(Reply::from_frame).collect())
+            }
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, prefix: u8, text: &[u8]) {
+    out.reserve(text.len() + 3);
+    out.put_u8(prefix);
+    out.extend_from_slice(text);
+    out.put_slice(b"\r\n");
+}
+
+fn number(out: &mut BytesMut, prefix: u8, n: i64) {
+    let mut buf = itoa::Buffer::new();
+    line(out, prefix, buf.format(n).as_bytes());
+}
+
+/// Encodes a request (arguments) as a RESP multibulk, for sending to a node.
+pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+    number(out, b'*', args.len() as i64);
+    for arg in args {
+        number(out, b'$', arg.len() as i64);
+        out.extend_from_slice(arg);
+        out.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        r.encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn encodes_resp2() {
+        assert_eq!(enc(&Reply::ok()), b"+OK\r\n");
+        assert_eq!(enc(&Reply::Integer(-3)), b":-3\r\n");
+        assert_eq!(enc(&Reply::bulk("ab")), b"$2\r\nab\r\n");
+        assert_eq!(enc(&Reply::Nil), b"$-1\r\n");
+        assert_eq!(enc(&Reply::NilArray), b"*-1\r\n");
+        assert_eq!(
+            enc(&Reply::Array(vec![Reply::Integer(1), Reply::Nil])),
+            b"*2\r\n:1\r\n$-1\r\n"
+        );
+        assert_eq!(enc(&Reply::error("ERR a\r\nb")), b"-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn encodes_commands() {
+        let mut out = BytesMut::new();
+        encode_command(&mut out, [&b"GET"[..], b"k"].into_iter());
+        assert_eq!(&out[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    }
+
+    #[test]
+    fn raw_error_detected() {
+        assert!(Reply::Raw(Bytes::from_static(b"-ERR x\r\n")).is_error());
+        assert!(!Reply::Raw(Bytes::from_static(b"+OK\r\n")).is_error());
+    }
+}

@@ -1,0 +1,549 @@
+//! The client-side request parser: multibulk and inline commands, exactly as Redis reads them.
+//!
+//! Parsing is resumable: a multibulk request that arrives in pieces is not re-scanned from the
+//! start on every read, so a request with a million arguments costs one pass. Arguments are
+//! `Bytes` slices of the frozen read buffer (no copy), and a multibulk request keeps its raw
+//! bytes so it can be forwarded to a node unchanged.
+//!
+//! Errors carry Redis's own texts (`Protocol error: invalid multibulk length`, ...); after one the
+//! connection answers the error and closes, as Redis does.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Limits enforced while parsing (`limits` in config.yaml).
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_multibulk_len: usize,
+    pub max_bulk_len: usize,
+    pub max_inline_len: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_multibulk_len: 1024 * 1024,
+            max_bulk_len: 512 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+/// One parsed client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The arguments; `args[0]` is the command name. Never empty.
+    pub args: Vec<Bytes>,
+    /// The request's bytes as received, for a multibulk request (forwarded unchanged); `None`
+    /// for an inline command, which is re-encoded before forwarding.
+    pub raw: Option<Bytes>,
+}
+
+impl Request {
+    /// Builds a request from arguments (tests, internally generated requests).
+    pub fn from_args<I, A>(args: I) -> Request
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<Bytes>,
+    {
+        Request {
+            args: args.into_iter().map(Into::into).collect(),
+            raw: None,
+        }
+    }
+}
+
+/// A protocol error; the text is Redis's reply (without the leading `-`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("ERR Protocol error: invalid multibulk length")]
+    InvalidMultibulkLength,
+    #[error("ERR Protocol error: invalid bulk length")]
+    InvalidBulkLength,
+    #[error("ERR Protocol error: too big inline request")]
+    TooBigInline,
+    #[error("ERR Protocol error: too big mbulk count string")]
+    TooBigMultibulkCount,
+    #[error("ERR Protocol error: too big bulk count string")]
+    TooBigBulkCount,
+    #[error("ERR Protocol error: expected '$', got '{0}'")]
+    ExpectedDollar(char),
+    #[error("ERR Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+}
+
+/// Where a multibulk request that is not complete yet stands, so the next read resumes there.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Arguments announced by the `*<n>` header.
+    argc: usize,
+    /// (start, end) offsets of the arguments parsed so far, relative to the buffer start.
+    args: Vec<(usize, usize)>,
+    /// Offset where parsing resumes.
+    pos: usize,
+    /// Length of the bulk whose header was read but whose data is not complete.
+    pending_bulk: Option<usize>,
+}
+
+/// The resumable parser; one per client connection.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    limits: ParseLimits,
+    partial: Option<Partial>,
+}
+
+/// The outcome of one parse step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A complete request, removed from the buffer.
+    Request(Request),
+    /// The buffer does not hold a complete request yet; `hint` is how many more bytes at least
+    /// the current request needs (0 when unknown), so the caller can size its next read.
+    Incomplete { hint: usize },
+}
+
+impl RequestParser {
+    pub fn new(limits: ParseLimits) -> Self {
+        RequestParser {
+            limits,
+            partial: None,
+        }
+    }
+
+    /// Parses the next request at the start of `buf`, consuming its bytes. Empty requests
+    /// (blank lines, `*0`) are consumed and skipped.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
+        loop {
+            if self.partial.is_none() {
+                match buf.first() {
+                    None => return Ok(Parsed::Incomplete { hint: 0 }),
+                    Some(b'*') => {}
+                    Some(_) => match self.parse_inline(buf)? {
+                        Some(Some(req)) => return Ok(Parsed::Request(req)),
+                        Some(None) => continue, // blank line
+                        None => return Ok(Parsed::Incomplete { hint: 0 }),
+                    },
+                }
+            }
+            match self.parse_multibulk(buf)? {
+                Step::Done(req) => return Ok(Parsed::Request(req)),
+                Step::Empty => continue,
+                Step::More(hint) => return Ok(Parsed::Incomplete { hint }),
+            }
+        }
+    }
+
+    /// Inline command: one line, split like `sdssplitargs`. Returns `Some(None)` for a blank
+    /// line, `None` when the line is not complete.
+    fn parse_inline(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Option<Request>>, ProtocolError> {
+        let Some(nl) = memchr::memchr(b'\n', buf) else {
+            if buf.len() > self.limits.max_inline_len {
+                return Err(ProtocolError::TooBigInline);
+            }
+            return Ok(None);
+        };
+        if nl > self.limits.max_inline_len {
+            return Err(ProtocolError::TooBigInline);
+        }
+        let line = buf.split_to(nl + 1).freeze();
+        let mut end = nl;
+        if end > 0 && line.get(end - 1) == Some(&b'\r') {
+            end -= 1;
+        }
+        let args = split_inline_args(line.slice(..end))?;
+        if args.is_empty() {
+            return Ok(Some(None));
+        }
+        Ok(Some(Some(Request { args, raw: None })))
+    }
+
+    fn parse_multibulk(&mut self, buf: &mut BytesMut) -> Result<Step, ProtocolError> {
+        let mut partial = match self.partial.take() {
+            Some(p) => p,
+            None => {
+                // Header `*<n>\r\n`. Redis looks for the '\r'.
+                let Some(cr) = memchr::memchr(b'\r', buf) else {
+                    if buf.len() > self.limits.max_inline_len {
+                        return Err(ProtocolError::TooBigMultibulkCount);
+                    }
+                    return Ok(Step::More(0));
+                };
+                if cr + 1 >= buf.len() {
+                    return Ok(Step::More(1)); // the '\n' has not arrived
+                }
+                let count = buf.get(1..cr).and_then(parse_i64);
+                let argc = match count {
+                    Some(n) if n > self.limits.max_multibulk_len as i64 => {
+                        return Err(ProtocolError::InvalidMultibulkLength)
+                    }
+                    Some(n) if n <= 0 => {
+                        buf.advance(cr + 2);
+                        return Ok(Step::Empty);
+                    }
+                    Some(n) => n as usize,
+                    None => return Err(ProtocolError::InvalidMultibulkLength),
+                };
+                Partial {
+                    argc,
+                    // Cap the up-front allocation: the count is the client's claim.
+                    args: Vec::with_capacity(argc.min(1024)),
+                    pos: cr + 2,
+                    pending_bulk: None,
+                }
+            }
+        };
+
+        while partial.args.len() < partial.argc {
+            let len = match partial.pending_bulk {
+                Some(len) => len,
+                None => {
+                    let rest = buf.get(partial.pos..).unwrap_or_default();
+                    let Some(cr) = memchr::memchr(b'\r', rest) else {
+                        if rest.len() > self.limits.max_inline_len {
+                            return Err(ProtocolError::TooBigBulkCount);
+                        }
+                        self.partial = Some(partial);
+                        return Ok(Step::More(0));
+                    };
+                    if cr + 1 >= rest.len() {
+                        self.partial = Some(partial);
+                        return Ok(Step::More(1));
+                    }
+                    match rest.first() {
+                        Some(b'$') => {}
+                        Some(&other) => return Err(ProtocolError::ExpectedDollar(other as char)),
+                        None => return Err(ProtocolError::InvalidBulkLength),
+                    }
+                    let len = match rest.get(1..cr).and_then(parse_i64) {
+                        Some(n) if n >= 0 && n as u64 <= self.limits.max_bulk_len as u64 => {
+                            n as usize
+                        }
+                        _ => return Err(ProtocolError::InvalidBulkLength),
+                    };
+                    partial.pos += cr + 2;
+                    len
+                }
+            };
+            // Data plus the trailing CRLF, which Redis skips without checking.
+            let need = len + 2;
+            let have = buf.len().saturating_sub(partial.pos);
+            if have < need {
+                partial.pending_bulk = Some(len);
+                let hint = need - have;
+                self.partial = Some(partial);
+                return Ok(Step::More(hint));
+            }
+            partial.pending_bulk = None;
+            partial.args.push((partial.pos, partial.pos + len));
+            partial.pos += need;
+        }
+
+        let frame = buf.split_to(partial.pos).freeze();
+        let args = partial
+            .args
+            .iter()
+            .map(|&(start, end)| frame.slice(start..end))
+            .collect();
+        Ok(Step::Done(Request {
+            args,
+            raw: Some(frame),
+        }))
+    }
+}
+
+enum Step {
+    Done(Request),
+    Empty,
+    More(usize),
+}
+
+/// Parses a signed decimal the way Redis's `string2ll` does: no spaces, no leading `+`, no
+/// leading zeros except "0" itself.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    if digits.len() > 1 && digits.first() == Some(&b'0') {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    if neg {
+        if n == 0 {
+            return None; // "-0"
+        }
+        Some(-n)
+    } else {
+        Some(n)
+    }
+}
+
+/// Splits an inline command line into arguments like Redis's `sdssplitargs`: whitespace
+/// separates, `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`, and a
+/// closing quote must be followed by whitespace or the end of the line.
+pub fn split_inline_args(line: Bytes) -> Result<Vec<Bytes>, ProtocolError> {
+    let s: &[u8] = &line;
+    let mut args = Vec::new();
+    let mut i = 0;
+    let at = |i: usize| s.get(i).copied();
+    loop {
+        while at(i).is_some_and(is_space) {
+            i += 1;
+        }
+        let Some(first) = at(i) else {
+            return Ok(args);
+        };
+        if first != b'"' && first != b'\'' {
+            // Plain word: a zero-copy slice of the line.
+            let start = i;
+            while at(i).is_some_and(|c| !is_space(c) && c != b'"' && c != b'\'') {
+                i += 1;
+            }
+            if at(i).is_none() || at(i).is_some_and(is_space) {
+                args.push(line.slice(start..i));
+                continue;
+            }
+            // A quote inside a word: fall through to the general (copying) path from `start`.
+            i = start;
+        }
+        let mut cur = Vec::new();
+        let mut in_dq = false;
+        let mut in_sq = false;
+        loop {
+            let c = at(i);
+            if in_dq {
+                match c {
+                    None => return Err(ProtocolError::UnbalancedQuotes),
+                    Some(b'\\') if at(i + 1) == Some(b'x') => {
+                        match (at(i + 2).and_then(hex), at(i + 3).and_then(hex)) {
+                            (Some(h), Some(l)) => {
+                                cur.push(h * 16 + l);
+                                i += 3;
+                            }
+                            _ => cur.push(b'\\'),
+                        }
+                    }
+                    Some(b'\\') if at(i + 1).is_some() => {
+                        i += 1;
+                        cur.push(match at(i).unwrap_or(b'\\') {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 8,
+                            b'a' => 7,
+                            other => other,
+                        });
+                    }
+                    Some(b'"') => {
+                        if at(i + 1).is_some_and(|c| !is_space(c)) {
+                            return Err(ProtocolError::UnbalancedQuotes);
+                        }
+                        in_dq = false;
+                        i += 1;
+                        break;
+                    }
+                    Some(other) => cur.push(other),
+                }
+            } else if in_sq {
+                match c {
+                    None => return Err(ProtocolError::UnbalancedQuotes),
+                    Some(b'\\') if at(i + 1) == Some(b'\'') => {
+                        i += 1;
+                        cur.push(b'\'');
+                    }
+                    Some(b'\'') => {
+                        if at(i + 1).is_some_and(|c| !is_space(c)) {
+                            return Err(ProtocolError::UnbalancedQuotes);
+                        }
+                        in_sq = false;
+                        i += 1;
+                        break;
+                    }
+                    Some(other) => cur.push(other),
+                }
+            } else {
+                match c {
+                    None => break,
+                    Some(c) if is_space(c) => break,
+                    Some(b'"') => in_dq = true,
+                    Some(b'\'') => in_sq = true,
+                    Some(other) => cur.push(other),
+                }
+            }
+            i += 1;
+        }
+        debug_assert!(!in_dq && !in_sq);
+        args.push(Bytes::from(cur));
+    }
+}
+
+/// `isspace` in the C locale.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> (Vec<Request>, Result<(), ProtocolError>, usize) {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match parser.parse(&mut buf) {
+                Ok(Parsed::Request(r)) => out.push(r),
+                Ok(Parsed::Incomplete { .. }) => return (out, Ok(()), buf.len()),
+                Err(e) => return (out, Err(e), buf.len()),
+            }
+        }
+    }
+
+    fn args(r: &Request) -> Vec<&[u8]> {
+        r.args.iter().map(|a| a.as_ref()).collect()
+    }
+
+    #[test]
+    fn multibulk_keeps_raw_bytes() {
+        let input = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+        let (reqs, res, left) = parse_all(input);
+        assert_eq!(res, Ok(()));
+        assert_eq!(left, 0);
+        assert_eq!(args(&reqs[0]), vec![&b"GET"[..], b"k"]);
+        assert_eq!(reqs[0].raw.as_deref(), Some(&input[..20]));
+        assert_eq!(args(&reqs[1]), vec![&b"PING"[..]]);
+    }
+
+    #[test]
+    fn resumes_byte_by_byte() {
+        let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for (i, b) in input.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            match parser.parse(&mut buf).unwrap() {
+                Parsed::Request(r) => {
+                    assert_eq!(i, input.len() - 1);
+                    got = Some(r);
+                }
+                Parsed::Incomplete { .. } => {}
+            }
+        }
+        let r = got.unwrap();
+        assert_eq!(args(&r), vec![&b"SET"[..], b"key", b"value"]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn incomplete_bulk_hints_remaining_bytes() {
+        let mut parser = RequestParser::default();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$100\r\nabc"[..]);
+        assert_eq!(
+            parser.parse(&mut buf).unwrap(),
+            Parsed::Incomplete { hint: 99 }
+        );
+    }
+
+    #[test]
+    fn empty_requests_are_skipped() {
+        let (reqs, res, _) = parse_all(b"\r\n\n   \r\n*0\r\n*-1\r\nPING\r\n");
+        assert_eq!(res, Ok(()));
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(args(&reqs[0]), vec![&b"PING"[..]]);
+    }
+
+    #[test]
+    fn inline_quoting_like_redis() {
+        let (reqs, res, _) = parse_all(b"SET \"a b\" 'it\\'s' \"\\x41\\n\" plain\r\nGET k\n");
+        assert_eq!(res, Ok(()));
+        assert_eq!(
+            args(&reqs[0]),
+            vec![&b"SET"[..], b"a b", b"it's", b"A\n", b"plain"]
+        );
+        assert_eq!(reqs[0].raw, None);
+        assert_eq!(args(&reqs[1]), vec![&b"GET"[..], b"k"]);
+        let (_, res, _) = parse_all(b"SET \"abc\r\n");
+        assert_eq!(res, Err(ProtocolError::UnbalancedQuotes));
+        let (_, res, _) = parse_all(b"SET \"abc\"x\r\n");
+        assert_eq!(res, Err(ProtocolError::UnbalancedQuotes));
+    }
+
+    #[test]
+    fn limits_and_errors() {
+        let (_, res, _) = parse_all(b"*1048577\r\n");
+        assert_eq!(res, Err(ProtocolError::InvalidMultibulkLength));
+        let (_, res, _) = parse_all(b"*1048576\r\n");
+        assert_eq!(res, Ok(()));
+        let (_, res, _) = parse_all(b"*abc\r\n");
+        assert_eq!(res, Err(ProtocolError::InvalidMultibulkLength));
+        let (_, res, _) = parse_all(b"*1\r\n$536870913\r\n");
+        assert_eq!(res, Err(ProtocolError::InvalidBulkLength));
+        let (_, res, _) = parse_all(b"*1\r\n$-1\r\n");
+        assert_eq!(res, Err(ProtocolError::InvalidBulkLength));
+        let (_, res, _) = parse_all(b"*1\r\n:1\r\n");
+        assert_eq!(res, Err(ProtocolError::ExpectedDollar(':')));
+        let (_, res, _) = parse_all(&vec![b'a'; 64 * 1024 + 1]);
+        assert_eq!(res, Err(ProtocolError::TooBigInline));
+        let mut big = b"*1\r\n$".to_vec();
+        big.extend(vec![b'1'; 64 * 1024 + 1]);
+        let (_, res, _) = parse_all(&big);
+        assert_eq!(res, Err(ProtocolError::TooBigBulkCount));
+        assert_eq!(
+            ProtocolError::InvalidMultibulkLength.to_string(),
+            "ERR Protocol error: invalid multibulk length"
+        );
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let mut parser = RequestParser::new(ParseLimits {
+            max_multibulk_len: 2,
+            max_bulk_len: 3,
+            max_inline_len: 8,
+        });
+        let mut buf = BytesMut::from(&b"*3\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut buf),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        let mut parser = RequestParser::new(ParseLimits {
+            max_multibulk_len: 2,
+            max_bulk_len: 3,
+            max_inline_len: 8,
+        });
+        let mut buf = BytesMut::from(&b"*1\r\n$4\r\n"[..]);
+        assert_eq!(
+            parser.parse(&mut buf),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+    }
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"012"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b""), None);
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! The listener and the worker threads.
+//!
+//! strata runs one event loop per worker thread (a current-thread tokio runtime), each with its
+//! own backend connections: a client and the node connections serving it live on the same
+//! thread, so a request and its reply never cross threads. An acceptor thread hands new
+//! connections to the workers in turn and enforces `limits.max_clients`.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::backend::{ConnectionSettings, NodeInfo, Pool};
+use crate::client::registry::ClientRegistry;
+use crate::client::session;
+use crate::config::Settings;
+use crate::ring::{Ring, RingNode};
+use crate::stats::Stats;
+
+/// State shared by every worker.
+pub struct Shared {
+    pub settings: Settings,
+    pub nodes: Vec<Arc<NodeInfo>>,
+    pub ring: Ring,
+    pub clients: ClientRegistry,
+    /// Client connections open right now (enforces `limits.max_clients`).
+    pub connected: AtomicUsize,
+    pub stats: Stats,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    /// The address actually bound (differs from the config with port 0).
+    pub local_addr: SocketAddr,
+    pub config_path: Option<PathBuf>,
+}
+
+/// What one worker's tasks share: the process state plus this worker's node connections.
+pub struct Worker {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub pool: Pool,
+}
+
+/// A bound server, not yet running.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listen address; the nodes are contacted once the server runs.
+    pub fn bind(settings: Settings, config_path: Option<PathBuf>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(settings.config.listen)?;
+        let local_addr = listener.local_addr()?;
+        let nodes: Vec<Arc<NodeInfo>> = settings
+            .config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Arc::new(NodeInfo::new(i, n.id.clone(), n.addr.clone(), n.weight)))
+            .collect();
+        let ring_nodes: Vec<RingNode<'_>> = nodes
+            .iter()
+            .map(|n| RingNode {
+                id: &n.id,
+                weight: n.weight,
+            })
+            .collect();
+        let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag);
+        let workers = settings.workers;
+        let shared = Arc::new(Shared {
+            settings,
+            nodes,
+            ring,
+            clients: ClientRegistry::default(),
+            connected: AtomicUsize::new(0),
+            stats: Stats::new(workers),
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            local_addr,
+            config_path,
+        });
+        Ok(Server { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Starts the workers and the acceptor in background threads.
+    pub fn start(self) -> std::io::Result<ServerHandle> {
+        let shared = self.shared;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for index in 0..shared.settings.workers {
+            let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+            senders.push(tx);
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("strata-worker-{index}"))
+                .spawn(move || run_worker(index, shared, rx))?;
+            workers.push(handle);
+        }
+        let acceptor = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            let listener = self.listener;
+            std::thread::Builder::new()
+                .name("strata-accept".into())
+                .spawn(move || accept_loop(listener, shared, senders, stop))?
+        };
+        tracing::info!(
+            listen = %shared.local_addr,
+            workers = shared.settings.workers,
+            nodes = shared.nodes.len(),
+            "strata ready"
+        );
+        Ok(ServerHandle {
+            addr: shared.local_addr,
+            shared,
+            stop,
+            acceptor: Some(acceptor),
+            workers,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// Stops accepting, closes every client and node connection, and joins the threads.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+
+    /// Blocks until the server stops (it runs until the process ends).
+    pub fn wait(mut self) {
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn run_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = index, error = %e, "cannot start worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let config = &shared.settings.config;
+        let conn_settings = ConnectionSettings {
+            connect_timeout: config.timeouts.connect,
+            request_timeout: config.timeouts.request,
+            backoff_min: config.backend.reconnect_backoff_min,
+            backoff_max: config.backend.reconnect_backoff_max,
+            queue_depth: config.backend.queue_depth,
+            max_in_flight: config.backend.max_in_flight,
+        };
+        let pool = Pool::start(
+            &shared.nodes,
+            config.backend.connections_per_node,
+            &conn_settings,
+        );
+        let worker = Arc::new(Worker {
+            index,
+            shared: shared.clone(),
+            pool,
+        });
+        while let Some(stream) = incoming.recv().await {
+            let _ = stream.set_nonblocking(true);
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    tokio::spawn(session::run(worker.clone(), stream));
+                }
+                Err(e) => {
+                    shared.connected.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cannot register client socket");
+                }
+            }
+        }
+    });
+    // Dropping the runtime cancels every session and node connection of this worker.
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    stop: Arc<AtomicBool>,
+) {
+    let max_clients = shared.settings.config.limits.max_clients;
+    let mut next = 0usize;
+    loop {
+        let (mut stream, _) = match listener.accept() {
+            Ok(conn) => conn,
+            Err(e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+        };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        shared
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        if shared.connected.load(Ordering::Relaxed) >= max_clients {
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            // Redis's own answer, then close.
+            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        shared.connected.fetch_add(1, Ordering::Relaxed);
+        let Some(worker) = workers.get(next % workers.len().max(1)) else {
+            return;
+        };
+        next = next.wrapping_add(1);
+        if worker.send(stream).is_err() {
+            shared.connected.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
