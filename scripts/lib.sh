@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# scripts/lib.sh - shared helpers for the strata scripts (run.sh, test.sh, bench-compare.sh).
+#
+# Source it, don't run it:   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Provides:
+#   STRATA_ROOT                 repository root (found from this file's location)
+#   log / warn / die MSG        prefixed messages on stderr (die exits 1)
+#   apt_install PKG...          quiet apt-get update + install (log shown on failure)
+#   ensure_redis                installs redis-server + redis-tools if missing
+#   ensure_nutcracker           installs nutcracker (twemproxy) if missing; sets NUTCRACKER
+#   ensure_python3              installs python3 if missing
+#   config_node_ports FILE      prints the ports of the loopback nodes listed under `nodes:`
+#   config_listen FILE          prints the `listen:` address of a config (default 127.0.0.1:6380)
+#   start_redis PORT DIR        starts a throw-away redis-server in the background (pid recorded)
+#   redis_ping PORT [HOST]      succeeds if a Redis-protocol server on HOST:PORT answers PONG
+#   wait_port PORT [TIMEOUT]    waits until 127.0.0.1:PORT answers PING (default 10 s)
+#   free_port / free_ports N    prints free loopback TCP port(s)
+#   register_pid PID            records a pid to be killed by cleanup (unregister_pid forgets it)
+#   register_tmpdir DIR         records a directory to be removed by cleanup
+#   cleanup                     kills recorded pids (newest first), removes recorded dirs
+#   install_cleanup_trap        runs cleanup on EXIT, INT and TERM
+#
+# Every started process is recorded and only those are ever killed; nothing here touches the
+# system Redis service or other people's processes.
+
+set -euo pipefail
+
+if [[ -n "${_STRATA_LIB_LOADED:-}" ]]; then
+    return 0
+fi
+_STRATA_LIB_LOADED=1
+
+STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export STRATA_ROOT
+
+# Name used in messages; scripts may override before or after sourcing.
+: "${LIB_PROG:=$(basename "${0:-strata}")}"
+
+_LIB_PIDS=()
+_LIB_TMPDIRS=()
+declare -gA _LIB_REDIS_LOG=()
+_LIB_CLEANED=0
+
+log() { printf '%s: %s\n' "$LIB_PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$LIB_PROG" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "$LIB_PROG" "$*" >&2
+    exit 1
+}
+
+# apt_install PKG... - installs Debian packages quietly; shows the log if it fails.
+apt_install() {
+    local sudo=() logf rc=0
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
+        sudo=(sudo)
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install these yourself: $*"
+    logf="$(mktemp -t strata-apt.XXXXXX.log)"
+    log "installing $* (apt-get, log: $logf)"
+    {
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends "$@"
+    } >"$logf" 2>&1 || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        printf '%s: error: installing %s failed (exit %d); apt-get output:\n' "$LIB_PROG" "$*" "$rc" >&2
+        cat "$logf" >&2
+        return 1
+    fi
+    rm -f "$logf"
+}
+
+ensure_redis() {
+    if command -v redis-server >/dev/null 2>&1 &&
+        command -v redis-benchmark >/dev/null 2>&1 &&
+        command -v redis-cli >/dev/null 2>&1; then
+        return 0
+    fi
+    apt_install redis-server redis-tools
+    # The package enables a system-wide redis on port 6379; we never use it, but we must not
+    # depend on it either. Leave it alone (it may be someone else's).
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after install"
+    command -v redis-benchmark >/dev/null 2>&1 || die "redis-benchmark still missing after install"
+}
+
+# ensure_nutcracker - installs twemproxy if needed and sets NUTCRACKER to its path.
+ensure_nutcracker() {
+    if ! { command -v nutcracker >/dev/null 2>&1 || [[ -x /usr/sbin/nutcracker ]]; }; then
+        apt_install nutcracker
+    fi
+    if command -v nutcracker >/dev/null 2>&1; then
+        NUTCRACKER="$(command -v nutcracker)"
+    elif [[ -x /usr/sbin/nutcracker ]]; then
+        NUTCRACKER=/usr/sbin/nutcracker
+    else
+        die "nutcracker still missing after install"
+    fi
+    export NUTCRACKER
+}
+
+ensure_python3() {
+    command -v python3 >/dev/null 2>&1 && return 0
+    apt_install python3
+}
+
+# _config_section FILE KEY - prints the lines of the top-level YAML section KEY (comments removed).
+_config_section() {
+    local file="$1" key="$2"
+    [[ -r "$file" ]] || die "cannot read config file: $file"
+    sed -e 's/^[[:space:]]*#.*$//' -e 's/[[:space:]]#.*$//' "$file" |
+        sed -n "/^${key}:/,/^[^[:space:]#-]/p" |
+        sed -e "/^[^[:space:]#-]/{/^${key}:/!d}"
+}
+
+# config_node_ports FILE - prints (one a line, in order, no duplicates) the ports of the nodes
+# under `nodes:` whose addr is a loopback address. Other nodes are mentioned on stderr and skipped:
+# they are not ours to start. Handles `- { id: n, addr: 127.0.0.1:7001 }` and block style.
+config_node_ports() {
+    local file="$1" addr host port
+    local -A seen=()
+    while IFS= read -r addr; do
+        addr="${addr#addr:}"
+        addr="${addr//[[:space:]\"\']/}"
+        [[ -n "$addr" ]] || continue
+        host="${addr%:*}"
+        port="${addr##*:}"
+        if ! [[ "$port" =~ ^[0-9]+$ ]] || [[ "$host" == "$addr" ]]; then
+            warn "$file: cannot parse node addr '$addr'; skipped"
+            continue
+        fi
+        case "$host" in
+            127.* | localhost) ;;
+            *)
+                warn "$file: node $addr is not a 127.x.x.x/localhost address; not starting it locally"
+                continue
+                ;;
+        esac
+        if [[ -z "${seen[$port]:-}" ]]; then
+            seen[$port]=1
+            printf '%s\n' "$port"
+        fi
+    done < <(_config_section "$file" nodes | grep -oE "addr:[[:space:]]*[\"']?[^,}\"'[:space:]]+" || true)
+}
+
+# config_listen FILE - prints the listen address (HOST:PORT) of a strata config.
+config_listen() {
+    local file="$1" line
+    line="$(grep -E '^listen:' "$file" | head -n1 || true)"
+    line="${line#listen:}"
+    line="${line%%#*}"
+    line="${line//[[:space:]\"\']/}"
+    printf '%s\n' "${line:-127.0.0.1:6380}"
+}
+
+register_pid() { _LIB_PIDS+=("$1"); }
+# unregister_pid PID - forget a pid (after waiting for it), so cleanup never signals a reused pid.
+unregister_pid() {
+    local p keep=()
+    for p in "${_LIB_PIDS[@]}"; do
+        [[ "$p" == "$1" ]] || keep+=("$p")
+    done
+    _LIB_PIDS=("${keep[@]}")
+}
+register_tmpdir() { _LIB_TMPDIRS+=("$1"); }
+
+# start_redis PORT DIR - starts a throw-away redis-server on 127.0.0.1:PORT (no persistence),
+# working directory and log in DIR. The pid is recorded for cleanup and left in REDIS_PID.
+start_redis() {
+    local port="$1" dir="$2"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no --dir "$dir" --logfile "$dir/node-$port.log" \
+        </dev/null >>"$dir/node-$port.out" 2>&1 &
+    REDIS_PID=$!
+    register_pid "$REDIS_PID"
+    _LIB_REDIS_LOG[$port]="$dir/node-$port.log"
+}
+
+# redis_ping PORT [HOST] - true if HOST:PORT (default 127.0.0.1) answers PING with PONG (2 s max).
+redis_ping() {
+    local out
+    out="$(timeout 2 redis-cli -h "${2:-127.0.0.1}" -p "$1" ping 2>/dev/null || true)"
+    [[ "$out" == PONG ]]
+}
+
+# wait_port PORT [TIMEOUT_SECONDS] - waits until 127.0.0.1:PORT answers PING.
+wait_port() {
+    local port="$1" timeout="${2:-10}" deadline logf
+    deadline=$((SECONDS + timeout))
+    while ! redis_ping "$port"; do
+        if ((SECONDS >= deadline)); then
+            printf '%s: error: nothing answered PING on 127.0.0.1:%s within %ss\n' \
+                "$LIB_PROG" "$port" "$timeout" >&2
+            logf="${_LIB_REDIS_LOG[$port]:-}"
+            if [[ -n "$logf" && -s "$logf" ]]; then
+                printf '%s: last lines of %s:\n' "$LIB_PROG" "$logf" >&2
+                tail -n 20 "$logf" >&2
+            fi
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# free_ports N - prints N distinct TCP ports that are free on 127.0.0.1 right now.
+free_ports() {
+    local n="${1:-1}"
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$n" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+    s.close()
+PY
+        return
+    fi
+    # Fallback without python3: random ports nobody accepts connections on.
+    local -A used=()
+    local port found=0
+    while ((found < n)); do
+        port=$((20000 + RANDOM % 30000))
+        [[ -z "${used[$port]:-}" ]] || continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            used[$port]=1
+            printf '%s\n' "$port"
+            found=$((found + 1))
+        fi
+    done
+}
+
+free_port() { free_ports 1; }
+
+# cleanup - stops every recorded process (newest first, TERM then KILL after 5 s) and removes
+# recorded temporary directories. Safe to call more than once.
+cleanup() {
+    local i pid alive deadline
+    ((_LIB_CLEANED == 0)) || return 0
+    _LIB_CLEANED=1
+    for ((i = ${#_LIB_PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${_LIB_PIDS[i]}" 2>/dev/null || true
+    done
+    deadline=$((SECONDS + 5))
+    while :; do
+        alive=()
+        for pid in "${_LIB_PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+        done
+        ((${#alive[@]} > 0)) || break
+        if ((SECONDS >= deadline)); then
+            warn "killing processes that ignored SIGTERM: ${alive[*]}"
+            kill -KILL "${alive[@]}" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+    for pid in "${_LIB_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    _LIB_PIDS=()
+    for i in "${_LIB_TMPDIRS[@]}"; do
+        [[ -n "$i" && -d "$i" ]] && rm -rf -- "$i"
+    done
+    _LIB_TMPDIRS=()
+}
+
+# install_cleanup_trap - cleanup on normal exit, errors, Ctrl-C and SIGTERM.
+install_cleanup_trap() {
+    trap cleanup EXIT
+    trap 'printf "\n%s: interrupted, stopping\n" "$LIB_PROG" >&2; exit 130' INT
+    trap 'printf "%s: terminated, stopping\n" "$LIB_PROG" >&2; exit 143' TERM
+}
