@@ -18,10 +18,25 @@ pub fn classify(request: &Request, allow_dangerous: bool) -> Result<&'static Com
     if spec.route == Route::Unsupported {
         return Err(unsupported(spec.name));
     }
+    // XREAD/XREADGROUP only block with BLOCK; a blocking call must never occupy a shared node
+    // connection, so that form is refused.
+    if spec.has(flags::BLOCKING) && has_block_option(request) {
+        return Err(unsupported(&format!("{} block", spec.name)));
+    }
     if spec.has(flags::DANGEROUS) && !allow_dangerous {
         return Err(disabled(spec.name));
     }
     Ok(spec)
+}
+
+/// True when a stream read carries `BLOCK` before its `STREAMS` section.
+fn has_block_option(request: &Request) -> bool {
+    request
+        .args
+        .iter()
+        .skip(1)
+        .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
 /// Redis's text for an unknown command: the name and the first arguments, at most 128
@@ -125,5 +140,12 @@ mod tests {
             .contains("allow_dangerous_commands"));
         assert!(classify(&req(&["FLUSHALL"]), true).is_ok());
         assert!(classify(&req(&["KEYS", "*"]), true).is_ok());
+        assert!(classify(&req(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"]), false).is_ok());
+        assert_eq!(
+            err_text(
+                classify(&req(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]), false).unwrap_err()
+            ),
+            "ERR strata: 'xread block' is not supported through the proxy"
+        );
     }
 }

@@ -303,8 +303,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     single("xlen", 2, READONLY | FAST),
     single("xpending", -3, READONLY),
     single("xrange", -4, READONLY),
-    spec("xread", -4, READONLY | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::Unsupported),
-    spec("xreadgroup", -7, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::Unsupported),
+    spec("xread", -4, READONLY | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::SameNode),
+    spec("xreadgroup", -7, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), KeySpec::Streams, Route::SameNode),
     single("xrevrange", -4, READONLY),
     single("xsetid", -3, WRITE | DENYOOM | FAST),
     single("xtrim", -4, WRITE),
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(lookup(b"lmpop").unwrap().keys, NUMKEYS_AT_1);
 
         assert_eq!(lookup(b"xread").unwrap().keys, KeySpec::Streams);
-        assert_eq!(lookup(b"xread").unwrap().route, Route::Unsupported);
+        assert_eq!(lookup(b"xread").unwrap().route, Route::SameNode);
         assert_eq!(lookup(b"sort").unwrap().keys, KeySpec::KeyAndStore);
         assert_eq!(lookup(b"georadius").unwrap().keys, KeySpec::KeyAndStore);
         assert_eq!(lookup(b"object").unwrap().keys, KeySpec::SubcommandKey);
@@ -567,7 +567,6 @@ mod tests {
             "bzpopmin",
             "bzpopmax",
             "bzmpop",
-            "xreadgroup",
             "acl",
             "module",
         ] {
@@ -586,9 +585,14 @@ mod tests {
                 "{name}"
             );
         }
-        // Every blocking command is refused.
+        // Every blocking command is refused, except XREAD/XREADGROUP, which block only with
+        // the BLOCK option (classify refuses that form).
         for spec in COMMANDS.iter().filter(|c| c.has(BLOCKING)) {
-            assert_eq!(spec.route, Route::Unsupported, "{}", spec.name);
+            if spec.name.starts_with("xread") {
+                assert_eq!(spec.route, Route::SameNode, "{}", spec.name);
+            } else {
+                assert_eq!(spec.route, Route::Unsupported, "{}", spec.name);
+            }
         }
     }
 

@@ -65,7 +65,9 @@ pub async fn dispatch(worker: &Worker, client: &ClientInfo, request: Request) ->
         Route::Local | Route::Subcommand => {
             // Local commands may describe the client (CLIENT LIST / INFO): record it first.
             client.touch(crate::command::introspect::command_index(spec));
-            let done = local::execute(worker, client, spec, request).await;
+            // Boxed: local commands are rare, and their large future would otherwise make
+            // every request's dispatch future as large.
+            let done = Box::pin(local::execute(worker, client, spec, request)).await;
             (done.pending, done.close)
         }
         Route::Unsupported => (
