@@ -118,7 +118,7 @@ pub struct LimitsConfig {
     /// Client connections at once; past it new ones get `-ERR max number of clients reached`.
     /// Default 10000.
     pub max_clients: usize,
-    /// Arguments in one multibulk request. Default 1048576 (Redis's limit).
+    /// Arguments in one multibulk request. Default 1048576 (the limit Redis had up to 6.2).
     pub max_multibulk_len: usize,
     /// Bytes in one bulk argument. Default 536870912 (512 MB, Redis's `proto-max-bulk-len`).
     pub max_bulk_len: usize,

@@ -65,7 +65,7 @@ pub async fn command(worker: &Worker, client_id: u64, request: &Request) -> Done
                 .map(|name| lookup(name).map_or(Reply::NilArray, entry))
                 .collect(),
         ),
-        "getkeys" if args.len() >= 3 => getkeys(args.get(2..).unwrap_or_default()),
+        "getkeys" if args.len() >= 4 => getkeys(args.get(2..).unwrap_or_default()),
         "getkeys" => wrong_arity("command|getkeys"),
         "docs" => {
             let node = (client_id % worker.pool.node_count().max(1) as u64) as usize;

@@ -86,9 +86,9 @@ impl From<Pending> for Done {
 fn select(db: Option<&Bytes>) -> Reply {
     match db.map(|d| crate::protocol::request::parse_i64(d)) {
         Some(Some(0)) => Reply::ok(),
-        Some(Some(n)) if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) => {
-            Reply::error_static("ERR value is out of range")
-        }
+        Some(Some(n)) if n > i64::from(i32::MAX) || n < i64::from(i32::MIN) => Reply::error_static(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        ),
         Some(Some(_)) => Reply::error_static("ERR DB index is out of range"),
         _ => Reply::error_static("ERR value is not an integer or out of range"),
     }

@@ -208,11 +208,13 @@ pub async fn plan_fan_out(
 /// SCAN: the cursor names the node; the node's own cursor replaces it in the request.
 async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending {
     let node_count = worker.pool.node_count();
-    let cursor = request
-        .args
-        .get(1)
-        .and_then(|c| std::str::from_utf8(c).ok())
-        .and_then(|c| c.parse::<u64>().ok());
+    // Redis reads an empty cursor as 0.
+    let cursor = match request.args.get(1) {
+        Some(c) if c.is_empty() => Some(0),
+        c => c
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<u64>().ok()),
+    };
     let Some((node, node_cursor)) = cursor.and_then(|c| decode_scan_cursor(c, node_count)) else {
         return Pending::ready(Reply::error_static("ERR invalid cursor"));
     };
