@@ -35,8 +35,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6380`.
     pub listen: SocketAddr,
-    /// Worker threads, each with its own event loop and backend connections. `0` (default) means
-    /// one per CPU core.
+    /// Worker threads, each with its own event loop and backend connections. Default 1: on a
+    /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
+    /// least CPU on cross-core wake-ups (see README, Benchmarks). `0` means one per CPU core.
     pub workers: usize,
     /// The Redis nodes keys are spread over. At least one; ids and addresses unique.
     pub nodes: Vec<NodeConfig>,
@@ -141,7 +142,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
-            workers: 0,
+            workers: 1,
             nodes: Vec::new(),
             ring: RingConfig::default(),
             timeouts: TimeoutsConfig::default(),

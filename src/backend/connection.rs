@@ -200,6 +200,10 @@ async fn serve(
                 None => break Served::Closed,
             },
         };
+        // Let the other clients of this worker that are ready run first (a yielded task runs
+        // after the event loop has polled for I/O once more), so their requests join this
+        // batch: fewer, larger writes to the node cost less CPU on both sides.
+        tokio::task::yield_now().await;
         let sent_at = Instant::now();
         let mut next = Some(first);
         while let Some(request) = next.take() {
