@@ -18,10 +18,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::node::{NodeError, NodeInfo};
+use super::queue::{InFlight, RequestQueue};
 use crate::protocol::{decode_reply, NodeReply};
 
 /// What a request gets back: the node's reply or why there is none.
@@ -45,11 +46,22 @@ pub struct ConnectionSettings {
     pub max_in_flight: usize,
 }
 
-/// The cloneable handle clients use to send requests through the connection.
+/// The cloneable handle clients use to send requests through the connection. The driver
+/// stops once every handle is dropped.
 #[derive(Clone)]
 pub struct Connection {
-    tx: mpsc::Sender<BackendRequest>,
+    queue: Arc<RequestQueue>,
     node: Arc<NodeInfo>,
+    _owner: Arc<Owner>,
+}
+
+/// Closes the queue when the last handle goes.
+struct Owner(Arc<RequestQueue>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// A reply that has not arrived yet.
@@ -58,9 +70,13 @@ pub type PendingReply = oneshot::Receiver<NodeResult>;
 impl Connection {
     /// Starts the driver task on the current runtime and returns its handle.
     pub fn spawn(node: Arc<NodeInfo>, settings: ConnectionSettings) -> Connection {
-        let (tx, rx) = mpsc::channel(settings.queue_depth);
-        tokio::spawn(drive(node.clone(), settings, rx));
-        Connection { tx, node }
+        let queue = Arc::new(RequestQueue::new(settings.queue_depth));
+        tokio::spawn(drive(node.clone(), settings, queue.clone()));
+        Connection {
+            _owner: Arc::new(Owner(queue.clone())),
+            queue,
+            node,
+        }
     }
 
     pub fn node(&self) -> &Arc<NodeInfo> {
@@ -70,16 +86,7 @@ impl Connection {
     /// Queues one command; waits only when the queue is full (backpressure).
     pub async fn send(&self, payload: Bytes) -> PendingReply {
         let (reply, rx) = oneshot::channel();
-        let request = BackendRequest { payload, reply };
-        match self.tx.try_send(request) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(request)) => {
-                // The driver is gone only when the runtime shuts down; the dropped sender then
-                // turns into a "connection lost" error for the caller.
-                let _ = self.tx.send(request).await;
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        self.queue.push(BackendRequest { payload, reply }).await;
         rx
     }
 }
@@ -97,18 +104,14 @@ pub fn settle(
 
 /// The driver: connect, serve until the connection breaks, back off, repeat. Ends when every
 /// handle is dropped.
-async fn drive(
-    node: Arc<NodeInfo>,
-    settings: ConnectionSettings,
-    mut rx: mpsc::Receiver<BackendRequest>,
-) {
+async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<RequestQueue>) {
     let mut backoff = settings.backoff_min;
     loop {
         let failure = match connect(&node, &settings).await {
             Ok(stream) => {
                 backoff = settings.backoff_min;
                 node.status.connection_up();
-                let outcome = serve(&node, &settings, stream, &mut rx).await;
+                let outcome = serve(&node, &settings, stream, &queue).await;
                 node.status.connection_down();
                 match outcome {
                     Served::Closed => return,
@@ -128,15 +131,19 @@ async fn drive(
         // Until the next attempt, answer this node's requests with the error at once.
         let error = NodeError::new(&node, &failure);
         let retry_at = Instant::now() + backoff;
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(retry_at) => break,
-                request = rx.recv() => match request {
-                    Some(request) => {
+                open = queue.wait() => {
+                    if !open {
+                        return;
+                    }
+                    queue.take(&mut batch);
+                    for request in batch.drain(..) {
                         let _ = request.reply.send(Err(error.clone()));
                     }
-                    None => return,
-                },
+                }
             }
         }
         backoff = (backoff * 2).min(settings.backoff_max);
@@ -170,55 +177,48 @@ enum Served {
     Broken(String),
 }
 
-/// Most requests written in one go; bounds the iovec array and the latency of the first reply.
-const MAX_BATCH: usize = 512;
-
 /// Writes requests as they come until the connection breaks or the handles are gone.
 async fn serve(
     node: &Arc<NodeInfo>,
     settings: &ConnectionSettings,
     stream: TcpStream,
-    rx: &mut mpsc::Receiver<BackendRequest>,
+    queue: &RequestQueue,
 ) -> Served {
     let (read_half, mut write_half) = stream.into_split();
-    let (inflight_tx, inflight_rx) = mpsc::channel(settings.max_in_flight);
+    let in_flight = Arc::new(InFlight::new(settings.max_in_flight));
     let mut reader = tokio::spawn(read_replies(
         node.clone(),
         read_half,
-        inflight_rx,
+        in_flight.clone(),
         settings.request_timeout,
     ));
-    let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<BackendRequest> = Vec::new();
+    let mut payloads: Vec<Bytes> = Vec::new();
     let outcome = loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             ended = &mut reader => {
                 break Served::Broken(ended.unwrap_or_else(|e| format!("reader failed: {e}")));
             }
-            request = rx.recv() => match request {
-                Some(request) => request,
-                None => break Served::Closed,
+            open = queue.wait() => if !open {
+                break Served::Closed;
             },
-        };
+        }
         // Let the other clients of this worker that are ready run first (a yielded task runs
         // after the event loop has polled for I/O once more), so their requests join this
         // batch: fewer, larger writes to the node cost less CPU on both sides.
         tokio::task::yield_now().await;
-        let sent_at = Instant::now();
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            batch.push(request.payload);
-            // Hand the reply slot to the reader before the bytes leave, so the reply always
-            // finds it.
-            if inflight_tx.send((request.reply, sent_at)).await.is_err() {
-                break;
-            }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
+        queue.take(&mut batch);
+        let count = batch.len();
+        let mut replies = Vec::with_capacity(count);
+        for request in batch.drain(..) {
+            payloads.push(request.payload);
+            replies.push(request.reply);
         }
-        node.status.add_requests(batch.len() as u64);
-        let write = write_all(&mut write_half, &mut batch);
+        // The reply slots go to the reader before the bytes leave, so every reply finds one.
+        in_flight.add(replies.into_iter(), count).await;
+        node.status.add_requests(count as u64);
+        let write = write_all(&mut write_half, &mut payloads);
         match tokio::time::timeout(settings.request_timeout, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => break Served::Broken(format!("write failed: {e}")),
@@ -230,8 +230,8 @@ async fn serve(
             }
         }
     };
-    // Dropping the reader's queue fails whatever is still in flight with "connection lost";
-    // when the reader ended by itself it has already answered them with its reason.
+    // Whatever is still in flight fails with the reader's reason, or as "connection lost" when
+    // the slots are dropped with the queue.
     reader.abort();
     outcome
 }
@@ -268,36 +268,27 @@ async fn write_all(out: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>) -> std::io:
     Ok(())
 }
 
-type InFlight = (oneshot::Sender<NodeResult>, Instant);
-
 /// Reads replies and matches them to requests in order. Returns why it stopped, after failing
 /// every request still waiting with that reason.
 async fn read_replies(
     node: Arc<NodeInfo>,
     mut read_half: OwnedReadHalf,
-    mut inflight_rx: mpsc::Receiver<InFlight>,
+    in_flight: Arc<InFlight>,
     timeout: Duration,
 ) -> String {
-    let mut waiting: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let timer = tokio::time::sleep(timeout);
     tokio::pin!(timer);
     let reason = loop {
-        while let Ok(item) = inflight_rx.try_recv() {
-            waiting.push_back(item);
-        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let read = match waiting.front() {
+        let read = match in_flight.oldest() {
             None => tokio::select! {
-                item = inflight_rx.recv() => match item {
-                    Some(item) => { waiting.push_back(item); continue; }
-                    None => break "connection closed".to_string(),
-                },
+                _ = in_flight.wait_added() => continue,
                 read = read_half.read_buf(&mut buf) => read,
             },
-            Some(&(_, sent_at)) => {
+            Some(sent_at) => {
                 let deadline = sent_at + timeout;
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);
@@ -316,21 +307,14 @@ async fn read_replies(
         let mut failure = None;
         loop {
             match decode_reply(&mut buf) {
-                Ok(Some(reply)) => {
-                    if waiting.is_empty() {
-                        while let Ok(item) = inflight_rx.try_recv() {
-                            waiting.push_back(item);
-                        }
+                Ok(Some(reply)) => match in_flight.pop() {
+                    // The client may have gone away; its reply is simply dropped.
+                    Some((tx, _)) => drop(tx.send(Ok(reply))),
+                    None => {
+                        failure = Some("reply without a request".to_string());
+                        break;
                     }
-                    match waiting.pop_front() {
-                        // The client may have gone away; its reply is simply dropped.
-                        Some((tx, _)) => drop(tx.send(Ok(reply))),
-                        None => {
-                            failure = Some("reply without a request".to_string());
-                            break;
-                        }
-                    }
-                }
+                },
                 Ok(None) => break,
                 Err(e) => {
                     failure = Some(e);
@@ -343,11 +327,7 @@ async fn read_replies(
         }
     };
     let error = NodeError::new(&node, &reason);
-    inflight_rx.close();
-    while let Ok(item) = inflight_rx.try_recv() {
-        waiting.push_back(item);
-    }
-    for (tx, _) in waiting.drain(..) {
+    for (tx, _) in in_flight.drain() {
         let _ = tx.send(Err(error.clone()));
     }
     reason

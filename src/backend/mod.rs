@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod node;
 pub mod pool;
+pub mod queue;
 
 pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
 pub use node::{NodeError, NodeInfo, NodeStatus};
