@@ -144,7 +144,11 @@ impl InFlight {
     /// Adds the slots of a batch about to be written, waiting while the connection already
     /// has `max_in_flight` unanswered requests (a batch larger than that waits for an empty
     /// queue, so it cannot wait forever).
-    pub async fn add(&self, batch: impl Iterator<Item = oneshot::Sender<NodeResult>>, count: usize) {
+    pub async fn add(
+        &self,
+        batch: impl Iterator<Item = oneshot::Sender<NodeResult>>,
+        count: usize,
+    ) {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -199,5 +203,81 @@ impl InFlight {
         let slots = self.lock().drain(..).collect();
         self.freed.notify_one();
         slots
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn request() -> (BackendRequest, oneshot::Receiver<NodeResult>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            BackendRequest {
+                payload: Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
+                reply,
+            },
+            rx,
+        )
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_full_queue_makes_senders_wait_until_the_writer_takes() {
+        let queue = Arc::new(RequestQueue::new(2));
+        queue.push(request().0).await;
+        queue.push(request().0).await;
+        let q = queue.clone();
+        let third = tokio::spawn(async move { q.push(request().0).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!third.is_finished(), "the third push must wait for room");
+        let mut batch = Vec::new();
+        assert!(queue.wait().await);
+        queue.take(&mut batch);
+        assert_eq!(batch.len(), 2);
+        third.await.unwrap();
+        batch.clear();
+        queue.take(&mut batch);
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_closed_queue_drops_requests_and_stops_the_writer() {
+        let queue = RequestQueue::new(4);
+        queue.close();
+        let (req, rx) = request();
+        queue.push(req).await;
+        assert!(
+            rx.await.is_err(),
+            "the reply slot is dropped: connection lost"
+        );
+        assert!(!queue.wait().await);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn in_flight_is_bounded_and_fifo() {
+        let in_flight = Arc::new(InFlight::new(2));
+        let (a, mut ra) = oneshot::channel();
+        let (b, _rb) = oneshot::channel();
+        in_flight.add([a, b].into_iter(), 2).await;
+        let (c, _rc) = oneshot::channel();
+        let f = in_flight.clone();
+        let adder = tokio::spawn(async move { f.add(std::iter::once(c), 1).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!adder.is_finished(), "over max_in_flight the writer waits");
+        let (first, _) = in_flight.pop().unwrap();
+        first.send(Err(test_error())).unwrap();
+        assert!(ra.try_recv().is_ok(), "the oldest slot is popped first");
+        adder.await.unwrap();
+        assert_eq!(in_flight.drain().len(), 2);
+        assert!(in_flight.oldest().is_none());
+    }
+
+    fn test_error() -> super::super::NodeError {
+        let node = Arc::new(super::super::NodeInfo::new(0, "n".into(), "h:1".into(), 1));
+        super::super::NodeError::new(&node, "test")
     }
 }
