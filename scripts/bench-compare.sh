@@ -70,12 +70,7 @@ if ((want_twemproxy)); then
     ensure_nutcracker
 fi
 if ((want_strata)); then
-    log "building strata (cargo build --release)"
-    (cd "$STRATA_ROOT" && cargo build --release) || die "cargo build --release failed"
-    target_dir="${CARGO_TARGET_DIR:-$STRATA_ROOT/target}"
-    [[ "$target_dir" = /* ]] || target_dir="$STRATA_ROOT/$target_dir"
-    strata_bin="$target_dir/release/strata"
-    [[ -x "$strata_bin" ]] || die "built binary not found at $strata_bin"
+    strata_bin="$(build_strata)"
 fi
 
 workdir="$(mktemp -d -t strata-bench.XXXXXX)"

@@ -276,3 +276,13 @@ install_cleanup_trap() {
     trap 'printf "\n%s: interrupted, stopping\n" "$LIB_PROG" >&2; exit 130' INT
     trap 'printf "%s: terminated, stopping\n" "$LIB_PROG" >&2; exit 143' TERM
 }
+
+# build_strata: `cargo build --release` at the repository root; prints the binary's path.
+build_strata() {
+    log "building strata (cargo build --release)"
+    (cd "$STRATA_ROOT" && cargo build --release >&2) || die "cargo build --release failed"
+    local target_dir="${CARGO_TARGET_DIR:-$STRATA_ROOT/target}"
+    [[ "$target_dir" = /* ]] || target_dir="$STRATA_ROOT/$target_dir"
+    [[ -x "$target_dir/release/strata" ]] || die "built binary not found at $target_dir/release/strata"
+    printf '%s\n' "$target_dir/release/strata"
+}

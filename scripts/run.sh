@@ -40,12 +40,7 @@ install_cleanup_trap
 
 ensure_redis
 
-log "building strata (cargo build --release)"
-(cd "$STRATA_ROOT" && cargo build --release) || die "cargo build --release failed"
-target_dir="${CARGO_TARGET_DIR:-$STRATA_ROOT/target}"
-[[ "$target_dir" = /* ]] || target_dir="$STRATA_ROOT/$target_dir"
-bin="$target_dir/release/strata"
-[[ -x "$bin" ]] || die "built binary not found at $bin"
+bin="$(build_strata)"
 
 mapfile -t ports < <(config_node_ports "$config")
 if [[ ${#ports[@]} -eq 0 ]]; then
