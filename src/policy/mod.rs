@@ -1,8 +1,9 @@
 //! Per-layer policy (TTL, replication, consistency) — resolved between classify and plan.
 //!
-//! The core proxy applies one policy to every key: a single copy on the key's primary node.
-//! The layers issue fills this module in; the coordinator already asks it for the replica
-//! count so the seam stays in one place.
+//! The core proxy applies one policy to every key: a single copy on the key's primary node, so
+//! nothing calls `resolve` yet. The layers issue fills this module in and calls it from
+//! `coordinator::dispatch` between classify and plan, where `Ring::preference_list` then gives
+//! the key's N replicas.
 
 /// What the policy says about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,7 @@ impl Default for Policy {
     }
 }
 
-/// The policy of a key. Today every key gets the default.
+/// The policy of a key. Today every key gets the default (not yet called, see above).
 pub fn resolve(_key: &[u8]) -> Policy {
     Policy::default()
 }
