@@ -231,3 +231,41 @@ fn node_down_at_startup_is_used_once_up() {
         Resp::bulks(&["up", "late"])
     );
 }
+
+/// A "node" that accepts connections and hangs up at once must not make strata reconnect in a
+/// tight loop: reconnects back off, and its keys get strata's error.
+#[test]
+fn a_node_that_hangs_up_at_once_is_retried_with_backoff() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let strata = common::StrataBuilder::with_addrs(vec![addr.clone()]).start();
+    let mut client = strata.raw();
+    let reply = client.call(&["GET", "k"]);
+    assert!(
+        reply
+            .error_text()
+            .starts_with(&format!("ERR strata: node node1 ({addr}) unavailable: ")),
+        "{reply:?}"
+    );
+    // With backoff (20ms doubling to 200ms in the test config) each of the two workers
+    // connects under ten times in 1.5 s; a loop without backoff connects thousands of times.
+    let before = accepted.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    let attempts = accepted.load(Ordering::SeqCst) - before;
+    assert!(attempts <= 30, "{attempts} reconnects in 1.5 s");
+    assert!(
+        attempts >= 2,
+        "strata stopped retrying ({attempts} reconnects)"
+    );
+}

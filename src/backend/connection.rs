@@ -109,7 +109,7 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
     loop {
         let failure = match connect(&node, &settings).await {
             Ok(stream) => {
-                backoff = settings.backoff_min;
+                let connected_at = Instant::now();
                 node.status.connection_up();
                 let outcome = serve(&node, &settings, stream, &queue).await;
                 node.status.connection_down();
@@ -117,9 +117,13 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
                     Served::Closed => return,
                     Served::Broken(reason) => {
                         tracing::warn!(node = %node.id, addr = %node.addr, %reason, "node connection lost");
-                        node.status.set_error(&reason);
-                        // Reconnect at once: a single broken connection is usually a restart.
-                        continue;
+                        // A connection that served a while was healthy: retry soon. One that
+                        // broke at once (a node that accepts and hangs up) keeps backing off,
+                        // so it cannot make strata spin.
+                        if connected_at.elapsed() >= settings.backoff_max {
+                            backoff = settings.backoff_min;
+                        }
+                        reason
                     }
                 }
             }
