@@ -11,10 +11,11 @@ use bytes::Bytes;
 use crate::coordinator::merge::MergePlan;
 use crate::coordinator::plan::fan_out;
 use crate::coordinator::Pending;
+use crate::protocol::reply::command_bytes;
 use crate::protocol::Reply;
 use crate::server::Worker;
 
-use super::local::{encode, Done};
+use super::local::Done;
 
 /// The Redis version strata reports (`redis_version`, HELLO): the command set it implements.
 pub const REDIS_VERSION: &str = "7.0.0";
@@ -81,7 +82,7 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
     if !after.is_empty() {
         after.insert_str(0, "\r\n");
     }
-    let payload = encode(&[b"INFO", b"keyspace"]);
+    let payload = command_bytes([&b"INFO"[..], b"keyspace"].into_iter());
     fan_out(
         worker,
         client_id,

@@ -10,7 +10,6 @@ use crate::client::registry::ClientInfo;
 use crate::coordinator::merge::MergePlan;
 use crate::coordinator::plan::{fan_out, forward, payload};
 use crate::coordinator::Pending;
-use crate::protocol::reply::encode_command;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -28,13 +27,6 @@ impl Done {
     fn reply(reply: Reply) -> Done {
         Done {
             pending: Pending::ready(reply),
-            close: false,
-        }
-    }
-
-    fn pending(pending: Pending) -> Done {
-        Done {
-            pending,
             close: false,
         }
     }
@@ -78,8 +70,11 @@ pub async fn execute(
 }
 
 impl From<Pending> for Done {
-    fn from(p: Pending) -> Done {
-        Done::pending(p)
+    fn from(pending: Pending) -> Done {
+        Done {
+            pending,
+            close: false,
+        }
     }
 }
 
@@ -427,11 +422,4 @@ fn first_node(worker: &Worker, client: &ClientInfo) -> usize {
 /// A HELP reply: one status line per entry, as Redis does.
 pub fn help(lines: &[&'static str]) -> Reply {
     Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
-}
-
-/// Encodes a command from string parts (for commands strata sends on its own behalf).
-pub fn encode(args: &[&[u8]]) -> Bytes {
-    let mut out = bytes::BytesMut::new();
-    encode_command(&mut out, args.iter().copied());
-    out.freeze()
 }

@@ -1,11 +1,11 @@
 //! Planning: which nodes a request goes to, in what pieces, and how the replies come back
 //! together. Sends the pieces and returns the [`Pending`] reply.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::command::keys::key_positions;
 use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Split};
-use crate::protocol::reply::encode_command;
+use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -21,16 +21,7 @@ pub fn payload(request: &Request) -> Bytes {
     if let Some(raw) = &request.raw {
         return raw.clone();
     }
-    let mut out = BytesMut::new();
-    encode_command(&mut out, request.args.iter().map(|a| a.as_ref()));
-    out.freeze()
-}
-
-/// Encodes a command built from parts of a request.
-fn command<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
-    let mut out = BytesMut::new();
-    encode_command(&mut out, args);
-    out.freeze()
+    command_bytes(request.args.iter().map(|a| a.as_ref()))
 }
 
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
@@ -172,7 +163,7 @@ pub async fn plan_split(
         let Some(conn) = worker.pool.connection(node, client_id) else {
             continue;
         };
-        let rx = conn.send(command(args.into_iter())).await;
+        let rx = conn.send(command_bytes(args.into_iter())).await;
         gather.push(rx, conn.node().clone());
         slots.push(positions.iter().map(|p| (p - 1) / stride).collect());
     }
@@ -230,7 +221,7 @@ async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending
     let Some(conn) = worker.pool.connection(node, client_id) else {
         return Pending::ready(Reply::error_static("ERR invalid cursor"));
     };
-    let rx = conn.send(command(args.into_iter())).await;
+    let rx = conn.send(command_bytes(args.into_iter())).await;
     let mut gather = Gather::new(MergePlan::Scan { node, node_count });
     gather.push(rx, conn.node().clone());
     Pending::gather(gather)

@@ -119,6 +119,13 @@ fn number(out: &mut BytesMut, prefix: u8, n: i64) {
     line(out, prefix, buf.format(n).as_bytes());
 }
 
+/// Encodes arguments as one RESP multibulk command, ready to send to a node.
+pub fn command_bytes<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_command(&mut out, args);
+    out.freeze()
+}
+
 /// Encodes a request (arguments) as a RESP multibulk, for sending to a node.
 pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
     number(out, b'*', args.len() as i64);
