@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{resolve_layers, LayerSpec};
+
 /// A problem with the configuration; `strata check` and `strata serve` print it and exit 64.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -35,6 +37,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6380`.
     pub listen: SocketAddr,
+    /// Address of the HTTP admin endpoint (`GET /metrics`, `GET /healthz`). Default none: no
+    /// admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
     /// Worker threads, each with its own event loop and backend connections. Default 1: on a
     /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
     /// least CPU on cross-core wake-ups (see README, Benchmarks). `0` means one per CPU core.
@@ -42,6 +47,11 @@ pub struct Config {
     /// The Redis nodes keys are spread over. At least one; ids and addresses unique.
     pub nodes: Vec<NodeConfig>,
     pub ring: RingConfig,
+    /// Policy of keys whose layer leaves a field out, and of keys matching no layer.
+    pub defaults: LayerDefaults,
+    /// Key layers: a key belongs to the layer with the longest matching prefix.
+    pub layers: Vec<LayerConfig>,
+    pub stats: StatsConfig,
     pub timeouts: TimeoutsConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
@@ -77,6 +87,113 @@ pub struct RingConfig {
     /// and the next closing character is hashed, when non-empty. Default `{}`; empty string
     /// disables hash tags.
     pub hash_tag: String,
+}
+
+/// Write consistency: how many replicas must acknowledge a write before the client's reply.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteConsistency {
+    /// The first success.
+    Eventual,
+    /// A majority of the replicas.
+    Quorum,
+    /// Every replica.
+    Strong,
+}
+
+/// Read consistency: how many replicas a read asks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// The first replica that is up.
+    One,
+    /// A majority of the replicas, replies compared.
+    Quorum,
+    /// Every replica, replies compared.
+    All,
+}
+
+/// The policy fields every layer inherits when it leaves them out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LayerDefaults {
+    /// TTL given to keys written without one. Default none (`0` also means none).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Largest TTL a key may have: explicit TTLs are clamped to it, KEEPTTL and PERSIST are
+    /// refused. Default none (`0` also means none).
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Option<Duration>,
+    /// Copies of each key. Default 1.
+    pub replication: usize,
+    /// Default `quorum`.
+    pub write_consistency: WriteConsistency,
+    /// Default `one`.
+    pub read_consistency: ReadConsistency,
+}
+
+impl Default for LayerDefaults {
+    fn default() -> Self {
+        LayerDefaults {
+            ttl: None,
+            max_ttl: None,
+            replication: 1,
+            write_consistency: WriteConsistency::Quorum,
+            read_consistency: ReadConsistency::One,
+        }
+    }
+}
+
+/// One key layer. Fields left out come from `defaults`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// Name used in INFO, STRATA LAYERS and metric labels: letters, digits, `_` and `-`.
+    pub name: String,
+    /// Keys starting with it belong to the layer (longest prefix wins). Non-empty.
+    pub prefix: String,
+    /// Optional template naming the key's fields, e.g. `result:{query}:{model}`; it must start
+    /// with the prefix. Used by `STRATA INVALIDATE WHERE field=value`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Default TTL; `0` means none even when `defaults.ttl` is set.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl: Option<Duration>,
+    /// Maximum TTL; `0` means none even when `defaults.max_ttl` is set.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_ttl: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_consistency: Option<WriteConsistency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_consistency: Option<ReadConsistency>,
+}
+
+/// Statistics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// How often strata counts the keys of each layer on the nodes (a SCAN of every node,
+    /// shown as `keys=` in INFO and `strata_layer_keys`). Default `60s`; `0` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub layer_keys_interval: Duration,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            layer_keys_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Time limits on the backend side.
@@ -128,6 +245,9 @@ pub struct LimitsConfig {
     /// Requests of one client in flight (read, not yet answered); strata stops reading from the
     /// client until replies drain. Default 1024.
     pub max_pipeline: usize,
+    /// Keys asked per SCAN call (its COUNT) by strata's own scans: STRATA INVALIDATE LAYER /
+    /// WHERE and the layer key count; also the most keys one UNLINK removes. Default 1000.
+    pub scan_count: usize,
 }
 
 /// Guards for commands that can destroy data.
@@ -142,9 +262,13 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            admin_listen: None,
             workers: 1,
             nodes: Vec::new(),
             ring: RingConfig::default(),
+            defaults: LayerDefaults::default(),
+            layers: Vec::new(),
+            stats: StatsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             backend: BackendConfig::default(),
             limits: LimitsConfig::default(),
@@ -191,6 +315,7 @@ impl Default for LimitsConfig {
             max_bulk_len: 512 * 1024 * 1024,
             max_inline_len: 64 * 1024,
             max_pipeline: 1024,
+            scan_count: 1000,
         }
     }
 }
@@ -209,6 +334,8 @@ pub struct Settings {
     /// Resolved worker count (never 0).
     pub workers: usize,
     pub hash_tag: Option<HashTag>,
+    /// The layers with every default resolved; the implicit `default` layer last.
+    pub layers: Vec<LayerSpec>,
 }
 
 impl Config {
@@ -319,11 +446,13 @@ impl Config {
             ("limits.max_bulk_len", self.limits.max_bulk_len),
             ("limits.max_inline_len", self.limits.max_inline_len),
             ("limits.max_pipeline", self.limits.max_pipeline),
+            ("limits.scan_count", self.limits.scan_count),
         ] {
             if v == 0 {
                 return Err(format!("{name}: must be at least 1"));
             }
         }
+        let layers = resolve_layers(&self)?;
         if self.backend.connections_per_node > 64 {
             return Err("backend.connections_per_node: at most 64".into());
         }
@@ -341,6 +470,7 @@ impl Config {
             config: self,
             workers,
             hash_tag,
+            layers,
         })
     }
 }
@@ -365,6 +495,20 @@ impl Settings {
         let mut effective = self.config.clone();
         effective.workers = self.workers;
         serde_yaml::to_string(&effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The layers with every default resolved, the implicit default layer last, as a YAML
+    /// comment block plus document (`strata check` prints it after the configuration).
+    pub fn layers_yaml(&self) -> String {
+        #[derive(Serialize)]
+        struct Resolved<'a> {
+            resolved_layers: &'a [LayerSpec],
+        }
+        let body = serde_yaml::to_string(&Resolved {
+            resolved_layers: &self.layers,
+        })
+        .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        format!("---\n# Layers as strata applies them: defaults filled in; keys matching no prefix fall into `default`.\n{body}")
     }
 }
 

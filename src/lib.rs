@@ -7,10 +7,11 @@
 //!   → client::session      read buffer, resumable Redis-exact parser, pipeline of pending replies
 //!   → protocol::Request    arguments as slices of one frozen buffer (no copy)
 //!   → command::classify    static command table: arity, flags, key positions, route
-//!   → coordinator::plan    ring → owning node; multi-key commands split per node; fan-out
+//!   → policy::Layers       the key's layer (longest prefix): TTL rules, statistics
+//!   → coordinator::plan    ring → owning node; TTL rewrite; multi-key split per node; fan-out
 //!   → backend::Connection  per worker and node: multiplexed, pipelined, FIFO reply matching
 //!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
-//!   → client::session      replies written in request order, batched
+//!   → client::session      replies written in request order, batched, counted
 //! ```
 //!
 //! # Modules
@@ -24,8 +25,11 @@
 //! - [`coordinator`]: planning, pending replies, merging.
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: node connections, pools, node status.
-//! - [`policy`]: per-layer policy (the seam the layers issue fills in).
-//! - [`stats`]: counters behind INFO.
+//! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
+//! - [`stats`]: per-worker counters and latency histograms behind INFO, STRATA STATS and
+//!   `/metrics`.
+//! - [`admin`]: the HTTP admin endpoint (`/metrics`, `/healthz`).
+//! - [`warm`]: `strata warm`, loading a file of entries through a running proxy.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -38,6 +42,7 @@
     )
 )]
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod command;
@@ -48,3 +53,4 @@ pub mod protocol;
 pub mod ring;
 pub mod server;
 pub mod stats;
+pub mod warm;

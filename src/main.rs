@@ -1,4 +1,4 @@
-//! The `strata` binary: `serve` (default) and `check`.
+//! The `strata` binary: `serve` (default), `check` and `warm`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,8 +22,33 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Serve,
-    /// Validate the configuration and print it with every default filled in.
+    /// Validate the configuration and print it with every default filled in, then the
+    /// resolved layers.
     Check,
+    /// Load a JSON-lines file of entries through a running strata (STRATA WARM per entry).
+    Warm {
+        /// The file: one `{"key": "..", "value": "..", "ttl": "5m"}` object per line; `ttl`
+        /// is optional (the layer's default TTL applies without it).
+        #[arg(long)]
+        file: PathBuf,
+        /// The strata to load through; default: `listen` from the configuration.
+        #[arg(long)]
+        addr: Option<String>,
+        /// Entries in flight at once.
+        #[arg(long, default_value_t = 256)]
+        pipeline: usize,
+    },
+}
+
+/// Where a local client reaches a proxy listening on `listen` (a wildcard address is
+/// reached on loopback).
+fn connect_addr(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, listen.port()).to_string()
 }
 
 /// Exit code for a bad configuration (EX_USAGE, as sysexits.h has it).
@@ -50,8 +75,36 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => {
             print!("{}", settings.to_yaml());
+            print!("{}", settings.layers_yaml());
             eprintln!("strata: {} is valid", cli.config.display());
             ExitCode::SUCCESS
+        }
+        Command::Warm {
+            file,
+            addr,
+            pipeline,
+        } => {
+            let addr = addr.unwrap_or_else(|| connect_addr(settings.config.listen));
+            let opts = strata::warm::WarmOptions {
+                addr,
+                file,
+                pipeline: pipeline.max(1),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            match strata::warm::run(&opts) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    if summary.failed == 0 && summary.invalid == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("strata warm: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve => {
             let listen = settings.config.listen;

@@ -15,10 +15,13 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::admin::{AdminHandle, HttpResponse};
 use crate::backend::{ConnectionSettings, NodeInfo, Pool};
 use crate::client::registry::ClientRegistry;
 use crate::client::session;
+use crate::command::table::COMMANDS;
 use crate::config::Settings;
+use crate::policy::Layers;
 use crate::ring::{Ring, RingNode};
 use crate::stats::Stats;
 
@@ -27,6 +30,8 @@ pub struct Shared {
     pub settings: Settings,
     pub nodes: Vec<Arc<NodeInfo>>,
     pub ring: Ring,
+    /// Key layers: policy and statistics.
+    pub layers: Layers,
     pub clients: ClientRegistry,
     /// Client connections open right now (enforces `limits.max_clients`).
     pub connected: AtomicUsize,
@@ -48,16 +53,32 @@ pub struct Worker {
 /// A bound server, not yet running.
 pub struct Server {
     listener: TcpListener,
+    /// The admin endpoint's listener, when `admin_listen` is set.
+    admin: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
 /// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The admin endpoint's address, when it runs.
+    pub admin_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
+    admin: Option<AdminHandle>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+}
+
+impl Shared {
+    /// CONFIG RESETSTAT: every statistic strata keeps (not the key counts, which are gauges).
+    pub fn reset_stats(&self) {
+        self.stats.reset();
+        self.layers.reset_stats();
+        for node in &self.nodes {
+            node.stats.reset();
+        }
+    }
 }
 
 impl Server {
@@ -65,12 +86,27 @@ impl Server {
     pub fn bind(settings: Settings, config_path: Option<PathBuf>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(settings.config.listen)?;
         let local_addr = listener.local_addr()?;
+        let admin =
+            match settings.config.admin_listen {
+                Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("admin_listen {addr}: {e}"))
+                })?),
+                None => None,
+            };
         let nodes: Vec<Arc<NodeInfo>> = settings
             .config
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| Arc::new(NodeInfo::new(i, n.id.clone(), n.addr.clone(), n.weight)))
+            .map(|(i, n)| {
+                Arc::new(NodeInfo::new(
+                    i,
+                    n.id.clone(),
+                    n.addr.clone(),
+                    n.weight,
+                    settings.workers,
+                ))
+            })
             .collect();
         let ring_nodes: Vec<RingNode<'_>> = nodes
             .iter()
@@ -81,19 +117,25 @@ impl Server {
             .collect();
         let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag);
         let workers = settings.workers;
+        let layers = Layers::new(&settings.layers, workers);
         let shared = Arc::new(Shared {
             settings,
             nodes,
             ring,
+            layers,
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
-            stats: Stats::new(workers),
+            stats: Stats::new(workers, COMMANDS.len()),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             local_addr,
             config_path,
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            admin,
+            shared,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -103,6 +145,14 @@ impl Server {
     /// Starts the workers and the acceptor in background threads.
     pub fn start(self) -> std::io::Result<ServerHandle> {
         let shared = self.shared;
+        let admin = match self.admin {
+            Some(listener) => Some(crate::admin::start(
+                listener,
+                admin_handler(shared.clone()),
+                ADMIN_CONNECTIONS,
+            )?),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::new();
         let mut workers = Vec::new();
@@ -129,8 +179,13 @@ impl Server {
             nodes = shared.nodes.len(),
             "strata ready"
         );
+        if let Some(a) = &admin {
+            tracing::info!(admin = %a.addr(), "admin endpoint ready (/metrics, /healthz)");
+        }
         Ok(ServerHandle {
             addr: shared.local_addr,
+            admin_addr: admin.as_ref().map(|a| a.addr()),
+            admin,
             shared,
             stop,
             acceptor: Some(acceptor),
@@ -142,6 +197,9 @@ impl Server {
 impl ServerHandle {
     /// Stops accepting, closes every client and node connection, and joins the threads.
     pub fn shutdown(mut self) {
+        if let Some(admin) = self.admin.take() {
+            admin.shutdown();
+        }
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() with a connection of our own.
         let _ = std::net::TcpStream::connect(self.addr);
@@ -161,6 +219,44 @@ impl ServerHandle {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+/// Admin HTTP requests served at once; more wait in the backlog.
+const ADMIN_CONNECTIONS: usize = 16;
+
+/// What the admin endpoint answers: `/metrics` and `/healthz`.
+fn admin_handler(shared: Arc<Shared>) -> crate::admin::Handler {
+    let registry = crate::stats::metrics::registry(shared.clone());
+    Arc::new(move |path: &str| match path {
+        "/metrics" => HttpResponse {
+            status: 200,
+            content_type: crate::stats::metrics::CONTENT_TYPE,
+            body: crate::stats::metrics::render(&registry),
+        },
+        "/healthz" => health(&shared),
+        _ => HttpResponse::text(404, "not found: try /metrics or /healthz\n"),
+    })
+}
+
+/// `/healthz`: 200 `ok` when every node is up, 200 `degraded` naming the nodes that are not
+/// (the keys of the others are served), 503 when no node is up (nothing can be served).
+fn health(shared: &Shared) -> HttpResponse {
+    let down: Vec<&str> = shared
+        .nodes
+        .iter()
+        .filter(|n| n.status.state() != "up")
+        .map(|n| n.id.as_str())
+        .collect();
+    if down.is_empty() {
+        HttpResponse::text(200, "ok\n")
+    } else if down.len() < shared.nodes.len() {
+        HttpResponse::text(200, format!("degraded: not up: {}\n", down.join(" ")))
+    } else {
+        HttpResponse::text(
+            503,
+            format!("unavailable: no node is up: {}\n", down.join(" ")),
+        )
     }
 }
 
@@ -188,6 +284,7 @@ fn run_worker(
             backoff_max: config.backend.reconnect_backoff_max,
             queue_depth: config.backend.queue_depth,
             max_in_flight: config.backend.max_in_flight,
+            worker: index,
         };
         let pool = Pool::start(
             &shared.nodes,
@@ -199,6 +296,9 @@ fn run_worker(
             shared: shared.clone(),
             pool,
         });
+        if index == 0 {
+            tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
+        }
         while let Some(stream) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);
             match tokio::net::TcpStream::from_std(stream) {

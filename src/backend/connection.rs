@@ -44,6 +44,8 @@ pub struct ConnectionSettings {
     pub backoff_max: Duration,
     pub queue_depth: usize,
     pub max_in_flight: usize,
+    /// The worker whose thread runs this connection (its node figures are counted there).
+    pub worker: usize,
 }
 
 /// The cloneable handle clients use to send requests through the connection. The driver
@@ -144,6 +146,9 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
                         return;
                     }
                     queue.take(&mut batch);
+                    if let Some(w) = node.stats.worker(settings.worker) {
+                        w.errors.add(batch.len() as u64);
+                    }
                     for request in batch.drain(..) {
                         let _ = request.reply.send(Err(error.clone()));
                     }
@@ -195,6 +200,7 @@ async fn serve(
         read_half,
         in_flight.clone(),
         settings.request_timeout,
+        settings.worker,
     ));
     let mut batch: Vec<BackendRequest> = Vec::new();
     let mut payloads: Vec<Bytes> = Vec::new();
@@ -221,7 +227,9 @@ async fn serve(
         }
         // The reply slots go to the reader before the bytes leave, so every reply finds one.
         in_flight.add(replies.into_iter(), count).await;
-        node.status.add_requests(count as u64);
+        if let Some(w) = node.stats.worker(settings.worker) {
+            w.requests.add(count as u64);
+        }
         let write = write_all(&mut write_half, &mut payloads);
         match tokio::time::timeout(settings.request_timeout, write).await {
             Ok(Ok(())) => {}
@@ -279,10 +287,13 @@ async fn read_replies(
     mut read_half: OwnedReadHalf,
     in_flight: Arc<InFlight>,
     timeout: Duration,
+    worker: usize,
 ) -> String {
+    let stats = node.stats.worker(worker);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let timer = tokio::time::sleep(timeout);
     tokio::pin!(timer);
+    let mut timed_out = false;
     let reason = loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -298,7 +309,10 @@ async fn read_replies(
                     timer.as_mut().reset(deadline);
                 }
                 tokio::select! {
-                    _ = &mut timer => break format!("request timed out after {}", humantime::format_duration(timeout)),
+                    _ = &mut timer => {
+                        timed_out = true;
+                        break format!("request timed out after {}", humantime::format_duration(timeout));
+                    }
                     read = read_half.read_buf(&mut buf) => read,
                 }
             }
@@ -309,11 +323,20 @@ async fn read_replies(
             Ok(_) => {}
         }
         let mut failure = None;
+        // One clock read per read call: every reply in it arrived at about the same time.
+        let now = Instant::now();
+        let mut latencies = stats.and_then(|s| s.latency.lock());
         loop {
             match decode_reply(&mut buf) {
                 Ok(Some(reply)) => match in_flight.pop() {
-                    // The client may have gone away; its reply is simply dropped.
-                    Some((tx, _)) => drop(tx.send(Ok(reply))),
+                    Some((tx, sent_at)) => {
+                        if let Some(l) = latencies.as_mut() {
+                            let usec = now.saturating_duration_since(sent_at).as_micros();
+                            l.record(u64::try_from(usec).unwrap_or(u64::MAX));
+                        }
+                        // The client may have gone away; its reply is simply dropped.
+                        drop(tx.send(Ok(reply)));
+                    }
                     None => {
                         failure = Some("reply without a request".to_string());
                         break;
@@ -326,12 +349,20 @@ async fn read_replies(
                 }
             }
         }
+        drop(latencies);
         if let Some(reason) = failure {
             break reason;
         }
     };
     let error = NodeError::new(&node, &reason);
-    for (tx, _) in in_flight.drain() {
+    let failed = in_flight.drain();
+    if let Some(s) = stats {
+        s.errors.add(failed.len() as u64);
+        if timed_out {
+            s.timeouts.add(failed.len() as u64);
+        }
+    }
+    for (tx, _) in failed {
         let _ = tx.send(Err(error.clone()));
     }
     reason

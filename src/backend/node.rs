@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::stats::NodeStats;
+
 /// Identity and status of one configured node.
 #[derive(Debug)]
 pub struct NodeInfo {
@@ -14,16 +16,20 @@ pub struct NodeInfo {
     pub addr: String,
     pub weight: u32,
     pub status: NodeStatus,
+    /// Requests, failures and latency, per worker.
+    pub stats: NodeStats,
 }
 
 impl NodeInfo {
-    pub fn new(index: usize, id: String, addr: String, weight: u32) -> NodeInfo {
+    /// A node served by `workers` worker threads.
+    pub fn new(index: usize, id: String, addr: String, weight: u32, workers: usize) -> NodeInfo {
         NodeInfo {
             index,
             id,
             addr,
             weight,
             status: NodeStatus::default(),
+            stats: NodeStats::new(workers),
         }
     }
 }
@@ -34,8 +40,6 @@ impl NodeInfo {
 pub struct NodeStatus {
     /// Backend connections currently open to the node (over all workers).
     connected: AtomicUsize,
-    /// Requests written to the node.
-    requests: AtomicU64,
     /// Connection failures (refused, reset, timed out).
     failures: AtomicU64,
     /// The last failure, for INFO; `None` once a connection is up again.
@@ -54,10 +58,6 @@ impl NodeStatus {
         self.connected.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn add_requests(&self, n: u64) {
-        self.requests.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// Records a failure; true when it differs from the previous one (worth a log line).
     pub fn set_error(&self, reason: &str) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -73,10 +73,6 @@ impl NodeStatus {
 
     pub fn connected(&self) -> usize {
         self.connected.load(Ordering::Relaxed)
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 
     pub fn failures(&self) -> u64 {
@@ -132,7 +128,13 @@ mod tests {
 
     #[test]
     fn error_text_names_node_and_reason() {
-        let node = Arc::new(NodeInfo::new(0, "node1".into(), "127.0.0.1:7001".into(), 1));
+        let node = Arc::new(NodeInfo::new(
+            0,
+            "node1".into(),
+            "127.0.0.1:7001".into(),
+            1,
+            1,
+        ));
         let e = NodeError::new(&node, "Connection refused (os error 111)");
         assert_eq!(
             e.to_string(),

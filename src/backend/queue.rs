@@ -277,7 +277,13 @@ mod tests {
     }
 
     fn test_error() -> super::super::NodeError {
-        let node = Arc::new(super::super::NodeInfo::new(0, "n".into(), "h:1".into(), 1));
+        let node = Arc::new(super::super::NodeInfo::new(
+            0,
+            "n".into(),
+            "h:1".into(),
+            1,
+            1,
+        ));
         super::super::NodeError::new(&node, "test")
     }
 }

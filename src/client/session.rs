@@ -10,6 +10,7 @@ use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,10 +19,9 @@ use tracing::Instrument;
 
 use super::registry::Registration;
 use crate::command::introspect::command_index;
-use crate::coordinator::{dispatch, Pending};
+use crate::coordinator::{dispatch, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Reply, RequestParser};
 use crate::server::Worker;
-use crate::stats::WorkerStats;
 
 /// Smallest free space offered to a read.
 const READ_SIZE: usize = 16 * 1024;
@@ -53,7 +53,7 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
     let stats = worker.shared.stats.workers.get(worker.index);
     let mut input = BytesMut::with_capacity(READ_SIZE);
     let mut output = BytesMut::with_capacity(READ_SIZE);
-    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // Set by QUIT or a protocol error: answer what was read, then close.
     let mut closing = false;
     // Bytes the request being parsed still needs (sizes the next read).
@@ -64,14 +64,16 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
         // Parse and dispatch everything already buffered, up to the pipeline limit.
         let mut dispatched = 0u64;
         let mut last_spec = None;
+        // One clock read for the batch: the requests in one read arrived together.
+        let started = Instant::now();
         while !closing && pending.len() < max_pipeline {
             match parser.parse(&mut input) {
                 Ok(Parsed::Request(request)) => {
-                    let done = dispatch(worker, client, request).await;
+                    let done = dispatch(worker, client, request, started).await;
                     if done.spec.is_some() {
                         last_spec = done.spec;
                     }
-                    pending.push_back(done.pending);
+                    pending.push_back((done.pending, done.track));
                     dispatched += 1;
                     closing = done.close;
                 }
@@ -81,7 +83,10 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "protocol error");
-                    pending.push_back(Pending::ready(Reply::error(e.to_string())));
+                    pending.push_back((
+                        Pending::ready(Reply::error(e.to_string())),
+                        Track::new(started),
+                    ));
                     closing = true;
                 }
             }
@@ -89,7 +94,7 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
         if dispatched > 0 {
             client.touch(last_spec.and_then(command_index));
             if let Some(s) = stats {
-                WorkerStats::add(&s.commands, dispatched);
+                s.commands.add(dispatched);
             }
         }
         if pending.is_empty() && (closing || eof) {
@@ -106,10 +111,10 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
         tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
-            written = drain_ready(&mut pending, &mut output), if !pending.is_empty() => {
+            written = drain_ready(&mut pending, &mut output, worker), if !pending.is_empty() => {
                 if let Some(s) = stats {
-                    WorkerStats::add(&s.errors, written.errors);
-                    WorkerStats::add(&s.net_output_bytes, output.len() as u64);
+                    s.errors.add(written.errors);
+                    s.net_output_bytes.add(output.len() as u64);
                 }
                 if stream.write_all(&output).await.is_err() {
                     break;
@@ -124,7 +129,7 @@ async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStre
                 Ok(0) => eof = true,
                 Ok(n) => {
                     if let Some(s) = stats {
-                        WorkerStats::add(&s.net_input_bytes, n as u64);
+                        s.net_input_bytes.add(n as u64);
                     }
                 }
                 Err(_) => eof = true,
@@ -145,17 +150,27 @@ struct Drained {
 }
 
 /// Waits until the oldest pending reply is ready, then encodes it and every reply ready right
-/// behind it into `output`.
-async fn drain_ready(pending: &mut VecDeque<Pending>, output: &mut BytesMut) -> Drained {
+/// behind it into `output`, counting each in the statistics.
+async fn drain_ready(
+    pending: &mut VecDeque<(Pending, Track)>,
+    output: &mut BytesMut,
+    worker: &Worker,
+) -> Drained {
+    let shared = &worker.shared;
+    let stats = shared.stats.workers.get(worker.index);
     poll_fn(|cx| {
         let mut written = 0;
         let mut errors = 0;
-        while let Some(head) = pending.front_mut() {
+        let mut recorder: Option<Recorder<'_>> = None;
+        while let Some((head, track)) = pending.front_mut() {
             match head.poll_reply(cx) {
                 Poll::Ready(reply) => {
                     if matches!(reply, Reply::Error(_)) {
                         errors += 1;
                     }
+                    recorder
+                        .get_or_insert_with(|| Recorder::new(worker.index, stats, &shared.layers))
+                        .record(track, &reply, head.applied());
                     reply.encode(output);
                     pending.pop_front();
                     written += 1;

@@ -1,8 +1,8 @@
 //! INFO and CONFIG GET: what strata tells tools about itself.
 //!
-//! INFO has Redis's `server`, `clients`, `stats` and `keyspace` sections (the keyspace summed
-//! over the nodes, asked with `INFO keyspace` at the time of the request) and strata's own
-//! `nodes` and `ring` sections.
+//! INFO has Redis's `server`, `clients`, `stats`, `commandstats` and `keyspace` sections (the
+//! keyspace summed over the nodes, asked with `INFO keyspace` at the time of the request) and
+//! strata's own `layers`, `latency`, `nodes` and `ring` sections (rendered in `report.rs`).
 
 use std::fmt::Write as _;
 
@@ -16,11 +16,28 @@ use crate::protocol::Reply;
 use crate::server::Worker;
 
 use super::local::Done;
+use super::report;
 
 /// The Redis version strata reports (`redis_version`, HELLO): the command set it implements.
 pub const REDIS_VERSION: &str = "7.0.0";
 
-const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "nodes", "ring"];
+/// Every section, in output order; the ones after `keyspace` follow the nodes' keyspace.
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "stats",
+    "commandstats",
+    "keyspace",
+    "layers",
+    "latency",
+    "nodes",
+    "ring",
+];
+
+/// What plain `INFO` (or `INFO default`) shows: all but commandstats, as Redis does.
+fn is_default(section: &str) -> bool {
+    section != "commandstats"
+}
 
 /// INFO [section ...].
 pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
@@ -28,7 +45,8 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
     for arg in args.iter().skip(1) {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match name.as_str() {
-            "all" | "default" | "everything" => wanted.extend_from_slice(SECTIONS),
+            "all" | "everything" => wanted.extend_from_slice(SECTIONS),
+            "default" => wanted.extend(SECTIONS.iter().filter(|s| is_default(s))),
             other => {
                 if let Some(s) = SECTIONS.iter().find(|s| **s == other) {
                     wanted.push(s);
@@ -37,8 +55,9 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
         }
     }
     if args.len() == 1 {
-        wanted.extend_from_slice(SECTIONS);
+        wanted.extend(SECTIONS.iter().filter(|s| is_default(s)));
     }
+    let keyspace_at = SECTIONS.iter().position(|s| *s == "keyspace").unwrap_or(0);
     let shared = &worker.shared;
     let mut before = String::new();
     let mut after = String::new();
@@ -50,7 +69,7 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
         let out = if SECTIONS
             .iter()
             .position(|s| s == section)
-            .is_some_and(|i| i > 3)
+            .is_some_and(|i| i > keyspace_at)
         {
             &mut after
         } else {
@@ -63,7 +82,10 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
             "server" => server(shared, out),
             "clients" => clients(shared, out),
             "stats" => stats(shared, out),
-            "nodes" => nodes(shared, out),
+            "commandstats" => report::commandstats_section(shared, out),
+            "layers" => report::layers_section(shared, out),
+            "latency" => report::latency_section(shared, out),
+            "nodes" => report::nodes_section(shared, out),
             "ring" => ring(shared, out),
             _ => {}
         }
@@ -137,29 +159,6 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
         shared.stats.rejected_connections.load(Relaxed),
         t.errors,
     );
-}
-
-fn nodes(shared: &crate::server::Shared, out: &mut String) {
-    out.push_str("# Nodes\r\n");
-    for node in &shared.nodes {
-        let s = &node.status;
-        let last_error = s
-            .last_error()
-            .unwrap_or_default()
-            .replace([',', '\r', '\n'], " ");
-        let _ = write!(
-            out,
-            "node_{}:addr={},weight={},state={},connections={},requests={},failures={},last_error={}\r\n",
-            node.id,
-            node.addr,
-            node.weight,
-            s.state(),
-            s.connected(),
-            s.requests(),
-            s.failures(),
-            last_error,
-        );
-    }
 }
 
 fn ring(shared: &crate::server::Shared, out: &mut String) {

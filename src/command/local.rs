@@ -13,6 +13,8 @@ use crate::coordinator::Pending;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
+use crate::policy::LayerId;
+
 use super::classify::{disabled, unknown_subcommand, unsupported, wrong_arity};
 use super::spec::CommandSpec;
 use super::{info, introspect, strata};
@@ -21,14 +23,15 @@ use super::{info, introspect, strata};
 pub struct Done {
     pub pending: Pending,
     pub close: bool,
+    /// Set by STRATA WARM: the layer of the key it wrote (counted as a warm operation).
+    pub layer: Option<LayerId>,
+    /// TTLs the policy added or clamped (STRATA WARM).
+    pub rewrites: u32,
 }
 
 impl Done {
-    fn reply(reply: Reply) -> Done {
-        Done {
-            pending: Pending::ready(reply),
-            close: false,
-        }
+    pub fn reply(reply: Reply) -> Done {
+        Done::from(Pending::ready(reply))
     }
 }
 
@@ -51,8 +54,8 @@ pub async fn execute(
                 .map_or_else(|| wrong_arity("echo"), |m| Reply::Bulk(m.clone())),
         ),
         "quit" => Done {
-            pending: Pending::ready(Reply::ok()),
             close: true,
+            ..Done::reply(Reply::ok())
         },
         "select" => Done::reply(select(args.get(1))),
         "auth" => Done::reply(auth(args)),
@@ -60,7 +63,7 @@ pub async fn execute(
         "time" => Done::reply(time()),
         "info" => info::info(worker, client.id, args).await,
         "command" => introspect::command(worker, client.id, &request).await,
-        "strata" => Done::reply(strata::strata(worker, args)),
+        "strata" => strata::strata(worker, client, &request).await,
         "config" => config(worker, client, &request).await,
         "client" => Done::reply(client_command(worker, client, args)),
         "script" => script(worker, client, &request).await,
@@ -74,6 +77,8 @@ impl From<Pending> for Done {
         Done {
             pending,
             close: false,
+            layer: None,
+            rewrites: 0,
         }
     }
 }
@@ -229,7 +234,7 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
             if let Err(e) = sub_arity("config", "resetstat", args.len(), 2) {
                 return Done::reply(e);
             }
-            worker.shared.stats.reset();
+            worker.shared.reset_stats();
             fan_out(worker, client.id, payload(request), MergePlan::AllOk)
                 .await
                 .into()

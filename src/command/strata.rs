@@ -1,33 +1,99 @@
-//! `STRATA <subcommand>`: strata's own admin commands over RESP (RING, NODES, HELP).
+//! `STRATA <subcommand>`: strata's own admin commands over RESP: RING, NODES, LAYERS, STATS,
+//! INVALIDATE, WARM and HELP.
 
 use bytes::Bytes;
 
-use crate::protocol::Reply;
+use crate::client::registry::ClientInfo;
+use crate::coordinator::invalidate;
+use crate::coordinator::plan::plan_same_node;
+use crate::coordinator::track::Track;
+use crate::protocol::{parse_i64, Reply, Request};
 use crate::server::Worker;
 
 use super::classify::{unknown_subcommand, wrong_arity};
-use super::local::help;
+use super::local::{help, Done};
+use super::report;
+use super::table::lookup;
 
-pub fn strata(worker: &Worker, args: &[Bytes]) -> Reply {
+pub async fn strata(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+    let args = &request.args;
     let sub = args
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
         .unwrap_or_default();
-    match sub.as_str() {
+    let reply = match sub.as_str() {
         "ring" => match args.get(2) {
             Some(key) if args.len() == 3 => ring(worker, key),
             _ => wrong_arity("strata|ring"),
         },
         "nodes" if args.len() == 2 => nodes(worker),
         "nodes" => wrong_arity("strata|nodes"),
+        "layers" if args.len() == 2 => report::layers_reply(&worker.shared),
+        "layers" => wrong_arity("strata|layers"),
+        "stats" if args.len() == 2 => report::stats_reply(&worker.shared),
+        "stats" => wrong_arity("strata|stats"),
+        "invalidate" => Box::pin(invalidate::command(worker, client.id, args)).await,
+        "warm" => return warm(worker, client, args).await,
         "help" => help(&[
             "STRATA <subcommand> [<arg> ...]. Subcommands are:",
             "RING <key>",
             "    The key's hash point (xxh3-64, hex), the hashed part and its preference list.",
             "NODES",
             "    Every node with its address, weight, state and counters.",
+            "LAYERS",
+            "    Every layer with its policy and statistics.",
+            "STATS",
+            "    Totals, command classes, layers and nodes.",
+            "INVALIDATE KEY <key>",
+            "    Remove the key from every replica.",
+            "INVALIDATE LAYER <name>",
+            "    Remove every key of the layer from every node (SCAN + UNLINK).",
+            "INVALIDATE WHERE <field>=<value> [<field>=<value> ...]",
+            "    Remove the keys whose key template fields have these values, in every layer.",
+            "WARM <key> <value> [<ttl-ms>]",
+            "    Write the key through the layer policy; counted as a warm operation.",
         ]),
         _ => unknown_subcommand("strata", args.get(1).map_or(&b""[..], |s| s)),
+    };
+    Done::reply(reply)
+}
+
+/// STRATA WARM <key> <value> [<ttl-ms>]: a SET through the normal write path (layer TTL
+/// policy included), counted as a warm operation of the key's layer.
+async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
+    let (Some(key), Some(value)) = (args.get(2), args.get(3)) else {
+        return Done::reply(wrong_arity("strata|warm"));
+    };
+    if args.len() > 5 {
+        return Done::reply(wrong_arity("strata|warm"));
+    }
+    let mut set = vec![Bytes::from_static(b"SET"), key.clone(), value.clone()];
+    if let Some(ttl) = args.get(4) {
+        match parse_i64(ttl) {
+            Some(ms) if ms > 0 => {
+                set.push(Bytes::from_static(b"PX"));
+                set.push(ttl.clone());
+            }
+            _ => {
+                return Done::reply(Reply::error_static(
+                    "ERR strata: WARM ttl must be a positive number of milliseconds",
+                ))
+            }
+        }
+    }
+    let Some(spec) = lookup(b"set") else {
+        return Done::reply(Reply::error_static("ERR strata: internal error: no SET"));
+    };
+    let mut track = Track::new(std::time::Instant::now());
+    let request = Request {
+        args: set,
+        raw: None,
+    };
+    let pending = plan_same_node(worker, client.id, spec, request, true, &mut track).await;
+    Done {
+        layer: Some(worker.shared.layers.resolve(key)),
+        rewrites: track.rewrites,
+        ..Done::from(pending)
     }
 }
 
@@ -62,6 +128,7 @@ fn nodes(worker: &Worker) -> Reply {
             .iter()
             .map(|n| {
                 let s = &n.status;
+                let t = n.stats.totals();
                 Reply::Array(vec![
                     Reply::bulk("id"),
                     Reply::text(n.id.clone()),
@@ -74,7 +141,7 @@ fn nodes(worker: &Worker) -> Reply {
                     Reply::bulk("connections"),
                     Reply::Integer(s.connected() as i64),
                     Reply::bulk("requests"),
-                    Reply::Integer(s.requests() as i64),
+                    Reply::Integer(t.requests as i64),
                     Reply::bulk("failures"),
                     Reply::Integer(s.failures() as i64),
                     Reply::bulk("last_error"),

@@ -33,6 +33,8 @@ pub enum MergePlan {
     Scan { node: usize, node_count: usize },
     /// INFO: strata's own sections around the keyspace section summed over the nodes.
     Info { before: String, after: String },
+    /// One part, forwarded unchanged (a write followed by TTL followers).
+    Forward,
     /// Already merged (the plan is taken out when the merge runs).
     Done,
 }
@@ -42,6 +44,13 @@ pub fn merge(plan: MergePlan, results: Vec<NodeResult>) -> Reply {
     if let MergePlan::Info { before, after } = plan {
         // INFO still answers when nodes are down: the keyspace counts those that answered.
         return Reply::text(format!("{before}{}{after}", keyspace(&results)));
+    }
+    if let MergePlan::Forward = plan {
+        return match results.into_iter().next() {
+            Some(Ok(reply)) => Reply::Raw(reply.raw),
+            Some(Err(e)) => Reply::error(e.to_string()),
+            None => unexpected(),
+        };
     }
     let mut frames = Vec::with_capacity(results.len());
     for result in results {
@@ -86,7 +95,7 @@ pub fn merge(plan: MergePlan, results: Vec<NodeResult>) -> Reply {
             .next()
             .map_or_else(unexpected, Reply::from_frame),
         MergePlan::Scan { node, node_count } => merge_scan(frames, node, node_count),
-        MergePlan::Info { .. } | MergePlan::Done => unexpected(),
+        MergePlan::Info { .. } | MergePlan::Forward | MergePlan::Done => unexpected(),
     }
 }
 
@@ -294,7 +303,7 @@ mod tests {
             ),
             Reply::Integer(5)
         );
-        let node = Arc::new(NodeInfo::new(1, "n2".into(), "127.0.0.1:1".into(), 1));
+        let node = Arc::new(NodeInfo::new(1, "n2".into(), "127.0.0.1:1".into(), 1, 1));
         let r = merge(
             MergePlan::Sum,
             vec![

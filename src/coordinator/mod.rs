@@ -1,22 +1,30 @@
 //! The coordinator: takes a parsed request to its reply. `classify` (command table) →
-//! `plan` (ring, split per node, send) → [`Pending`] (awaited by the session in request order)
-//! → `merge` (one reply from several nodes).
-//!
-//! The policy seam for later issues sits here: a request's layer policy (replication, TTL,
-//! consistency) will be resolved between classify and plan.
+//! `policy` (the layer of the request's keys: TTL rules, statistics) → `plan` (ring, split per
+//! node, TTL rewrite, send) → [`Pending`] (awaited by the session in request order) → `merge`
+//! (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
+//! session hands to the statistics with the reply (`track.rs`).
 
+pub mod invalidate;
+pub mod layer_keys;
 pub mod merge;
 pub mod pending;
 pub mod plan;
+pub mod scan;
+pub mod track;
+
+use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::client::registry::ClientInfo;
 use crate::command::classify::classify;
 use crate::command::local;
-use crate::command::spec::{CommandSpec, Route};
+use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
 pub use pending::{Gather, Pending};
+pub use track::{Recorder, Track};
 
 /// What the session gets back for one request.
 pub struct Dispatched {
@@ -25,20 +33,54 @@ pub struct Dispatched {
     pub close: bool,
     /// The command, when it was recognised (CLIENT LIST's `cmd=`).
     pub spec: Option<&'static CommandSpec>,
+    /// What the reply will add to the statistics.
+    pub track: Track,
 }
 
 impl Dispatched {
-    fn reply(reply: Reply) -> Dispatched {
+    fn reply(reply: Reply, started: Instant) -> Dispatched {
         Dispatched {
             pending: Pending::ready(reply),
             close: false,
             spec: None,
+            track: Track::new(started),
         }
     }
 }
 
+/// The key that decides a request's layer: its first key.
+fn first_key<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Option<&'a Bytes> {
+    match spec.keys {
+        KeySpec::None => None,
+        KeySpec::Range { first, .. } => args.get(first),
+        KeySpec::NumKeys { fixed, numkeys_at } => match fixed.first() {
+            Some(&at) => args.get(at),
+            None => {
+                let count = args
+                    .get(numkeys_at)
+                    .and_then(crate::command::spec::parse_count);
+                count.filter(|&n| n > 0).and(args.get(numkeys_at + 1))
+            }
+        },
+        KeySpec::Streams => {
+            let at = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"streams"))?;
+            args.get(at + 1)
+        }
+        KeySpec::KeyAndStore => args.get(1),
+        KeySpec::SubcommandKey => args.get(2),
+    }
+}
+
 /// Runs one request: returns its pending reply once every node involved has been sent its part.
-pub async fn dispatch(worker: &Worker, client: &ClientInfo, request: Request) -> Dispatched {
+/// `started` is when the request was read (for latency figures).
+pub async fn dispatch(
+    worker: &Worker,
+    client: &ClientInfo,
+    request: Request,
+    started: Instant,
+) -> Dispatched {
     let allow_dangerous = worker
         .shared
         .settings
@@ -47,13 +89,33 @@ pub async fn dispatch(worker: &Worker, client: &ClientInfo, request: Request) ->
         .allow_dangerous_commands;
     let spec = match classify(&request, allow_dangerous) {
         Ok(spec) => spec,
-        Err(reply) => return Dispatched::reply(reply),
+        Err(reply) => return Dispatched::reply(reply, started),
     };
+    let index = crate::command::introspect::command_index(spec);
+    let traits = track::traits(index);
+    let layers = &worker.shared.layers;
+    let mut track = Track::new(started);
+    track.command = index.and_then(|i| u16::try_from(i).ok());
+    track.class = traits.class;
+    track.outcome = traits.outcome;
+    match spec.route {
+        Route::Split(split) => {
+            let stride = if split == Split::Mset { 2 } else { 1 };
+            track.set_keys(layers, &request.args, stride);
+        }
+        _ => track.layer = first_key(spec, &request.args).map(|k| layers.resolve(k)),
+    }
+    if spec.name == "msetnx" {
+        track.set_keys(layers, &request.args, 2);
+    }
     let id = client.id;
     let (pending, close) = match spec.route {
-        Route::SameNode => (plan::plan_same_node(worker, id, spec, request).await, false),
+        Route::SameNode => (
+            plan::plan_same_node(worker, id, spec, request, traits.ttl_rule, &mut track).await,
+            false,
+        ),
         Route::Split(split) => (
-            plan::plan_split(worker, id, spec, split, request).await,
+            plan::plan_split(worker, id, spec, split, request, traits.ttl_rule).await,
             false,
         ),
         Route::FanOut(merge) => (plan::plan_fan_out(worker, id, merge, request).await, false),
@@ -68,6 +130,13 @@ pub async fn dispatch(worker: &Worker, client: &ClientInfo, request: Request) ->
             // Boxed: local commands are rare, and their large future would otherwise make
             // every request's dispatch future as large.
             let done = Box::pin(local::execute(worker, client, spec, request)).await;
+            if let Some(layer) = done.layer {
+                // STRATA WARM: a write of one key, counted as a warm operation.
+                track.layer = Some(layer);
+                track.outcome = track::Outcome::Warm;
+                track.class = crate::stats::Class::Write;
+                track.rewrites = done.rewrites;
+            }
             (done.pending, done.close)
         }
         Route::Unsupported => (
@@ -79,5 +148,6 @@ pub async fn dispatch(worker: &Worker, client: &ClientInfo, request: Request) ->
         pending,
         close,
         spec: Some(spec),
+        track,
     }
 }

@@ -27,6 +27,12 @@ pub enum Pending {
 /// The parts of a gathered reply and how to merge them.
 pub struct Gather {
     parts: Vec<Part>,
+    /// Commands sent after the parts whose replies are not merged but counted (the TTL
+    /// policy's `PEXPIRE key ttl NX`): the reply waits for them, so a client that sees it can
+    /// rely on the TTL being set.
+    followers: Vec<Part>,
+    /// Followers that answered `:1` (a TTL was set).
+    applied: u32,
     plan: MergePlan,
 }
 
@@ -40,8 +46,19 @@ impl Gather {
     pub fn new(plan: MergePlan) -> Gather {
         Gather {
             parts: Vec::new(),
+            followers: Vec::new(),
+            applied: 0,
             plan,
         }
+    }
+
+    /// Adds a follower (see [`Gather::followers`]).
+    pub fn follow(&mut self, rx: PendingReply, node: Arc<NodeInfo>) {
+        self.followers.push(Part {
+            rx: Some(rx),
+            node,
+            result: None,
+        });
     }
 
     /// Adds a part; parts are merged in the order they were added.
@@ -76,6 +93,14 @@ impl Pending {
         Pending::Gather(Box::new(g))
     }
 
+    /// TTL followers that set a TTL; read once the reply is ready.
+    pub fn applied(&self) -> u32 {
+        match self {
+            Pending::Gather(g) => g.applied,
+            _ => 0,
+        }
+    }
+
     /// Polls for the reply; registers the waker of the first part not yet answered.
     pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
         match self {
@@ -88,7 +113,7 @@ impl Pending {
                 }),
             },
             Pending::Gather(g) => {
-                for part in g.parts.iter_mut() {
+                for part in g.parts.iter_mut().chain(g.followers.iter_mut()) {
                     if let Some(rx) = part.rx.as_mut() {
                         match Pin::new(rx).poll(cx) {
                             Poll::Pending => return Poll::Pending,
@@ -97,6 +122,18 @@ impl Pending {
                                 part.rx = None;
                             }
                         }
+                    }
+                }
+                for follower in g.followers.drain(..) {
+                    match follower.result {
+                        Some(Ok(reply)) if reply.raw.as_ref() == b":1\r\n" => g.applied += 1,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            // The write itself succeeded or failed on its own; only its TTL is
+                            // in doubt. Say so in the log rather than fail a write that landed.
+                            tracing::warn!(error = %e, "TTL policy: PEXPIRE after a write failed");
+                        }
+                        None => {}
                     }
                 }
                 let results = g

@@ -1,16 +1,20 @@
 //! Planning: which nodes a request goes to, in what pieces, and how the replies come back
 //! together. Sends the pieces and returns the [`Pending`] reply.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 
 use crate::command::keys::key_positions;
 use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Split};
+use crate::policy::ttl::{self, TtlPlan};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
 use super::merge::{decode_scan_cursor, MergePlan};
 use super::pending::{Gather, Pending};
+use super::track::Track;
 
 /// `CROSSSLOT` is Redis Cluster's error for keys that do not share a slot; clients already know
 /// what it means and how to fix it (hash tags).
@@ -99,16 +103,96 @@ pub fn key_error(command: &str, e: KeyError) -> Reply {
     }
 }
 
-/// Routes a key-addressed command (`Route::SameNode`).
+/// Applies the layers' TTL policy to a write (`policy::ttl`); `Ok(None)` when it changes
+/// nothing, `Err` with the refusal when the policy forbids it.
+pub fn ttl_plan(
+    worker: &Worker,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<Option<TtlPlan>, Reply> {
+    let layers = &worker.shared.layers;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let limits = |key: &[u8]| layers.ttl_limits(key);
+    match ttl::apply(spec.name, &request.args, &limits, now_ms) {
+        Err(text) => Err(Reply::error(text)),
+        Ok(plan) if plan == TtlPlan::default() => Ok(None),
+        Ok(plan) => Ok(Some(plan)),
+    }
+}
+
+/// Sends `payload` to `node`, then the TTL followers, each to its key's node. Without
+/// followers this is [`forward`].
+async fn send_followed(
+    worker: &Worker,
+    client_id: u64,
+    node: usize,
+    payload: Bytes,
+    followers: Vec<Vec<Bytes>>,
+) -> Pending {
+    if followers.is_empty() {
+        return forward(worker, client_id, node, payload).await;
+    }
+    let Some(conn) = worker.pool.connection(node, client_id) else {
+        return Pending::ready(Reply::error_static("ERR strata: no such node"));
+    };
+    let mut gather = Gather::new(MergePlan::Forward);
+    gather.push(conn.send(payload).await, conn.node().clone());
+    send_followers(worker, client_id, &mut gather, followers).await;
+    Pending::gather(gather)
+}
+
+/// Sends each follower command to the node owning its key (its second argument). The
+/// client's own connection to that node carries it, right behind the write it follows.
+async fn send_followers(
+    worker: &Worker,
+    client_id: u64,
+    gather: &mut Gather,
+    followers: Vec<Vec<Bytes>>,
+) {
+    for follower in followers {
+        let Some(key) = follower.get(1) else {
+            continue;
+        };
+        let node = worker.shared.ring.primary(key);
+        if let Some(conn) = worker.pool.connection(node, client_id) {
+            let rx = conn
+                .send(command_bytes(follower.iter().map(|a| a.as_ref())))
+                .await;
+            gather.follow(rx, conn.node().clone());
+        }
+    }
+}
+
+/// Routes a key-addressed command (`Route::SameNode`), applying the TTL policy to writes
+/// that have a TTL rule when some layer has one.
 pub async fn plan_same_node(
     worker: &Worker,
     client_id: u64,
     spec: &CommandSpec,
     request: Request,
+    ttl_rule: bool,
+    track: &mut Track,
 ) -> Pending {
-    match same_node(worker, client_id, spec, &request) {
-        Ok(node) => forward(worker, client_id, node, payload(&request)).await,
+    let node = match same_node(worker, client_id, spec, &request) {
+        Ok(node) => node,
+        Err(reply) => return Pending::ready(reply),
+    };
+    if !ttl_rule || !worker.shared.layers.any_ttl() {
+        return forward(worker, client_id, node, payload(&request)).await;
+    }
+    match ttl_plan(worker, spec, &request) {
         Err(reply) => Pending::ready(reply),
+        Ok(None) => forward(worker, client_id, node, payload(&request)).await,
+        Ok(Some(plan)) => {
+            track.rewrites = plan.rewrites;
+            let payload = match &plan.args {
+                Some(args) => command_bytes(args.iter().map(|a| a.as_ref())),
+                None => payload(&request),
+            };
+            send_followed(worker, client_id, node, payload, plan.followers).await
+        }
     }
 }
 
@@ -130,12 +214,14 @@ fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usiz
 }
 
 /// Routes MGET / MSET / DEL / UNLINK / EXISTS / TOUCH: one sub-command per node, merged.
+/// MSET's keys get the TTL policy's followers.
 pub async fn plan_split(
     worker: &Worker,
     client_id: u64,
     spec: &CommandSpec,
     split: Split,
     request: Request,
+    ttl_rule: bool,
 ) -> Pending {
     let stride = match split {
         Split::Mset => {
@@ -146,10 +232,18 @@ pub async fn plan_split(
         }
         Split::Mget | Split::SumKeys => 1,
     };
+    let followers = if ttl_rule && worker.shared.layers.any_ttl() {
+        match ttl_plan(worker, spec, &request) {
+            Err(reply) => return Pending::ready(reply),
+            Ok(plan) => plan.map(|p| p.followers).unwrap_or_default(),
+        }
+    } else {
+        Vec::new()
+    };
     let groups = group_by_node(worker, &request, stride);
     if let [(node, _)] = groups.as_slice() {
         // Every key on one node: forward the request as it is.
-        return forward(worker, client_id, *node, payload(&request)).await;
+        return send_followed(worker, client_id, *node, payload(&request), followers).await;
     }
     let name = request.args.first().cloned().unwrap_or_default();
     let total = request.args.len().saturating_sub(1) / stride;
@@ -174,6 +268,7 @@ pub async fn plan_split(
     };
     let mut gather = gather;
     gather.set_plan(plan);
+    send_followers(worker, client_id, &mut gather, followers).await;
     Pending::gather(gather)
 }
 

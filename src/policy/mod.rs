@@ -1,24 +1,13 @@
-//! Per-layer policy (TTL, replication, consistency) — resolved between classify and plan.
+//! Per-layer policy: which layer a key belongs to (longest prefix), and what that layer asks
+//! for — default and maximum TTL, replication, consistency — resolved between classify and plan.
 //!
-//! The core proxy applies one policy to every key: a single copy on the key's primary node, so
-//! nothing calls `resolve` yet. The layers issue fills this module in and calls it from
-//! `coordinator::dispatch` between classify and plan, where `Ring::preference_list` then gives
-//! the key's N replicas.
+//! `layers.rs` turns the config into [`LayerSpec`]s and finds a key's layer; `template.rs` reads
+//! key templates (`result:{query}:{model}`) for invalidation; `ttl.rs` rewrites writes so their
+//! keys follow the layer's TTL rules.
 
-/// What the policy says about a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Copies of the key (the first N distinct nodes of its preference list).
-    pub replication: usize,
-}
+pub mod layers;
+pub mod template;
+pub mod ttl;
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy { replication: 1 }
-    }
-}
-
-/// The policy of a key. Today every key gets the default (not yet called, see above).
-pub fn resolve(_key: &[u8]) -> Policy {
-    Policy::default()
-}
+pub use layers::{resolve_layers, Layer, LayerId, LayerSpec, Layers, DEFAULT_LAYER};
+pub use template::KeyTemplate;

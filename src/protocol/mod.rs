@@ -6,4 +6,4 @@ pub mod request;
 
 pub use codec::{decode_reply, NodeReply};
 pub use reply::Reply;
-pub use request::{ParseLimits, Parsed, ProtocolError, Request, RequestParser};
+pub use request::{parse_i64, ParseLimits, Parsed, ProtocolError, Request, RequestParser};

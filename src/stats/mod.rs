@@ -1,29 +1,50 @@
-//! Counters behind INFO's `# Stats` section.
+//! strata's statistics: process-wide counters (INFO `# Stats`), per-command calls
+//! (`# Commandstats`), per-layer figures (`layer.rs`) and per-node figures (`node.rs`), and
+//! their Prometheus rendering (`metrics.rs`).
 //!
-//! Each worker thread counts into its own cache line, so the hot path never contends; INFO
-//! sums the workers. Later issues add per-layer and per-node figures here.
+//! Each worker thread counts into memory of its own (cache-line aligned), so the hot path never
+//! contends and takes no global lock; readers sum the workers.
+
+pub mod counter;
+pub mod latency;
+pub mod layer;
+pub mod metrics;
+pub mod node;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use counter::Counter;
+pub use latency::{Latency, SharedLatency, PERCENTILES};
+pub use layer::{Class, LayerStats, LayerTotals, LayerWorker};
+pub use node::{NodeStats, NodeTotals, NodeWorker};
+
+/// Calls of one command on one worker.
+#[derive(Debug, Default)]
+pub struct CommandCounters {
+    pub calls: Counter,
+    /// Microseconds from reading the request to its reply being ready.
+    pub usec: Counter,
+    /// Calls answered with an error.
+    pub failed: Counter,
+}
 
 /// One worker's counters, padded to a cache line of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct WorkerStats {
     /// Requests handled (Redis's `total_commands_processed`).
-    pub commands: AtomicU64,
+    pub commands: Counter,
     /// Bytes read from clients.
-    pub net_input_bytes: AtomicU64,
+    pub net_input_bytes: Counter,
     /// Bytes written to clients.
-    pub net_output_bytes: AtomicU64,
+    pub net_output_bytes: Counter,
     /// Requests answered with an error reply produced by strata (unknown command, arity,
     /// CROSSSLOT, node unavailable, ...).
-    pub errors: AtomicU64,
-}
-
-impl WorkerStats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
+    pub errors: Counter,
+    /// Per command-table entry (see `command::introspect::command_index`).
+    pub by_command: Box<[CommandCounters]>,
+    /// Latency by [`Class`] of requests without keys (requests with keys count in their layer).
+    pub keyless_latency: [SharedLatency; 3],
 }
 
 /// Process-wide counters.
@@ -45,10 +66,24 @@ pub struct Totals {
     pub errors: u64,
 }
 
+/// One command's calls summed over the workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommandTotals {
+    pub calls: u64,
+    pub usec: u64,
+    pub failed: u64,
+}
+
 impl Stats {
-    pub fn new(workers: usize) -> Stats {
+    /// Counters for `workers` workers and a command table of `commands` entries.
+    pub fn new(workers: usize, commands: usize) -> Stats {
         Stats {
-            workers: (0..workers).map(|_| WorkerStats::default()).collect(),
+            workers: (0..workers)
+                .map(|_| WorkerStats {
+                    by_command: (0..commands).map(|_| CommandCounters::default()).collect(),
+                    ..WorkerStats::default()
+                })
+                .collect(),
             ..Stats::default()
         }
     }
@@ -56,21 +91,53 @@ impl Stats {
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for w in &self.workers {
-            t.commands += w.commands.load(Ordering::Relaxed);
-            t.net_input_bytes += w.net_input_bytes.load(Ordering::Relaxed);
-            t.net_output_bytes += w.net_output_bytes.load(Ordering::Relaxed);
-            t.errors += w.errors.load(Ordering::Relaxed);
+            t.commands += w.commands.get();
+            t.net_input_bytes += w.net_input_bytes.get();
+            t.net_output_bytes += w.net_output_bytes.get();
+            t.errors += w.errors.get();
         }
         t
     }
 
-    /// CONFIG RESETSTAT.
+    /// Calls of command-table entry `index`, summed over the workers.
+    pub fn command(&self, index: usize) -> CommandTotals {
+        let mut t = CommandTotals::default();
+        for w in &self.workers {
+            if let Some(c) = w.by_command.get(index) {
+                t.calls += c.calls.get();
+                t.usec += c.usec.get();
+                t.failed += c.failed.get();
+            }
+        }
+        t
+    }
+
+    /// Latency by [`Class`] of the requests without keys, summed over the workers.
+    pub fn keyless_latency(&self) -> [Latency; 3] {
+        let mut out: [Latency; 3] = Default::default();
+        for w in &self.workers {
+            for (sum, l) in out.iter_mut().zip(&w.keyless_latency) {
+                sum.merge(&l.snapshot());
+            }
+        }
+        out
+    }
+
+    /// CONFIG RESETSTAT (layer and node figures are reset by their owners' `reset`).
     pub fn reset(&self) {
         for w in &self.workers {
-            w.commands.store(0, Ordering::Relaxed);
-            w.net_input_bytes.store(0, Ordering::Relaxed);
-            w.net_output_bytes.store(0, Ordering::Relaxed);
-            w.errors.store(0, Ordering::Relaxed);
+            w.commands.reset();
+            w.net_input_bytes.reset();
+            w.net_output_bytes.reset();
+            w.errors.reset();
+            for c in w.by_command.iter() {
+                c.calls.reset();
+                c.usec.reset();
+                c.failed.reset();
+            }
+            for l in &w.keyless_latency {
+                l.reset();
+            }
         }
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);

@@ -1,0 +1,279 @@
+//! strata's statistics as INFO sections (`# Layers`, `# Latency`, `# Nodes`, `# Commandstats`)
+//! and as the RESP replies of `STRATA LAYERS` and `STRATA STATS`: the same figures, two forms.
+
+use std::fmt::Write as _;
+
+use crate::policy::Layer;
+use crate::protocol::Reply;
+use crate::server::Shared;
+use crate::stats::{Class, Latency, LayerTotals, PERCENTILES};
+
+use super::introspect::command_name;
+use super::table::COMMANDS;
+
+/// `hit_rate` with four decimals.
+fn rate(t: &LayerTotals) -> String {
+    format!("{:.4}", t.hit_rate())
+}
+
+/// `p50_usec=..,p95_usec=..,p99_usec=..,p999_usec=..`
+fn percentiles_text(l: &Latency) -> String {
+    let mut out = String::new();
+    for (i, (name, q)) in PERCENTILES.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{name}_usec={}", l.percentile(*q));
+    }
+    out
+}
+
+fn percentiles_fields(l: &Latency, out: &mut Vec<Reply>) {
+    for (name, q) in PERCENTILES {
+        out.push(Reply::text(format!("{name}_usec")));
+        out.push(Reply::Integer(
+            i64::try_from(l.percentile(q)).unwrap_or(i64::MAX),
+        ));
+    }
+}
+
+fn int(n: u64) -> Reply {
+    Reply::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Option<std::time::Duration>) -> Reply {
+    match d {
+        Some(d) => Reply::Integer(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        None => Reply::Integer(-1),
+    }
+}
+
+/// The key count, -1 while unknown.
+fn keys(t: &LayerTotals) -> i64 {
+    t.keys.map_or(-1, |k| i64::try_from(k).unwrap_or(i64::MAX))
+}
+
+/// INFO `# Layers`: one line per layer.
+pub fn layers_section(shared: &Shared, out: &mut String) {
+    out.push_str("# Layers\r\n");
+    for (_, layer) in shared.layers.iter() {
+        let t = layer.stats.totals();
+        let _ = write!(
+            out,
+            "layer_{}:prefix={},ttl_ms={},max_ttl_ms={},hits={},misses={},hit_rate={},writes={},deletes={},invalidations={},expirations={},warms={},errors={},keys={},{}\r\n",
+            layer.spec.name,
+            layer.spec.prefix.replace([',', '\r', '\n'], " "),
+            layer.spec.ttl_ms().map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+            layer.spec.max_ttl_ms().map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+            t.hits,
+            t.misses,
+            rate(&t),
+            t.writes,
+            t.deletes,
+            t.invalidations,
+            t.expirations,
+            t.warms,
+            t.errors,
+            keys(&t),
+            percentiles_text(&t.all_latency()),
+        );
+    }
+}
+
+/// Latency per command class: every layer's plus the requests without keys.
+pub fn class_latency(shared: &Shared) -> [Latency; 3] {
+    let mut by_class = shared.stats.keyless_latency();
+    for (_, layer) in shared.layers.iter() {
+        let t = layer.stats.totals();
+        for (sum, l) in by_class.iter_mut().zip(&t.latency) {
+            sum.merge(l);
+        }
+    }
+    by_class
+}
+
+/// INFO `# Latency`: request latency per command class.
+pub fn latency_section(shared: &Shared, out: &mut String) {
+    out.push_str("# Latency\r\n");
+    let by_class = class_latency(shared);
+    for class in Class::ALL {
+        if let Some(l) = by_class.get(class as usize) {
+            let _ = write!(
+                out,
+                "class_{}:calls={},{}\r\n",
+                class.name(),
+                l.count(),
+                percentiles_text(l)
+            );
+        }
+    }
+}
+
+/// INFO `# Nodes`: one line per node.
+pub fn nodes_section(shared: &Shared, out: &mut String) {
+    out.push_str("# Nodes\r\n");
+    for node in &shared.nodes {
+        let s = &node.status;
+        let t = node.stats.totals();
+        let last_error = s
+            .last_error()
+            .unwrap_or_default()
+            .replace([',', '\r', '\n'], " ");
+        let _ = write!(
+            out,
+            "node_{}:addr={},weight={},state={},connections={},requests={},errors={},timeouts={},failures={},{},last_error={}\r\n",
+            node.id,
+            node.addr,
+            node.weight,
+            s.state(),
+            s.connected(),
+            t.requests,
+            t.errors,
+            t.timeouts,
+            s.failures(),
+            percentiles_text(&t.latency),
+            last_error,
+        );
+    }
+}
+
+/// INFO `# Commandstats`, in Redis's format, for the commands called at least once.
+pub fn commandstats_section(shared: &Shared, out: &mut String) {
+    out.push_str("# Commandstats\r\n");
+    for index in 0..COMMANDS.len() {
+        let c = shared.stats.command(index);
+        if c.calls == 0 {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls=0,failed_calls={}\r\n",
+            command_name(index),
+            c.calls,
+            c.usec,
+            c.usec as f64 / c.calls as f64,
+            c.failed,
+        );
+    }
+}
+
+/// One layer as a flat field/value array.
+fn layer_reply(layer: &Layer) -> Reply {
+    let spec = &layer.spec;
+    let t = layer.stats.totals();
+    let mut f = vec![
+        Reply::bulk("name"),
+        Reply::text(spec.name.clone()),
+        Reply::bulk("prefix"),
+        Reply::text(spec.prefix.clone()),
+        Reply::bulk("key"),
+        Reply::text(
+            spec.key
+                .as_ref()
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        Reply::bulk("ttl_ms"),
+        ms(spec.ttl),
+        Reply::bulk("max_ttl_ms"),
+        ms(spec.max_ttl),
+        Reply::bulk("replication"),
+        int(spec.replication as u64),
+        Reply::bulk("write_consistency"),
+        Reply::text(format!("{:?}", spec.write_consistency).to_ascii_lowercase()),
+        Reply::bulk("read_consistency"),
+        Reply::text(format!("{:?}", spec.read_consistency).to_ascii_lowercase()),
+        Reply::bulk("hits"),
+        int(t.hits),
+        Reply::bulk("misses"),
+        int(t.misses),
+        Reply::bulk("hit_rate"),
+        Reply::text(rate(&t)),
+        Reply::bulk("writes"),
+        int(t.writes),
+        Reply::bulk("deletes"),
+        int(t.deletes),
+        Reply::bulk("invalidations"),
+        int(t.invalidations),
+        Reply::bulk("expirations"),
+        int(t.expirations),
+        Reply::bulk("warms"),
+        int(t.warms),
+        Reply::bulk("errors"),
+        int(t.errors),
+        Reply::bulk("keys"),
+        Reply::Integer(keys(&t)),
+    ];
+    let all = t.all_latency();
+    f.push(Reply::bulk("requests"));
+    f.push(int(all.count()));
+    percentiles_fields(&all, &mut f);
+    Reply::Array(f)
+}
+
+/// STRATA LAYERS: one field/value array per layer, the default layer last.
+pub fn layers_reply(shared: &Shared) -> Reply {
+    Reply::Array(shared.layers.iter().map(|(_, l)| layer_reply(l)).collect())
+}
+
+/// STRATA STATS: totals, then `classes`, `layers` and `nodes`, as a field/value array.
+pub fn stats_reply(shared: &Shared) -> Reply {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = shared.stats.totals();
+    let classes = class_latency(shared);
+    let classes = Class::ALL
+        .iter()
+        .filter_map(|c| classes.get(*c as usize).map(|l| (c, l)))
+        .map(|(c, l)| {
+            let mut f = vec![
+                Reply::bulk("class"),
+                Reply::bulk(c.name()),
+                Reply::bulk("calls"),
+                int(l.count()),
+            ];
+            percentiles_fields(l, &mut f);
+            Reply::Array(f)
+        })
+        .collect();
+    let nodes = shared
+        .nodes
+        .iter()
+        .map(|n| {
+            let nt = n.stats.totals();
+            let mut f = vec![
+                Reply::bulk("id"),
+                Reply::text(n.id.clone()),
+                Reply::bulk("addr"),
+                Reply::text(n.addr.clone()),
+                Reply::bulk("state"),
+                Reply::bulk(n.status.state()),
+                Reply::bulk("requests"),
+                int(nt.requests),
+                Reply::bulk("errors"),
+                int(nt.errors),
+                Reply::bulk("timeouts"),
+                int(nt.timeouts),
+            ];
+            percentiles_fields(&nt.latency, &mut f);
+            Reply::Array(f)
+        })
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk("uptime_in_seconds"),
+        int(shared.started.elapsed().as_secs()),
+        Reply::bulk("connected_clients"),
+        int(shared.clients.count() as u64),
+        Reply::bulk("total_connections_received"),
+        int(shared.stats.connections_received.load(Relaxed)),
+        Reply::bulk("total_commands_processed"),
+        int(t.commands),
+        Reply::bulk("strata_error_replies"),
+        int(t.errors),
+        Reply::bulk("classes"),
+        Reply::Array(classes),
+        Reply::bulk("layers"),
+        layers_reply(shared),
+        Reply::bulk("nodes"),
+        Reply::Array(nodes),
+    ])
+}

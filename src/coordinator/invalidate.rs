@@ -1,0 +1,159 @@
+//! STRATA INVALIDATE: remove one key from every replica, every key of a layer, or the keys whose
+//! template fields have given values (`model=gpt-4`), and count them in the layers' statistics.
+//!
+//! Layer-wide removal walks every node with SCAN MATCH and UNLINKs in batches of
+//! `limits.scan_count` (never KEYS, which would block a node). A scanned key is removed only if
+//! it really belongs to the layer: a longer prefix may give it to another layer.
+
+use bytes::Bytes;
+
+use crate::policy::template::escape_glob;
+use crate::policy::LayerId;
+use crate::protocol::Reply;
+use crate::server::Worker;
+
+use super::scan::{ask, unlink, NodeScan};
+
+const USAGE: &str =
+    "ERR strata: INVALIDATE takes KEY <key>, LAYER <name> or WHERE <field>=<value> [...]";
+
+/// `STRATA INVALIDATE ...` (args[0] = STRATA, args[1] = INVALIDATE).
+pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
+    let sub = args
+        .get(2)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let result = match (sub.as_slice(), args.get(3)) {
+        (b"key", Some(key)) if args.len() == 4 => invalidate_key(worker, client_id, key).await,
+        (b"layer", Some(name)) if args.len() == 4 => {
+            invalidate_layer(worker, client_id, name).await
+        }
+        (b"where", Some(_)) => {
+            invalidate_where(worker, client_id, args.get(3..).unwrap_or_default()).await
+        }
+        _ => Err(Reply::error_static(USAGE)),
+    };
+    match result {
+        Ok(n) => Reply::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        Err(reply) => reply,
+    }
+}
+
+/// Adds `n` removed keys to the layer's invalidations.
+fn count(worker: &Worker, layer: LayerId, n: u64) {
+    if let Some(w) = worker
+        .shared
+        .layers
+        .get(layer)
+        .and_then(|l| l.stats.worker(worker.index))
+    {
+        w.invalidations.add(n);
+    }
+}
+
+/// Removes the key from each of its replicas; 1 when some replica had it.
+async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<u64, Reply> {
+    let shared = &worker.shared;
+    let layer = shared.layers.resolve(key);
+    let copies = shared
+        .layers
+        .get(layer)
+        .map_or(1, |l| l.spec.replication.max(1));
+    let mut removed = 0;
+    for node in shared.ring.preference_list(key, copies) {
+        let reply = ask(worker, client_id, node, &[b"UNLINK", key]).await?;
+        if let redis_protocol::resp2::types::BytesFrame::Integer(n) = reply.frame {
+            removed = removed.max(u64::try_from(n).unwrap_or(0));
+        }
+    }
+    count(worker, layer, removed);
+    Ok(removed)
+}
+
+async fn invalidate_layer(worker: &Worker, client_id: u64, name: &Bytes) -> Result<u64, Reply> {
+    let layers = &worker.shared.layers;
+    let Some((id, layer)) = layers.by_name(name) else {
+        return Err(Reply::error(format!(
+            "ERR strata: no layer named '{}'",
+            String::from_utf8_lossy(name)
+        )));
+    };
+    // The default layer has no prefix: every key is a candidate, filtered by its layer.
+    let pattern = if layer.spec.prefix.is_empty() {
+        None
+    } else {
+        let mut p = Vec::new();
+        escape_glob(layer.spec.prefix.as_bytes(), &mut p);
+        p.push(b'*');
+        Some(p)
+    };
+    remove_matching(worker, client_id, id, pattern).await
+}
+
+async fn invalidate_where(
+    worker: &Worker,
+    client_id: u64,
+    conditions: &[Bytes],
+) -> Result<u64, Reply> {
+    let mut values: Vec<(&str, &[u8])> = Vec::with_capacity(conditions.len());
+    for c in conditions {
+        let parsed = c.iter().position(|&b| b == b'=').and_then(|at| {
+            let field = std::str::from_utf8(c.get(..at)?).ok()?;
+            (!field.is_empty()).then_some((field, c.get(at + 1..)?))
+        });
+        match parsed {
+            Some(v) => values.push(v),
+            None => {
+                return Err(Reply::error(format!(
+                    "ERR strata: expected <field>=<value>, got '{}'",
+                    String::from_utf8_lossy(c)
+                )))
+            }
+        }
+    }
+    let targets: Vec<(LayerId, Vec<u8>)> = worker
+        .shared
+        .layers
+        .iter()
+        .filter_map(|(id, l)| Some((id, l.spec.key.as_ref()?.pattern(&values)?)))
+        .collect();
+    if targets.is_empty() {
+        let fields: Vec<&str> = values.iter().map(|(f, _)| *f).collect();
+        return Err(Reply::error(format!(
+            "ERR strata: no layer's key template has the field(s) {}",
+            fields.join(", ")
+        )));
+    }
+    let mut total = 0;
+    for (id, pattern) in targets {
+        total += remove_matching(worker, client_id, id, Some(pattern)).await?;
+    }
+    Ok(total)
+}
+
+/// Scans every node for keys matching `pattern` that belong to `layer`, and unlinks them.
+async fn remove_matching(
+    worker: &Worker,
+    client_id: u64,
+    layer: LayerId,
+    pattern: Option<Vec<u8>>,
+) -> Result<u64, Reply> {
+    let shared = &worker.shared;
+    let batch = shared.settings.config.limits.scan_count;
+    let mut removed = 0;
+    for node in 0..worker.pool.node_count() {
+        let mut scan = NodeScan::new(node, pattern.clone(), batch);
+        while let Some(keys) = scan.next(worker, client_id).await? {
+            let mine: Vec<Bytes> = keys
+                .into_iter()
+                .filter(|k| shared.layers.resolve(k) == layer)
+                .collect();
+            for chunk in mine.chunks(batch) {
+                let n = unlink(worker, client_id, node, chunk).await?;
+                removed += n;
+                count(worker, layer, n);
+            }
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,53 @@
+//! The layer key count: every `stats.layer_keys_interval`, a SCAN of every node sorts its keys
+//! into layers, and each layer's `keys` figure (INFO, STRATA LAYERS, `/metrics`) is replaced by
+//! the new count. A pass that cannot finish (a node down) leaves the previous figures.
+
+use std::sync::Arc;
+
+use crate::server::Worker;
+
+use super::scan::NodeScan;
+
+/// The client id the counter's requests use (picks its backend connection).
+const COUNTER_CLIENT: u64 = u64::MAX;
+
+/// Runs until the worker's runtime stops. Does nothing when the interval is 0.
+pub async fn run(worker: Arc<Worker>) {
+    let interval = worker.shared.settings.config.stats.layer_keys_interval;
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        if let Err(reason) = count_once(&worker).await {
+            tracing::debug!(%reason, "layer key count skipped");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One pass over every node.
+pub async fn count_once(worker: &Worker) -> Result<(), String> {
+    let shared = &worker.shared;
+    let mut counts = vec![0u64; shared.layers.len()];
+    let batch = shared.settings.config.limits.scan_count;
+    for node in 0..worker.pool.node_count() {
+        let mut scan = NodeScan::new(node, None, batch);
+        loop {
+            match scan.next(worker, COUNTER_CLIENT).await {
+                Ok(Some(keys)) => {
+                    for key in keys {
+                        if let Some(c) = counts.get_mut(usize::from(shared.layers.resolve(&key))) {
+                            *c += 1;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(reply) => return Err(format!("{reply:?}")),
+            }
+        }
+    }
+    for ((_, layer), n) in shared.layers.iter().zip(counts) {
+        layer.stats.set_keys(n);
+    }
+    Ok(())
+}

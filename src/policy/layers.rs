@@ -1,0 +1,423 @@
+//! Layers: the config's `layers` and `defaults` resolved into one [`LayerSpec`] per layer, and
+//! the runtime [`Layers`] that finds a key's layer by longest prefix and holds its statistics.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::template::KeyTemplate;
+use super::ttl::TtlLimits;
+use crate::config::{Config, ReadConsistency, WriteConsistency};
+use crate::stats::LayerStats;
+
+/// Name of the layer of keys that match no prefix.
+pub const DEFAULT_LAYER: &str = "default";
+
+/// A layer with every field resolved (what `strata check` prints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerSpec {
+    pub name: String,
+    /// Empty for the default layer.
+    pub prefix: String,
+    #[serde(serialize_with = "template_text")]
+    pub key: Option<KeyTemplate>,
+    /// Default TTL of keys written without one.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Largest TTL a key of the layer may have.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Option<Duration>,
+    pub replication: usize,
+    pub write_consistency: WriteConsistency,
+    pub read_consistency: ReadConsistency,
+}
+
+fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(t.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `0` in the config means "none".
+fn non_zero(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| !d.is_zero())
+}
+
+fn millis(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+impl LayerSpec {
+    pub fn ttl_ms(&self) -> Option<u64> {
+        millis(self.ttl)
+    }
+
+    pub fn max_ttl_ms(&self) -> Option<u64> {
+        millis(self.max_ttl)
+    }
+
+    /// The layer's TTL rules, in the form the TTL rewriter takes.
+    pub fn ttl_limits(&self) -> TtlLimits<'_> {
+        TtlLimits {
+            layer: &self.name,
+            ttl_ms: self.ttl_ms(),
+            max_ttl_ms: self.max_ttl_ms(),
+        }
+    }
+}
+
+/// Resolves `layers` against `defaults` and checks them; the default layer comes last.
+pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
+    let d = &config.defaults;
+    let nodes = config.nodes.len();
+    let mut out: Vec<LayerSpec> = Vec::with_capacity(config.layers.len() + 1);
+    for (i, l) in config.layers.iter().enumerate() {
+        let at = format!("layers[{i}]");
+        let valid_name = !l.name.is_empty()
+            && l.name.len() <= 64
+            && l.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid_name {
+            return Err(format!(
+                "{at}.name: letters, digits, '_' and '-' only (1 to 64), got {:?}",
+                l.name
+            ));
+        }
+        if l.name == DEFAULT_LAYER {
+            return Err(format!(
+                "{at}.name: \"{DEFAULT_LAYER}\" is the layer of keys matching no prefix; configure it under `defaults`"
+            ));
+        }
+        if out.iter().any(|o| o.name == l.name) {
+            return Err(format!("{at}.name: duplicate layer name {:?}", l.name));
+        }
+        if l.prefix.is_empty() {
+            return Err(format!("{at}.prefix: must not be empty"));
+        }
+        if let Some(o) = out.iter().find(|o| o.prefix == l.prefix) {
+            return Err(format!(
+                "{at}.prefix: {:?} is already the prefix of layer {:?}",
+                l.prefix, o.name
+            ));
+        }
+        let key = match &l.key {
+            None => None,
+            Some(text) => {
+                let t = KeyTemplate::parse(text).map_err(|e| format!("{at}.key: {e}"))?;
+                if !text.starts_with(&l.prefix) {
+                    return Err(format!(
+                        "{at}.key: template {text:?} must start with the prefix {:?}",
+                        l.prefix
+                    ));
+                }
+                Some(t)
+            }
+        };
+        out.push(LayerSpec {
+            name: l.name.clone(),
+            prefix: l.prefix.clone(),
+            key,
+            ttl: non_zero(l.ttl.or(d.ttl)),
+            max_ttl: non_zero(l.max_ttl.or(d.max_ttl)),
+            replication: l.replication.unwrap_or(d.replication),
+            write_consistency: l.write_consistency.unwrap_or(d.write_consistency),
+            read_consistency: l.read_consistency.unwrap_or(d.read_consistency),
+        });
+    }
+    out.push(LayerSpec {
+        name: DEFAULT_LAYER.to_string(),
+        prefix: String::new(),
+        key: None,
+        ttl: non_zero(d.ttl),
+        max_ttl: non_zero(d.max_ttl),
+        replication: d.replication,
+        write_consistency: d.write_consistency,
+        read_consistency: d.read_consistency,
+    });
+    for (i, l) in out.iter().enumerate() {
+        let at = if l.name == DEFAULT_LAYER {
+            "defaults".to_string()
+        } else {
+            format!("layers[{i}]")
+        };
+        if let (Some(ttl), Some(max)) = (l.ttl, l.max_ttl) {
+            if ttl > max {
+                return Err(format!(
+                    "{at}.ttl: {} is longer than max_ttl {}",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
+        if l.replication == 0 {
+            return Err(format!("{at}.replication: must be at least 1"));
+        }
+        if l.replication > nodes {
+            return Err(format!(
+                "{at}.replication: {} copies need at least {} nodes, {nodes} configured",
+                l.replication, l.replication
+            ));
+        }
+        if l.replication > 1 {
+            // Refused rather than accepted and ignored: more copies arrive with replication.
+            return Err(format!(
+                "{at}.replication: {} is not supported by this version of strata, which keeps one copy of each key",
+                l.replication
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Index of a layer in [`Layers`].
+pub type LayerId = u16;
+
+/// One layer at run time: its policy and its statistics.
+#[derive(Debug)]
+pub struct Layer {
+    pub spec: LayerSpec,
+    pub stats: LayerStats,
+}
+
+/// Every layer, and the prefix lookup. Built once at start (a reload builds a new one).
+#[derive(Debug)]
+pub struct Layers {
+    /// Config order, the default layer last.
+    layers: Vec<Layer>,
+    /// (prefix, layer) with the longest prefixes first, so the first match is the longest.
+    by_length: Vec<(Box<[u8]>, LayerId)>,
+    /// First bytes of every prefix: a key starting with another byte is in the default layer
+    /// without comparing any prefix.
+    first_bytes: [bool; 256],
+    /// True when some layer has a TTL rule (ttl or max_ttl).
+    any_ttl: bool,
+}
+
+impl Layers {
+    pub fn new(specs: &[LayerSpec], workers: usize) -> Layers {
+        let mut layers: Vec<Layer> = specs
+            .iter()
+            .filter(|s| s.name != DEFAULT_LAYER)
+            .map(|spec| Layer {
+                spec: spec.clone(),
+                stats: LayerStats::new(workers),
+            })
+            .collect();
+        let default = specs
+            .iter()
+            .find(|s| s.name == DEFAULT_LAYER)
+            .cloned()
+            .unwrap_or_else(|| LayerSpec {
+                name: DEFAULT_LAYER.to_string(),
+                prefix: String::new(),
+                key: None,
+                ttl: None,
+                max_ttl: None,
+                replication: 1,
+                write_consistency: WriteConsistency::Quorum,
+                read_consistency: ReadConsistency::One,
+            });
+        layers.push(Layer {
+            spec: default,
+            stats: LayerStats::new(workers),
+        });
+        let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.spec.prefix.is_empty())
+            .map(|(i, l)| {
+                (
+                    l.spec.prefix.as_bytes().into(),
+                    LayerId::try_from(i).unwrap_or(LayerId::MAX),
+                )
+            })
+            .collect();
+        by_length.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        let mut first_bytes = [false; 256];
+        for (prefix, _) in &by_length {
+            if let Some(&b) = prefix.first() {
+                if let Some(slot) = first_bytes.get_mut(usize::from(b)) {
+                    *slot = true;
+                }
+            }
+        }
+        let any_ttl = layers
+            .iter()
+            .any(|l| l.spec.ttl.is_some() || l.spec.max_ttl.is_some());
+        Layers {
+            layers,
+            by_length,
+            first_bytes,
+            any_ttl,
+        }
+    }
+
+    /// The layer of `key`: the one with the longest prefix of it, else the default layer.
+    #[inline]
+    pub fn resolve(&self, key: &[u8]) -> LayerId {
+        let maybe = key
+            .first()
+            .and_then(|&b| self.first_bytes.get(usize::from(b)))
+            .copied()
+            .unwrap_or(false);
+        if maybe {
+            for (prefix, id) in &self.by_length {
+                if key.starts_with(prefix) {
+                    return *id;
+                }
+            }
+        }
+        self.default_id()
+    }
+
+    pub fn default_id(&self) -> LayerId {
+        LayerId::try_from(self.layers.len().saturating_sub(1)).unwrap_or(0)
+    }
+
+    pub fn get(&self, id: LayerId) -> Option<&Layer> {
+        self.layers.get(usize::from(id))
+    }
+
+    /// The layer of a key, directly.
+    pub fn of(&self, key: &[u8]) -> Option<&Layer> {
+        self.get(self.resolve(key))
+    }
+
+    pub fn by_name(&self, name: &[u8]) -> Option<(LayerId, &Layer)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.spec.name.as_bytes().eq_ignore_ascii_case(name))
+            .map(|(i, l)| (LayerId::try_from(i).unwrap_or(0), l))
+    }
+
+    /// Every layer with its id, in config order, the default layer last.
+    pub fn iter(&self) -> impl Iterator<Item = (LayerId, &Layer)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (LayerId::try_from(i).unwrap_or(0), l))
+    }
+
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// True when some layer has a TTL rule; when none has, writes skip the TTL policy.
+    pub fn any_ttl(&self) -> bool {
+        self.any_ttl
+    }
+
+    /// The TTL rules of `key`'s layer.
+    pub fn ttl_limits(&self, key: &[u8]) -> TtlLimits<'_> {
+        match self.of(key) {
+            Some(l) => l.spec.ttl_limits(),
+            None => TtlLimits {
+                layer: DEFAULT_LAYER,
+                ttl_ms: None,
+                max_ttl_ms: None,
+            },
+        }
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset_stats(&self) {
+        for l in &self.layers {
+            l.stats.reset();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn config(layers: &str) -> Result<Vec<LayerSpec>, String> {
+        let text = format!("nodes:\n  - {{id: a, addr: 'h:1'}}\n{layers}");
+        crate::config::Config::parse(&text, "t")
+            .map(|s| s.layers)
+            .map_err(|e| e.to_string())
+    }
+
+    const ROUTER: &str = "defaults: {ttl: 1h}\nlayers:\n  - {name: route, prefix: 'route:', key: 'route:{query}', ttl: 5m}\n  - {name: result, prefix: 'result:', key: 'result:{query}:{model}', ttl: 10m, max_ttl: 1h}\n  - {name: routex, prefix: 'route:x:', ttl: 0}\n";
+
+    #[test]
+    fn resolves_defaults_and_zero() {
+        let specs = config(ROUTER).unwrap();
+        assert_eq!(specs.len(), 4);
+        assert_eq!(specs[0].ttl, Some(Duration::from_secs(300)));
+        assert_eq!(specs[0].max_ttl, None);
+        assert_eq!(specs[1].max_ttl_ms(), Some(3_600_000));
+        // `ttl: 0` overrides the default TTL with none.
+        assert_eq!(specs[2].ttl, None);
+        assert_eq!(specs[3].name, DEFAULT_LAYER);
+        assert_eq!(specs[3].ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(specs[3].replication, 1);
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let layers = Layers::new(&config(ROUTER).unwrap(), 1);
+        let name = |k: &[u8]| layers.of(k).unwrap().spec.name.clone();
+        assert_eq!(name(b"route:abc"), "route");
+        assert_eq!(name(b"route:x:abc"), "routex");
+        assert_eq!(name(b"result:q:m"), "result");
+        assert_eq!(name(b"route"), DEFAULT_LAYER);
+        assert_eq!(name(b"key:1"), DEFAULT_LAYER);
+        assert_eq!(name(b""), DEFAULT_LAYER);
+        assert_eq!(layers.by_name(b"RESULT").unwrap().0, 1);
+        assert!(layers.any_ttl());
+        assert_eq!(layers.ttl_limits(b"result:a").max_ttl_ms, Some(3_600_000));
+    }
+
+    #[test]
+    fn bad_layers_are_refused() {
+        for (layers, needle) in [
+            ("layers:\n  - {name: 'a b', prefix: 'x'}\n", "letters"),
+            ("layers:\n  - {name: default, prefix: 'x'}\n", "defaults"),
+            ("layers:\n  - {name: a, prefix: ''}\n", "empty"),
+            (
+                "layers:\n  - {name: a, prefix: 'x'}\n  - {name: a, prefix: 'y'}\n",
+                "duplicate layer name",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x'}\n  - {name: b, prefix: 'x'}\n",
+                "already the prefix",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', key: 'y:{id}'}\n",
+                "must start with the prefix",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', key: 'x:{id'}\n",
+                "unclosed",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', ttl: 2m, max_ttl: 1m}\n",
+                "longer than max_ttl",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', replication: 2}\n",
+                "nodes",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', write_consistency: maybe}\n",
+                "maybe",
+            ),
+            (
+                "layers:\n  - {name: a, prefix: 'x:', colour: red}\n",
+                "colour",
+            ),
+        ] {
+            let err = config(layers).unwrap_err();
+            assert!(err.contains(needle), "{layers}: {err}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! `/metrics`: strata's statistics in the Prometheus text format, via prometheus-client.
+//!
+//! The hot path keeps counting into strata's own per-worker counters and histograms; a
+//! [`Collector`] registered in a [`Registry`] reads them at scrape time. So a scrape costs a
+//! walk over the counters, and a request costs no prometheus-client atomics at all.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::latency::Latency;
+use super::LayerTotals;
+use crate::command::introspect::command_name;
+use crate::command::table::COMMANDS;
+use crate::server::Shared;
+
+/// Reads strata's statistics on each scrape.
+pub struct StrataCollector {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StrataCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StrataCollector")
+    }
+}
+
+/// The registry `/metrics` encodes: every metric is named `strata_...`.
+pub fn registry(shared: Arc<Shared>) -> Registry {
+    let mut registry = Registry::with_prefix("strata");
+    registry.register_collector(Box::new(StrataCollector { shared }));
+    registry
+}
+
+/// Renders the registry in the Prometheus text format (version 0.0.4).
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
+        tracing::warn!(error = %e, "cannot render metrics");
+    }
+    out
+}
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+type R = Result<(), fmt::Error>;
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: i64) -> R {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> R {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// One counter per label value: `name{label="value"} n`.
+fn counters<'a>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> R {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauges<'a>(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, i64)>,
+) -> R {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (value, n) in values {
+        let labels = [(label, value)];
+        ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A latency histogram in seconds.
+fn histogram<S: prometheus_client::encoding::EncodeLabelSet>(
+    m: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    labels: &S,
+    l: &Latency,
+) -> R {
+    let buckets = l.buckets();
+    m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+        l.sum_usec() as f64 / 1e6,
+        l.count(),
+        &buckets,
+        None,
+    )
+}
+
+impl Collector for StrataCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> R {
+        let s = &self.shared;
+        let t = s.stats.totals();
+        gauge(
+            &mut e,
+            "uptime_seconds",
+            "Seconds since strata started.",
+            i64::try_from(s.started.elapsed().as_secs()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut e,
+            "connected_clients",
+            "Client connections open now.",
+            i64::try_from(s.clients.count()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            &mut e,
+            "connections_received",
+            "Client connections accepted.",
+            s.stats.connections_received.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "rejected_connections",
+            "Client connections refused at limits.max_clients.",
+            s.stats.rejected_connections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "commands_processed",
+            "Requests handled.",
+            t.commands,
+        )?;
+        counter(
+            &mut e,
+            "error_replies",
+            "Error replies strata produced itself.",
+            t.errors,
+        )?;
+        counter(
+            &mut e,
+            "net_input_bytes",
+            "Bytes read from clients.",
+            t.net_input_bytes,
+        )?;
+        counter(
+            &mut e,
+            "net_output_bytes",
+            "Bytes written to clients.",
+            t.net_output_bytes,
+        )?;
+
+        let commands: Vec<(&str, super::CommandTotals)> = (0..COMMANDS.len())
+            .map(|i| (command_name(i), s.stats.command(i)))
+            .filter(|(_, c)| c.calls > 0)
+            .collect();
+        counters(
+            &mut e,
+            "commands",
+            "Calls per command.",
+            "command",
+            commands.iter().map(|(n, c)| (*n, c.calls)),
+        )?;
+        counters(
+            &mut e,
+            "command_errors",
+            "Calls per command answered with an error.",
+            "command",
+            commands.iter().map(|(n, c)| (*n, c.failed)),
+        )?;
+
+        let layers: Vec<(&str, LayerTotals)> = s
+            .layers
+            .iter()
+            .map(|(_, l)| (l.spec.name.as_str(), l.stats.totals()))
+            .collect();
+        type Pick = fn(&LayerTotals) -> u64;
+        let layer_counters: [(&str, &str, Pick); 8] = [
+            ("layer_hits", "Reads that found a value.", |t| t.hits),
+            ("layer_misses", "Reads that found nothing.", |t| t.misses),
+            ("layer_writes", "Successful writes (per key).", |t| t.writes),
+            ("layer_deletes", "Keys named by DEL, UNLINK, GETDEL.", |t| {
+                t.deletes
+            }),
+            (
+                "layer_invalidations",
+                "Keys removed by STRATA INVALIDATE.",
+                |t| t.invalidations,
+            ),
+            (
+                "layer_expirations",
+                "TTLs set or clamped by the layer's TTL policy.",
+                |t| t.expirations,
+            ),
+            ("layer_warms", "Keys written by STRATA WARM.", |t| t.warms),
+            ("layer_errors", "Requests answered with an error.", |t| {
+                t.errors
+            }),
+        ];
+        for (name, help, pick) in layer_counters {
+            counters(
+                &mut e,
+                name,
+                help,
+                "layer",
+                layers.iter().map(|(n, t)| (*n, pick(t))),
+            )?;
+        }
+        gauges(
+            &mut e,
+            "layer_keys",
+            "Keys of the layer on the nodes at the last count (-1: not counted yet).",
+            "layer",
+            layers.iter().map(|(n, t)| {
+                (
+                    *n,
+                    t.keys.map_or(-1, |k| i64::try_from(k).unwrap_or(i64::MAX)),
+                )
+            }),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "layer_request_duration_seconds",
+                "Time from reading a request to its reply, per layer and command class.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (name, t) in &layers {
+                for class in super::Class::ALL {
+                    if let Some(l) = t.latency.get(class as usize) {
+                        histogram(&mut m, &[("layer", *name), ("class", class.name())], l)?;
+                    }
+                }
+            }
+        }
+
+        let nodes: Vec<(&str, &crate::backend::NodeInfo, super::NodeTotals)> = s
+            .nodes
+            .iter()
+            .map(|n| (n.id.as_str(), n.as_ref(), n.stats.totals()))
+            .collect();
+        gauges(
+            &mut e,
+            "node_up",
+            "1 when strata has a working connection to the node, else 0.",
+            "node",
+            nodes
+                .iter()
+                .map(|(id, n, _)| (*id, i64::from(n.status.state() == "up"))),
+        )?;
+        gauges(
+            &mut e,
+            "node_connections",
+            "Backend connections open to the node.",
+            "node",
+            nodes
+                .iter()
+                .map(|(id, n, _)| (*id, i64::try_from(n.status.connected()).unwrap_or(i64::MAX))),
+        )?;
+        counters(
+            &mut e,
+            "node_requests",
+            "Requests written to the node.",
+            "node",
+            nodes.iter().map(|(id, _, t)| (*id, t.requests)),
+        )?;
+        counters(
+            &mut e,
+            "node_errors",
+            "Requests that got no reply from the node (unreachable, connection lost, timeout).",
+            "node",
+            nodes.iter().map(|(id, _, t)| (*id, t.errors)),
+        )?;
+        counters(
+            &mut e,
+            "node_timeouts",
+            "Requests that timed out on the node.",
+            "node",
+            nodes.iter().map(|(id, _, t)| (*id, t.timeouts)),
+        )?;
+        counters(
+            &mut e,
+            "node_connection_failures",
+            "Failed or lost connections to the node.",
+            "node",
+            nodes.iter().map(|(id, n, _)| (*id, n.status.failures())),
+        )?;
+        let mut m = e.encode_descriptor(
+            "node_request_duration_seconds",
+            "Time from writing a request to a node to reading its reply.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (id, _, t) in &nodes {
+            histogram(&mut m, &[("node", *id)], &t.latency)?;
+        }
+        Ok(())
+    }
+}
