@@ -22,6 +22,6 @@ RUN useradd --system --no-create-home --shell /usr/sbin/nologin strata
 COPY --from=builder /usr/local/bin/strata /usr/local/bin/strata
 COPY docker/config.yaml /etc/strata/config.yaml
 USER strata
-EXPOSE 6380
+EXPOSE 6380 9380
 ENTRYPOINT ["strata"]
 CMD ["serve", "--config", "/etc/strata/config.yaml"]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::backend::{settle, NodeInfo, NodeResult, PendingReply};
+use crate::policy::LayerId;
 use crate::protocol::Reply;
 
 use super::merge::{merge, MergePlan};
@@ -31,8 +32,8 @@ pub struct Gather {
     /// policy's `PEXPIRE key ttl NX`): the reply waits for them, so a client that sees it can
     /// rely on the TTL being set.
     followers: Vec<Part>,
-    /// Followers that answered `:1` (a TTL was set).
-    applied: u32,
+    /// Followers that answered `:1` (a TTL was set), per layer of their key.
+    applied: Vec<(LayerId, u32)>,
     plan: MergePlan,
 }
 
@@ -40,6 +41,8 @@ struct Part {
     rx: Option<PendingReply>,
     node: Arc<NodeInfo>,
     result: Option<NodeResult>,
+    /// The layer of a follower's key (unused for parts).
+    layer: LayerId,
 }
 
 impl Gather {
@@ -47,17 +50,18 @@ impl Gather {
         Gather {
             parts: Vec::new(),
             followers: Vec::new(),
-            applied: 0,
+            applied: Vec::new(),
             plan,
         }
     }
 
-    /// Adds a follower (see [`Gather::followers`]).
-    pub fn follow(&mut self, rx: PendingReply, node: Arc<NodeInfo>) {
+    /// Adds a follower (see [`Gather::followers`]) for a key of `layer`.
+    pub fn follow(&mut self, rx: PendingReply, node: Arc<NodeInfo>, layer: LayerId) {
         self.followers.push(Part {
             rx: Some(rx),
             node,
             result: None,
+            layer,
         });
     }
 
@@ -67,6 +71,7 @@ impl Gather {
             rx: Some(rx),
             node,
             result: None,
+            layer: 0,
         });
     }
 
@@ -93,11 +98,11 @@ impl Pending {
         Pending::Gather(Box::new(g))
     }
 
-    /// TTL followers that set a TTL; read once the reply is ready.
-    pub fn applied(&self) -> u32 {
+    /// TTL followers that set a TTL, per layer; read once the reply is ready.
+    pub fn applied(&self) -> &[(LayerId, u32)] {
         match self {
-            Pending::Gather(g) => g.applied,
-            _ => 0,
+            Pending::Gather(g) => &g.applied,
+            _ => &[],
         }
     }
 
@@ -126,7 +131,12 @@ impl Pending {
                 }
                 for follower in g.followers.drain(..) {
                     match follower.result {
-                        Some(Ok(reply)) if reply.raw.as_ref() == b":1\r\n" => g.applied += 1,
+                        Some(Ok(reply)) if reply.raw.as_ref() == b":1\r\n" => {
+                            match g.applied.iter_mut().find(|(l, _)| *l == follower.layer) {
+                                Some((_, n)) => *n += 1,
+                                None => g.applied.push((follower.layer, 1)),
+                            }
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
                             // The write itself succeeded or failed on its own; only its TTL is

@@ -156,11 +156,12 @@ async fn send_followers(
             continue;
         };
         let node = worker.shared.ring.primary(key);
+        let layer = worker.shared.layers.resolve(key);
         if let Some(conn) = worker.pool.connection(node, client_id) {
             let rx = conn
                 .send(command_bytes(follower.iter().map(|a| a.as_ref())))
                 .await;
-            gather.follow(rx, conn.node().clone());
+            gather.follow(rx, conn.node().clone(), layer);
         }
     }
 }

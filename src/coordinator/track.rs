@@ -87,7 +87,9 @@ fn traits_of(spec: &CommandSpec) -> Traits {
     Traits {
         outcome,
         class,
-        ttl_rule: spec.has(flags::WRITE) && crate::policy::ttl::has_rule(spec.name),
+        // Not tied to the WRITE flag: XGROUP (no flags of its own) creates a stream with
+        // MKSTREAM.
+        ttl_rule: crate::policy::ttl::has_rule(spec.name),
     }
 }
 
@@ -175,8 +177,8 @@ impl<'a> Recorder<'a> {
         self.layers.get(id)?.stats.worker(self.worker)
     }
 
-    /// Counts one reply; `applied` is the number of TTL followers that set a TTL.
-    pub fn record(&mut self, track: &Track, reply: &Reply, applied: u32) {
+    /// Counts one reply; `applied` holds, per layer, the TTL followers that set a TTL.
+    pub fn record(&mut self, track: &Track, reply: &Reply, applied: &[(LayerId, u32)]) {
         let usec = u64::try_from(
             self.now
                 .saturating_duration_since(track.started)
@@ -204,9 +206,13 @@ impl<'a> Recorder<'a> {
             lw.errors.incr();
             return;
         }
-        let expirations = u64::from(track.rewrites) + u64::from(applied);
-        if expirations > 0 {
-            lw.expirations.add(expirations);
+        if track.rewrites > 0 {
+            lw.expirations.add(u64::from(track.rewrites));
+        }
+        for &(layer, n) in applied {
+            if let Some(w) = self.layer(layer) {
+                w.expirations.add(u64::from(n));
+            }
         }
         match track.outcome {
             Outcome::Skip => {}
