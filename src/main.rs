@@ -107,11 +107,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            let listen = settings.config.listen;
             let server = match Server::bind(settings, Some(cli.config.clone())) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("strata: cannot listen on {listen}: {e}");
+                    eprintln!("strata: cannot listen: {e}");
                     return ExitCode::FAILURE;
                 }
             };

@@ -84,7 +84,9 @@ impl Shared {
 impl Server {
     /// Binds the listen address; the nodes are contacted once the server runs.
     pub fn bind(settings: Settings, config_path: Option<PathBuf>) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(settings.config.listen)?;
+        let listen = settings.config.listen;
+        let listener = TcpListener::bind(listen)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listen {listen}: {e}")))?;
         let local_addr = listener.local_addr()?;
         let admin =
             match settings.config.admin_listen {

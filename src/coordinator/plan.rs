@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::command::keys::key_positions;
 use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Split};
 use crate::policy::ttl::{self, TtlPlan};
-use crate::protocol::reply::command_bytes;
+use crate::protocol::reply::{append_args, append_encoded, command_bytes};
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -111,15 +111,31 @@ pub fn ttl_plan(
     request: &Request,
 ) -> Result<Option<TtlPlan>, Reply> {
     let layers = &worker.shared.layers;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // The clock is read only for absolute expiry times; most writes do not need it.
+    let now_ms = if ttl::needs_clock(spec.name, &request.args) {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        0
+    };
     let limits = |key: &[u8]| layers.ttl_limits(key);
     match ttl::apply(spec.name, &request.args, &limits, now_ms) {
         Err(text) => Err(Reply::error(text)),
         Ok(plan) if plan == TtlPlan::default() => Ok(None),
         Ok(plan) => Ok(Some(plan)),
     }
+}
+
+/// The request's arguments followed by `extra`, encoded (inline requests have no raw bytes).
+fn with_appended(request: &Request, extra: &[Bytes]) -> Bytes {
+    let args: Vec<&[u8]> = request
+        .args
+        .iter()
+        .chain(extra)
+        .map(|a| a.as_ref())
+        .collect();
+    command_bytes(args.into_iter())
 }
 
 /// Sends `payload` to `node`, then the TTL followers, each to its key's node. Without
@@ -183,14 +199,34 @@ pub async fn plan_same_node(
     if !ttl_rule || !worker.shared.layers.any_ttl() {
         return forward(worker, client_id, node, payload(&request)).await;
     }
+    // The commonest write of a TTL layer, `SET key value`, gains the layer's `PX <ttl>`
+    // without the general rules' parsing: the same result as `ttl::apply`, precomputed.
+    if let (true, Some(raw), Some(key)) = (
+        spec.name == "set" && request.args.len() == 3,
+        &request.raw,
+        request.args.get(1),
+    ) {
+        let suffix = worker
+            .shared
+            .layers
+            .of(key)
+            .and_then(|l| l.set_suffix.as_ref());
+        if let Some(payload) = suffix.and_then(|s| append_encoded(raw, 3, s, 2)) {
+            track.rewrites = 1;
+            return forward(worker, client_id, node, payload).await;
+        }
+    }
     match ttl_plan(worker, spec, &request) {
         Err(reply) => Pending::ready(reply),
         Ok(None) => forward(worker, client_id, node, payload(&request)).await,
         Ok(Some(plan)) => {
             track.rewrites = plan.rewrites;
-            let payload = match &plan.args {
-                Some(args) => command_bytes(args.iter().map(|a| a.as_ref())),
-                None => payload(&request),
+            let payload = match (&plan.args, &request.raw) {
+                (Some(args), _) => command_bytes(args.iter().map(|a| a.as_ref())),
+                (None, _) if plan.append.is_empty() => payload(&request),
+                (None, Some(raw)) => append_args(raw, request.args.len(), &plan.append)
+                    .unwrap_or_else(|| with_appended(&request, &plan.append)),
+                (None, None) => with_appended(&request, &plan.append),
             };
             send_followed(worker, client_id, node, payload, plan.followers).await
         }

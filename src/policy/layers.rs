@@ -179,6 +179,23 @@ pub type LayerId = u16;
 pub struct Layer {
     pub spec: LayerSpec,
     pub stats: LayerStats,
+    /// `PX <ttl>` encoded, for the commonest write of a TTL layer, a plain `SET key value`
+    /// (see `coordinator::plan`); None when the layer gives no default TTL.
+    pub set_suffix: Option<bytes::Bytes>,
+}
+
+impl Layer {
+    fn new(spec: LayerSpec, workers: usize) -> Layer {
+        let set_suffix = spec.ttl_limits().default_ms().map(|ms| {
+            let ms = ms.to_string();
+            crate::protocol::reply::encode_args([&b"PX"[..], ms.as_bytes()].into_iter())
+        });
+        Layer {
+            spec,
+            stats: LayerStats::new(workers),
+            set_suffix,
+        }
+    }
 }
 
 /// Every layer, and the prefix lookup. Built once at start (a reload builds a new one).
@@ -200,10 +217,7 @@ impl Layers {
         let mut layers: Vec<Layer> = specs
             .iter()
             .filter(|s| s.name != DEFAULT_LAYER)
-            .map(|spec| Layer {
-                spec: spec.clone(),
-                stats: LayerStats::new(workers),
-            })
+            .map(|spec| Layer::new(spec.clone(), workers))
             .collect();
         let default = specs
             .iter()
@@ -219,10 +233,7 @@ impl Layers {
                 write_consistency: WriteConsistency::Quorum,
                 read_consistency: ReadConsistency::One,
             });
-        layers.push(Layer {
-            spec: default,
-            stats: LayerStats::new(workers),
-        });
+        layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
             .iter()
             .enumerate()

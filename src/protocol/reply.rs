@@ -126,6 +126,47 @@ pub fn command_bytes<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes
     out.freeze()
 }
 
+/// The request `raw` (one RESP multibulk command of `argc` arguments) with `extra` arguments
+/// added at the end: a new header, the original arguments' bytes copied as they are, then the
+/// extra ones. One allocation, no per-argument work.
+pub fn append_args(raw: &[u8], argc: usize, extra: &[Bytes]) -> Option<Bytes> {
+    // The header is `*<argc>\r\n`; everything after it is kept.
+    let header_end = raw.iter().position(|&b| b == b'\n')? + 1;
+    let body = raw.get(header_end..)?;
+    let extra_len: usize = extra.iter().map(|a| a.len() + 16).sum();
+    let mut out = BytesMut::with_capacity(body.len() + extra_len + 16);
+    number(&mut out, b'*', (argc + extra.len()) as i64);
+    out.extend_from_slice(body);
+    for arg in extra {
+        number(&mut out, b'$', arg.len() as i64);
+        out.extend_from_slice(arg);
+        out.put_slice(b"\r\n");
+    }
+    Some(out.freeze())
+}
+
+/// Like [`append_args`], with the extra arguments already encoded (`encoded`, `count` of them).
+pub fn append_encoded(raw: &[u8], argc: usize, encoded: &[u8], count: usize) -> Option<Bytes> {
+    let header_end = raw.iter().position(|&b| b == b'\n')? + 1;
+    let body = raw.get(header_end..)?;
+    let mut out = BytesMut::with_capacity(body.len() + encoded.len() + 16);
+    number(&mut out, b'*', (argc + count) as i64);
+    out.extend_from_slice(body);
+    out.extend_from_slice(encoded);
+    Some(out.freeze())
+}
+
+/// Encodes arguments without the `*<n>` header (to append to a command).
+pub fn encode_args<'a>(args: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    for arg in args {
+        number(&mut out, b'$', arg.len() as i64);
+        out.extend_from_slice(arg);
+        out.put_slice(b"\r\n");
+    }
+    out.freeze()
+}
+
 /// Encodes a request (arguments) as a RESP multibulk, for sending to a node.
 pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
     number(out, b'*', args.len() as i64);
@@ -140,6 +181,15 @@ pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appends_arguments() {
+        let raw = command_bytes([&b"SET"[..], b"k", b"v"].into_iter());
+        let extra = [Bytes::from_static(b"PX"), Bytes::from_static(b"300000")];
+        let got = append_args(&raw, 3, &extra).unwrap();
+        let want = command_bytes([&b"SET"[..], b"k", b"v", b"PX", b"300000"].into_iter());
+        assert_eq!(got, want);
+    }
 
     fn enc(r: &Reply) -> Vec<u8> {
         let mut out = BytesMut::new();

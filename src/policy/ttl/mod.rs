@@ -54,6 +54,9 @@ impl TtlLimits<'_> {
 pub struct TtlPlan {
     /// Replacement arguments (command name first), or None to send the request unchanged.
     pub args: Option<Vec<Bytes>>,
+    /// Arguments to add at the end of the request (SET's `PX <ttl>`). Cheaper than a
+    /// replacement on the hot path: the request's own bytes are kept and only extended.
+    pub append: Vec<Bytes>,
     /// Commands to send right after the request, to the same node, in the same pipeline
     /// (each a full argument list, e.g. [PEXPIRE, key, ms, NX]).
     pub followers: Vec<Vec<Bytes>>,
@@ -131,8 +134,19 @@ fn pexpire_nx(key: &Bytes, ms: u64) -> Vec<Bytes> {
 fn rewritten(args: Vec<Bytes>) -> TtlPlan {
     TtlPlan {
         args: Some(args),
-        followers: Vec::new(),
         rewrites: 1,
+        ..TtlPlan::default()
+    }
+}
+
+/// True when the rules need the current time for this request: only absolute expiry times
+/// (EXAT, PXAT, EXPIREAT, PEXPIREAT, RESTORE ... ABSTTL) are compared with the clock, so
+/// callers can skip reading it for everything else.
+pub fn needs_clock(name: &str, args: &[Bytes]) -> bool {
+    match name {
+        "expireat" | "pexpireat" | "restore" => true,
+        "set" | "getex" => args.iter().skip(2).any(|a| is(a, "exat") || is(a, "pxat")),
+        _ => false,
     }
 }
 
@@ -328,13 +342,11 @@ fn set<'a>(
     }
     // No expiry: SET would leave the key without a TTL (it even clears an existing one).
     Ok(match layer.default_ms() {
-        Some(default) => {
-            let mut out = Vec::with_capacity(args.len() + 2);
-            out.extend(args.iter().cloned());
-            out.push(Bytes::from_static(b"PX"));
-            out.push(Bytes::from(default.to_string()));
-            rewritten(out)
-        }
+        Some(default) => TtlPlan {
+            append: vec![Bytes::from_static(b"PX"), Bytes::from(default.to_string())],
+            rewrites: 1,
+            ..TtlPlan::default()
+        },
         None => TtlPlan::default(),
     })
 }

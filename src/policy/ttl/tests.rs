@@ -32,15 +32,25 @@ fn bytes(args: &[&str]) -> Vec<Bytes> {
         .collect()
 }
 
+/// Runs the rules; arguments to append are folded into `args`, so expectations read as the
+/// command the node receives.
 fn run(args: &[&str]) -> Result<TtlPlan, String> {
-    apply(&args[0].to_ascii_lowercase(), &bytes(args), &layers, NOW)
+    let request = bytes(args);
+    apply(&args[0].to_ascii_lowercase(), &request, &layers, NOW).map(|mut plan| {
+        if !plan.append.is_empty() {
+            let mut full = plan.args.take().unwrap_or(request);
+            full.append(&mut plan.append);
+            plan.args = Some(full);
+        }
+        plan
+    })
 }
 
 fn rewritten_to(args: &[&str], rewrites: u32) -> Result<TtlPlan, String> {
     Ok(TtlPlan {
         args: Some(bytes(args)),
-        followers: Vec::new(),
         rewrites,
+        ..TtlPlan::default()
     })
 }
 
@@ -51,7 +61,7 @@ fn followed_by(keys: &[(&str, u64)]) -> Result<TtlPlan, String> {
             .iter()
             .map(|(key, ms)| bytes(&["PEXPIRE", key, &ms.to_string(), "NX"]))
             .collect(),
-        rewrites: 0,
+        ..TtlPlan::default()
     })
 }
 
