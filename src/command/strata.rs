@@ -84,14 +84,16 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
     let Some(spec) = lookup(b"set") else {
         return Done::reply(Reply::error_static("ERR strata: internal error: no SET"));
     };
+    let layer = worker.shared.layers.resolve(key);
     let mut track = Track::new(std::time::Instant::now());
+    track.layer = Some(layer);
     let request = Request {
         args: set,
         raw: None,
     };
     let pending = plan_same_node(worker, client.id, spec, request, true, &mut track).await;
     Done {
-        layer: Some(worker.shared.layers.resolve(key)),
+        layer: Some(layer),
         rewrites: track.rewrites,
         ..Done::from(pending)
     }

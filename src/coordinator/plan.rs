@@ -201,15 +201,16 @@ pub async fn plan_same_node(
     }
     // The commonest write of a TTL layer, `SET key value`, gains the layer's `PX <ttl>`
     // without the general rules' parsing: the same result as `ttl::apply`, precomputed.
-    if let (true, Some(raw), Some(key)) = (
+    // The layer is the one dispatch resolved for the key (`track.layer`).
+    if let (true, Some(raw), Some(layer)) = (
         spec.name == "set" && request.args.len() == 3,
         &request.raw,
-        request.args.get(1),
+        track.layer,
     ) {
         let suffix = worker
             .shared
             .layers
-            .of(key)
+            .get(layer)
             .and_then(|l| l.set_suffix.as_ref());
         if let Some(payload) = suffix.and_then(|s| append_encoded(raw, 3, s, 2)) {
             track.rewrites = 1;

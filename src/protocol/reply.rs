@@ -130,51 +130,49 @@ pub fn command_bytes<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes
 /// added at the end: a new header, the original arguments' bytes copied as they are, then the
 /// extra ones. One allocation, no per-argument work.
 pub fn append_args(raw: &[u8], argc: usize, extra: &[Bytes]) -> Option<Bytes> {
-    // The header is `*<argc>\r\n`; everything after it is kept.
-    let header_end = raw.iter().position(|&b| b == b'\n')? + 1;
-    let body = raw.get(header_end..)?;
     let extra_len: usize = extra.iter().map(|a| a.len() + 16).sum();
-    let mut out = BytesMut::with_capacity(body.len() + extra_len + 16);
-    number(&mut out, b'*', (argc + extra.len()) as i64);
-    out.extend_from_slice(body);
-    for arg in extra {
-        number(&mut out, b'$', arg.len() as i64);
-        out.extend_from_slice(arg);
-        out.put_slice(b"\r\n");
-    }
+    let mut out = extended_header(raw, argc + extra.len(), extra_len)?;
+    put_args(&mut out, extra.iter().map(|a| a.as_ref()));
     Some(out.freeze())
 }
 
 /// Like [`append_args`], with the extra arguments already encoded (`encoded`, `count` of them).
 pub fn append_encoded(raw: &[u8], argc: usize, encoded: &[u8], count: usize) -> Option<Bytes> {
-    let header_end = raw.iter().position(|&b| b == b'\n')? + 1;
-    let body = raw.get(header_end..)?;
-    let mut out = BytesMut::with_capacity(body.len() + encoded.len() + 16);
-    number(&mut out, b'*', (argc + count) as i64);
-    out.extend_from_slice(body);
+    let mut out = extended_header(raw, argc + count, encoded.len())?;
     out.extend_from_slice(encoded);
     Some(out.freeze())
+}
+
+/// `raw` with its `*<n>` header replaced by `*<argc>`, with room for `more` bytes.
+fn extended_header(raw: &[u8], argc: usize, more: usize) -> Option<BytesMut> {
+    let header_end = raw.iter().position(|&b| b == b'\n')? + 1;
+    let body = raw.get(header_end..)?;
+    let mut out = BytesMut::with_capacity(body.len() + more + 16);
+    number(&mut out, b'*', argc as i64);
+    out.extend_from_slice(body);
+    Some(out)
 }
 
 /// Encodes arguments without the `*<n>` header (to append to a command).
 pub fn encode_args<'a>(args: impl Iterator<Item = &'a [u8]>) -> Bytes {
     let mut out = BytesMut::new();
-    for arg in args {
-        number(&mut out, b'$', arg.len() as i64);
-        out.extend_from_slice(arg);
-        out.put_slice(b"\r\n");
-    }
+    put_args(&mut out, args);
     out.freeze()
 }
 
-/// Encodes a request (arguments) as a RESP multibulk, for sending to a node.
-pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
-    number(out, b'*', args.len() as i64);
+/// Writes each argument as a bulk string.
+fn put_args<'a>(out: &mut BytesMut, args: impl Iterator<Item = &'a [u8]>) {
     for arg in args {
         number(out, b'$', arg.len() as i64);
         out.extend_from_slice(arg);
         out.put_slice(b"\r\n");
     }
+}
+
+/// Encodes a request (arguments) as a RESP multibulk, for sending to a node.
+pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+    number(out, b'*', args.len() as i64);
+    put_args(out, args);
 }
 
 #[cfg(test)]
