@@ -52,6 +52,8 @@ pub struct Config {
     /// Key layers: a key belongs to the layer with the longest matching prefix.
     pub layers: Vec<LayerConfig>,
     pub stats: StatsConfig,
+    pub health: HealthConfig,
+    pub repair: RepairConfig,
     pub timeouts: TimeoutsConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
@@ -130,6 +132,13 @@ pub struct LayerDefaults {
     pub write_consistency: WriteConsistency,
     /// Default `one`.
     pub read_consistency: ReadConsistency,
+    /// A read that finds nothing on the first replica asks the next one, and copies a value
+    /// found there back. Default: on when `replication` is above 1.
+    pub miss_failover: Option<bool>,
+    /// While a node is down, drop it from the layer's ring: its keys go to the next nodes
+    /// (twemproxy's auto-eject). Default false: the node keeps its place, its keys are served
+    /// by their other replicas.
+    pub eject_on_down: bool,
 }
 
 impl Default for LayerDefaults {
@@ -140,6 +149,8 @@ impl Default for LayerDefaults {
             replication: 1,
             write_consistency: WriteConsistency::Quorum,
             read_consistency: ReadConsistency::One,
+            miss_failover: None,
+            eject_on_down: false,
         }
     }
 }
@@ -176,6 +187,10 @@ pub struct LayerConfig {
     pub write_consistency: Option<WriteConsistency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_consistency: Option<ReadConsistency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss_failover: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eject_on_down: Option<bool>,
 }
 
 /// Statistics.
@@ -192,6 +207,62 @@ impl Default for StatsConfig {
     fn default() -> Self {
         StatsConfig {
             layer_keys_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Node health: heartbeats and the thresholds that mark a node down and up again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Time between two `PING`s to each node (on a connection of their own). Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A node that has not answered anything (heartbeat or request) for this long is marked
+    /// down. Default `3s`.
+    #[serde(with = "humantime_serde")]
+    pub node_timeout: Duration,
+    /// Consecutive failures (heartbeat, connection error or timeout) that mark a node down.
+    /// Default 3.
+    pub failure_threshold: u32,
+    /// Consecutive successful heartbeats that mark a down node up again. Default 2.
+    pub recovery_threshold: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(3),
+            failure_threshold: 3,
+            recovery_threshold: 2,
+        }
+    }
+}
+
+/// Background work that makes replicas converge: the tails of replicated writes, read
+/// repair, and hinted handoff.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairConfig {
+    /// Replicated writes whose client was already answered, and read repairs, in flight at
+    /// once per worker. Past it a write's outcome is not watched (a hint is stored instead,
+    /// so the replica is brought up to date later) and a repair is skipped; both are counted
+    /// and logged. Default 10000.
+    pub max_in_flight: usize,
+    /// Keys remembered per node for hinted handoff (writes the node missed while down). Past
+    /// it the oldest hint is dropped and counted. Default 100000.
+    pub max_hints_per_node: usize,
+    /// Hinted keys copied to a recovered node per pipelined batch. Default 100.
+    pub replay_batch: usize,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            max_in_flight: 10_000,
+            max_hints_per_node: 100_000,
+            replay_batch: 100,
         }
     }
 }
@@ -269,6 +340,8 @@ impl Default for Config {
             defaults: LayerDefaults::default(),
             layers: Vec::new(),
             stats: StatsConfig::default(),
+            health: HealthConfig::default(),
+            repair: RepairConfig::default(),
             timeouts: TimeoutsConfig::default(),
             backend: BackendConfig::default(),
             limits: LimitsConfig::default(),
@@ -414,6 +487,8 @@ impl Config {
             }
         };
         for (name, d) in [
+            ("health.heartbeat_interval", self.health.heartbeat_interval),
+            ("health.node_timeout", self.health.node_timeout),
             ("timeouts.connect", self.timeouts.connect),
             ("timeouts.request", self.timeouts.request),
             (
@@ -447,6 +522,17 @@ impl Config {
             ("limits.max_inline_len", self.limits.max_inline_len),
             ("limits.max_pipeline", self.limits.max_pipeline),
             ("limits.scan_count", self.limits.scan_count),
+            (
+                "health.failure_threshold",
+                self.health.failure_threshold as usize,
+            ),
+            (
+                "health.recovery_threshold",
+                self.health.recovery_threshold as usize,
+            ),
+            ("repair.max_in_flight", self.repair.max_in_flight),
+            ("repair.max_hints_per_node", self.repair.max_hints_per_node),
+            ("repair.replay_batch", self.repair.replay_batch),
         ] {
             if v == 0 {
                 return Err(format!("{name}: must be at least 1"));

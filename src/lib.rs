@@ -9,6 +9,8 @@
 //!   → command::classify    static command table: arity, flags, key positions, route
 //!   → policy::Layers       the key's layer (longest prefix): TTL rules, statistics
 //!   → coordinator::plan    ring → owning node; TTL rewrite; multi-key split per node; fan-out
+//!   → coordinator::replicate  layers with several copies: every replica written, W of N acks;
+//!                          reads with failover, or R of N compared and repaired
 //!   → backend::Connection  per worker and node: multiplexed, pipelined, FIFO reply matching
 //!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
 //!   → client::session      replies written in request order, batched, counted
@@ -25,6 +27,8 @@
 //! - [`coordinator`]: planning, pending replies, merging.
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: node connections, pools, node status.
+//! - [`health`]: node up/down state with hysteresis; heartbeats.
+//! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
 //! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
 //! - [`stats`]: per-worker counters and latency histograms behind INFO, STRATA STATS and
 //!   `/metrics`.
@@ -48,8 +52,10 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod coordinator;
+pub mod health;
 pub mod policy;
 pub mod protocol;
+pub mod repair;
 pub mod ring;
 pub mod server;
 pub mod stats;

@@ -36,6 +36,8 @@ pub struct Shared {
     /// Client connections open right now (enforces `limits.max_clients`).
     pub connected: AtomicUsize,
     pub stats: Stats,
+    /// Budget and figures of background convergence work (write tails, repairs).
+    pub background: Arc<crate::repair::Background>,
     pub started: Instant,
     pub started_wall: SystemTime,
     /// The address actually bound (differs from the config with port 0).
@@ -77,6 +79,7 @@ impl Shared {
         self.layers.reset_stats();
         for node in &self.nodes {
             node.stats.reset();
+            node.hints.reset();
         }
     }
 }
@@ -101,13 +104,13 @@ impl Server {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                Arc::new(NodeInfo::new(
-                    i,
-                    n.id.clone(),
-                    n.addr.clone(),
-                    n.weight,
-                    settings.workers,
-                ))
+                Arc::new(
+                    NodeInfo::new(i, n.id.clone(), n.addr.clone(), n.weight, settings.workers)
+                        .configured(
+                            crate::health::Thresholds::from(&settings.config.health),
+                            settings.config.repair.max_hints_per_node,
+                        ),
+                )
             })
             .collect();
         let ring_nodes: Vec<RingNode<'_>> = nodes
@@ -120,6 +123,7 @@ impl Server {
         let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag);
         let workers = settings.workers;
         let layers = Layers::new(&settings.layers, workers);
+        let background_budget = settings.config.repair.max_in_flight;
         let shared = Arc::new(Shared {
             settings,
             nodes,
@@ -128,6 +132,7 @@ impl Server {
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
             stats: Stats::new(workers, COMMANDS.len()),
+            background: Arc::new(crate::repair::Background::new(background_budget)),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             local_addr,
@@ -247,7 +252,7 @@ fn health(shared: &Shared) -> HttpResponse {
     let down: Vec<&str> = shared
         .nodes
         .iter()
-        .filter(|n| n.status.state() != "up")
+        .filter(|n| n.health.is_down())
         .map(|n| n.id.as_str())
         .collect();
     if down.is_empty() {
@@ -300,6 +305,7 @@ fn run_worker(
         });
         if index == 0 {
             tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
+            crate::health::heartbeat::start(&worker);
         }
         while let Some(stream) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);

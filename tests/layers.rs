@@ -159,7 +159,7 @@ fn scripted_session_counts_hits_misses_writes_deletes_and_errors_per_layer() {
 // STRATA LAYERS / STRATA STATS
 // ---------------------------------------------------------------------------------------------
 
-const LAYER_REPLY_FIELDS: [&str; 23] = [
+const LAYER_REPLY_FIELDS: [&str; 29] = [
     "name",
     "prefix",
     "key",
@@ -177,6 +177,12 @@ const LAYER_REPLY_FIELDS: [&str; 23] = [
     "expirations",
     "warms",
     "errors",
+    "failovers",
+    "miss_failovers",
+    "repairs",
+    "write_failures",
+    "miss_failover",
+    "eject_on_down",
     "keys",
     "requests",
     "p50_usec",
@@ -501,6 +507,9 @@ fn node_lines_count_requests_and_the_errors_of_a_killed_node() {
     assert_eq!(lines["node1"]["state"], "up");
     assert_eq!(lines["node3"]["state"], "up");
     assert_ne!(lines["node2"]["last_error"], "", "{:?}", lines["node2"]);
+    assert_eq!(lines["node2"]["state"], "down");
+    assert_eq!(lines["node2"]["down_transitions"], "1");
+    assert_ne!(lines["node2"]["health_reason"], "", "{:?}", lines["node2"]);
 }
 
 // ---------------------------------------------------------------------------------------------

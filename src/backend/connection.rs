@@ -131,6 +131,7 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
             }
             Err(reason) => reason,
         };
+        node.failed(&failure);
         if node.status.set_error(&failure) {
             tracing::warn!(node = %node.id, addr = %node.addr, reason = %failure, "cannot reach node");
         }
@@ -350,6 +351,7 @@ async fn read_replies(
             }
         }
         drop(latencies);
+        node.health.request_ok(now.into_std());
         if let Some(reason) = failure {
             break reason;
         }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::health::{NodeHealth, Thresholds, Transition};
+use crate::repair::hints::Hints;
 use crate::stats::NodeStats;
 
 /// Identity and status of one configured node.
@@ -15,13 +17,19 @@ pub struct NodeInfo {
     pub id: String,
     pub addr: String,
     pub weight: u32,
+    /// Connections and their failures.
     pub status: NodeStatus,
+    /// Up or down: whether requests are sent to the node (`health`).
+    pub health: NodeHealth,
+    /// Keys to copy to the node when it is back (hinted handoff).
+    pub hints: Hints,
     /// Requests, failures and latency, per worker.
     pub stats: NodeStats,
 }
 
 impl NodeInfo {
-    /// A node served by `workers` worker threads.
+    /// A node served by `workers` worker threads, with default health thresholds and hint
+    /// bound (see [`NodeInfo::configured`]).
     pub fn new(index: usize, id: String, addr: String, weight: u32, workers: usize) -> NodeInfo {
         NodeInfo {
             index,
@@ -29,8 +37,45 @@ impl NodeInfo {
             addr,
             weight,
             status: NodeStatus::default(),
+            health: NodeHealth::new(Thresholds::default()),
+            hints: Hints::new(crate::config::RepairConfig::default().max_hints_per_node),
             stats: NodeStats::new(workers),
         }
+    }
+
+    /// Applies the configured health thresholds and hint bound.
+    pub fn configured(mut self, thresholds: Thresholds, max_hints: usize) -> NodeInfo {
+        self.health = NodeHealth::new(thresholds);
+        self.hints = Hints::new(max_hints);
+        self
+    }
+
+    /// Logs a health transition (the caller got it from `self.health`).
+    pub fn log_transition(&self, transition: Option<Transition>) -> Option<Transition> {
+        match &transition {
+            Some(Transition::Down(reason)) => {
+                tracing::warn!(node = %self.id, addr = %self.addr, %reason, "node marked down");
+            }
+            Some(Transition::Up) => {
+                tracing::info!(node = %self.id, addr = %self.addr, "node marked up");
+            }
+            None => {}
+        }
+        transition
+    }
+
+    /// A request or connection to the node failed: counts towards marking it down.
+    pub fn failed(&self, reason: &str) {
+        self.log_transition(self.health.failure(reason));
+    }
+
+    /// The error a request gets when its node is marked down (it is not sent).
+    pub fn down_error(self: &Arc<Self>) -> NodeError {
+        let reason = self.health.reason().map_or_else(
+            || "marked down".to_string(),
+            |r| format!("marked down: {r}"),
+        );
+        NodeError::new(self, &reason)
     }
 }
 
@@ -83,8 +128,9 @@ impl NodeStatus {
         self.last_error.lock().ok().and_then(|last| last.clone())
     }
 
-    /// `up` while a connection is open and no newer failure was seen.
-    pub fn state(&self) -> &'static str {
+    /// The connections' view: `up` while a connection is open and no newer failure was seen
+    /// (the node's state is its `health`).
+    pub fn connection_state(&self) -> &'static str {
         if self.connected() > 0 && self.last_error().is_none() {
             "up"
         } else if self.connected() > 0 {
@@ -145,13 +191,13 @@ mod tests {
     #[test]
     fn state_follows_connections_and_errors() {
         let s = NodeStatus::default();
-        assert_eq!(s.state(), "down");
+        assert_eq!(s.connection_state(), "down");
         s.connection_up();
-        assert_eq!(s.state(), "up");
+        assert_eq!(s.connection_state(), "up");
         assert!(s.set_error("x"));
         assert!(!s.set_error("x"));
-        assert_eq!(s.state(), "degraded");
+        assert_eq!(s.connection_state(), "degraded");
         s.connection_down();
-        assert_eq!(s.state(), "down");
+        assert_eq!(s.connection_state(), "down");
     }
 }

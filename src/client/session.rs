@@ -39,7 +39,7 @@ pub async fn run(worker: Arc<Worker>, stream: TcpStream) {
     serve(&worker, &registration, stream).instrument(span).await;
 }
 
-async fn serve(worker: &Worker, registration: &Registration, mut stream: TcpStream) {
+async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: TcpStream) {
     let client = &registration.info;
     tracing::debug!("connected");
 

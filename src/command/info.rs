@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "layers",
     "latency",
     "nodes",
+    "repair",
     "ring",
 ];
 
@@ -86,6 +87,7 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
             "layers" => report::layers_section(shared, out),
             "latency" => report::latency_section(shared, out),
             "nodes" => report::nodes_section(shared, out),
+            "repair" => report::repair_section(shared, out),
             "ring" => ring(shared, out),
             _ => {}
         }

@@ -60,7 +60,7 @@ pub fn layers_section(shared: &Shared, out: &mut String) {
         let t = layer.stats.totals();
         let _ = write!(
             out,
-            "layer_{}:prefix={},ttl_ms={},max_ttl_ms={},hits={},misses={},hit_rate={},writes={},deletes={},invalidations={},expirations={},warms={},errors={},keys={},{}\r\n",
+            "layer_{}:prefix={},ttl_ms={},max_ttl_ms={},hits={},misses={},hit_rate={},writes={},deletes={},invalidations={},expirations={},warms={},errors={},failovers={},miss_failovers={},repairs={},write_failures={},replication={},keys={},{}\r\n",
             layer.spec.name,
             layer.spec.prefix.replace([',', '\r', '\n'], " "),
             layer.spec.ttl_ms().map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
@@ -74,6 +74,11 @@ pub fn layers_section(shared: &Shared, out: &mut String) {
             t.expirations,
             t.warms,
             t.errors,
+            t.failovers,
+            t.miss_failovers,
+            t.repairs,
+            t.write_failures,
+            layer.spec.replication,
             keys(&t),
             percentiles_text(&t.all_latency()),
         );
@@ -119,22 +124,63 @@ pub fn nodes_section(shared: &Shared, out: &mut String) {
             .last_error()
             .unwrap_or_default()
             .replace([',', '\r', '\n'], " ");
+        let (went_down, came_up) = node.health.transitions();
+        let h = node.hints.totals();
+        let reason = node
+            .health
+            .reason()
+            .unwrap_or_default()
+            .replace([',', '\r', '\n'], " ");
         let _ = write!(
             out,
-            "node_{}:addr={},weight={},state={},connections={},requests={},errors={},timeouts={},failures={},{},last_error={}\r\n",
+            "node_{}:addr={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},{},last_error={},health_reason={}\r\n",
             node.id,
             node.addr,
             node.weight,
-            s.state(),
+            node.health.state(),
+            went_down,
+            came_up,
             s.connected(),
             t.requests,
             t.errors,
             t.timeouts,
             s.failures(),
+            h.pending,
+            h.stored,
+            h.replayed,
+            h.dropped,
             percentiles_text(&t.latency),
             last_error,
+            reason,
         );
     }
+}
+
+/// INFO `# Repair`: background convergence work (write tails, read repair, hinted handoff).
+pub fn repair_section(shared: &Shared, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let b = &shared.background;
+    let mut hints = crate::repair::hints::HintTotals::default();
+    for node in &shared.nodes {
+        let h = node.hints.totals();
+        hints.pending += h.pending;
+        hints.stored += h.stored;
+        hints.replayed += h.replayed;
+        hints.dropped += h.dropped;
+    }
+    let _ = write!(
+        out,
+        "# Repair\r\nbackground_in_flight:{}\r\nbackground_max:{}\r\ntails_overflow:{}\r\nrepairs_skipped:{}\r\nrepairs_failed:{}\r\nhints_pending:{}\r\nhints_stored:{}\r\nhints_replayed:{}\r\nhints_dropped:{}\r\n",
+        b.in_flight(),
+        shared.settings.config.repair.max_in_flight,
+        b.tails_overflow.load(Relaxed),
+        b.repairs_skipped.load(Relaxed),
+        b.repairs_failed.load(Relaxed),
+        hints.pending,
+        hints.stored,
+        hints.replayed,
+        hints.dropped,
+    );
 }
 
 /// INFO `# Commandstats`, in Redis's format, for the commands called at least once.
@@ -201,6 +247,18 @@ fn layer_reply(layer: &Layer) -> Reply {
         int(t.warms),
         Reply::bulk("errors"),
         int(t.errors),
+        Reply::bulk("failovers"),
+        int(t.failovers),
+        Reply::bulk("miss_failovers"),
+        int(t.miss_failovers),
+        Reply::bulk("repairs"),
+        int(t.repairs),
+        Reply::bulk("write_failures"),
+        int(t.write_failures),
+        Reply::bulk("miss_failover"),
+        int(u64::from(spec.miss_failover)),
+        Reply::bulk("eject_on_down"),
+        int(u64::from(spec.eject_on_down)),
         Reply::bulk("keys"),
         Reply::Integer(keys(&t)),
     ];
@@ -246,7 +304,7 @@ pub fn stats_reply(shared: &Shared) -> Reply {
                 Reply::bulk("addr"),
                 Reply::text(n.addr.clone()),
                 Reply::bulk("state"),
-                Reply::bulk(n.status.state()),
+                Reply::bulk(n.health.state()),
                 Reply::bulk("requests"),
                 int(nt.requests),
                 Reply::bulk("errors"),

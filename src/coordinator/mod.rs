@@ -9,9 +9,12 @@ pub mod layer_keys;
 pub mod merge;
 pub mod pending;
 pub mod plan;
+pub mod quorum;
+pub mod replicate;
 pub mod scan;
 pub mod track;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,7 +26,7 @@ use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
-pub use pending::{Gather, Pending};
+pub use pending::{Gather, Pending, TaskOutput};
 pub use track::{Recorder, Track};
 
 /// What the session gets back for one request.
@@ -76,7 +79,7 @@ fn first_key<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Option<&'a Bytes> {
 /// Runs one request: returns its pending reply once every node involved has been sent its part.
 /// `started` is when the request was read (for latency figures).
 pub async fn dispatch(
-    worker: &Worker,
+    worker: &Arc<Worker>,
     client: &ClientInfo,
     request: Request,
     started: Instant,
@@ -109,6 +112,43 @@ pub async fn dispatch(
         track.set_keys(layers, &request.args, 2);
     }
     let id = client.id;
+    // Layers with several copies (or ejecting down nodes) take the replicated path.
+    let replicated = layers.any_replicated()
+        && match spec.route {
+            Route::SameNode => track
+                .layer
+                .and_then(|l| layers.get(l))
+                .is_some_and(|l| l.replicated),
+            Route::Split(_) => true,
+            _ => false,
+        };
+    if replicated {
+        let pending = match spec.route {
+            Route::Split(split) => {
+                replicate::plan_split(worker, id, spec, split, request, traits.ttl_rule, &track)
+                    .await
+            }
+            _ => {
+                let layer = track.layer.unwrap_or_default();
+                replicate::plan_same_node(
+                    worker,
+                    id,
+                    spec,
+                    request,
+                    traits.ttl_rule,
+                    &mut track,
+                    layer,
+                )
+                .await
+            }
+        };
+        return Dispatched {
+            pending,
+            close: false,
+            spec: Some(spec),
+            track,
+        };
+    }
     let (pending, close) = match spec.route {
         Route::SameNode => (
             plan::plan_same_node(worker, id, spec, request, traits.ttl_rule, &mut track).await,

@@ -23,6 +23,18 @@ pub enum Pending {
     },
     /// Several node replies merged into one.
     Gather(Box<Gather>),
+    /// A reply that takes more than waiting: replicated requests (`quorum.rs`), which may ask
+    /// more nodes, fail over and compare replies.
+    Task(Pin<Box<dyn Future<Output = TaskOutput> + Send>>),
+    /// A task's reply was taken; what its TTL followers applied stays for the statistics.
+    Finished(Vec<(LayerId, u32)>),
+}
+
+/// What a [`Pending::Task`] produces.
+pub struct TaskOutput {
+    pub reply: Reply,
+    /// TTL followers that set a TTL, per layer.
+    pub applied: Vec<(LayerId, u32)>,
 }
 
 /// The parts of a gathered reply and how to merge them.
@@ -98,10 +110,15 @@ impl Pending {
         Pending::Gather(Box::new(g))
     }
 
+    pub fn task(f: impl Future<Output = TaskOutput> + Send + 'static) -> Pending {
+        Pending::Task(Box::pin(f))
+    }
+
     /// TTL followers that set a TTL, per layer; read once the reply is ready.
     pub fn applied(&self) -> &[(LayerId, u32)] {
         match self {
             Pending::Gather(g) => &g.applied,
+            Pending::Finished(applied) => applied,
             _ => &[],
         }
     }
@@ -110,6 +127,14 @@ impl Pending {
     pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
         match self {
             Pending::Ready(reply) => Poll::Ready(reply.take().unwrap_or_else(internal_error)),
+            Pending::Finished(_) => Poll::Ready(internal_error()),
+            Pending::Task(task) => match task.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(out) => {
+                    *self = Pending::Finished(out.applied);
+                    Poll::Ready(out.reply)
+                }
+            },
             Pending::Forward { rx, node } => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(got) => Poll::Ready(match settle(node, got) {

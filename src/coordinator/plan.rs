@@ -28,9 +28,21 @@ pub fn payload(request: &Request) -> Bytes {
     command_bytes(request.args.iter().map(|a| a.as_ref()))
 }
 
+/// The reply of a request whose node is marked down: not sent (a hung node would hold it for
+/// the whole request timeout), answered at once and counted as an error of the node.
+fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::backend::NodeInfo>) -> Pending {
+    if let Some(w) = node.stats.worker(worker.index) {
+        w.errors.add(1);
+    }
+    Pending::ready(Reply::error(node.down_error().to_string()))
+}
+
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
 pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Bytes) -> Pending {
     match worker.pool.connection(node, client_id) {
+        // A node marked down is not sent requests: its clients get the error at once
+        // instead of waiting out a hung node.
+        Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
         Some(conn) => {
             let rx = conn.send(payload).await;
             Pending::Forward {
@@ -153,6 +165,9 @@ async fn send_followed(
     let Some(conn) = worker.pool.connection(node, client_id) else {
         return Pending::ready(Reply::error_static("ERR strata: no such node"));
     };
+    if conn.node().health.is_down() {
+        return down_reply(worker, conn.node());
+    }
     let mut gather = Gather::new(MergePlan::Forward);
     gather.push(conn.send(payload).await, conn.node().clone());
     send_followers(worker, client_id, &mut gather, followers).await;
@@ -196,8 +211,24 @@ pub async fn plan_same_node(
         Ok(node) => node,
         Err(reply) => return Pending::ready(reply),
     };
+    match write_payload(worker, spec, &request, ttl_rule, track) {
+        Err(reply) => Pending::ready(reply),
+        Ok((payload, followers)) => {
+            send_followed(worker, client_id, node, payload, followers).await
+        }
+    }
+}
+
+/// The bytes of a write after the TTL policy, and the TTL followers to send behind it.
+pub fn write_payload(
+    worker: &Worker,
+    spec: &CommandSpec,
+    request: &Request,
+    ttl_rule: bool,
+    track: &mut Track,
+) -> Result<(Bytes, Vec<Vec<Bytes>>), Reply> {
     if !ttl_rule || !worker.shared.layers.any_ttl() {
-        return forward(worker, client_id, node, payload(&request)).await;
+        return Ok((payload(request), Vec::new()));
     }
     // The commonest write of a TTL layer, `SET key value`, gains the layer's `PX <ttl>`
     // without the general rules' parsing: the same result as `ttl::apply`, precomputed.
@@ -214,22 +245,21 @@ pub async fn plan_same_node(
             .and_then(|l| l.set_suffix.as_ref());
         if let Some(payload) = suffix.and_then(|s| append_encoded(raw, 3, s, 2)) {
             track.rewrites = 1;
-            return forward(worker, client_id, node, payload).await;
+            return Ok((payload, Vec::new()));
         }
     }
-    match ttl_plan(worker, spec, &request) {
-        Err(reply) => Pending::ready(reply),
-        Ok(None) => forward(worker, client_id, node, payload(&request)).await,
-        Ok(Some(plan)) => {
+    match ttl_plan(worker, spec, request)? {
+        None => Ok((payload(request), Vec::new())),
+        Some(plan) => {
             track.rewrites = plan.rewrites;
             let payload = match (&plan.args, &request.raw) {
                 (Some(args), _) => command_bytes(args.iter().map(|a| a.as_ref())),
-                (None, _) if plan.append.is_empty() => payload(&request),
+                (None, _) if plan.append.is_empty() => payload(request),
                 (None, Some(raw)) => append_args(raw, request.args.len(), &plan.append)
-                    .unwrap_or_else(|| with_appended(&request, &plan.append)),
-                (None, None) => with_appended(&request, &plan.append),
+                    .unwrap_or_else(|| with_appended(request, &plan.append)),
+                (None, None) => with_appended(request, &plan.append),
             };
-            send_followed(worker, client_id, node, payload, plan.followers).await
+            Ok((payload, plan.followers))
         }
     }
 }
@@ -295,6 +325,9 @@ pub async fn plan_split(
         let Some(conn) = worker.pool.connection(node, client_id) else {
             continue;
         };
+        if conn.node().health.is_down() {
+            return down_reply(worker, conn.node());
+        }
         let rx = conn.send(command_bytes(args.into_iter())).await;
         gather.push(rx, conn.node().clone());
         slots.push(positions.iter().map(|p| (p - 1) / stride).collect());

@@ -10,6 +10,9 @@ use super::ttl::TtlLimits;
 use crate::config::{Config, ReadConsistency, WriteConsistency};
 use crate::stats::LayerStats;
 
+/// Most copies of a key a layer may ask for.
+pub const MAX_REPLICAS: u8 = 16;
+
 /// Name of the layer of keys that match no prefix.
 pub const DEFAULT_LAYER: &str = "default";
 
@@ -30,6 +33,10 @@ pub struct LayerSpec {
     pub replication: usize,
     pub write_consistency: WriteConsistency,
     pub read_consistency: ReadConsistency,
+    /// A miss on the first replica asks the next (and copies a hit back).
+    pub miss_failover: bool,
+    /// A down node leaves the layer's ring until it recovers.
+    pub eject_on_down: bool,
 }
 
 fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
@@ -124,7 +131,16 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             replication: l.replication.unwrap_or(d.replication),
             write_consistency: l.write_consistency.unwrap_or(d.write_consistency),
             read_consistency: l.read_consistency.unwrap_or(d.read_consistency),
+            miss_failover: false,
+            eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
         });
+        let replication = l.replication.unwrap_or(d.replication);
+        if let Some(last) = out.last_mut() {
+            last.miss_failover = l
+                .miss_failover
+                .or(d.miss_failover)
+                .unwrap_or(replication > 1);
+        }
     }
     out.push(LayerSpec {
         name: DEFAULT_LAYER.to_string(),
@@ -135,6 +151,8 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         replication: d.replication,
         write_consistency: d.write_consistency,
         read_consistency: d.read_consistency,
+        miss_failover: d.miss_failover.unwrap_or(d.replication > 1),
+        eject_on_down: d.eject_on_down,
     });
     for (i, l) in out.iter().enumerate() {
         let at = if l.name == DEFAULT_LAYER {
@@ -160,10 +178,9 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
                 l.replication, l.replication
             ));
         }
-        if l.replication > 1 {
-            // Refused rather than accepted and ignored: more copies arrive with replication.
+        if l.replication > usize::from(MAX_REPLICAS) {
             return Err(format!(
-                "{at}.replication: {} is not supported by this version of strata, which keeps one copy of each key",
+                "{at}.replication: at most {MAX_REPLICAS} copies, got {}",
                 l.replication
             ));
         }
@@ -182,6 +199,9 @@ pub struct Layer {
     /// `PX <ttl>` encoded, for the commonest write of a TTL layer, a plain `SET key value`
     /// (see `coordinator::plan`); None when the layer gives no default TTL.
     pub set_suffix: Option<bytes::Bytes>,
+    /// Keeps several copies or ejects down nodes: requests take the replicated path
+    /// (`coordinator::replicate`).
+    pub replicated: bool,
 }
 
 impl Layer {
@@ -191,6 +211,7 @@ impl Layer {
             crate::protocol::reply::encode_args([&b"PX"[..], ms.as_bytes()].into_iter())
         });
         Layer {
+            replicated: spec.replication > 1 || spec.eject_on_down,
             spec,
             stats: LayerStats::new(workers),
             set_suffix,
@@ -210,6 +231,8 @@ pub struct Layers {
     first_bytes: [bool; 256],
     /// True when some layer has a TTL rule (ttl or max_ttl).
     any_ttl: bool,
+    /// True when some layer is replicated.
+    any_replicated: bool,
 }
 
 impl Layers {
@@ -232,6 +255,8 @@ impl Layers {
                 replication: 1,
                 write_consistency: WriteConsistency::Quorum,
                 read_consistency: ReadConsistency::One,
+                miss_failover: false,
+                eject_on_down: false,
             });
         layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
@@ -257,11 +282,13 @@ impl Layers {
         let any_ttl = layers
             .iter()
             .any(|l| l.spec.ttl.is_some() || l.spec.max_ttl.is_some());
+        let any_replicated = layers.iter().any(|l| l.replicated);
         Layers {
             layers,
             by_length,
             first_bytes,
             any_ttl,
+            any_replicated,
         }
     }
 
@@ -318,6 +345,11 @@ impl Layers {
 
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
+    }
+
+    /// True when some layer is replicated; when none is, requests skip the replicated path.
+    pub fn any_replicated(&self) -> bool {
+        self.any_replicated
     }
 
     /// True when some layer has a TTL rule; when none has, writes skip the TTL policy.

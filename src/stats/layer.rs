@@ -49,6 +49,14 @@ pub struct LayerWorker {
     pub warms: Counter,
     /// Requests of the layer answered with an error.
     pub errors: Counter,
+    /// Reads that moved on to the next replica after an error or a slow answer.
+    pub failovers: Counter,
+    /// Reads answered by a later replica after a miss on the first (miss failover).
+    pub miss_failovers: Counter,
+    /// Replica copies rewritten by read repair or miss failover.
+    pub repairs: Counter,
+    /// Writes that reached fewer replicas than their consistency needs.
+    pub write_failures: Counter,
     /// Request latency by [`Class`].
     pub latency: [SharedLatency; 3],
 }
@@ -72,6 +80,10 @@ pub struct LayerTotals {
     pub expirations: u64,
     pub warms: u64,
     pub errors: u64,
+    pub failovers: u64,
+    pub miss_failovers: u64,
+    pub repairs: u64,
+    pub write_failures: u64,
     /// By [`Class`].
     pub latency: [Latency; 3],
     /// None until the first count.
@@ -130,6 +142,10 @@ impl LayerStats {
             t.expirations += w.expirations.get();
             t.warms += w.warms.get();
             t.errors += w.errors.get();
+            t.failovers += w.failovers.get();
+            t.miss_failovers += w.miss_failovers.get();
+            t.repairs += w.repairs.get();
+            t.write_failures += w.write_failures.get();
             for (sum, l) in t.latency.iter_mut().zip(&w.latency) {
                 sum.merge(&l.snapshot());
             }
@@ -151,6 +167,10 @@ impl LayerStats {
                 &w.expirations,
                 &w.warms,
                 &w.errors,
+                &w.failovers,
+                &w.miss_failovers,
+                &w.repairs,
+                &w.write_failures,
             ] {
                 c.reset();
             }

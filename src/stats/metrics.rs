@@ -125,6 +125,30 @@ impl Collector for StrataCollector {
             "Client connections open now.",
             i64::try_from(s.clients.count()).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            &mut e,
+            "background_in_flight",
+            "Write tails and read repairs running in the background.",
+            i64::try_from(s.background.in_flight()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            &mut e,
+            "background_tails_overflow",
+            "Replicated writes whose outcome was not watched (budget spent; keys hinted instead).",
+            s.background.tails_overflow.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "background_repairs_skipped",
+            "Read repairs skipped because repair.max_in_flight was reached.",
+            s.background.repairs_skipped.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "background_repairs_failed",
+            "Read repairs and miss-failover copies that failed.",
+            s.background.repairs_failed.load(Relaxed),
+        )?;
         counter(
             &mut e,
             "connections_received",
@@ -187,7 +211,7 @@ impl Collector for StrataCollector {
             .map(|(_, l)| (l.spec.name.as_str(), l.stats.totals()))
             .collect();
         type Pick = fn(&LayerTotals) -> u64;
-        let layer_counters: [(&str, &str, Pick); 8] = [
+        let layer_counters: [(&str, &str, Pick); 12] = [
             ("layer_hits", "Reads that found a value.", |t| t.hits),
             ("layer_misses", "Reads that found nothing.", |t| t.misses),
             ("layer_writes", "Successful writes (per key).", |t| t.writes),
@@ -208,6 +232,26 @@ impl Collector for StrataCollector {
             ("layer_errors", "Requests answered with an error.", |t| {
                 t.errors
             }),
+            (
+                "layer_failovers",
+                "Reads that moved on to the next replica after an error or a slow answer.",
+                |t| t.failovers,
+            ),
+            (
+                "layer_miss_failovers",
+                "Reads that asked the next replica after a miss (miss failover).",
+                |t| t.miss_failovers,
+            ),
+            (
+                "layer_repairs",
+                "Replica copies rewritten by read repair or miss failover.",
+                |t| t.repairs,
+            ),
+            (
+                "layer_write_failures",
+                "Writes that reached fewer replicas than their consistency needs.",
+                |t| t.write_failures,
+            ),
         ];
         for (name, help, pick) in layer_counters {
             counters(
@@ -254,11 +298,11 @@ impl Collector for StrataCollector {
         gauges(
             &mut e,
             "node_up",
-            "1 when strata has a working connection to the node, else 0.",
+            "1 while the node is up (strata sends it requests), 0 while it is marked down.",
             "node",
             nodes
                 .iter()
-                .map(|(id, n, _)| (*id, i64::from(n.status.state() == "up"))),
+                .map(|(id, n, _)| (*id, i64::from(!n.health.is_down()))),
         )?;
         gauges(
             &mut e,
@@ -296,6 +340,58 @@ impl Collector for StrataCollector {
             "Failed or lost connections to the node.",
             "node",
             nodes.iter().map(|(id, n, _)| (*id, n.status.failures())),
+        )?;
+        counters(
+            &mut e,
+            "node_down_transitions",
+            "Times the node was marked down.",
+            "node",
+            nodes
+                .iter()
+                .map(|(id, n, _)| (*id, n.health.transitions().0)),
+        )?;
+        counters(
+            &mut e,
+            "node_up_transitions",
+            "Times the node was marked up again.",
+            "node",
+            nodes
+                .iter()
+                .map(|(id, n, _)| (*id, n.health.transitions().1)),
+        )?;
+        let hints: Vec<(&str, crate::repair::hints::HintTotals)> = nodes
+            .iter()
+            .map(|(id, n, _)| (*id, n.hints.totals()))
+            .collect();
+        gauges(
+            &mut e,
+            "node_hints_pending",
+            "Keys waiting to be copied to the node (hinted handoff).",
+            "node",
+            hints
+                .iter()
+                .map(|(id, h)| (*id, i64::try_from(h.pending).unwrap_or(i64::MAX))),
+        )?;
+        counters(
+            &mut e,
+            "node_hints_stored",
+            "Hints stored for the node (writes it missed).",
+            "node",
+            hints.iter().map(|(id, h)| (*id, h.stored)),
+        )?;
+        counters(
+            &mut e,
+            "node_hints_replayed",
+            "Hinted keys copied to the node once it was up.",
+            "node",
+            hints.iter().map(|(id, h)| (*id, h.replayed)),
+        )?;
+        counters(
+            &mut e,
+            "node_hints_dropped",
+            "Hints given up: over repair.max_hints_per_node, or no live replica to copy from.",
+            "node",
+            hints.iter().map(|(id, h)| (*id, h.dropped)),
         )?;
         let mut m = e.encode_descriptor(
             "node_request_duration_seconds",

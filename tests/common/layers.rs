@@ -27,7 +27,7 @@ pub const LAYERS: &str = r#"layers:
 pub const LAYER_NAMES: [&str; 5] = ["route", "result", "meta", "load", "default"];
 
 /// The fields of an INFO `layer_<name>` line, in order.
-pub const LAYER_FIELDS: [&str; 17] = [
+pub const LAYER_FIELDS: [&str; 22] = [
     "prefix",
     "ttl_ms",
     "max_ttl_ms",
@@ -40,6 +40,11 @@ pub const LAYER_FIELDS: [&str; 17] = [
     "expirations",
     "warms",
     "errors",
+    "failovers",
+    "miss_failovers",
+    "repairs",
+    "write_failures",
+    "replication",
     "keys",
     "p50_usec",
     "p95_usec",
@@ -238,16 +243,23 @@ pub fn node_lines(c: &mut RawClient) -> BTreeMap<String, BTreeMap<String, String
                     "addr",
                     "weight",
                     "state",
+                    "down_transitions",
+                    "up_transitions",
                     "connections",
                     "requests",
                     "errors",
                     "timeouts",
                     "failures",
+                    "hints_pending",
+                    "hints_stored",
+                    "hints_replayed",
+                    "hints_dropped",
                     "p50_usec",
                     "p95_usec",
                     "p99_usec",
                     "p999_usec",
-                    "last_error"
+                    "last_error",
+                    "health_reason"
                 ],
                 "{name}"
             );

@@ -1,0 +1,113 @@
+//! Heartbeats: every `health.heartbeat_interval`, a `PING` to each node on a connection of its
+//! own (never queued behind client traffic), answered within the interval or counted as a
+//! failure. Each beat also applies the `node_timeout` rule and, when the node is up and has
+//! hints, starts their replay (`repair::handoff`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::backend::NodeInfo;
+use crate::server::Worker;
+
+/// Starts one heartbeat task per node on the current runtime.
+pub fn start(worker: &Arc<Worker>) {
+    for index in 0..worker.shared.nodes.len() {
+        tokio::spawn(beat(worker.clone(), index));
+    }
+}
+
+async fn beat(worker: Arc<Worker>, index: usize) {
+    let Some(node) = worker.shared.nodes.get(index).cloned() else {
+        return;
+    };
+    let config = &worker.shared.settings.config;
+    let interval = config.health.heartbeat_interval;
+    let connect_timeout = config.timeouts.connect;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut conn: Option<TcpStream> = None;
+    let mut replay: Option<tokio::task::JoinHandle<u64>> = None;
+    loop {
+        ticker.tick().await;
+        let outcome = tokio::time::timeout(interval, ping(&node, &mut conn, connect_timeout)).await;
+        let now = Instant::now().into_std();
+        match outcome {
+            Ok(Ok(())) => {
+                node.log_transition(node.health.heartbeat_ok(now));
+            }
+            Ok(Err(reason)) => {
+                conn = None;
+                node.failed(&format!("heartbeat: {reason}"));
+            }
+            Err(_) => {
+                conn = None;
+                node.failed(&format!(
+                    "heartbeat: no PONG within {}",
+                    humantime::format_duration(interval)
+                ));
+            }
+        }
+        node.log_transition(node.health.check(now));
+        let idle = replay.as_ref().is_none_or(|r| r.is_finished());
+        if idle && !node.health.is_down() && !node.hints.is_empty() {
+            replay = Some(tokio::spawn(crate::repair::handoff::replay(
+                worker.clone(),
+                index,
+            )));
+        }
+    }
+}
+
+/// One PING on the heartbeat connection, opening it first when needed.
+async fn ping(
+    node: &NodeInfo,
+    conn: &mut Option<TcpStream>,
+    connect_timeout: Duration,
+) -> Result<(), String> {
+    if conn.is_none() {
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        *conn = Some(stream);
+    }
+    let Some(stream) = conn.as_mut() else {
+        return Err("no connection".into());
+    };
+    stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    // A reply is one line: +PONG, or an error such as -LOADING while the node loads its data.
+    loop {
+        let Some(room) = buf.get_mut(len..) else {
+            return Err("reply too long".into());
+        };
+        let n = stream
+            .read(room)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            return Err("connection closed by node".into());
+        }
+        len += n;
+        let got = buf.get(..len).unwrap_or_default();
+        if got.ends_with(b"\r\n") {
+            return if got == b"+PONG\r\n" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "unexpected reply {}",
+                    String::from_utf8_lossy(got).trim_end()
+                ))
+            };
+        }
+    }
+}

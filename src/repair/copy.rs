@@ -1,0 +1,79 @@
+//! Copying one key between nodes, for every data type: `DUMP` and `PTTL` on the source (one
+//! pipeline, so they describe the same moment), then `RESTORE key ttl payload REPLACE` on each
+//! target, or `DEL` when the source has no such key.
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+
+use crate::backend::settle;
+use crate::protocol::reply::command_bytes;
+use crate::server::Worker;
+
+/// The client id strata's own copies use (picks their backend connection).
+pub const COPY_CLIENT: u64 = u64::MAX - 1;
+
+/// What the source holds.
+enum Source {
+    Absent,
+    Value { payload: Bytes, ttl_ms: i64 },
+}
+
+/// Copies `key` from node `source` to every node of `targets`.
+pub async fn copy_key(
+    worker: &Worker,
+    key: &Bytes,
+    source: usize,
+    targets: &[usize],
+) -> Result<(), String> {
+    let value = read_source(worker, key, source).await?;
+    let ttl;
+    let command = match &value {
+        Source::Absent => command_bytes([&b"DEL"[..], key].into_iter()),
+        Source::Value { payload, ttl_ms } => {
+            // PTTL -1: no expiry, which RESTORE spells 0.
+            ttl = (*ttl_ms).max(0).to_string();
+            command_bytes([&b"RESTORE"[..], key, ttl.as_bytes(), payload, b"REPLACE"].into_iter())
+        }
+    };
+    let mut pending = Vec::with_capacity(targets.len());
+    for &target in targets {
+        let conn = worker
+            .pool
+            .connection(target, COPY_CLIENT)
+            .ok_or("no such node")?;
+        pending.push((conn.node().clone(), conn.send(command.clone()).await));
+    }
+    for (node, rx) in pending {
+        let reply = settle(&node, rx.await).map_err(|e| e.to_string())?;
+        if let BytesFrame::Error(e) = reply.frame {
+            return Err(format!("node {}: {}", node.id, &*e));
+        }
+    }
+    Ok(())
+}
+
+async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Source, String> {
+    let conn = worker
+        .pool
+        .connection(source, COPY_CLIENT)
+        .ok_or("no such node")?;
+    let dump = conn
+        .send(command_bytes([&b"DUMP"[..], key].into_iter()))
+        .await;
+    let pttl = conn
+        .send(command_bytes([&b"PTTL"[..], key].into_iter()))
+        .await;
+    let node = conn.node().clone();
+    let dump = settle(&node, dump.await).map_err(|e| e.to_string())?;
+    let pttl = settle(&node, pttl.await).map_err(|e| e.to_string())?;
+    match (dump.frame, pttl.frame) {
+        (BytesFrame::Null, _) | (_, BytesFrame::Integer(-2)) => Ok(Source::Absent),
+        (BytesFrame::BulkString(payload), BytesFrame::Integer(ttl_ms)) => {
+            Ok(Source::Value { payload, ttl_ms })
+        }
+        (BytesFrame::Error(e), _) | (_, BytesFrame::Error(e)) => {
+            Err(format!("node {}: {}", node.id, &*e))
+        }
+        _ => Err(format!("node {}: unexpected DUMP/PTTL reply", node.id)),
+    }
+}

@@ -1,0 +1,58 @@
+//! Hinted handoff, the replay side: once a node is up again, every key it missed (its hints)
+//! is copied to it from a live replica of the key, or deleted on it when no replica has the
+//! key any more.
+
+use std::sync::Arc;
+
+use crate::server::Worker;
+
+use super::copy::copy_key;
+
+/// Copies the hinted keys of node `target` to it, batch by batch, while it stays up. Returns
+/// how many hints were replayed.
+pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
+    let shared = &worker.shared;
+    let Some(node) = shared.nodes.get(target).cloned() else {
+        return 0;
+    };
+    let batch = shared.settings.config.repair.replay_batch;
+    let mut replayed = 0;
+    while !node.health.is_down() {
+        let keys = node.hints.take(batch);
+        if keys.is_empty() {
+            break;
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let replication = shared.layers.of(key).map_or(1, |l| l.spec.replication);
+            let source = shared
+                .ring
+                .preference_list(key, replication)
+                .into_iter()
+                .filter(|&n| n != target)
+                .find(|&n| shared.nodes.get(n).is_some_and(|n| !n.health.is_down()));
+            let Some(source) = source else {
+                // No live copy to take the value from.
+                node.hints.dropped(1);
+                continue;
+            };
+            match copy_key(&worker, key, source, &[target]).await {
+                Ok(()) => {
+                    node.hints.replayed(1);
+                    replayed += 1;
+                }
+                Err(reason) => {
+                    tracing::debug!(node = %node.id, %reason, "hint replay failed; kept for later");
+                    // Keep this key and the rest of the batch for the next attempt.
+                    for key in keys.get(i..).unwrap_or_default() {
+                        node.hints.add(key);
+                    }
+                    return replayed;
+                }
+            }
+        }
+    }
+    if replayed > 0 {
+        tracing::info!(node = %node.id, replayed, "hinted handoff: keys copied to recovered node");
+    }
+    replayed
+}
