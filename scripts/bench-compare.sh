@@ -25,6 +25,8 @@
 #   BENCH_TIMEOUT   seconds before one run is aborted  (default 600)
 #   STRATA_WORKERS  `workers:` for strata              (default: not set, strata's default)
 #   STRATA_EXTRA_CONFIG  YAML appended to strata's config (not the baseline's), e.g. layers
+#   BASELINE_EXTRA_CONFIG  YAML appended to the baseline's config; with STRATA_BASELINE set to
+#                   the same binary, this compares two configurations (e.g. replication 2 vs 1)
 #   STRATA_BASELINE path of a strata binary to run as the "baseline" target
 
 set -euo pipefail
@@ -147,7 +149,7 @@ if ((want_strata)); then
     start_strata strata "$strata_bin" "${STRATA_EXTRA_CONFIG:-}"
 fi
 if ((want_baseline)); then
-    start_strata baseline "$STRATA_BASELINE" ""
+    start_strata baseline "$STRATA_BASELINE" "${BASELINE_EXTRA_CONFIG:-}"
 fi
 
 # --- twemproxy -------------------------------------------------------------------------------
