@@ -415,14 +415,7 @@ impl Flight {
                     hedge = self.hedge_time();
                     continue;
                 }
-                return match self
-                    .replicas
-                    .iter()
-                    .position(|r| matches!(r.state, State::Answered(_)))
-                {
-                    Some(miss) => self.answer(miss),
-                    None => self.read_failed(),
-                };
+                return self.miss_or_failed();
             }
             match self.wait(hedge).await {
                 Event::Reply(i, result) => self.record(i, result),
@@ -434,8 +427,21 @@ impl Flight {
                     }
                     hedge = self.hedge_time();
                 }
-                Event::Deadline => return self.read_failed(),
+                // A miss already answered stands when the replicas asked after it are late.
+                Event::Deadline => return self.miss_or_failed(),
             }
+        }
+    }
+
+    /// `one` found no value: the first miss answered, else the failure.
+    fn miss_or_failed(self) -> Landed {
+        match self
+            .replicas
+            .iter()
+            .position(|r| matches!(r.state, State::Answered(_)))
+        {
+            Some(miss) => self.answer(miss),
+            None => self.read_failed(),
         }
     }
 
@@ -446,7 +452,7 @@ impl Flight {
         let mut everyone = false;
         loop {
             if !everyone && self.answered() >= need {
-                if self.agree() {
+                if self.agree(outcome) {
                     return self.majority(outcome);
                 }
                 // Disagreement: ask the rest too, then take the majority of all.
@@ -483,14 +489,14 @@ impl Flight {
         }
     }
 
-    /// True when every answer so far is the same bytes.
-    fn agree(&self) -> bool {
+    /// True when every answer so far is the same (see [`same_answer`]).
+    fn agree(&self, outcome: Outcome) -> bool {
         let mut first: Option<&Bytes> = None;
         for r in &self.replicas {
             if let State::Answered(a) = &r.state {
                 match first {
                     None => first = Some(&a.raw),
-                    Some(f) if *f != a.raw => return false,
+                    Some(f) if !same_answer(outcome, f, &a.raw) => return false,
                     Some(_) => {}
                 }
             }
@@ -506,10 +512,10 @@ impl Flight {
             let State::Answered(a) = &r.state else {
                 continue;
             };
-            match tally
-                .iter_mut()
-                .find(|(j, _)| self.raw(*j).is_some_and(|raw| *raw == a.raw))
-            {
+            match tally.iter_mut().find(|(j, _)| {
+                self.raw(*j)
+                    .is_some_and(|raw| same_answer(outcome, raw, &a.raw))
+            }) {
                 Some((_, votes)) => *votes += 1,
                 None => tally.push((i, 1)),
             }
@@ -533,7 +539,7 @@ impl Flight {
                 .iter()
                 .enumerate()
                 .filter(|(i, r)| {
-                    matches!(&r.state, State::Answered(a) if self.raw(winner).is_some_and(|w| *w != a.raw))
+                    matches!(&r.state, State::Answered(a) if self.raw(winner).is_some_and(|w| !same_answer(outcome, w, &a.raw)))
                         && *i != winner
                 })
                 .map(|(_, r)| r.index)
@@ -612,6 +618,17 @@ impl Flight {
     }
 }
 
+/// Whether two replicas' replies to a read count as the same answer: the same bytes, or for
+/// TTL / PTTL / EXPIRETIME / PEXPIRETIME two expiries (any values at or above 0). Each replica
+/// set its expiry when the write reached it, so the figures differ by a millisecond or so
+/// between replicas that agree; only "no key" (-2) and "no expiry" (-1) tell a real divergence.
+fn same_answer(outcome: Outcome, a: &[u8], b: &[u8]) -> bool {
+    fn expiry(raw: &[u8]) -> bool {
+        raw.len() > 3 && raw.first() == Some(&b':') && raw.get(1) != Some(&b'-')
+    }
+    a == b || (outcome == Outcome::Ttl && expiry(a) && expiry(b))
+}
+
 /// Whether a read's reply found nothing, by the command's kind (as the layer statistics
 /// count misses).
 pub fn is_miss(outcome: Outcome, raw: &[u8]) -> bool {
@@ -623,5 +640,23 @@ pub fn is_miss(outcome: Outcome, raw: &[u8]) -> bool {
         Outcome::Ttl => raw == b":-2\r\n",
         Outcome::Type => raw == b"+none\r\n",
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_answers_agree_on_any_expiry() {
+        let ttl = Outcome::Ttl;
+        assert!(same_answer(ttl, b":299999\r\n", b":300000\r\n"));
+        assert!(same_answer(ttl, b":0\r\n", b":12\r\n"));
+        assert!(same_answer(ttl, b":-1\r\n", b":-1\r\n"));
+        assert!(!same_answer(ttl, b":-1\r\n", b":300000\r\n"));
+        assert!(!same_answer(ttl, b":-2\r\n", b":300000\r\n"));
+        assert!(!same_answer(ttl, b":-2\r\n", b":-1\r\n"));
+        assert!(!same_answer(Outcome::Count, b":1\r\n", b":2\r\n"));
+        assert!(!same_answer(Outcome::Read, b"$1\r\na\r\n", b"$1\r\nb\r\n"));
     }
 }

@@ -3,7 +3,11 @@
 //! does not flap it:
 //!
 //! - `up` → `down` after `failure_threshold` consecutive failures (heartbeat, connection
-//!   error, request timeout), or when nothing succeeded for `node_timeout`;
+//!   error, request timeout), or when nothing succeeded for `node_timeout`. Failures less than
+//!   half a heartbeat interval after the last one counted are the same event and count once:
+//!   every connection to a node sees its close (or its hang) at about the same moment, and a
+//!   node that closed strata's connections (CLIENT KILL, an idle `timeout`) but answers on new
+//!   ones must not be marked down for it;
 //! - `down` → `up` after `recovery_threshold` consecutive successful heartbeats (a down node
 //!   gets no requests, so only heartbeats can bring it back).
 //!
@@ -24,6 +28,9 @@ pub struct Thresholds {
     pub failures: u32,
     pub recoveries: u32,
     pub node_timeout: Duration,
+    /// Failures closer than this to the last one counted are not counted again (half the
+    /// heartbeat interval: a failing node fails every heartbeat, so each of those counts).
+    pub same_event: Duration,
 }
 
 impl From<&HealthConfig> for Thresholds {
@@ -32,6 +39,7 @@ impl From<&HealthConfig> for Thresholds {
             failures: c.failure_threshold.max(1),
             recoveries: c.recovery_threshold.max(1),
             node_timeout: c.node_timeout,
+            same_event: c.heartbeat_interval / 2,
         }
     }
 }
@@ -49,12 +57,18 @@ pub enum Transition {
     Up,
 }
 
+/// No failure counted.
+const NONE: u64 = u64::MAX;
+
 /// One node's health.
 #[derive(Debug)]
 pub struct NodeHealth {
     down: AtomicBool,
     /// Consecutive failures while up.
     failures: AtomicU32,
+    /// Milliseconds from `epoch` to the last failure counted in `failures` ([`NONE`] when
+    /// none is, since the last success).
+    last_failure: AtomicU64,
     /// Consecutive successful heartbeats while down.
     recoveries: AtomicU32,
     /// Milliseconds from `epoch` to the last success.
@@ -73,6 +87,7 @@ impl NodeHealth {
         NodeHealth {
             down: AtomicBool::new(false),
             failures: AtomicU32::new(0),
+            last_failure: AtomicU64::new(NONE),
             recoveries: AtomicU32::new(0),
             last_success: AtomicU64::new(0),
             went_down: AtomicU64::new(0),
@@ -131,6 +146,7 @@ impl NodeHealth {
         }
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
+            self.last_failure.store(NONE, Ordering::Relaxed);
         }
     }
 
@@ -159,19 +175,48 @@ impl NodeHealth {
 
     /// A heartbeat or request failed (connection error, timeout, bad reply).
     pub fn failure(&self, reason: &str) -> Option<Transition> {
+        self.failure_at(reason, Instant::now())
+    }
+
+    fn failure_at(&self, reason: &str, now: Instant) -> Option<Transition> {
         self.recoveries.store(0, Ordering::Relaxed);
         if self.is_down() {
             return None;
         }
-        let seen = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut r) = self.reason.lock() {
             *r = Some(reason.to_string());
         }
+        if !self.new_event(now) {
+            return None;
+        }
+        let seen = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if seen >= self.thresholds.failures {
             let why = format!("{seen} consecutive failures, last: {reason}");
             return self.mark_down(why);
         }
         None
+    }
+
+    /// Claims the failure at `now` as a new event: false when one was counted less than
+    /// `same_event` before (or concurrently, by another connection).
+    fn new_event(&self, now: Instant) -> bool {
+        let ms = self.millis(now);
+        let window = u64::try_from(self.thresholds.same_event.as_millis()).unwrap_or(u64::MAX);
+        let mut last = self.last_failure.load(Ordering::Relaxed);
+        loop {
+            if last != NONE && ms.saturating_sub(last) < window {
+                return false;
+            }
+            match self.last_failure.compare_exchange_weak(
+                last,
+                ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now_last) => last = now_last,
+            }
+        }
     }
 
     /// Periodic check (each heartbeat): an up node silent for `node_timeout` goes down.
@@ -204,6 +249,7 @@ impl NodeHealth {
             return None;
         }
         self.failures.store(0, Ordering::Relaxed);
+        self.last_failure.store(NONE, Ordering::Relaxed);
         self.recoveries.store(0, Ordering::Relaxed);
         self.went_down.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut r) = self.reason.lock() {
@@ -218,27 +264,35 @@ impl NodeHealth {
 mod tests {
     use super::*;
 
+    const SAME_EVENT: Duration = Duration::from_millis(500);
+
     fn health() -> NodeHealth {
         NodeHealth::new(Thresholds {
             failures: 3,
             recoveries: 2,
             node_timeout: Duration::from_secs(3),
+            same_event: SAME_EVENT,
         })
+    }
+
+    /// The instant `n` same-event windows after the node's creation.
+    fn at(h: &NodeHealth, n: u32) -> Instant {
+        h.epoch + SAME_EVENT * n
     }
 
     #[test]
     fn goes_down_after_the_failure_threshold_only() {
         let h = health();
-        assert_eq!(h.failure("refused"), None);
-        assert_eq!(h.failure("refused"), None);
+        assert_eq!(h.failure_at("refused", at(&h, 1)), None);
+        assert_eq!(h.failure_at("refused", at(&h, 2)), None);
         assert!(!h.is_down());
-        match h.failure("refused") {
+        match h.failure_at("refused", at(&h, 3)) {
             Some(Transition::Down(why)) => assert!(why.contains("3 consecutive failures")),
             other => panic!("expected down, got {other:?}"),
         }
         assert!(h.is_down());
         assert_eq!(
-            h.failure("refused"),
+            h.failure_at("refused", at(&h, 4)),
             None,
             "already down: no new transition"
         );
@@ -246,23 +300,43 @@ mod tests {
     }
 
     #[test]
+    fn failures_at_the_same_moment_count_once() {
+        let h = health();
+        // Every connection sees the node close them: one event.
+        for _ in 0..10 {
+            assert_eq!(h.failure_at("connection closed by node", at(&h, 1)), None);
+        }
+        let almost = at(&h, 2) - Duration::from_millis(1);
+        assert_eq!(h.failure_at("heartbeat: closed", almost), None);
+        assert!(!h.is_down(), "one burst of failures is one failure");
+        assert_eq!(h.reason().as_deref(), Some("heartbeat: closed"));
+        // A window later it counts again.
+        assert_eq!(h.failure_at("refused", at(&h, 2)), None);
+        assert!(h.failure_at("refused", at(&h, 3)).is_some());
+        assert!(h.is_down());
+    }
+
+    #[test]
     fn a_success_resets_the_failure_count() {
         let h = health();
-        h.failure("x");
-        h.failure("x");
-        h.request_ok(Instant::now());
-        h.failure("x");
-        h.failure("x");
+        h.failure_at("x", at(&h, 1));
+        h.failure_at("x", at(&h, 2));
+        h.request_ok(at(&h, 2));
+        // A failure right after a success counts, even within the window.
+        h.failure_at("x", at(&h, 2));
+        h.failure_at("x", at(&h, 3));
         assert!(!h.is_down());
+        assert!(h.failure_at("x", at(&h, 4)).is_some());
     }
 
     #[test]
     fn comes_up_after_the_recovery_threshold_of_heartbeats() {
         let h = health();
-        for _ in 0..3 {
-            h.failure("x");
+        for n in 1..=3 {
+            h.failure_at("x", at(&h, n));
         }
-        let now = Instant::now();
+        assert!(h.is_down());
+        let now = at(&h, 4);
         h.request_ok(now);
         assert!(h.is_down(), "a late reply does not bring the node up");
         assert_eq!(h.heartbeat_ok(now), None);
@@ -272,6 +346,11 @@ mod tests {
         assert!(!h.is_down());
         assert_eq!(h.transitions(), (1, 1));
         assert_eq!(h.reason(), None);
+        // Up again: failures count from zero.
+        assert_eq!(h.failure_at("y", at(&h, 5)), None);
+        assert_eq!(h.failure_at("y", at(&h, 6)), None);
+        assert!(h.failure_at("y", at(&h, 7)).is_some());
+        assert_eq!(h.transitions(), (2, 1));
     }
 
     #[test]

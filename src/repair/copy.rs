@@ -30,8 +30,7 @@ pub async fn copy_key(
     let command = match &value {
         Source::Absent => command_bytes([&b"DEL"[..], key].into_iter()),
         Source::Value { payload, ttl_ms } => {
-            // PTTL -1: no expiry, which RESTORE spells 0.
-            ttl = (*ttl_ms).max(0).to_string();
+            ttl = restore_ttl(*ttl_ms).to_string();
             command_bytes([&b"RESTORE"[..], key, ttl.as_bytes(), payload, b"REPLACE"].into_iter())
         }
     };
@@ -50,6 +49,16 @@ pub async fn copy_key(
         }
     }
     Ok(())
+}
+
+/// RESTORE's TTL for a source PTTL: -1 (no expiry) is RESTORE's 0; a PTTL of 0 (expiring
+/// within the millisecond) must stay an expiry, not become 0 = never.
+fn restore_ttl(pttl_ms: i64) -> i64 {
+    match pttl_ms {
+        -1 => 0,
+        0 => 1,
+        ms => ms,
+    }
 }
 
 async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Source, String> {
@@ -75,5 +84,17 @@ async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Sour
             Err(format!("node {}: {}", node.id, &*e))
         }
         _ => Err(format!("node {}: unexpected DUMP/PTTL reply", node.id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_ttl;
+
+    #[test]
+    fn restore_ttl_keeps_expiries() {
+        assert_eq!(restore_ttl(-1), 0, "no expiry");
+        assert_eq!(restore_ttl(0), 1, "about to expire: still expires");
+        assert_eq!(restore_ttl(299_000), 299_000);
     }
 }

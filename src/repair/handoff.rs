@@ -43,9 +43,7 @@ pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
                 Err(reason) => {
                     tracing::debug!(node = %node.id, %reason, "hint replay failed; kept for later");
                     // Keep this key and the rest of the batch for the next attempt.
-                    for key in keys.get(i..).unwrap_or_default() {
-                        node.hints.add(key);
-                    }
+                    node.hints.put_back(keys.get(i..).unwrap_or_default());
                     return replayed;
                 }
             }
