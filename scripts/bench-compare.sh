@@ -35,13 +35,7 @@ LIB_PROG=bench-compare.sh
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in
-    -h | --help)
-        sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-        exit 0
-        ;;
-esac
-[[ $# -eq 0 ]] || die "no arguments expected (settings come from the environment; see --help)"
+env_settings_only "$@"
 
 default_targets="direct twemproxy strata${STRATA_BASELINE:+ baseline}"
 read -r -a targets <<<"${BENCH_TARGETS:-$default_targets}"

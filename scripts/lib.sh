@@ -49,6 +49,18 @@ die() {
     exit 1
 }
 
+# env_settings_only "$@" - for scripts configured by environment variables only: prints the
+# calling script's header comment on -h/--help, refuses any other argument.
+env_settings_only() {
+    case "${1:-}" in
+        -h | --help)
+            sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[1]}"
+            exit 0
+            ;;
+    esac
+    [[ $# -eq 0 ]] || die "no arguments expected (settings come from the environment; see --help)"
+}
+
 # apt_install PKG... - installs Debian packages quietly; shows the log if it fails.
 apt_install() {
     local sudo=() logf rc=0

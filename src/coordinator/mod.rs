@@ -13,6 +13,7 @@ pub mod quorum;
 pub mod replicate;
 pub mod scan;
 pub mod track;
+pub mod vote;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -28,6 +28,7 @@ use crate::protocol::{NodeReply, Reply};
 use crate::server::Worker;
 
 use super::track::Outcome;
+use super::vote::{self, is_miss};
 
 /// What a flight does.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +81,15 @@ pub struct Landed {
     pub reply: Result<NodeReply, Reply>,
     /// TTL followers of the answering replica that set a TTL.
     pub applied: u32,
+}
+
+/// Why a read asks one more replica (the layer counter it bumps).
+#[derive(Clone, Copy)]
+enum Counted {
+    /// The replicas asked failed or are slow.
+    Failover,
+    /// The replicas asked missed (miss failover).
+    MissFailover,
 }
 
 /// What waiting produced.
@@ -228,6 +238,21 @@ impl Flight {
             }
             None => false,
         }
+    }
+
+    /// Asks the next replica (see [`Flight::send_next`]) and counts why in the layer's
+    /// figures; false when there is none left.
+    async fn ask_next(&mut self, why: Counted) -> bool {
+        if !self.send_next().await {
+            return false;
+        }
+        if let Some(s) = self.layer_stats() {
+            match why {
+                Counted::Failover => s.failovers.add(1),
+                Counted::MissFailover => s.miss_failovers.add(1),
+            }
+        }
+        true
     }
 
     fn count(&self, f: impl Fn(&State) -> bool) -> usize {
@@ -404,14 +429,12 @@ impl Flight {
             }
             if self.waiting() == 0 {
                 // Every answer so far (if any) is a miss: ask on, or give the miss.
-                if self.send_next().await {
-                    if self.answered() > 0 {
-                        if let Some(s) = self.layer_stats() {
-                            s.miss_failovers.add(1);
-                        }
-                    } else if let Some(s) = self.layer_stats() {
-                        s.failovers.add(1);
-                    }
+                let counted = if self.answered() > 0 {
+                    Counted::MissFailover
+                } else {
+                    Counted::Failover
+                };
+                if self.ask_next(counted).await {
                     hedge = self.hedge_time();
                     continue;
                 }
@@ -420,11 +443,7 @@ impl Flight {
             match self.wait(hedge).await {
                 Event::Reply(i, result) => self.record(i, result),
                 Event::Hedge => {
-                    if self.send_next().await {
-                        if let Some(s) = self.layer_stats() {
-                            s.failovers.add(1);
-                        }
-                    }
+                    self.ask_next(Counted::Failover).await;
                     hedge = self.hedge_time();
                 }
                 // A miss already answered stands when the replicas asked after it are late.
@@ -464,10 +483,7 @@ impl Flight {
                 if everyone {
                     return self.majority(outcome);
                 }
-                if self.send_next().await {
-                    if let Some(s) = self.layer_stats() {
-                        s.failovers.add(1);
-                    }
+                if self.ask_next(Counted::Failover).await {
                     hedge = self.hedge_time();
                     continue;
                 }
@@ -476,11 +492,7 @@ impl Flight {
             match self.wait(hedge).await {
                 Event::Reply(i, result) => self.record(i, result),
                 Event::Hedge => {
-                    if self.send_next().await {
-                        if let Some(s) = self.layer_stats() {
-                            s.failovers.add(1);
-                        }
-                    }
+                    self.ask_next(Counted::Failover).await;
                     hedge = self.hedge_time();
                 }
                 Event::Deadline if everyone => return self.majority(outcome),
@@ -489,61 +501,29 @@ impl Flight {
         }
     }
 
-    /// True when every answer so far is the same (see [`same_answer`]).
+    /// True when every answer so far is the same (see [`vote::same_answer`]).
     fn agree(&self, outcome: Outcome) -> bool {
-        let mut first: Option<&Bytes> = None;
-        for r in &self.replicas {
-            if let State::Answered(a) = &r.state {
-                match first {
-                    None => first = Some(&a.raw),
-                    Some(f) if !same_answer(outcome, f, &a.raw) => return false,
-                    Some(_) => {}
-                }
-            }
-        }
-        true
+        let answers = self.answers();
+        answers.iter().all(|(_, raw)| {
+            answers
+                .first()
+                .is_none_or(|(_, f)| vote::same_answer(outcome, f, raw))
+        })
     }
 
     /// The majority answer; replicas that answered otherwise are repaired from it.
     fn majority(self, outcome: Outcome) -> Landed {
-        // (replica that first gave it, votes) per distinct answer, in preference order.
-        let mut tally: Vec<(usize, usize)> = Vec::new();
-        for (i, r) in self.replicas.iter().enumerate() {
-            let State::Answered(a) = &r.state else {
-                continue;
-            };
-            match tally.iter_mut().find(|(j, _)| {
-                self.raw(*j)
-                    .is_some_and(|raw| same_answer(outcome, raw, &a.raw))
-            }) {
-                Some((_, votes)) => *votes += 1,
-                None => tally.push((i, 1)),
-            }
-        }
-        // Most votes; then a value over a miss (a restarted node comes back empty); then the
-        // earlier replica (the list is in preference order, and max_by keeps the last max).
-        let winner = tally
-            .iter()
-            .rev()
-            .max_by_key(|(i, votes)| {
-                let value = self.raw(*i).is_some_and(|raw| !is_miss(outcome, raw));
-                (*votes, value)
-            })
-            .map(|(i, _)| *i);
-        let Some(winner) = winner else {
+        let answers = self.answers();
+        let Some(winner) = vote::winner(&answers, outcome) else {
             return self.read_failed();
         };
-        if tally.len() > 1 {
-            let losers: Vec<usize> = self
-                .replicas
-                .iter()
-                .enumerate()
-                .filter(|(i, r)| {
-                    matches!(&r.state, State::Answered(a) if self.raw(winner).is_some_and(|w| !same_answer(outcome, w, &a.raw)))
-                        && *i != winner
-                })
-                .map(|(_, r)| r.index)
-                .collect();
+        let losers: Vec<usize> = answers
+            .iter()
+            .filter(|(_, raw)| !vote::same_answer(outcome, raw, winner.1))
+            .filter_map(|(i, _)| self.replicas.get(*i).map(|r| r.index))
+            .collect();
+        let winner = winner.0;
+        if !losers.is_empty() {
             if let Some(source) = self.replicas.get(winner).map(|r| r.index) {
                 crate::repair::spawn_repair(
                     &self.worker,
@@ -557,11 +537,16 @@ impl Flight {
         self.answer(winner)
     }
 
-    fn raw(&self, i: usize) -> Option<&Bytes> {
-        match self.replicas.get(i).map(|r| &r.state) {
-            Some(State::Answered(a)) => Some(&a.raw),
-            _ => None,
-        }
+    /// (replica position, raw reply) of every replica that answered, in preference order.
+    fn answers(&self) -> Vec<(usize, &[u8])> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match &r.state {
+                State::Answered(a) => Some((i, a.raw.as_ref())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Miss failover found a value at `hit`: copy it to the replicas that missed before it.
@@ -615,48 +600,5 @@ impl Flight {
             ))),
             applied: 0,
         }
-    }
-}
-
-/// Whether two replicas' replies to a read count as the same answer: the same bytes, or for
-/// TTL / PTTL / EXPIRETIME / PEXPIRETIME two expiries (any values at or above 0). Each replica
-/// set its expiry when the write reached it, so the figures differ by a millisecond or so
-/// between replicas that agree; only "no key" (-2) and "no expiry" (-1) tell a real divergence.
-fn same_answer(outcome: Outcome, a: &[u8], b: &[u8]) -> bool {
-    fn expiry(raw: &[u8]) -> bool {
-        raw.len() > 3 && raw.first() == Some(&b':') && raw.get(1) != Some(&b'-')
-    }
-    a == b || (outcome == Outcome::Ttl && expiry(a) && expiry(b))
-}
-
-/// Whether a read's reply found nothing, by the command's kind (as the layer statistics
-/// count misses).
-pub fn is_miss(outcome: Outcome, raw: &[u8]) -> bool {
-    match outcome {
-        Outcome::Read | Outcome::Mget | Outcome::GetDel => {
-            matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"*0\r\n")
-        }
-        Outcome::Count | Outcome::Exists => raw == b":0\r\n",
-        Outcome::Ttl => raw == b":-2\r\n",
-        Outcome::Type => raw == b"+none\r\n",
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_answers_agree_on_any_expiry() {
-        let ttl = Outcome::Ttl;
-        assert!(same_answer(ttl, b":299999\r\n", b":300000\r\n"));
-        assert!(same_answer(ttl, b":0\r\n", b":12\r\n"));
-        assert!(same_answer(ttl, b":-1\r\n", b":-1\r\n"));
-        assert!(!same_answer(ttl, b":-1\r\n", b":300000\r\n"));
-        assert!(!same_answer(ttl, b":-2\r\n", b":300000\r\n"));
-        assert!(!same_answer(ttl, b":-2\r\n", b":-1\r\n"));
-        assert!(!same_answer(Outcome::Count, b":1\r\n", b":2\r\n"));
-        assert!(!same_answer(Outcome::Read, b"$1\r\na\r\n", b"$1\r\nb\r\n"));
     }
 }
