@@ -120,9 +120,11 @@ impl Server {
                 weight: n.weight,
             })
             .collect();
-        let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag);
         let workers = settings.workers;
         let layers = Layers::new(&settings.layers, workers);
+        let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
+        let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag)
+            .with_replicas(most_copies.unwrap_or(1));
         let background_budget = settings.config.repair.max_in_flight;
         let shared = Arc::new(Shared {
             settings,

@@ -51,31 +51,43 @@ impl RequestQueue {
     /// Queues a request, waiting while the queue is full. On a closed queue the request is
     /// dropped, which its waiting client sees as "connection lost".
     pub async fn push(&self, request: BackendRequest) {
+        // Room now (nearly always): no waiter registration.
+        let Some(request) = self.try_push(request) else {
+            return;
+        };
         let mut request = Some(request);
         loop {
             // Registered before looking, so room made after the check still wakes us.
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.closed {
-                    return;
-                }
-                if state.items.len() < self.depth {
-                    if let Some(r) = request.take() {
-                        state.items.push(r);
-                    }
-                    let first = state.items.len() == 1;
-                    drop(state);
-                    if first {
-                        self.ready.notify_one();
-                    }
-                    return;
-                }
+            if let Some(r) = request.take() {
+                request = self.try_push(r);
+            }
+            if request.is_none() {
+                return;
             }
             room.await;
         }
+    }
+
+    /// Queues the request when there is room (or drops it when closed); gives it back when
+    /// the queue is full.
+    fn try_push(&self, request: BackendRequest) -> Option<BackendRequest> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        if state.items.len() >= self.depth {
+            return Some(request);
+        }
+        state.items.push(request);
+        let first = state.items.len() == 1;
+        drop(state);
+        if first {
+            self.ready.notify_one();
+        }
+        None
     }
 
     /// Waits until there is something to take (true) or the queue is closed and empty (false).

@@ -59,6 +59,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     // Bytes the request being parsed still needs (sizes the next read).
     let mut want = 0usize;
     let mut eof = false;
+    // One timer for the hedge time of the oldest pending reply (`Pending::hedge_at`): replies
+    // behind it were sent later, so it is always the first due.
+    let hedge = tokio::time::sleep(std::time::Duration::from_secs(3600));
+    tokio::pin!(hedge);
 
     loop {
         // Parse and dispatch everything already buffered, up to the pipeline limit.
@@ -108,6 +112,15 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 input.reserve(room);
             }
         }
+        let hedge_at = pending
+            .front()
+            .and_then(|(p, _)| p.hedge_at())
+            .map(tokio::time::Instant::from_std);
+        if let Some(at) = hedge_at {
+            if hedge.deadline() != at {
+                hedge.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
@@ -134,6 +147,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 Err(_) => eof = true,
             },
+            _ = &mut hedge, if hedge_at.is_some() => {
+                if let Some((head, _)) = pending.front_mut() {
+                    head.hedge();
+                }
+            }
         }
         if eof && pending.is_empty() && !closing {
             break;

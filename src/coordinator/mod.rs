@@ -9,11 +9,13 @@ pub mod layer_keys;
 pub mod merge;
 pub mod pending;
 pub mod plan;
-pub mod quorum;
+pub mod read_flight;
+pub mod read_one;
 pub mod replicate;
 pub mod scan;
 pub mod track;
 pub mod vote;
+pub mod write_flight;
 
 use std::sync::Arc;
 use std::time::Instant;

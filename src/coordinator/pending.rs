@@ -11,6 +11,8 @@ use crate::policy::LayerId;
 use crate::protocol::Reply;
 
 use super::merge::{merge, MergePlan};
+use super::read_one::{Continued, ReadOne};
+use super::write_flight::WriteFlight;
 
 /// One request's reply-to-be.
 pub enum Pending {
@@ -23,9 +25,13 @@ pub enum Pending {
     },
     /// Several node replies merged into one.
     Gather(Box<Gather>),
-    /// A reply that takes more than waiting: replicated requests (`quorum.rs`), which may ask
-    /// more nodes, fail over and compare replies.
-    Task(Pin<Box<dyn Future<Output = TaskOutput> + Send>>),
+    /// A `one` read of a replicated key, waiting for the first replica (`read_one.rs`).
+    ReadOne(Box<ReadOne>),
+    /// A write to the replicas of its keys (`write_flight.rs`).
+    Write(Box<WriteFlight>),
+    /// A reply that takes more than waiting: replicated reads (`read_flight.rs`), which may
+    /// ask more nodes, fail over and compare replies, and requests gathering several flights.
+    Task(Continued),
     /// A task's reply was taken; what its TTL followers applied stays for the statistics.
     Finished(Vec<(LayerId, u32)>),
 }
@@ -123,11 +129,60 @@ impl Pending {
         }
     }
 
+    /// When the session should call [`Pending::hedge`] if the reply is not in by then.
+    pub fn hedge_at(&self) -> Option<std::time::Instant> {
+        match self {
+            Pending::ReadOne(read) => read.hedge_at(),
+            _ => None,
+        }
+    }
+
+    /// The hedge time passed: a read waiting for one replica asks the next one too.
+    pub fn hedge(&mut self) {
+        if let Pending::ReadOne(_) = self {
+            if let Pending::ReadOne(read) = std::mem::replace(self, Pending::Finished(Vec::new())) {
+                *self = Pending::Task(read.hedge());
+            }
+        }
+    }
+
     /// Polls for the reply; registers the waker of the first part not yet answered.
     pub fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
         match self {
+            Pending::ReadOne(read) => {
+                let Poll::Ready(result) = read.poll_first(cx) else {
+                    return Poll::Pending;
+                };
+                let Pending::ReadOne(read) = std::mem::replace(self, Pending::Finished(Vec::new()))
+                else {
+                    return Poll::Ready(internal_error());
+                };
+                match read.finish(result) {
+                    Ok(reply) => Poll::Ready(reply),
+                    // Missed or failed: the read goes on as a flight, polled at once.
+                    Err(flight) => {
+                        *self = Pending::Task(flight);
+                        self.poll_reply(cx)
+                    }
+                }
+            }
             Pending::Ready(reply) => Poll::Ready(reply.take().unwrap_or_else(internal_error)),
             Pending::Finished(_) => Poll::Ready(internal_error()),
+            Pending::Write(flight) => match flight.poll_land(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(landed) => {
+                    let applied = if landed.applied > 0 {
+                        vec![(flight.layer(), landed.applied)]
+                    } else {
+                        Vec::new()
+                    };
+                    *self = Pending::Finished(applied);
+                    Poll::Ready(match landed.reply {
+                        Ok(raw) => Reply::Raw(raw),
+                        Err(e) => e,
+                    })
+                }
+            },
             Pending::Task(task) => match task.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(out) => {

@@ -6,46 +6,60 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::command::keys::key_positions;
-use crate::command::spec::{flags, CommandSpec, Split};
+use crate::command::spec::{flags, CommandSpec, KeySpec, Split};
+use crate::config::ReadConsistency;
 use crate::policy::{LayerId, LayerSpec};
 use crate::protocol::reply::command_bytes;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{NodeReply, Reply, Request};
+use crate::repair::Keys;
 use crate::server::Worker;
 
 use super::merge::{merge, MergePlan};
 use super::pending::{Pending, TaskOutput};
 use super::plan::{self, key_error, CROSSSLOT};
-use super::quorum::{Flight, Landed, Op};
+use super::read_flight::{Flight, ReadOp, ReadRequest};
+use super::read_one::{output, ReadOne};
 use super::track::Track;
+use super::write_flight::WriteFlight;
+
+/// A key's replicas, primary first: inline for the usual few.
+pub type NodeList = SmallVec<[usize; 4]>;
 
 /// The replicas of `key` under `layer`, primary first. With `eject_on_down`, down nodes are
 /// passed over (the key moves to the next nodes while they are down).
-pub fn replicas_of(worker: &Worker, layer: &LayerSpec, key: &[u8]) -> Vec<usize> {
+pub fn replicas_of(worker: &Worker, layer: &LayerSpec, key: &[u8]) -> NodeList {
     let shared = &worker.shared;
-    let walk = shared.ring.node_iter(shared.ring.key_hash(key));
+    let hash = shared.ring.key_hash(key);
     if layer.eject_on_down {
-        walk.filter(|&n| shared.nodes.get(n).is_some_and(|n| !n.health.is_down()))
+        shared
+            .ring
+            .node_iter(hash)
+            .filter(|&n| shared.nodes.get(n).is_some_and(|n| !n.health.is_down()))
             .take(layer.replication)
             .collect()
     } else {
-        walk.take(layer.replication).collect()
+        match shared.ring.replicas(hash, layer.replication) {
+            Some(table) => table.iter().map(|&o| usize::from(o)).collect(),
+            None => shared
+                .ring
+                .node_iter(hash)
+                .take(layer.replication)
+                .collect(),
+        }
     }
 }
 
 /// Reads (Redis's `readonly` flag) follow the layer's read consistency; everything else that
 /// names keys may change them and goes to every replica.
-fn op_for(spec: &CommandSpec, layer: &LayerSpec, track: &Track) -> Op {
-    if spec.has(flags::READONLY) {
-        Op::Read {
-            level: layer.read_consistency,
-            miss_failover: layer.miss_failover,
-            outcome: track.outcome,
-        }
-    } else {
-        Op::Write(layer.write_consistency)
-    }
+fn read_op(spec: &CommandSpec, layer: &LayerSpec, track: &Track) -> Option<ReadOp> {
+    spec.has(flags::READONLY).then_some(ReadOp {
+        level: layer.read_consistency,
+        miss_failover: layer.miss_failover,
+        outcome: track.outcome,
+    })
 }
 
 fn no_node(layer: &LayerSpec) -> Pending {
@@ -55,19 +69,22 @@ fn no_node(layer: &LayerSpec) -> Pending {
     )))
 }
 
-/// A flight's reply as the client gets it.
-fn landed_reply(landed: Landed, layer: LayerId) -> TaskOutput {
-    TaskOutput {
-        reply: match landed.reply {
-            Ok(r) => Reply::Raw(r.raw),
-            Err(e) => e,
-        },
-        applied: if landed.applied > 0 {
-            vec![(layer, landed.applied)]
-        } else {
-            Vec::new()
-        },
+/// The request's keys, without collecting positions in the common one-key case.
+fn request_keys(spec: &CommandSpec, request: &Request) -> Result<Keys, Reply> {
+    let one = KeySpec::Range {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+    if spec.keys == one {
+        return Ok(request.args.get(1).cloned().into_iter().collect());
     }
+    let mut positions = Vec::new();
+    key_positions(spec, &request.args, &mut positions).map_err(|e| key_error(spec.name, e))?;
+    Ok(positions
+        .iter()
+        .filter_map(|&p| request.args.get(p).cloned())
+        .collect())
 }
 
 /// A key-addressed command (`Route::SameNode`) of a replicated layer. Every key must have the
@@ -84,14 +101,10 @@ pub async fn plan_same_node(
     let Some(layer) = worker.shared.layers.get(layer_id) else {
         return Pending::ready(Reply::error_static("ERR strata: internal error: no layer"));
     };
-    let mut positions = Vec::new();
-    if let Err(e) = key_positions(spec, &request.args, &mut positions) {
-        return Pending::ready(key_error(spec.name, e));
-    }
-    let keys: Vec<Bytes> = positions
-        .iter()
-        .filter_map(|&p| request.args.get(p).cloned())
-        .collect();
+    let keys = match request_keys(spec, &request) {
+        Ok(keys) => keys,
+        Err(reply) => return Pending::ready(reply),
+    };
     let Some(first) = keys.first() else {
         return Pending::ready(Reply::error_static("ERR strata: internal error: no key"));
     };
@@ -104,37 +117,66 @@ pub async fn plan_same_node(
     if nodes.is_empty() {
         return no_node(&layer.spec);
     }
-    let op = op_for(spec, &layer.spec, track);
-    let (payload, followers) = match op {
-        Op::Write(_) => match plan::write_payload(worker, spec, &request, ttl_rule, track) {
-            Ok(built) => built,
-            Err(reply) => return Pending::ready(reply),
-        },
-        Op::Read { .. } => (plan::payload(&request), Vec::new()),
+    if let Some(op) = read_op(spec, &layer.spec, track) {
+        let mut read = ReadRequest {
+            nodes,
+            payload: plan::payload(&request),
+            keys,
+            started: track.started,
+        };
+        if op.level == ReadConsistency::One {
+            match ReadOne::start(worker, client_id, layer_id, op, read).await {
+                Ok(one) => return Pending::ReadOne(one),
+                Err(back) => read = back,
+            }
+        }
+        let flight = Flight::start(worker, client_id, layer_id, op, read).await;
+        return Pending::task(async move { output(flight.land().await) });
+    }
+    let (payload, followers) = match plan::write_payload(worker, spec, &request, ttl_rule, track) {
+        Ok(built) => built,
+        Err(reply) => return Pending::ready(reply),
     };
-    let followers = followers
+    let followers: SmallVec<[Bytes; 1]> = followers
         .iter()
         .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
         .collect();
-    let flight = Flight::start(
+    let flight = WriteFlight::start(
         worker,
         client_id,
         layer_id,
-        op,
+        layer.spec.write_consistency,
         &nodes,
         payload,
-        followers,
-        keys.into(),
-        track.started,
+        &followers,
+        keys,
     )
     .await;
-    Pending::task(async move { landed_reply(flight.land().await, layer_id) })
+    Pending::Write(flight)
+}
+
+/// The flight of one group of a split command.
+enum GroupFlight {
+    Read(Box<Flight>),
+    Write(Box<WriteFlight>),
+}
+
+/// A write flight's raw reply decoded again, for merging (the short replies of MSET, DEL and
+/// the like; write flights keep only the raw bytes).
+fn decoded(raw: Bytes) -> Result<NodeReply, Reply> {
+    let mut buf = bytes::BytesMut::from(raw.as_ref());
+    match crate::protocol::decode_reply(&mut buf) {
+        Ok(Some(reply)) => Ok(reply),
+        _ => Err(Reply::error_static(
+            "ERR strata: internal error: undecodable reply",
+        )),
+    }
 }
 
 /// A group of a split command's keys that share layer and replicas.
 struct Group {
     layer: LayerId,
-    nodes: Vec<usize>,
+    nodes: NodeList,
     /// Argument positions of the group's keys.
     positions: Vec<usize>,
 }
@@ -198,30 +240,46 @@ pub async fn plan_split(
             (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
         }));
         let args: Vec<&[u8]> = args.collect();
-        let keys: Vec<Bytes> = group
+        let keys: Keys = group
             .positions
             .iter()
             .filter_map(|&p| request.args.get(p).cloned())
             .collect();
-        // The TTL followers of this group's keys travel with it.
-        let mine: Vec<Bytes> = followers
-            .iter()
-            .filter(|f| f.get(1).is_some_and(|k| keys.contains(k)))
-            .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
-            .collect();
-        let op = op_for(spec, &layer.spec, track);
-        let flight = Flight::start(
-            worker,
-            client_id,
-            group.layer,
-            op,
-            &group.nodes,
-            command_bytes(args.into_iter()),
-            mine,
-            keys.into(),
-            track.started,
-        )
-        .await;
+        let payload = command_bytes(args.into_iter());
+        let flight = match read_op(spec, &layer.spec, track) {
+            Some(op) => {
+                let read = ReadRequest {
+                    nodes: group.nodes,
+                    payload,
+                    keys,
+                    started: track.started,
+                };
+                GroupFlight::Read(Box::new(
+                    Flight::start(worker, client_id, group.layer, op, read).await,
+                ))
+            }
+            None => {
+                // The TTL followers of this group's keys travel with it.
+                let mine: SmallVec<[Bytes; 1]> = followers
+                    .iter()
+                    .filter(|f| f.get(1).is_some_and(|k| keys.contains(k)))
+                    .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
+                    .collect();
+                GroupFlight::Write(
+                    WriteFlight::start(
+                        worker,
+                        client_id,
+                        group.layer,
+                        layer.spec.write_consistency,
+                        &group.nodes,
+                        payload,
+                        &mine,
+                        keys,
+                    )
+                    .await,
+                )
+            }
+        };
         flights.push((group.layer, flight));
         slots.push(group.positions.iter().map(|p| (p - 1) / stride).collect());
     }
@@ -235,11 +293,17 @@ pub async fn plan_split(
         let mut applied: Vec<(LayerId, u32)> = Vec::new();
         let mut failure = None;
         for (layer, flight) in flights {
-            let landed = flight.land().await;
-            if landed.applied > 0 {
-                applied.push((layer, landed.applied));
+            let (reply, set) = match flight {
+                GroupFlight::Read(f) => (f.land().await, 0),
+                GroupFlight::Write(f) => {
+                    let landed = f.land().await;
+                    (landed.reply.and_then(decoded), landed.applied)
+                }
+            };
+            if set > 0 {
+                applied.push((layer, set));
             }
-            match landed.reply {
+            match reply {
                 Ok(r) => results.push(Ok(r)),
                 // Every flight is awaited (their outcomes are watched), the first failure told.
                 Err(e) => {

@@ -1,5 +1,5 @@
 //! Comparing the replicas' answers to a read: what counts as a miss, when two answers are the
-//! same, and which answer wins a vote (`quorum.rs` asks the replicas and repairs the losers).
+//! same, and which answer wins a vote (`read_flight.rs` asks the replicas and repairs the losers).
 
 use super::track::Outcome;
 

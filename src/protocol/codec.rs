@@ -2,8 +2,12 @@
 //!
 //! A decoded reply keeps both the parsed frame (for merging and inspection) and the raw bytes it
 //! came from (so a single-node reply is forwarded to the client without re-encoding).
+//!
+//! The replies of the commonest commands (`+OK`, integers, nil and bulk strings: SET, GET,
+//! DEL, EXPIRE...) are decoded by a short path of our own; anything else, and anything the
+//! short path does not fully recognise, goes to `redis-protocol`'s general parser.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 
@@ -24,11 +28,79 @@ impl NodeReply {
 /// more bytes are needed. An error means the node sent something that is not RESP2: the
 /// connection cannot be trusted any more.
 pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
+    if let Some(reply) = decode_common(buf) {
+        return Ok(Some(reply));
+    }
     match decode_bytes_mut(buf) {
         Ok(Some((frame, _, raw))) => Ok(Some(NodeReply { frame, raw })),
         Ok(None) => Ok(None),
         Err(e) => Err(format!("bad reply from node: {e}")),
     }
+}
+
+/// `+OK`, `:<n>`, `$-1` and `$<len>` replies that are complete in `buf`; `None` for anything
+/// else (incomplete, other types, or not quite well-formed: the general parser decides).
+fn decode_common(buf: &mut BytesMut) -> Option<NodeReply> {
+    const OK: &[u8] = b"+OK\r\n";
+    const NIL: &[u8] = b"$-1\r\n";
+    match *buf.first()? {
+        b'+' if buf.starts_with(OK) => {
+            buf.advance(OK.len());
+            // Static bytes: the reply holds no reference into the read buffer.
+            Some(NodeReply {
+                frame: BytesFrame::SimpleString(Bytes::from_static(b"OK")),
+                raw: Bytes::from_static(OK),
+            })
+        }
+        b'$' if buf.starts_with(NIL) => {
+            buf.advance(NIL.len());
+            Some(NodeReply {
+                frame: BytesFrame::Null,
+                raw: Bytes::from_static(NIL),
+            })
+        }
+        b'$' => {
+            let (len, header) = number_line(buf)?;
+            let len = usize::try_from(len).ok()?;
+            let end = header.checked_add(len)?;
+            if buf.get(end..end.checked_add(2)?)? != b"\r\n" {
+                return None;
+            }
+            let raw = buf.split_to(end + 2).freeze();
+            Some(NodeReply {
+                frame: BytesFrame::BulkString(raw.slice(header..end)),
+                raw,
+            })
+        }
+        b':' => {
+            let (n, header) = number_line(buf)?;
+            Some(NodeReply {
+                frame: BytesFrame::Integer(n),
+                raw: buf.split_to(header).freeze(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The number after the type byte of `buf`'s first line, and the length of that line with
+/// its `\r\n`. Plain decimal only (an optional `-`, then at most 18 digits).
+fn number_line(buf: &[u8]) -> Option<(i64, usize)> {
+    let line = buf.get(1..)?;
+    let (negative, digits) = match line.first()? {
+        b'-' => (true, line.get(1..)?),
+        _ => (false, line),
+    };
+    let count = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    if count == 0 || count > 18 || digits.get(count..count + 2)? != b"\r\n" {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for d in digits.get(..count)? {
+        n = n * 10 + i64::from(d - b'0');
+    }
+    let sign = usize::from(negative);
+    Some((if negative { -n } else { n }, 1 + sign + count + 2))
 }
 
 #[cfg(test)]
@@ -48,6 +120,49 @@ mod tests {
         assert_eq!(&r.raw[..], b"*2\r\n$1\r\na\r\n$-1\r\n");
         assert_eq!(decode_reply(&mut buf).unwrap(), None);
         assert_eq!(&buf[..], b"+OK");
+    }
+
+    /// The short path gives exactly what the general parser gives, for whole and for cut
+    /// input, and leaves the same bytes behind.
+    #[test]
+    fn the_short_path_agrees_with_the_general_parser() {
+        // (reply, whether the short path takes it)
+        let samples: &[(&[u8], bool)] = &[
+            (b"+OK\r\n", true),
+            (b"+OKAY\r\n", false),
+            (b":0\r\n", true),
+            (b":-42\r\n", true),
+            (b":123456789012345678\r\n", true),
+            (b":1234567890123456789\r\n", false),
+            (b"$-1\r\n", true),
+            (b"$0\r\n\r\n", true),
+            (b"$5\r\nhello\r\n", true),
+            (b"$5\r\nhel\r\n\r\n", true),
+            (b"$3\r\nabcXY", false),
+            (b"$-2\r\n", false),
+            (b"$+3\r\nabc\r\n", false),
+            (b":\r\n", false),
+            (b"-ERR no\r\n", false),
+            (b"*1\r\n$1\r\na\r\n", false),
+        ];
+        for &(sample, common) in samples {
+            for cut in 0..=sample.len() {
+                let input = &sample[..cut];
+                let mut ours = BytesMut::from(input);
+                let mut theirs = BytesMut::from(input);
+                let general = decode_bytes_mut(&mut theirs)
+                    .ok()
+                    .flatten()
+                    .map(|(frame, _, raw)| NodeReply { frame, raw });
+                if let Some(short) = decode_common(&mut ours) {
+                    assert_eq!(Some(short), general, "{input:?}");
+                    assert_eq!(ours, theirs, "{input:?}");
+                }
+            }
+            let mut whole = BytesMut::from(sample);
+            let recognised = decode_common(&mut whole).is_some();
+            assert_eq!(recognised, common, "{:?}", String::from_utf8_lossy(sample));
+        }
     }
 
     #[test]

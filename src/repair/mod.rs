@@ -16,6 +16,9 @@ use crate::backend::{settle, NodeInfo, PendingReply};
 use crate::policy::LayerId;
 use crate::server::Worker;
 
+/// The keys of one request, as hinted or repaired together: inline for the usual one key.
+pub type Keys = smallvec::SmallVec<[Bytes; 1]>;
+
 /// The budget of background tasks, and what was done with it.
 #[derive(Debug)]
 pub struct Background {
@@ -68,7 +71,7 @@ impl Background {
 /// Watches a replica's reply to a write the client was already answered for; when it fails,
 /// the keys are hinted for that node. Without budget, the keys are hinted at once (the copy
 /// later is harmless when the write did land).
-pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: Arc<[Bytes]>) {
+pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: Keys) {
     let background = &worker.shared.background;
     let Some(ticket) = background.begin() else {
         if background.tails_overflow.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
@@ -95,7 +98,7 @@ pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: 
 pub fn spawn_repair(
     worker: &Arc<Worker>,
     layer: LayerId,
-    keys: Arc<[Bytes]>,
+    keys: Keys,
     source: usize,
     targets: Vec<usize>,
 ) {

@@ -6,6 +6,7 @@
 //! (or of its hash tag, the bytes between the first `{` and the next `}` when that is
 //! non-empty); its replicas are the first distinct nodes met walking clockwise from there.
 
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::HashTag;
@@ -17,6 +18,11 @@ pub struct Ring {
     /// a dense `u64` slice.
     hashes: Vec<u64>,
     owners: Vec<u16>,
+    /// For each point, the first `depth` distinct nodes met walking clockwise from it
+    /// (`successors[i * depth..][..depth]`): a key's replicas without walking the ring per
+    /// request. Empty until [`Ring::with_replicas`].
+    successors: Vec<u16>,
+    depth: usize,
     node_count: usize,
     hash_tag: Option<HashTag>,
 }
@@ -46,9 +52,50 @@ impl Ring {
         Ring {
             hashes,
             owners,
+            successors: Vec::new(),
+            depth: 0,
             node_count: nodes.len(),
             hash_tag,
         }
+    }
+
+    /// Precomputes the first `depth` distinct nodes of every point (capped at the node
+    /// count), so [`Ring::replicas`] of up to `depth` nodes is a lookup.
+    pub fn with_replicas(mut self, depth: usize) -> Ring {
+        let depth = depth.min(self.node_count);
+        if depth <= 1 {
+            return self;
+        }
+        let mut successors = Vec::with_capacity(self.owners.len() * depth);
+        for point in 0..self.owners.len() {
+            let start = successors.len();
+            let walk = NodeIter {
+                ring: &self,
+                next: point,
+                walked: 0,
+                seen: SmallVec::new(),
+            };
+            successors.extend(walk.take(depth).map(|n| n as u16));
+            // A ring always holds every node, so the walk finds `depth` of them; pad anyway so
+            // the table's stride holds.
+            let last = successors.last().copied().unwrap_or(0);
+            successors.resize(start + depth, last);
+        }
+        self.successors = successors;
+        self.depth = depth;
+        self
+    }
+
+    /// The first `n` distinct nodes clockwise from `hash` from the precomputed table, when
+    /// `n` (capped at the node count) is within its depth; `None` means walk the ring
+    /// ([`Ring::node_iter`]).
+    pub fn replicas(&self, hash: u64, n: usize) -> Option<&[u16]> {
+        let n = n.min(self.node_count);
+        if n > self.depth {
+            return None;
+        }
+        let at = self.first_point(hash) * self.depth;
+        self.successors.get(at..at + n)
     }
 
     pub fn node_count(&self) -> usize {
@@ -106,7 +153,7 @@ impl Ring {
             ring: self,
             next: self.first_point(hash),
             walked: 0,
-            seen: Vec::with_capacity(4),
+            seen: SmallVec::new(),
         }
     }
 
@@ -121,7 +168,8 @@ pub struct NodeIter<'r> {
     ring: &'r Ring,
     next: usize,
     walked: usize,
-    seen: Vec<usize>,
+    /// Nodes yielded so far (inline: a walk rarely goes past a few nodes).
+    seen: SmallVec<[usize; 8]>,
 }
 
 impl Iterator for NodeIter<'_> {
@@ -237,6 +285,35 @@ mod tests {
         assert_eq!(r.primary(b"{u1}.a"), r.primary(b"{u1}.b"));
         let untagged = Ring::new(&[RingNode { id: "a", weight: 1 }], 4, None);
         assert_eq!(untagged.hashed_part(b"{x}y"), b"{x}y");
+    }
+
+    #[test]
+    fn the_replica_table_agrees_with_walking_the_ring() {
+        let ids = ids(5);
+        let walked = ring(&ids, 50);
+        let table = ring(&ids, 50).with_replicas(3);
+        for k in 0..2000 {
+            let hash = walked.key_hash(format!("key:{k}").as_bytes());
+            for n in 1..=5 {
+                let expected: Vec<usize> = walked.node_iter(hash).take(n).collect();
+                match table.replicas(hash, n) {
+                    Some(got) => {
+                        assert!(n <= 3, "n={n} is deeper than the table");
+                        let got: Vec<usize> = got.iter().map(|&o| usize::from(o)).collect();
+                        assert_eq!(got, expected, "key:{k} n={n}");
+                    }
+                    None => assert!(n > 3, "n={n} is within the table"),
+                }
+            }
+        }
+        // Asking more nodes than there are is asking for all of them.
+        assert_eq!(
+            ring(&ids, 50)
+                .with_replicas(9)
+                .replicas(0, 9)
+                .map(<[u16]>::len),
+            Some(5)
+        );
     }
 
     #[test]

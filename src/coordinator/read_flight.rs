@@ -1,17 +1,14 @@
-//! One request to the replicas of a key (a [`Flight`]): sent to the replicas at dispatch, then
-//! awaited until the layer's consistency level is met.
+//! A replicated read in flight (a [`Flight`]): sent at dispatch to as many replicas as the
+//! layer's read consistency asks, then awaited until the answers settle it.
 //!
-//! - **Writes** go to every replica not marked down (down ones get a hint). `eventual` answers
-//!   with the primary's reply (or the first success when the primary fails), `quorum` after
-//!   ⌊N/2⌋+1 replies, `strong` after N. Replies still outstanding then are watched in the
-//!   background (`repair::watch_tail`): a failure hints the keys for that node.
-//! - **Reads** ask one replica (`one`) or R of them (`quorum`, `all`). A replica that fails or
-//!   is slow (its share of the request timeout passes) is replaced by the next one. `one`
-//!   with miss failover asks the next replica after a miss, and copies a hit back. `quorum` and
-//!   `all` compare the raw replies; when they differ every replica is asked, the majority wins
-//!   (ties: a value beats nil, then the earlier replica) and the others are repaired.
+//! `one` asks one replica; a replica that fails or is slow (its share of the request timeout
+//! passes) is replaced by the next one, and with miss failover a miss asks the next replica
+//! and a hit found there is copied back. `quorum` and `all` ask R replicas and compare the raw
+//! replies; when they differ every replica is asked, the majority wins (ties: a value beats
+//! nil, then the earlier replica) and the others are repaired.
 //!
-//! A Redis error reply is an answer like any other: passed on, never retried.
+//! A Redis error reply is an answer like any other: passed on, never retried. Writes are
+//! `write_flight.rs`.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -19,27 +16,28 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use smallvec::SmallVec;
+use tokio::time::{Instant, Sleep};
 
 use crate::backend::{settle, NodeError, NodeInfo, NodeResult, PendingReply};
-use crate::config::{ReadConsistency, WriteConsistency};
+use crate::config::ReadConsistency;
 use crate::policy::LayerId;
 use crate::protocol::{NodeReply, Reply};
+use crate::repair::Keys;
 use crate::server::Worker;
+
+use super::replicate::NodeList;
 
 use super::track::Outcome;
 use super::vote::{self, is_miss};
 
-/// What a flight does.
+/// How a read is asked and judged.
 #[derive(Debug, Clone, Copy)]
-pub enum Op {
-    Write(WriteConsistency),
-    Read {
-        level: ReadConsistency,
-        miss_failover: bool,
-        /// How the command's replies read (what counts as a miss).
-        outcome: Outcome,
-    },
+pub struct ReadOp {
+    pub level: ReadConsistency,
+    pub miss_failover: bool,
+    /// How the command's replies read (what counts as a miss).
+    pub outcome: Outcome,
 }
 
 enum State {
@@ -56,8 +54,6 @@ struct Replica {
     node: Arc<NodeInfo>,
     index: usize,
     state: State,
-    /// TTL followers sent behind a write.
-    followers: Vec<PendingReply>,
 }
 
 /// A request in flight to the replicas of its keys.
@@ -65,23 +61,35 @@ pub struct Flight {
     worker: Arc<Worker>,
     client_id: u64,
     layer: LayerId,
-    op: Op,
+    op: ReadOp,
     payload: Bytes,
-    followers: Vec<Bytes>,
-    /// The request's keys (hinted or repaired as a whole).
-    keys: Arc<[Bytes]>,
+    /// The request's keys (repaired as a whole).
+    keys: Keys,
     /// In preference order: the primary first.
-    replicas: Vec<Replica>,
+    replicas: SmallVec<[Replica; 3]>,
     deadline: Instant,
 }
 
-/// A flight's result.
-pub struct Landed {
-    /// The reply to pass on, or strata's own error.
-    pub reply: Result<NodeReply, Reply>,
-    /// TTL followers of the answering replica that set a TTL.
-    pub applied: u32,
+/// What a replicated read sends, and to whom.
+pub struct ReadRequest {
+    /// The keys' replicas in preference order.
+    pub nodes: NodeList,
+    pub payload: Bytes,
+    pub keys: Keys,
+    /// When the request arrived (its timeout runs from there).
+    pub started: std::time::Instant,
 }
+
+/// Where a replica asked first stands when a `one` read goes on to the next replica.
+pub enum NodeOutcome {
+    /// Not answered yet (slow).
+    Waiting(PendingReply),
+    Answered(NodeReply),
+    Failed(NodeError),
+}
+
+/// A flight's result: the reply to pass on, or strata's own error.
+pub type Landed = Result<NodeReply, Reply>;
 
 /// Why a read asks one more replica (the layer counter it bumps).
 #[derive(Clone, Copy)]
@@ -101,22 +109,17 @@ enum Event {
 }
 
 impl Flight {
-    /// Sends the request: writes to every replica that is up, reads to as many as the level
-    /// asks first. `nodes` are the key's replicas in preference order.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    /// The flight before anything is sent: every replica unsent, or down.
+    fn new(
         worker: &Arc<Worker>,
         client_id: u64,
         layer: LayerId,
-        op: Op,
-        nodes: &[usize],
-        payload: Bytes,
-        followers: Vec<Bytes>,
-        keys: Arc<[Bytes]>,
-        started: std::time::Instant,
+        op: ReadOp,
+        request: ReadRequest,
     ) -> Flight {
         let shared = &worker.shared;
-        let replicas = nodes
+        let replicas = request
+            .nodes
             .iter()
             .filter_map(|&i| shared.nodes.get(i))
             .map(|node| Replica {
@@ -127,85 +130,88 @@ impl Flight {
                 } else {
                     State::Unsent
                 },
-                followers: Vec::new(),
             })
             .collect();
-        let deadline = Instant::from_std(started) + shared.settings.config.timeouts.request;
-        let mut flight = Flight {
+        let deadline = Instant::from_std(request.started) + shared.settings.config.timeouts.request;
+        Flight {
             worker: worker.clone(),
             client_id,
             layer,
             op,
-            payload,
-            followers,
-            keys,
+            payload: request.payload,
+            keys: request.keys,
             replicas,
             deadline,
+        }
+    }
+
+    /// Sends the read to as many replicas as the level asks first.
+    pub async fn start(
+        worker: &Arc<Worker>,
+        client_id: u64,
+        layer: LayerId,
+        op: ReadOp,
+        request: ReadRequest,
+    ) -> Flight {
+        let mut flight = Flight::new(worker, client_id, layer, op, request);
+        let first = match op.level {
+            ReadConsistency::One => 1,
+            _ => flight.need(),
         };
-        match op {
-            Op::Write(_) => {
-                for i in 0..flight.replicas.len() {
-                    flight.send(i).await;
-                }
-                for r in &flight.replicas {
-                    if matches!(r.state, State::Down) {
-                        for key in flight.keys.iter() {
-                            r.node.hints.add(key);
-                        }
-                    }
-                }
-            }
-            Op::Read { level, .. } => {
-                let first = match level {
-                    ReadConsistency::One => 1,
-                    _ => flight.need(),
-                };
-                for _ in 0..first {
-                    if !flight.send_next().await {
-                        break;
-                    }
-                }
+        for _ in 0..first {
+            if !flight.send_next().await {
+                break;
             }
         }
         flight
     }
 
-    /// Replies (or acks) the level needs.
+    /// A `one` read that asked the replica at `position` first (`read_one.rs`) and has to go
+    /// on: that replica missed, failed, or is slow (`first` still waiting), so the next
+    /// replica is asked and the flight lands as [`Flight::land`] would.
+    pub async fn continue_one(
+        worker: &Arc<Worker>,
+        client_id: u64,
+        layer: LayerId,
+        op: ReadOp,
+        request: ReadRequest,
+        position: usize,
+        first: NodeOutcome,
+    ) -> Landed {
+        let mut flight = Flight::new(worker, client_id, layer, op, request);
+        let slow = matches!(first, NodeOutcome::Waiting(_));
+        if let Some(r) = flight.replicas.get_mut(position) {
+            r.state = match first {
+                NodeOutcome::Waiting(rx) => State::Waiting(rx),
+                NodeOutcome::Answered(reply) => State::Answered(reply),
+                NodeOutcome::Failed(e) => State::Failed(e),
+            };
+        }
+        if slow {
+            flight.ask_next(Counted::Failover).await;
+        }
+        flight.land().await
+    }
+
+    /// Replies the level needs.
     fn need(&self) -> usize {
         let n = self.replicas.len();
-        match self.op {
-            Op::Write(WriteConsistency::Eventual)
-            | Op::Read {
-                level: ReadConsistency::One,
-                ..
-            } => 1,
-            Op::Write(WriteConsistency::Quorum)
-            | Op::Read {
-                level: ReadConsistency::Quorum,
-                ..
-            } => n / 2 + 1,
-            Op::Write(WriteConsistency::Strong)
-            | Op::Read {
-                level: ReadConsistency::All,
-                ..
-            } => n,
+        match self.op.level {
+            ReadConsistency::One => 1,
+            ReadConsistency::Quorum => n / 2 + 1,
+            ReadConsistency::All => n,
         }
     }
 
     fn level_name(&self) -> &'static str {
-        match self.op {
-            Op::Write(WriteConsistency::Eventual) => "eventual",
-            Op::Write(WriteConsistency::Quorum) => "quorum",
-            Op::Write(WriteConsistency::Strong) => "strong",
-            Op::Read { level, .. } => match level {
-                ReadConsistency::One => "one",
-                ReadConsistency::Quorum => "quorum",
-                ReadConsistency::All => "all",
-            },
+        match self.op.level {
+            ReadConsistency::One => "one",
+            ReadConsistency::Quorum => "quorum",
+            ReadConsistency::All => "all",
         }
     }
 
-    /// Sends the request (and, for writes, the followers) to replica `i` if it is unsent.
+    /// Sends the request to replica `i` if it is unsent.
     async fn send(&mut self, i: usize) {
         let Some(r) = self.replicas.get_mut(i) else {
             return;
@@ -218,11 +224,6 @@ impl Flight {
             return;
         };
         r.state = State::Waiting(conn.send(self.payload.clone()).await);
-        if matches!(self.op, Op::Write(_)) {
-            for f in &self.followers {
-                r.followers.push(conn.send(f.clone()).await);
-            }
-        }
     }
 
     /// Asks the next replica not asked yet that is not down now; false when there is none.
@@ -274,9 +275,13 @@ impl Flight {
             .count()
     }
 
-    /// Waits for the next reply, the hedge time or the deadline.
-    async fn wait(&mut self, hedge: Option<Instant>) -> Event {
+    /// Waits for the next reply, the hedge time or the deadline. `timer` is the flight's one
+    /// timer, moved to whichever of hedge time and deadline comes first.
+    async fn wait(&mut self, hedge: Option<Instant>, mut timer: Pin<&mut Sleep>) -> Event {
         let until = hedge.map_or(self.deadline, |h| h.min(self.deadline));
+        if timer.deadline() != until {
+            timer.as_mut().reset(until);
+        }
         let replicas = &mut self.replicas;
         let next = poll_fn(|cx| {
             for (i, r) in replicas.iter_mut().enumerate() {
@@ -291,7 +296,7 @@ impl Flight {
         tokio::select! {
             biased;
             (i, result) = next => Event::Reply(i, result),
-            _ = tokio::time::sleep_until(until) => {
+            _ = timer => {
                 if until < self.deadline { Event::Hedge } else { Event::Deadline }
             }
         }
@@ -328,93 +333,22 @@ impl Flight {
 
     /// Awaits the flight until its level is met (or cannot be).
     pub async fn land(self) -> Landed {
-        match self.op {
-            Op::Write(_) => self.land_write().await,
-            Op::Read {
-                level: ReadConsistency::One,
-                miss_failover,
-                outcome,
-            } => self.land_one(miss_failover, outcome).await,
-            Op::Read { outcome, .. } => self.land_compared(outcome).await,
+        let timer = tokio::time::sleep_until(self.deadline);
+        tokio::pin!(timer);
+        match self.op.level {
+            ReadConsistency::One => self.land_one(timer).await,
+            _ => self.land_compared(timer).await,
         }
-    }
-
-    async fn land_write(mut self) -> Landed {
-        let need = self.need();
-        let eventual = matches!(self.op, Op::Write(WriteConsistency::Eventual));
-        loop {
-            let acks = self.answered();
-            let decided = if eventual {
-                match self.replicas.first().map(|r| &r.state) {
-                    Some(State::Waiting(_)) => false,
-                    Some(State::Answered(_)) => true,
-                    _ => acks >= 1,
-                }
-            } else {
-                acks >= need
-            };
-            if decided || self.waiting() == 0 {
-                break;
-            }
-            match self.wait(None).await {
-                Event::Reply(i, result) => self.record(i, result),
-                Event::Hedge | Event::Deadline => break,
-            }
-        }
-        let acks = self.answered();
-        let chosen = self
-            .replicas
-            .iter()
-            .position(|r| matches!(r.state, State::Answered(_)));
-        // Whatever did not answer: watched in the background, or hinted now.
-        let keys = self.keys.clone();
-        let mut applied = 0;
-        let mut reply = None;
-        for (i, r) in self.replicas.iter_mut().enumerate() {
-            let followers = std::mem::take(&mut r.followers);
-            match std::mem::replace(&mut r.state, State::Unsent) {
-                State::Waiting(rx) => {
-                    crate::repair::watch_tail(&self.worker, rx, r.node.clone(), keys.clone());
-                }
-                State::Failed(_) => {
-                    for key in keys.iter() {
-                        r.node.hints.add(key);
-                    }
-                }
-                State::Answered(answer) if Some(i) == chosen => {
-                    // The client sees the TTL set once it sees the reply (as without
-                    // replication).
-                    for rx in followers {
-                        if let Ok(Ok(Ok(f))) = tokio::time::timeout_at(self.deadline, rx).await {
-                            if f.raw.as_ref() == b":1\r\n" {
-                                applied += 1;
-                            }
-                        }
-                    }
-                    reply = Some(answer);
-                }
-                State::Answered(_) | State::Unsent | State::Down => {}
-            }
-        }
-        let reply = match reply {
-            Some(answer) if acks >= need => Ok(answer),
-            _ => {
-                if let Some(s) = self.layer_stats() {
-                    s.write_failures.add(1);
-                }
-                Err(Reply::error(format!(
-                    "ERR strata: write reached {acks} of {} replicas ({} needs {need})",
-                    self.replicas.len(),
-                    self.level_name()
-                )))
-            }
-        };
-        Landed { reply, applied }
     }
 
     /// `one`: the first replica that answers; failover on errors and slowness; with miss
     /// failover, past misses to the first hit.
-    async fn land_one(mut self, miss_failover: bool, outcome: Outcome) -> Landed {
+    async fn land_one(mut self, mut timer: Pin<&mut Sleep>) -> Landed {
+        let ReadOp {
+            miss_failover,
+            outcome,
+            ..
+        } = self.op;
         let mut hedge = self.hedge_time();
         loop {
             let first_hit = self.replicas.iter().position(|r| match &r.state {
@@ -440,7 +374,7 @@ impl Flight {
                 }
                 return self.miss_or_failed();
             }
-            match self.wait(hedge).await {
+            match self.wait(hedge, timer.as_mut()).await {
                 Event::Reply(i, result) => self.record(i, result),
                 Event::Hedge => {
                     self.ask_next(Counted::Failover).await;
@@ -465,7 +399,8 @@ impl Flight {
     }
 
     /// `quorum` / `all`: R answers compared; on disagreement every replica, majority wins.
-    async fn land_compared(mut self, outcome: Outcome) -> Landed {
+    async fn land_compared(mut self, mut timer: Pin<&mut Sleep>) -> Landed {
+        let outcome = self.op.outcome;
         let need = self.need();
         let mut hedge = self.hedge_time();
         let mut everyone = false;
@@ -489,7 +424,7 @@ impl Flight {
                 }
                 return self.read_failed();
             }
-            match self.wait(hedge).await {
+            match self.wait(hedge, timer.as_mut()).await {
                 Event::Reply(i, result) => self.record(i, result),
                 Event::Hedge => {
                     self.ask_next(Counted::Failover).await;
@@ -573,15 +508,14 @@ impl Flight {
     }
 
     fn answer(mut self, i: usize) -> Landed {
-        let reply = match self
+        match self
             .replicas
             .get_mut(i)
             .map(|r| std::mem::replace(&mut r.state, State::Unsent))
         {
             Some(State::Answered(a)) => Ok(a),
             _ => Err(Reply::error_static("ERR strata: internal error: no answer")),
-        };
-        Landed { reply, applied: 0 }
+        }
     }
 
     fn read_failed(self) -> Landed {
@@ -591,14 +525,11 @@ impl Flight {
             }
         }
         let answered = self.answered();
-        Landed {
-            reply: Err(Reply::error(format!(
-                "ERR strata: read reached {answered} of {} replicas ({} needs {})",
-                self.replicas.len(),
-                self.level_name(),
-                self.need()
-            ))),
-            applied: 0,
-        }
+        Err(Reply::error(format!(
+            "ERR strata: read reached {answered} of {} replicas ({} needs {})",
+            self.replicas.len(),
+            self.level_name(),
+            self.need()
+        )))
     }
 }

@@ -1,0 +1,280 @@
+//! A replicated write in flight: sent at dispatch to every replica of its keys that is not
+//! marked down, polled by the client's session until the layer's write consistency is met.
+//!
+//! - `eventual` answers with the primary's reply, or with the first reply when the primary is
+//!   down or fails; `quorum` after ⌊N/2⌋+1 replies; `strong` after N. A Redis error reply is a
+//!   reply: the node processed the write (and refused it); it is passed on, never retried.
+//! - Replicas marked down are not sent the write; their keys are hinted (`repair::hints`).
+//!   A replica that fails is hinted too; one that has not answered when the level is met is
+//!   watched in the background (`repair::watch_tail`) and hinted if it fails.
+//! - No timer of its own: every reply arrives or fails within `timeouts.request` of being
+//!   written (the node connection fails requests older than that), which bounds the wait as
+//!   it bounds a request to one node. This keeps the commonest replicated request free of
+//!   timer-wheel work (measured: README "Performance").
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::backend::{NodeError, PendingReply};
+use crate::config::WriteConsistency;
+use crate::policy::LayerId;
+use crate::protocol::Reply;
+use crate::repair::Keys;
+use crate::server::Worker;
+
+enum State {
+    /// Marked down when the write was sent: not sent, hinted.
+    Down,
+    Waiting(PendingReply),
+    /// The raw reply (all a write passes on).
+    Answered(Bytes),
+    Failed(NodeError),
+    /// Dealt with once the level was decided.
+    Done,
+}
+
+struct Replica {
+    /// Index into the node list (not a handle: the flight is per request, and the handle's
+    /// reference count is shared by every worker).
+    index: usize,
+    state: State,
+    /// The TTL followers sent behind the write.
+    followers: SmallVec<[PendingReply; 1]>,
+}
+
+/// A write to the replicas of its keys, in preference order (the primary first).
+pub struct WriteFlight {
+    worker: Arc<Worker>,
+    layer: LayerId,
+    level: WriteConsistency,
+    keys: Keys,
+    replicas: SmallVec<[Replica; 3]>,
+    /// Once decided: the reply (or strata's error) and the replica whose TTL followers the
+    /// reply waits for.
+    decided: Option<(Result<Bytes, Reply>, Option<usize>)>,
+    /// TTL followers of the answering replica that set a TTL.
+    applied: u32,
+}
+
+/// A write flight's result.
+pub struct WriteLanded {
+    /// The raw reply to pass on, or strata's own error.
+    pub reply: Result<Bytes, Reply>,
+    /// TTL followers of the answering replica that set a TTL.
+    pub applied: u32,
+}
+
+impl WriteFlight {
+    /// Sends `payload`, then `followers`, to each of `nodes` (the keys' replicas, primary
+    /// first) that is not marked down. Boxed from the start: the flight is large and is kept
+    /// in the client's queue of pending replies.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        worker: &Arc<Worker>,
+        client_id: u64,
+        layer: LayerId,
+        level: WriteConsistency,
+        nodes: &[usize],
+        payload: Bytes,
+        followers: &[Bytes],
+        keys: Keys,
+    ) -> Box<WriteFlight> {
+        let mut flight = Box::new(WriteFlight {
+            worker: worker.clone(),
+            layer,
+            level,
+            keys,
+            replicas: SmallVec::new(),
+            decided: None,
+            applied: 0,
+        });
+        for &index in nodes {
+            let Some(node) = worker.shared.nodes.get(index) else {
+                continue;
+            };
+            let mut replica = Replica {
+                index,
+                state: State::Down,
+                followers: SmallVec::new(),
+            };
+            if node.health.is_down() {
+                for key in &flight.keys {
+                    node.hints.add(key);
+                }
+            } else if let Some(conn) = worker.pool.connection(index, client_id) {
+                replica.state = State::Waiting(conn.send(payload.clone()).await);
+                for f in followers {
+                    replica.followers.push(conn.send(f.clone()).await);
+                }
+            } else {
+                replica.state = State::Failed(NodeError::new(node, "no connection"));
+            }
+            flight.replicas.push(replica);
+        }
+        flight
+    }
+
+    /// The layer whose figures count the write.
+    pub fn layer(&self) -> LayerId {
+        self.layer
+    }
+
+    /// Replies the level needs.
+    fn need(&self) -> usize {
+        let n = self.replicas.len();
+        match self.level {
+            WriteConsistency::Eventual => 1,
+            WriteConsistency::Quorum => n / 2 + 1,
+            WriteConsistency::Strong => n,
+        }
+    }
+
+    fn level_name(&self) -> &'static str {
+        match self.level {
+            WriteConsistency::Eventual => "eventual",
+            WriteConsistency::Quorum => "quorum",
+            WriteConsistency::Strong => "strong",
+        }
+    }
+
+    /// Polls until the level is decided and the answering replica's TTL followers are in.
+    pub fn poll_land(&mut self, cx: &mut Context<'_>) -> Poll<WriteLanded> {
+        if self.decided.is_none() {
+            if self.poll_replies(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.decide();
+        }
+        // The client sees the TTL set once it sees the reply (as without replication).
+        if let Some((_, Some(chosen))) = &self.decided {
+            if let Some(r) = self.replicas.get_mut(*chosen) {
+                while let Some(rx) = r.followers.first_mut() {
+                    match Pin::new(rx).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(got) => {
+                            if matches!(got, Ok(Ok(ref f)) if f.raw.as_ref() == b":1\r\n") {
+                                self.applied += 1;
+                            }
+                            r.followers.remove(0);
+                        }
+                    }
+                }
+            }
+        }
+        let reply = match self.decided.take() {
+            Some((reply, _)) => reply,
+            None => Err(Reply::error_static(
+                "ERR strata: internal error: write landed twice",
+            )),
+        };
+        Poll::Ready(WriteLanded {
+            reply,
+            applied: self.applied,
+        })
+    }
+
+    /// Collects the replies that are in; ready once the level is met or nothing is left to
+    /// wait for.
+    fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut acks = 0;
+        let mut waiting = 0;
+        let nodes = &self.worker.shared.nodes;
+        for r in self.replicas.iter_mut() {
+            if let State::Waiting(rx) = &mut r.state {
+                if let Poll::Ready(got) = Pin::new(rx).poll(cx) {
+                    r.state = match got {
+                        Ok(Ok(reply)) => State::Answered(reply.raw),
+                        Ok(Err(e)) => State::Failed(e),
+                        Err(_) => match nodes.get(r.index) {
+                            Some(node) => State::Failed(NodeError::new(node, "connection lost")),
+                            None => State::Done,
+                        },
+                    };
+                }
+            }
+            match r.state {
+                State::Answered(_) => acks += 1,
+                State::Waiting(_) => waiting += 1,
+                _ => {}
+            }
+        }
+        let met = match self.level {
+            // The primary's reply when it can give one, else the first.
+            WriteConsistency::Eventual => match self.replicas.first().map(|r| &r.state) {
+                Some(State::Waiting(_)) => false,
+                Some(State::Answered(_)) => true,
+                _ => acks >= 1,
+            },
+            _ => acks >= self.need(),
+        };
+        if met || waiting == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Settles the flight: the reply, background watches for replicas still out, hints for
+    /// replicas that failed.
+    fn decide(&mut self) {
+        let need = self.need();
+        let total = self.replicas.len();
+        let mut acks = 0;
+        let mut chosen = None;
+        let mut reply = None;
+        let nodes = &self.worker.shared.nodes;
+        for (i, r) in self.replicas.iter_mut().enumerate() {
+            let Some(node) = nodes.get(r.index) else {
+                continue;
+            };
+            match std::mem::replace(&mut r.state, State::Done) {
+                State::Answered(answer) => {
+                    acks += 1;
+                    if reply.is_none() {
+                        reply = Some(answer);
+                        chosen = Some(i);
+                    }
+                }
+                State::Waiting(rx) => {
+                    crate::repair::watch_tail(&self.worker, rx, node.clone(), self.keys.clone());
+                }
+                State::Failed(e) => {
+                    tracing::debug!(node = %node.id, reason = %e.reason, "replica write failed: keys hinted");
+                    for key in &self.keys {
+                        node.hints.add(key);
+                    }
+                }
+                State::Down | State::Done => {}
+            }
+        }
+        self.decided = Some(match reply {
+            Some(answer) if acks >= need => (Ok(answer), chosen),
+            _ => {
+                if let Some(s) = self
+                    .worker
+                    .shared
+                    .layers
+                    .get(self.layer)
+                    .and_then(|l| l.stats.worker(self.worker.index))
+                {
+                    s.write_failures.add(1);
+                }
+                let error = Reply::error(format!(
+                    "ERR strata: write reached {acks} of {total} replicas ({} needs {need})",
+                    self.level_name()
+                ));
+                (Err(error), None)
+            }
+        });
+    }
+
+    /// Awaits the flight (for requests that gather several flights).
+    pub async fn land(mut self) -> WriteLanded {
+        std::future::poll_fn(|cx| self.poll_land(cx)).await
+    }
+}
