@@ -13,8 +13,9 @@
 # Prints writes acknowledged / failed, reads failed before the kill, inside the failover window
 # (FAILOVER_WINDOW seconds after the kill: node_timeout + heartbeat + request timeout) and after
 # it, and how many acknowledged writes are missing or have another value at the end. Exit status
-# 1 when a read failed after the window or an acknowledged write is missing (or could not be read
-# back), 0 otherwise. Everything started here is stopped on exit.
+# 1 when a read failed after the window, an acknowledged write is missing (or could not be read
+# back), or node2 was not marked down within node_timeout + one heartbeat of the kill (polled
+# through INFO nodes every 10 ms; the time is printed), 0 otherwise. Everything started here is stopped on exit.
 #
 # Environment:
 #   FAILOVER_SECONDS  length of the load, seconds          (default 30)
@@ -285,6 +286,31 @@ time.sleep(max(0.0, start + kill_at - time.monotonic()))
 os.kill(victim_pid, signal.SIGKILL)
 kill_time = time.monotonic()
 print("t=%.2f s: SIGKILL node2 (pid %d, %s)" % (kill_time - start, victim_pid, victim_addr), flush=True)
+
+
+def node2_state(conn):
+    for line in str(conn.call("INFO", "nodes")).splitlines():
+        if line.startswith("node_node2:"):
+            f = dict(x.split("=", 1) for x in line.split(":", 1)[1].split(",") if "=" in x)
+            return f.get("state")
+    return None
+
+
+# Time from the kill until strata marks node2 down (polled every 10 ms, so up to 10 ms late).
+DOWN_BOUND = 1.2  # health.node_timeout + health.heartbeat_interval of the generated config
+down_after = None
+watcher = Conn()
+while time.monotonic() < kill_time + 10:
+    if node2_state(watcher) == "down":
+        down_after = time.monotonic() - kill_time
+        break
+    time.sleep(0.01)
+watcher.close()
+if down_after is None:
+    print("node2 not marked down within 10 s of the kill", flush=True)
+else:
+    print("node2 marked down %.0f ms after the SIGKILL (bound: node_timeout + heartbeat = %.0f ms)"
+          % (down_after * 1000, DOWN_BOUND * 1000), flush=True)
 for t in threads:
     t.join(seconds + 60)
 stuck = [t.w for t in threads if t.is_alive()]
@@ -391,10 +417,13 @@ try:
 except OSError as e:
     print("/healthz: %s" % e)
 
-failed = reads_failed[2] > 0 or lost > 0 or bool(stuck)
+late = down_after is None or down_after > DOWN_BOUND
+failed = reads_failed[2] > 0 or lost > 0 or bool(stuck) or late
 print()
-print("RESULT: %s (reads failed after the window: %d, acknowledged writes missing or different: %d)"
-      % ("FAIL" if failed else "PASS", reads_failed[2], lost))
+print("RESULT: %s (reads failed after the window: %d, acknowledged writes missing or different: %d,"
+      " node2 down after: %s)"
+      % ("FAIL" if failed else "PASS", reads_failed[2], lost,
+         "never" if down_after is None else "%.0f ms" % (down_after * 1000)))
 sys.exit(1 if failed else 0)
 PY
 

@@ -9,8 +9,9 @@
 //!   → command::classify    static command table: arity, flags, key positions, route
 //!   → policy::Layers       the key's layer (longest prefix): TTL rules, statistics
 //!   → coordinator::plan    ring → owning node; TTL rewrite; multi-key split per node; fan-out
-//!   → coordinator::replicate  layers with several copies: every replica written, W of N acks;
-//!                          reads with failover, or R of N compared and repaired
+//!   → coordinator::replicate  layers with several copies: replicas and key groups, then
+//!                          write_flight (every replica written, W of N acks), read_one (one
+//!                          replica, hedged), read_flight (failover, R of N compared, repaired)
 //!   → backend::Connection  per worker and node: multiplexed, pipelined, FIFO reply matching
 //!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
 //!   → client::session      replies written in request order, batched, counted
