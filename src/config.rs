@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{resolve_layers, LayerSpec};
 
+/// Largest node weight (a node owns `ring.vnodes × weight` ring points).
+pub const MAX_WEIGHT: u32 = 1000;
+
 /// A problem with the configuration; `strata check` and `strata serve` print it and exit 64.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -319,6 +322,9 @@ pub struct LimitsConfig {
     /// Keys asked per SCAN call (its COUNT) by strata's own scans: STRATA INVALIDATE LAYER /
     /// WHERE and the layer key count; also the most keys one UNLINK removes. Default 1000.
     pub scan_count: usize,
+    /// Node slots per process: the configured nodes plus every `STRATA NODE ADD` (a removed
+    /// node keeps its slot). Default 1024, at most 65535.
+    pub max_nodes: usize,
 }
 
 /// Guards for commands that can destroy data.
@@ -389,6 +395,7 @@ impl Default for LimitsConfig {
             max_inline_len: 64 * 1024,
             max_pipeline: 1024,
             scan_count: 1000,
+            max_nodes: 1024,
         }
     }
 }
@@ -463,9 +470,19 @@ impl Config {
                     node.addr
                 ));
             }
-            if node.weight == 0 {
-                return Err(format!("nodes[{i}].weight: must be at least 1"));
+            if node.weight == 0 || node.weight > MAX_WEIGHT {
+                return Err(format!(
+                    "nodes[{i}].weight: must be 1 to {MAX_WEIGHT}, got {}",
+                    node.weight
+                ));
             }
+        }
+        if self.limits.max_nodes < self.nodes.len() || self.limits.max_nodes > 65535 {
+            return Err(format!(
+                "limits.max_nodes: must be at least the number of nodes ({}) and at most 65535, got {}",
+                self.nodes.len(),
+                self.limits.max_nodes
+            ));
         }
         if self.ring.vnodes == 0 || self.ring.vnodes > 4096 {
             return Err(format!(
@@ -522,6 +539,7 @@ impl Config {
             ("limits.max_inline_len", self.limits.max_inline_len),
             ("limits.max_pipeline", self.limits.max_pipeline),
             ("limits.scan_count", self.limits.scan_count),
+            ("limits.max_nodes", self.limits.max_nodes),
             (
                 "health.failure_threshold",
                 self.health.failure_threshold as usize,

@@ -60,4 +60,5 @@ pub mod repair;
 pub mod ring;
 pub mod server;
 pub mod stats;
+pub mod topology;
 pub mod warm;

@@ -9,8 +9,10 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -22,14 +24,16 @@ use crate::client::session;
 use crate::command::table::COMMANDS;
 use crate::config::Settings;
 use crate::policy::Layers;
-use crate::ring::{Ring, RingNode};
 use crate::stats::Stats;
+use crate::topology::Topology;
 
 /// State shared by every worker.
 pub struct Shared {
     pub settings: Settings,
-    pub nodes: Vec<Arc<NodeInfo>>,
-    pub ring: Ring,
+    /// Nodes, members and ring; swapped whole by membership changes (`topology.rs`).
+    pub topology: ArcSwap<Topology>,
+    /// Held while a membership change builds and swaps a new topology (one at a time).
+    pub membership: Mutex<()>,
     /// Key layers: policy and statistics.
     pub layers: Layers,
     pub clients: ClientRegistry,
@@ -50,6 +54,16 @@ pub struct Worker {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub pool: Pool,
+}
+
+impl Worker {
+    /// The connection client `client_id` uses for the node in `slot` (opened on first use
+    /// for nodes added after start); `None` for an unknown slot.
+    pub fn connection(&self, slot: usize, client_id: u64) -> Option<&crate::backend::Connection> {
+        self.pool.connection(slot, client_id, || {
+            self.shared.topology.load().node(slot).cloned()
+        })
+    }
 }
 
 /// A bound server, not yet running.
@@ -77,7 +91,7 @@ impl Shared {
     pub fn reset_stats(&self) {
         self.stats.reset();
         self.layers.reset_stats();
-        for node in &self.nodes {
+        for node in self.topology.load().nodes.iter() {
             node.stats.reset();
             node.hints.reset();
         }
@@ -113,23 +127,20 @@ impl Server {
                 )
             })
             .collect();
-        let ring_nodes: Vec<RingNode<'_>> = nodes
-            .iter()
-            .map(|n| RingNode {
-                id: &n.id,
-                weight: n.weight,
-            })
-            .collect();
         let workers = settings.workers;
         let layers = Layers::new(&settings.layers, workers);
         let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
-        let ring = Ring::new(&ring_nodes, settings.config.ring.vnodes, settings.hash_tag)
-            .with_replicas(most_copies.unwrap_or(1));
+        let topology = Topology::new(
+            nodes,
+            settings.config.ring.vnodes,
+            settings.hash_tag,
+            most_copies.unwrap_or(1),
+        );
         let background_budget = settings.config.repair.max_in_flight;
         let shared = Arc::new(Shared {
             settings,
-            nodes,
-            ring,
+            topology: ArcSwap::from_pointee(topology),
+            membership: Mutex::new(()),
             layers,
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
@@ -185,7 +196,7 @@ impl Server {
         tracing::info!(
             listen = %shared.local_addr,
             workers = shared.settings.workers,
-            nodes = shared.nodes.len(),
+            nodes = shared.topology.load().members.len(),
             "strata ready"
         );
         if let Some(a) = &admin {
@@ -251,15 +262,15 @@ fn admin_handler(shared: Arc<Shared>) -> crate::admin::Handler {
 /// `/healthz`: 200 `ok` when every node is up, 200 `degraded` naming the nodes that are not
 /// (the keys of the others are served), 503 when no node is up (nothing can be served).
 fn health(shared: &Shared) -> HttpResponse {
-    let down: Vec<&str> = shared
-        .nodes
-        .iter()
+    let topology = shared.topology.load();
+    let down: Vec<&str> = topology
+        .member_nodes()
         .filter(|n| n.health.is_down())
         .map(|n| n.id.as_str())
         .collect();
     if down.is_empty() {
         HttpResponse::text(200, "ok\n")
-    } else if down.len() < shared.nodes.len() {
+    } else if down.len() < topology.members.len() {
         HttpResponse::text(200, format!("degraded: not up: {}\n", down.join(" ")))
     } else {
         HttpResponse::text(
@@ -296,7 +307,8 @@ fn run_worker(
             worker: index,
         };
         let pool = Pool::start(
-            &shared.nodes,
+            &shared.topology.load().nodes,
+            config.limits.max_nodes,
             config.backend.connections_per_node,
             &conn_settings,
         );

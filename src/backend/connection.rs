@@ -109,6 +109,11 @@ pub fn settle(
 async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<RequestQueue>) {
     let mut backoff = settings.backoff_min;
     loop {
+        if node.is_retired() {
+            // Removed from the cluster: refuse further requests, fail those queued.
+            retire_queue(&node, &queue);
+            return;
+        }
         let failure = match connect(&node, &settings).await {
             Ok(stream) => {
                 let connected_at = Instant::now();
@@ -142,6 +147,7 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(retry_at) => break,
+                _ = node.retired() => break,
                 open = queue.wait() => {
                     if !open {
                         return;
@@ -157,6 +163,17 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
             }
         }
         backoff = (backoff * 2).min(settings.backoff_max);
+    }
+}
+
+/// Closes the queue of a retired node and fails what is still queued.
+fn retire_queue(node: &Arc<NodeInfo>, queue: &RequestQueue) {
+    queue.close();
+    let mut batch = Vec::new();
+    queue.take(&mut batch);
+    let error = NodeError::new(node, "node removed from the cluster");
+    for request in batch {
+        let _ = request.reply.send(Err(error.clone()));
     }
 }
 
@@ -205,11 +222,18 @@ async fn serve(
     ));
     let mut batch: Vec<BackendRequest> = Vec::new();
     let mut payloads: Vec<Bytes> = Vec::new();
+    let mut retiring = false;
     let outcome = loop {
         tokio::select! {
             biased;
             ended = &mut reader => {
                 break Served::Broken(ended.unwrap_or_else(|e| format!("reader failed: {e}")));
+            }
+            // Removed from the cluster: no new requests; what is queued is still written.
+            _ = node.retired(), if !retiring => {
+                retiring = true;
+                queue.close();
+                continue;
             }
             open = queue.wait() => if !open {
                 break Served::Closed;
@@ -243,6 +267,14 @@ async fn serve(
             }
         }
     };
+    if retiring {
+        // Requests already written to a removed node get their replies (up to the request
+        // timeout) before the connection closes.
+        let deadline = Instant::now() + settings.request_timeout;
+        while in_flight.oldest().is_some() && !reader.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     // Whatever is still in flight fails with the reader's reason, or as "connection lost" when
     // the slots are dropped with the queue.
     reader.abort();

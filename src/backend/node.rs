@@ -2,7 +2,7 @@
 //! connections, read by INFO), and the error a request gets when it cannot be reached.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::health::{NodeHealth, Thresholds, Transition};
@@ -12,11 +12,15 @@ use crate::stats::NodeStats;
 /// Identity and status of one configured node.
 #[derive(Debug)]
 pub struct NodeInfo {
-    /// Position in the configured node list; the ring refers to nodes by it.
+    /// The node's slot (`topology.rs`); the ring refers to nodes by it.
     pub index: usize,
     pub id: String,
     pub addr: String,
-    pub weight: u32,
+    /// Ring weight (changed by `STRATA NODE WEIGHT`).
+    weight: AtomicU32,
+    /// Removed from the cluster: its connections close once idle, its heartbeat stops.
+    retired: AtomicBool,
+    retire: tokio::sync::Notify,
     /// Connections and their failures.
     pub status: NodeStatus,
     /// Up or down: whether requests are sent to the node (`health`).
@@ -35,7 +39,9 @@ impl NodeInfo {
             index,
             id,
             addr,
-            weight,
+            weight: AtomicU32::new(weight),
+            retired: AtomicBool::new(false),
+            retire: tokio::sync::Notify::new(),
             status: NodeStatus::default(),
             health: NodeHealth::new(Thresholds::default()),
             hints: Hints::new(crate::config::RepairConfig::default().max_hints_per_node),
@@ -48,6 +54,37 @@ impl NodeInfo {
         self.health = NodeHealth::new(thresholds);
         self.hints = Hints::new(max_hints);
         self
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
+    }
+
+    /// Marks the node removed and wakes its connections and heartbeat so they stop.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.retire.notify_waiters();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the node is retired.
+    pub async fn retired(&self) {
+        loop {
+            let wake = self.retire.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.is_retired() {
+                return;
+            }
+            wake.await;
+        }
     }
 
     /// Logs a health transition (the caller got it from `self.health`).

@@ -168,8 +168,8 @@ fn ring(shared: &crate::server::Shared, out: &mut String) {
     let _ = write!(
         out,
         "# Ring\r\nring_hash:xxh3-64\r\nring_nodes:{}\r\nring_points:{}\r\nring_vnodes:{}\r\nring_hash_tag:{}\r\n",
-        shared.ring.node_count(),
-        shared.ring.point_count(),
+        shared.topology.load().ring.node_count(),
+        shared.topology.load().ring.point_count(),
         config.ring.vnodes,
         config.ring.hash_tag,
     );

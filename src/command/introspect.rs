@@ -68,7 +68,7 @@ pub async fn command(worker: &Worker, client_id: u64, request: &Request) -> Done
         "getkeys" if args.len() >= 4 => getkeys(args.get(2..).unwrap_or_default()),
         "getkeys" => wrong_arity("command|getkeys"),
         "docs" => {
-            let node = (client_id % worker.pool.node_count().max(1) as u64) as usize;
+            let node = worker.shared.topology.load().pick(client_id);
             return forward(worker, client_id, node, payload(request))
                 .await
                 .into();

@@ -421,7 +421,7 @@ async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Do
 
 /// The node keyless read-only requests go to.
 fn first_node(worker: &Worker, client: &ClientInfo) -> usize {
-    (client.id % worker.pool.node_count().max(1) as u64) as usize
+    worker.shared.topology.load().pick(client.id)
 }
 
 /// A HELP reply: one status line per entry, as Redis does.

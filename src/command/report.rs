@@ -117,7 +117,8 @@ pub fn latency_section(shared: &Shared, out: &mut String) {
 /// INFO `# Nodes`: one line per node.
 pub fn nodes_section(shared: &Shared, out: &mut String) {
     out.push_str("# Nodes\r\n");
-    for node in &shared.nodes {
+    let topology = shared.topology.load();
+    for node in topology.member_nodes() {
         let s = &node.status;
         let t = node.stats.totals();
         let last_error = s
@@ -136,7 +137,7 @@ pub fn nodes_section(shared: &Shared, out: &mut String) {
             "node_{}:addr={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},{},last_error={},health_reason={}\r\n",
             node.id,
             node.addr,
-            node.weight,
+            node.weight(),
             node.health.state(),
             went_down,
             came_up,
@@ -161,7 +162,8 @@ pub fn repair_section(shared: &Shared, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let b = &shared.background;
     let mut hints = crate::repair::hints::HintTotals::default();
-    for node in &shared.nodes {
+    let topology = shared.topology.load();
+    for node in topology.nodes.iter() {
         let h = node.hints.totals();
         hints.pending += h.pending;
         hints.stored += h.stored;
@@ -294,8 +296,9 @@ pub fn stats_reply(shared: &Shared) -> Reply {
         })
         .collect();
     let nodes = shared
-        .nodes
-        .iter()
+        .topology
+        .load()
+        .member_nodes()
         .map(|n| {
             let nt = n.stats.totals();
             let mut f = vec![

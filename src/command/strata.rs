@@ -101,12 +101,13 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
 
 /// STRATA RING <key>: a flat field/value array, like HELLO's.
 fn ring(worker: &Worker, key: &Bytes) -> Reply {
-    let ring = &worker.shared.ring;
+    let topology = worker.shared.topology.load();
+    let ring = &topology.ring;
     let hash = ring.key_hash(key);
     let nodes = ring
         .preference_list(key, ring.node_count())
         .into_iter()
-        .filter_map(|i| worker.shared.nodes.get(i))
+        .filter_map(|i| topology.node(i))
         .map(|n| Reply::text(n.id.clone()))
         .collect();
     Reply::Array(vec![
@@ -126,8 +127,9 @@ fn nodes(worker: &Worker) -> Reply {
     Reply::Array(
         worker
             .shared
-            .nodes
-            .iter()
+            .topology
+            .load()
+            .member_nodes()
             .map(|n| {
                 let s = &n.status;
                 let t = n.stats.totals();
@@ -137,7 +139,7 @@ fn nodes(worker: &Worker) -> Reply {
                     Reply::bulk("addr"),
                     Reply::text(n.addr.clone()),
                     Reply::bulk("weight"),
-                    Reply::Integer(i64::from(n.weight)),
+                    Reply::Integer(i64::from(n.weight())),
                     Reply::bulk("state"),
                     Reply::bulk(n.health.state()),
                     Reply::bulk("down_transitions"),

@@ -60,7 +60,8 @@ async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<
         .get(layer)
         .map_or(1, |l| l.spec.replication.max(1));
     let mut removed = 0;
-    for node in shared.ring.preference_list(key, copies) {
+    let nodes = shared.topology.load().ring.preference_list(key, copies);
+    for node in nodes {
         let reply = ask(worker, client_id, node, &[b"UNLINK", key]).await?;
         if let redis_protocol::resp2::types::BytesFrame::Integer(n) = reply.frame {
             removed = removed.max(u64::try_from(n).unwrap_or(0));
@@ -141,7 +142,8 @@ async fn remove_matching(
     let shared = &worker.shared;
     let batch = shared.settings.config.limits.scan_count;
     let mut removed = 0;
-    for node in 0..worker.pool.node_count() {
+    let members = shared.topology.load().members.clone();
+    for node in members {
         let mut scan = NodeScan::new(node, pattern.clone(), batch);
         while let Some(keys) = scan.next(worker, client_id).await? {
             let mine: Vec<Bytes> = keys

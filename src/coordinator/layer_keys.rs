@@ -30,7 +30,8 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
     let shared = &worker.shared;
     let mut counts = vec![0u64; shared.layers.len()];
     let batch = shared.settings.config.limits.scan_count;
-    for node in 0..worker.pool.node_count() {
+    let members = shared.topology.load().members.clone();
+    for node in members {
         let mut scan = NodeScan::new(node, None, batch);
         loop {
             match scan.next(worker, COUNTER_CLIENT).await {

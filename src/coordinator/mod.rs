@@ -163,7 +163,7 @@ pub async fn dispatch(
         ),
         Route::FanOut(merge) => (plan::plan_fan_out(worker, id, merge, request).await, false),
         Route::AnyNode => {
-            let node = (id % worker.pool.node_count().max(1) as u64) as usize;
+            let node = worker.shared.topology.load().pick(id);
             let payload = plan::payload(&request);
             (plan::forward(worker, id, node, payload).await, false)
         }

@@ -39,7 +39,7 @@ fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::backend::NodeInfo>) 
 
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
 pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Bytes) -> Pending {
-    match worker.pool.connection(node, client_id) {
+    match worker.connection(node, client_id) {
         // A node marked down is not sent requests: its clients get the error at once
         // instead of waiting out a hung node.
         Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
@@ -57,8 +57,9 @@ pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Byte
 /// Sends the same payload to every node and merges the replies.
 pub async fn fan_out(worker: &Worker, client_id: u64, payload: Bytes, plan: MergePlan) -> Pending {
     let mut gather = Gather::new(plan);
-    for node in 0..worker.pool.node_count() {
-        if let Some(conn) = worker.pool.connection(node, client_id) {
+    let members = worker.shared.topology.load().members.clone();
+    for node in members {
+        if let Some(conn) = worker.connection(node, client_id) {
             let rx = conn.send(payload.clone()).await;
             gather.push(rx, conn.node().clone());
         }
@@ -74,7 +75,8 @@ pub fn same_node(
     spec: &CommandSpec,
     request: &Request,
 ) -> Result<usize, Reply> {
-    let ring = &worker.shared.ring;
+    let topology = worker.shared.topology.load();
+    let ring = &topology.ring;
     // The common case, one key at position 1, without collecting positions.
     if spec.keys
         == (KeySpec::Range {
@@ -162,7 +164,7 @@ async fn send_followed(
     if followers.is_empty() {
         return forward(worker, client_id, node, payload).await;
     }
-    let Some(conn) = worker.pool.connection(node, client_id) else {
+    let Some(conn) = worker.connection(node, client_id) else {
         return Pending::ready(Reply::error_static("ERR strata: no such node"));
     };
     if conn.node().health.is_down() {
@@ -186,9 +188,9 @@ async fn send_followers(
         let Some(key) = follower.get(1) else {
             continue;
         };
-        let node = worker.shared.ring.primary(key);
+        let node = worker.shared.topology.load().ring.primary(key);
         let layer = worker.shared.layers.resolve(key);
-        if let Some(conn) = worker.pool.connection(node, client_id) {
+        if let Some(conn) = worker.connection(node, client_id) {
             let rx = conn
                 .send(command_bytes(follower.iter().map(|a| a.as_ref())))
                 .await;
@@ -267,7 +269,8 @@ pub fn write_payload(
 /// Groups argument positions by owning node, keeping argument order inside each group.
 /// `stride` is 1 for key lists, 2 for key/value pairs.
 fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
-    let ring = &worker.shared.ring;
+    let topology = worker.shared.topology.load();
+    let ring = &topology.ring;
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut pos = 1;
     while let Some(key) = request.args.get(pos) {
@@ -322,7 +325,7 @@ pub async fn plan_split(
             (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
         }));
         let args: Vec<&[u8]> = args.collect();
-        let Some(conn) = worker.pool.connection(node, client_id) else {
+        let Some(conn) = worker.connection(node, client_id) else {
             continue;
         };
         if conn.node().health.is_down() {
@@ -362,9 +365,11 @@ pub async fn plan_fan_out(
     fan_out(worker, client_id, payload(&request), plan).await
 }
 
-/// SCAN: the cursor names the node; the node's own cursor replaces it in the request.
+/// SCAN: the cursor names the node (its position among the members); the node's own cursor
+/// replaces it in the request.
 async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending {
-    let node_count = worker.pool.node_count();
+    let members = worker.shared.topology.load().members.clone();
+    let node_count = members.len();
     // Redis reads an empty cursor as 0.
     let cursor = match request.args.get(1) {
         Some(c) if c.is_empty() => Some(0),
@@ -384,7 +389,10 @@ async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending
         }
     });
     let args: Vec<&[u8]> = args.collect();
-    let Some(conn) = worker.pool.connection(node, client_id) else {
+    let Some(conn) = members
+        .get(node)
+        .and_then(|&slot| worker.connection(slot, client_id))
+    else {
         return Pending::ready(Reply::error_static("ERR invalid cursor"));
     };
     let rx = conn.send(command_bytes(args.into_iter())).await;

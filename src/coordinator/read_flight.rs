@@ -118,10 +118,11 @@ impl Flight {
         request: ReadRequest,
     ) -> Flight {
         let shared = &worker.shared;
+        let topology = shared.topology.load();
         let replicas = request
             .nodes
             .iter()
-            .filter_map(|&i| shared.nodes.get(i))
+            .filter_map(|&i| topology.node(i))
             .map(|node| Replica {
                 node: node.clone(),
                 index: node.index,
@@ -219,7 +220,7 @@ impl Flight {
         if !matches!(r.state, State::Unsent) {
             return;
         }
-        let Some(conn) = self.worker.pool.connection(r.index, self.client_id) else {
+        let Some(conn) = self.worker.connection(r.index, self.client_id) else {
             r.state = State::Failed(NodeError::new(&r.node, "no connection"));
             return;
         };

@@ -54,7 +54,8 @@ impl ReadOne {
         request: ReadRequest,
     ) -> Result<Box<ReadOne>, ReadRequest> {
         let shared = &worker.shared;
-        let up = |&n: &usize| shared.nodes.get(n).is_some_and(|n| !n.health.is_down());
+        let topology = shared.topology.load();
+        let up = |&n: &usize| topology.node(n).is_some_and(|n| !n.health.is_down());
         let Some(position) = request.nodes.iter().position(up) else {
             return Err(request);
         };
@@ -67,7 +68,7 @@ impl ReadOne {
         let Some(conn) = request
             .nodes
             .get(position)
-            .and_then(|&n| worker.pool.connection(n, client_id))
+            .and_then(|&n| worker.connection(n, client_id))
         else {
             return Err(request);
         };

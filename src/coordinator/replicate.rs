@@ -31,23 +31,18 @@ pub type NodeList = SmallVec<[usize; 4]>;
 /// The replicas of `key` under `layer`, primary first. With `eject_on_down`, down nodes are
 /// passed over (the key moves to the next nodes while they are down).
 pub fn replicas_of(worker: &Worker, layer: &LayerSpec, key: &[u8]) -> NodeList {
-    let shared = &worker.shared;
-    let hash = shared.ring.key_hash(key);
+    let topology = worker.shared.topology.load();
+    let ring = &topology.ring;
+    let hash = ring.key_hash(key);
     if layer.eject_on_down {
-        shared
-            .ring
-            .node_iter(hash)
-            .filter(|&n| shared.nodes.get(n).is_some_and(|n| !n.health.is_down()))
+        ring.node_iter(hash)
+            .filter(|&n| topology.node(n).is_some_and(|n| !n.health.is_down()))
             .take(layer.replication)
             .collect()
     } else {
-        match shared.ring.replicas(hash, layer.replication) {
+        match ring.replicas(hash, layer.replication) {
             Some(table) => table.iter().map(|&o| usize::from(o)).collect(),
-            None => shared
-                .ring
-                .node_iter(hash)
-                .take(layer.replication)
-                .collect(),
+            None => ring.node_iter(hash).take(layer.replication).collect(),
         }
     }
 }

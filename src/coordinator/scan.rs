@@ -17,7 +17,7 @@ pub async fn ask(
     node: usize,
     args: &[&[u8]],
 ) -> Result<NodeReply, Reply> {
-    let Some(conn) = worker.pool.connection(node, client_id) else {
+    let Some(conn) = worker.connection(node, client_id) else {
         return Err(Reply::error_static("ERR strata: no such node"));
     };
     let rx = conn.send(command_bytes(args.iter().copied())).await;

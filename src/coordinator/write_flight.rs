@@ -93,8 +93,9 @@ impl WriteFlight {
             decided: None,
             applied: 0,
         });
+        let topology = worker.shared.topology.load();
         for &index in nodes {
-            let Some(node) = worker.shared.nodes.get(index) else {
+            let Some(node) = topology.node(index) else {
                 continue;
             };
             let mut replica = Replica {
@@ -106,7 +107,7 @@ impl WriteFlight {
                 for key in &flight.keys {
                     node.hints.add(key);
                 }
-            } else if let Some(conn) = worker.pool.connection(index, client_id) {
+            } else if let Some(conn) = worker.connection(index, client_id) {
                 replica.state = State::Waiting(conn.send(payload.clone()).await);
                 for f in followers {
                     replica.followers.push(conn.send(f.clone()).await);
@@ -183,14 +184,13 @@ impl WriteFlight {
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut acks = 0;
         let mut waiting = 0;
-        let nodes = &self.worker.shared.nodes;
         for r in self.replicas.iter_mut() {
             if let State::Waiting(rx) = &mut r.state {
                 if let Poll::Ready(got) = Pin::new(rx).poll(cx) {
                     r.state = match got {
                         Ok(Ok(reply)) => State::Answered(reply.raw),
                         Ok(Err(e)) => State::Failed(e),
-                        Err(_) => match nodes.get(r.index) {
+                        Err(_) => match self.worker.shared.topology.load().node(r.index) {
                             Some(node) => State::Failed(NodeError::new(node, "connection lost")),
                             None => State::Done,
                         },
@@ -227,12 +227,17 @@ impl WriteFlight {
         let mut acks = 0;
         let mut chosen = None;
         let mut reply = None;
-        let nodes = &self.worker.shared.nodes;
         for (i, r) in self.replicas.iter_mut().enumerate() {
-            let Some(node) = nodes.get(r.index) else {
-                continue;
+            let state = std::mem::replace(&mut r.state, State::Done);
+            // Only a replica still out or failed needs its node (loaded only then: the
+            // usual write has every replica answered).
+            let node = match state {
+                State::Waiting(_) | State::Failed(_) => {
+                    self.worker.shared.topology.load().node(r.index).cloned()
+                }
+                _ => None,
             };
-            match std::mem::replace(&mut r.state, State::Done) {
+            match state {
                 State::Answered(answer) => {
                     acks += 1;
                     if reply.is_none() {
@@ -241,12 +246,16 @@ impl WriteFlight {
                     }
                 }
                 State::Waiting(rx) => {
-                    crate::repair::watch_tail(&self.worker, rx, node.clone(), self.keys.clone());
+                    if let Some(node) = node {
+                        crate::repair::watch_tail(&self.worker, rx, node, self.keys.clone());
+                    }
                 }
                 State::Failed(e) => {
-                    tracing::debug!(node = %node.id, reason = %e.reason, "replica write failed: keys hinted");
-                    for key in &self.keys {
-                        node.hints.add(key);
+                    tracing::debug!(node = %e.node.id, reason = %e.reason, "replica write failed: keys hinted");
+                    if let Some(node) = node {
+                        for key in &self.keys {
+                            node.hints.add(key);
+                        }
                     }
                 }
                 State::Down | State::Done => {}

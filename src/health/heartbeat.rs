@@ -13,15 +13,22 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::backend::NodeInfo;
 use crate::server::Worker;
 
-/// Starts one heartbeat task per node on the current runtime.
+/// Starts one heartbeat task per member node on the current runtime.
 pub fn start(worker: &Arc<Worker>) {
-    for index in 0..worker.shared.nodes.len() {
-        tokio::spawn(beat(worker.clone(), index));
+    let members = worker.shared.topology.load().members.clone();
+    for slot in members {
+        start_one(worker, slot);
     }
 }
 
+/// Starts the heartbeat of the node in `slot` (a node added at run time) on the current
+/// runtime. It stops when the node is removed.
+pub fn start_one(worker: &Arc<Worker>, slot: usize) {
+    tokio::spawn(beat(worker.clone(), slot));
+}
+
 async fn beat(worker: Arc<Worker>, index: usize) {
-    let Some(node) = worker.shared.nodes.get(index).cloned() else {
+    let Some(node) = worker.shared.topology.load().node(index).cloned() else {
         return;
     };
     let config = &worker.shared.settings.config;
@@ -32,7 +39,10 @@ async fn beat(worker: Arc<Worker>, index: usize) {
     let mut conn: Option<TcpStream> = None;
     let mut replay: Option<tokio::task::JoinHandle<u64>> = None;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = node.retired() => return,
+        }
         let outcome = tokio::time::timeout(interval, ping(&node, &mut conn, connect_timeout)).await;
         let now = Instant::now().into_std();
         match outcome {

@@ -37,7 +37,6 @@ pub async fn copy_key(
     let mut pending = Vec::with_capacity(targets.len());
     for &target in targets {
         let conn = worker
-            .pool
             .connection(target, COPY_CLIENT)
             .ok_or("no such node")?;
         pending.push((conn.node().clone(), conn.send(command.clone()).await));
@@ -63,7 +62,6 @@ fn restore_ttl(pttl_ms: i64) -> i64 {
 
 async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Source, String> {
     let conn = worker
-        .pool
         .connection(source, COPY_CLIENT)
         .ok_or("no such node")?;
     let dump = conn

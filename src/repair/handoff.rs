@@ -12,7 +12,7 @@ use super::copy::copy_key;
 /// how many hints were replayed.
 pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
     let shared = &worker.shared;
-    let Some(node) = shared.nodes.get(target).cloned() else {
+    let Some(node) = shared.topology.load().node(target).cloned() else {
         return 0;
     };
     let batch = shared.settings.config.repair.replay_batch;
@@ -24,12 +24,14 @@ pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
         }
         for (i, key) in keys.iter().enumerate() {
             let replication = shared.layers.of(key).map_or(1, |l| l.spec.replication);
-            let source = shared
+            let topology = shared.topology.load();
+            let source = topology
                 .ring
                 .preference_list(key, replication)
                 .into_iter()
                 .filter(|&n| n != target)
-                .find(|&n| shared.nodes.get(n).is_some_and(|n| !n.health.is_down()));
+                .find(|&n| topology.node(n).is_some_and(|n| !n.health.is_down()));
+            drop(topology);
             let Some(source) = source else {
                 // No live copy to take the value from.
                 node.hints.dropped(1);

@@ -54,7 +54,8 @@ impl Ring {
             owners,
             successors: Vec::new(),
             depth: 0,
-            node_count: nodes.len(),
+            // Nodes of weight 0 (removed members) have no points and do not count.
+            node_count: nodes.iter().filter(|n| n.weight > 0).count(),
             hash_tag,
         }
     }

@@ -290,9 +290,9 @@ impl Collector for StrataCollector {
             }
         }
 
-        let nodes: Vec<(&str, &crate::backend::NodeInfo, super::NodeTotals)> = s
-            .nodes
-            .iter()
+        let topology = s.topology.load();
+        let nodes: Vec<(&str, &crate::backend::NodeInfo, super::NodeTotals)> = topology
+            .member_nodes()
             .map(|n| (n.id.as_str(), n.as_ref(), n.stats.totals()))
             .collect();
         gauges(

@@ -390,8 +390,9 @@ impl Strata {
         self.addr().port()
     }
 
-    pub fn ring(&self) -> &Ring {
-        &self.handle().shared.ring
+    /// The ring as it is now (a copy: membership changes swap it).
+    pub fn ring(&self) -> Ring {
+        self.handle().shared.topology.load().ring.clone()
     }
 
     /// Index of the node that must hold `key`.
