@@ -165,13 +165,15 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
 
 fn ring(shared: &crate::server::Shared, out: &mut String) {
     let config = &shared.settings.config;
+    let topology = shared.topology.load();
     let _ = write!(
         out,
-        "# Ring\r\nring_hash:xxh3-64\r\nring_nodes:{}\r\nring_points:{}\r\nring_vnodes:{}\r\nring_hash_tag:{}\r\n",
-        shared.topology.load().ring.node_count(),
-        shared.topology.load().ring.point_count(),
+        "# Ring\r\nring_hash:xxh3-64\r\nring_nodes:{}\r\nring_points:{}\r\nring_vnodes:{}\r\nring_hash_tag:{}\r\nring_version:{}\r\n",
+        topology.ring.node_count(),
+        topology.ring.point_count(),
         config.ring.vnodes,
         config.ring.hash_tag,
+        topology.version,
     );
 }
 

@@ -37,7 +37,7 @@ impl Done {
 
 /// Runs a `Route::Local` or `Route::Subcommand` command.
 pub async fn execute(
-    worker: &Worker,
+    worker: &std::sync::Arc<Worker>,
     client: &ClientInfo,
     spec: &'static CommandSpec,
     request: Request,

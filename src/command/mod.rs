@@ -6,6 +6,7 @@ pub mod info;
 pub mod introspect;
 pub mod keys;
 pub mod local;
+pub mod membership;
 pub mod report;
 pub mod spec;
 pub mod strata;

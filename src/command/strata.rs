@@ -1,5 +1,5 @@
-//! `STRATA <subcommand>`: strata's own admin commands over RESP: RING, NODES, LAYERS, STATS,
-//! INVALIDATE, WARM and HELP.
+//! `STRATA <subcommand>`: strata's own admin commands over RESP: RING, NODES, NODE (live
+//! membership, `membership.rs`), LAYERS, STATS, INVALIDATE, WARM and HELP.
 
 use bytes::Bytes;
 
@@ -15,7 +15,11 @@ use super::local::{help, Done};
 use super::report;
 use super::table::lookup;
 
-pub async fn strata(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+pub async fn strata(
+    worker: &std::sync::Arc<Worker>,
+    client: &ClientInfo,
+    request: &Request,
+) -> Done {
     let args = &request.args;
     let sub = args
         .get(1)
@@ -33,6 +37,7 @@ pub async fn strata(worker: &Worker, client: &ClientInfo, request: &Request) -> 
         "stats" if args.len() == 2 => report::stats_reply(&worker.shared),
         "stats" => wrong_arity("strata|stats"),
         "invalidate" => Box::pin(invalidate::command(worker, client.id, args)).await,
+        "node" => super::membership::command(worker, args),
         "warm" => return warm(worker, client, args).await,
         "help" => help(&[
             "STRATA <subcommand> [<arg> ...]. Subcommands are:",
@@ -40,6 +45,12 @@ pub async fn strata(worker: &Worker, client: &ClientInfo, request: &Request) -> 
             "    The key's hash point (xxh3-64, hex), the hashed part and its preference list.",
             "NODES",
             "    Every node with its address, weight, state and counters.",
+            "NODE ADD <id> <host:port> [<weight>]",
+            "    Add a node to the ring now; replies with the share of keys that moved.",
+            "NODE REMOVE <id>",
+            "    Take a node out of the ring now (its connections close once idle).",
+            "NODE WEIGHT <id> <weight>",
+            "    Change a node's share of the ring.",
             "LAYERS",
             "    Every layer with its policy and statistics.",
             "STATS",
