@@ -57,6 +57,7 @@ pub struct Config {
     pub stats: StatsConfig,
     pub health: HealthConfig,
     pub repair: RepairConfig,
+    pub rebalance: RebalanceConfig,
     pub timeouts: TimeoutsConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
@@ -270,6 +271,26 @@ impl Default for RepairConfig {
     }
 }
 
+/// Moving keys to their owners after membership changes (`STRATA REBALANCE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceConfig {
+    /// Start a rebalance by itself after every membership change. Default false.
+    pub auto: bool,
+    /// Keys moved per second at most (the walk reads `limits.scan_count` keys per SCAN).
+    /// Default 5000.
+    pub max_keys_per_sec: usize,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            auto: false,
+            max_keys_per_sec: 5000,
+        }
+    }
+}
+
 /// Time limits on the backend side.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -348,6 +369,7 @@ impl Default for Config {
             stats: StatsConfig::default(),
             health: HealthConfig::default(),
             repair: RepairConfig::default(),
+            rebalance: RebalanceConfig::default(),
             timeouts: TimeoutsConfig::default(),
             backend: BackendConfig::default(),
             limits: LimitsConfig::default(),
@@ -551,6 +573,10 @@ impl Config {
             ("repair.max_in_flight", self.repair.max_in_flight),
             ("repair.max_hints_per_node", self.repair.max_hints_per_node),
             ("repair.replay_batch", self.repair.replay_batch),
+            (
+                "rebalance.max_keys_per_sec",
+                self.rebalance.max_keys_per_sec,
+            ),
         ] {
             if v == 0 {
                 return Err(format!("{name}: must be at least 1"));

@@ -56,6 +56,7 @@ pub mod coordinator;
 pub mod health;
 pub mod policy;
 pub mod protocol;
+pub mod rebalance;
 pub mod repair;
 pub mod ring;
 pub mod server;

@@ -40,6 +40,8 @@ pub struct Shared {
     /// Client connections open right now (enforces `limits.max_clients`).
     pub connected: AtomicUsize,
     pub stats: Stats,
+    /// Moving keys after membership changes (`STRATA REBALANCE`).
+    pub rebalance: crate::rebalance::Rebalance,
     /// Budget and figures of background convergence work (write tails, repairs).
     pub background: Arc<crate::repair::Background>,
     pub started: Instant,
@@ -141,6 +143,7 @@ impl Server {
             settings,
             topology: ArcSwap::from_pointee(topology),
             membership: Mutex::new(()),
+            rebalance: crate::rebalance::Rebalance::default(),
             layers,
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),

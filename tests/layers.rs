@@ -299,7 +299,8 @@ fn strata_layers_and_stats_replies_carry_the_info_figures() {
             "strata_error_replies",
             "classes",
             "layers",
-            "nodes"
+            "nodes",
+            "rebalance"
         ]
     );
     let s = fields(&stats);

@@ -32,6 +32,7 @@ const SECTIONS: &[&str] = &[
     "latency",
     "nodes",
     "repair",
+    "rebalance",
     "ring",
 ];
 
@@ -88,6 +89,7 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
             "latency" => report::latency_section(shared, out),
             "nodes" => report::nodes_section(shared, out),
             "repair" => report::repair_section(shared, out),
+            "rebalance" => report::rebalance_section(shared, out),
             "ring" => ring(shared, out),
             _ => {}
         }

@@ -3,7 +3,7 @@
 //! owner. Requests already planned finish on the old ring; no client connection is touched.
 //!
 //! Changes last until strata restarts: put them in config.yaml too (or change config.yaml and
-//! `STRATA RELOAD`) to keep them.
+//! `STRATA RELOAD`) to keep them. `STRATA REBALANCE [DRY]` moves the keys (`rebalance/`).
 
 use std::sync::Arc;
 
@@ -71,6 +71,60 @@ pub fn command(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
         Ok(done) => done.reply(),
         Err(text) => Reply::error(format!("ERR strata: {text}")),
     }
+}
+
+/// STRATA REBALANCE [DRY]: starts moving keys to their owners (in the background: progress in
+/// INFO `# Rebalance`), or with DRY walks the nodes and counts what would move.
+pub async fn rebalance(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
+    let dry = match args.get(2) {
+        None => false,
+        Some(a) if args.len() == 3 && a.eq_ignore_ascii_case(b"dry") => true,
+        Some(_) => return Reply::error_static("ERR syntax error"),
+    };
+    let topology = worker.shared.topology.load_full();
+    if !dry {
+        return match crate::rebalance::Rebalance::start(worker) {
+            Ok(()) => Reply::Array(vec![
+                Reply::bulk("started"),
+                Reply::Integer(1),
+                Reply::bulk("ring_version"),
+                Reply::Integer(topology.version as i64),
+            ]),
+            Err(e) => Reply::error(format!("ERR strata: {e}")),
+        };
+    }
+    let summary = crate::rebalance::walk(worker, &topology, true).await;
+    let nodes = summary
+        .nodes
+        .iter()
+        .map(|(id, scanned, moving)| {
+            Reply::Array(vec![
+                Reply::bulk("node"),
+                Reply::text(id.clone()),
+                Reply::bulk("scanned"),
+                Reply::Integer(*scanned as i64),
+                Reply::bulk("to_move"),
+                Reply::Integer(*moving as i64),
+            ])
+        })
+        .collect();
+    let unreachable = summary
+        .unreachable
+        .iter()
+        .map(|(id, why)| Reply::text(format!("{id}: {why}")))
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk("ring_version"),
+        Reply::Integer(topology.version as i64),
+        Reply::bulk("scanned"),
+        Reply::Integer(summary.scanned as i64),
+        Reply::bulk("to_move"),
+        Reply::Integer(summary.moved as i64),
+        Reply::bulk("nodes"),
+        Reply::Array(nodes),
+        Reply::bulk("unreachable"),
+        Reply::Array(unreachable),
+    ])
 }
 
 fn parse_weight(raw: &[u8]) -> Result<u32, Reply> {
@@ -156,6 +210,7 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
         version: new.version,
     };
     shared.topology.store(Arc::new(new));
+    shared.rebalance.remember(old.clone());
     if let Some(slot) = added {
         crate::health::heartbeat::start_one(worker, slot);
     }
@@ -164,6 +219,10 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
         let pending = node.hints.len();
         drop(node.hints.take(pending));
         node.retire();
+    }
+    if shared.settings.config.rebalance.auto {
+        // A run in progress starts over on the new ring by itself.
+        let _ = crate::rebalance::Rebalance::start(worker);
     }
     tracing::info!(
         action = applied.action,

@@ -185,6 +185,20 @@ pub fn repair_section(shared: &Shared, out: &mut String) {
     );
 }
 
+/// INFO `# Rebalance`: keys moved after membership changes (`rebalance/`).
+pub fn rebalance_section(shared: &Shared, out: &mut String) {
+    out.push_str("# Rebalance\r\n");
+    for (name, value) in shared.rebalance.figures() {
+        let _ = write!(out, "rebalance_{name}:{value}\r\n");
+    }
+    let error = shared.rebalance.last_error().unwrap_or_default();
+    let _ = write!(
+        out,
+        "rebalance_last_error:{}\r\n",
+        error.replace(['\r', '\n'], " ")
+    );
+}
+
 /// INFO `# Commandstats`, in Redis's format, for the commands called at least once.
 pub fn commandstats_section(shared: &Shared, out: &mut String) {
     out.push_str("# Commandstats\r\n");
@@ -336,5 +350,14 @@ pub fn stats_reply(shared: &Shared) -> Reply {
         layers_reply(shared),
         Reply::bulk("nodes"),
         Reply::Array(nodes),
+        Reply::bulk("rebalance"),
+        Reply::Array(
+            shared
+                .rebalance
+                .figures()
+                .into_iter()
+                .flat_map(|(name, value)| [Reply::bulk(name), int(value)])
+                .collect(),
+        ),
     ])
 }

@@ -38,6 +38,7 @@ pub async fn strata(
         "stats" => wrong_arity("strata|stats"),
         "invalidate" => Box::pin(invalidate::command(worker, client.id, args)).await,
         "node" => super::membership::command(worker, args),
+        "rebalance" => Box::pin(super::membership::rebalance(worker, args)).await,
         "warm" => return warm(worker, client, args).await,
         "help" => help(&[
             "STRATA <subcommand> [<arg> ...]. Subcommands are:",
@@ -51,6 +52,8 @@ pub async fn strata(
             "    Take a node out of the ring now (its connections close once idle).",
             "NODE WEIGHT <id> <weight>",
             "    Change a node's share of the ring.",
+            "REBALANCE [DRY]",
+            "    Move every key to the nodes that own it now (in the background); DRY counts them.",
             "LAYERS",
             "    Every layer with its policy and statistics.",
             "STATS",

@@ -115,13 +115,18 @@ pub async fn dispatch(
         track.set_keys(layers, &request.args, 2);
     }
     let id = client.id;
-    // Layers with several copies (or ejecting down nodes) take the replicated path.
-    let replicated = layers.any_replicated()
+    // Layers with several copies (or ejecting down nodes) take the replicated path; while a
+    // rebalance runs every key does (its reads fall back to the key's previous owners).
+    let rebalancing = worker.shared.rebalance.is_running();
+    let replicated = (layers.any_replicated() || rebalancing)
         && match spec.route {
-            Route::SameNode => track
-                .layer
-                .and_then(|l| layers.get(l))
-                .is_some_and(|l| l.replicated),
+            Route::SameNode => {
+                rebalancing
+                    || track
+                        .layer
+                        .and_then(|l| layers.get(l))
+                        .is_some_and(|l| l.replicated)
+            }
             Route::Split(_) => true,
             _ => false,
         };

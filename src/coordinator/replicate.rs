@@ -47,6 +47,30 @@ pub fn replicas_of(worker: &Worker, layer: &LayerSpec, key: &[u8]) -> NodeList {
     }
 }
 
+/// While a rebalance runs: appends to `nodes` the key's owners on the rings before the change
+/// that are still members (a key not moved yet is there). True when any was added.
+fn with_previous_owners(
+    worker: &Worker,
+    layer: &LayerSpec,
+    key: &[u8],
+    nodes: &mut NodeList,
+) -> bool {
+    let Some(previous) = worker.shared.rebalance.fallback() else {
+        return false;
+    };
+    let topology = worker.shared.topology.load();
+    let before = nodes.len();
+    for ring in previous.iter().rev().map(|t| &t.ring) {
+        for slot in ring.preference_list(key, layer.replication) {
+            let member = topology.members.contains(&slot);
+            if member && !nodes.contains(&slot) {
+                nodes.push(slot);
+            }
+        }
+    }
+    nodes.len() > before
+}
+
 /// Reads (Redis's `readonly` flag) follow the layer's read consistency; everything else that
 /// names keys may change them and goes to every replica.
 fn read_op(spec: &CommandSpec, layer: &LayerSpec, track: &Track) -> Option<ReadOp> {
@@ -112,7 +136,14 @@ pub async fn plan_same_node(
     if nodes.is_empty() {
         return no_node(&layer.spec);
     }
-    if let Some(op) = read_op(spec, &layer.spec, track) {
+    if let Some(mut op) = read_op(spec, &layer.spec, track) {
+        let mut nodes = nodes;
+        if op.level == ReadConsistency::One
+            && with_previous_owners(worker, &layer.spec, first, &mut nodes)
+        {
+            // A key not moved yet is still on a previous owner: a miss asks on.
+            op.miss_failover = true;
+        }
         let mut read = ReadRequest {
             nodes,
             payload: plan::payload(&request),

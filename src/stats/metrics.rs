@@ -149,6 +149,30 @@ impl Collector for StrataCollector {
             "Read repairs and miss-failover copies that failed.",
             s.background.repairs_failed.load(Relaxed),
         )?;
+        for (name, value) in s.rebalance.figures() {
+            let (help, is_gauge) = match name {
+                "running" => ("1 while a rebalance runs.", true),
+                "runs" => ("Rebalance runs completed.", false),
+                "keys_scanned" => ("Keys looked at by rebalances.", false),
+                "keys_moved" => ("Keys moved to their owners by rebalances.", false),
+                "keys_skipped" => ("Keys whose new owner already had a value (kept).", false),
+                "keys_failed" => ("Keys a rebalance could not move (left in place).", false),
+                "last_ring_version" => ("Ring version of the last completed rebalance.", true),
+                "last_ms" => ("Duration of the last rebalance, milliseconds.", true),
+                _ => ("Rings before membership changes not rebalanced yet.", true),
+            };
+            let metric = format!("rebalance_{name}");
+            if is_gauge {
+                gauge(
+                    &mut e,
+                    &metric,
+                    help,
+                    i64::try_from(value).unwrap_or(i64::MAX),
+                )?;
+            } else {
+                counter(&mut e, &metric, help, value)?;
+            }
+        }
         counter(
             &mut e,
             "connections_received",

@@ -1,0 +1,464 @@
+//! Rebalance: after membership changes, walks every node with SCAN and moves each key the node
+//! no longer holds a copy of (by the key's layer and the current ring) to the nodes that should:
+//! DUMP and PTTL on the old holder, `RESTORE key ttl payload` (without REPLACE: a value
+//! written to the new owner since the change is newer and stays) on each new replica, then
+//! UNLINK on the old holder. At most `rebalance.max_keys_per_sec` keys are moved per second.
+//!
+//! While a rebalance runs, reads that miss also ask the key's owners on the rings before the
+//! change (`fallback`), so a key not moved yet is still found (and copied to its new owner).
+//! A run that ends while the ring changed again starts over on the new ring.
+
+mod direct;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+
+use crate::protocol::NodeReply;
+use crate::server::Worker;
+use crate::topology::Topology;
+
+use direct::Direct;
+
+/// Rings before changes not rebalanced yet, kept at most (older ones are forgotten).
+const MAX_PREVIOUS: usize = 8;
+
+/// The rebalancer's state and figures (INFO `# Rebalance`, STRATA STATS, `/metrics`).
+#[derive(Default)]
+pub struct Rebalance {
+    running: AtomicBool,
+    /// Topologies before the changes not rebalanced yet, oldest first.
+    previous: Mutex<Vec<Arc<Topology>>>,
+    /// Runs completed.
+    pub runs: AtomicU64,
+    /// Keys looked at, moved, left alone because their new owner already had a value, and
+    /// not moved because of an error (they stay where they were).
+    pub scanned: AtomicU64,
+    pub moved: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+    /// Ring version of the last completed run, and its duration.
+    pub last_version: AtomicU64,
+    pub last_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What a walk found (DRY) or did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub scanned: u64,
+    /// Keys to move (DRY) or moved.
+    pub moved: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Per node walked: (id, keys scanned, keys to move / moved).
+    pub nodes: Vec<(String, u64, u64)>,
+    /// Nodes that could not be walked, with why.
+    pub unreachable: Vec<(String, String)>,
+}
+
+impl Rebalance {
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.lock_error().clone()
+    }
+
+    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_previous(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Topology>>> {
+        self.previous.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The figures, as (name, value), for INFO `# Rebalance`, STRATA STATS and `/metrics`.
+    pub fn figures(&self) -> Vec<(&'static str, u64)> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("running", u64::from(self.is_running())),
+            ("runs", get(&self.runs)),
+            ("keys_scanned", get(&self.scanned)),
+            ("keys_moved", get(&self.moved)),
+            ("keys_skipped", get(&self.skipped)),
+            ("keys_failed", get(&self.failed)),
+            ("last_ring_version", get(&self.last_version)),
+            ("last_ms", get(&self.last_ms)),
+            ("rings_pending", self.lock_previous().len() as u64),
+        ]
+    }
+
+    /// Remembers the ring before a membership change (its owners still hold the keys).
+    pub fn remember(&self, before: Arc<Topology>) {
+        let mut previous = self.lock_previous();
+        previous.push(before);
+        if previous.len() > MAX_PREVIOUS {
+            previous.remove(0);
+        }
+    }
+
+    /// While a rebalance runs: the rings whose owners a missing read also asks.
+    pub fn fallback(&self) -> Option<Vec<Arc<Topology>>> {
+        if !self.is_running() {
+            return None;
+        }
+        let previous = self.lock_previous();
+        (!previous.is_empty()).then(|| previous.clone())
+    }
+
+    /// Starts a rebalance in the background on the current runtime; `Err` when one runs.
+    pub fn start(worker: &Arc<Worker>) -> Result<(), String> {
+        let me = &worker.shared.rebalance;
+        if me
+            .running
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err("a rebalance is already running".into());
+        }
+        tokio::spawn(run(worker.clone()));
+        Ok(())
+    }
+}
+
+/// Runs until a walk completes on the ring that is still current.
+async fn run(worker: Arc<Worker>) {
+    let shared = &worker.shared;
+    let me = &shared.rebalance;
+    loop {
+        let topology = shared.topology.load_full();
+        let started = Instant::now();
+        tracing::info!(ring_version = topology.version, "rebalance started");
+        let summary = walk(&worker, &topology, false).await;
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        me.last_ms.store(ms, Ordering::Relaxed);
+        me.last_version.store(topology.version, Ordering::Relaxed);
+        me.runs.fetch_add(1, Ordering::Relaxed);
+        let error = (!summary.unreachable.is_empty()).then(|| {
+            summary
+                .unreachable
+                .iter()
+                .map(|(id, why)| format!("{id}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        tracing::info!(
+            ring_version = topology.version,
+            scanned = summary.scanned,
+            moved = summary.moved,
+            skipped = summary.skipped,
+            failed = summary.failed,
+            ms,
+            unreachable = error.as_deref().unwrap_or(""),
+            "rebalance finished"
+        );
+        *me.lock_error() = error;
+        if shared.topology.load().version == topology.version {
+            me.lock_previous().clear();
+            break;
+        }
+    }
+    me.running.store(false, Ordering::SeqCst);
+}
+
+/// Walks every node of `topology` (members, and removed nodes still reachable) and moves, or
+/// with `dry` only counts, the keys each holds but should not.
+pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
+    let shared = &worker.shared;
+    let config = &shared.settings.config;
+    let mut summary = Summary::default();
+    let mut targets: HashMap<usize, Direct> = HashMap::new();
+    let mut pace = Pace::new(config.rebalance.max_keys_per_sec);
+    let mut walked: Vec<&str> = Vec::new();
+    // Members first, then removed nodes; one walk per address (a node removed and added back
+    // is the same server under two slots).
+    let order = topology
+        .members
+        .iter()
+        .copied()
+        .chain((0..topology.nodes.len()).filter(|s| !topology.members.contains(s)));
+    for slot in order {
+        let Some(node) = topology.node(slot) else {
+            continue;
+        };
+        if walked.contains(&node.addr.as_str()) {
+            continue;
+        }
+        walked.push(&node.addr);
+        let member = topology.members.contains(&slot);
+        let mut source =
+            match Direct::connect(&node.addr, config.timeouts.connect, config.timeouts.request)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    // A removed node that is gone has nothing left to give.
+                    if member {
+                        summary.unreachable.push((node.id.clone(), e));
+                    }
+                    continue;
+                }
+            };
+        let mut node_scanned = 0;
+        let mut node_moved = 0;
+        let mut cursor = Bytes::from_static(b"0");
+        loop {
+            let scan = source
+                .call(vec![
+                    Bytes::from_static(b"SCAN"),
+                    cursor.clone(),
+                    Bytes::from_static(b"COUNT"),
+                    Bytes::from(config.limits.scan_count.to_string()),
+                ])
+                .await;
+            let (next, keys) = match scan.map(parse_scan) {
+                Ok(Some(page)) => page,
+                Ok(None) => {
+                    summary
+                        .unreachable
+                        .push((node.id.clone(), "unexpected SCAN reply".into()));
+                    break;
+                }
+                Err(e) => {
+                    summary.unreachable.push((node.id.clone(), e));
+                    break;
+                }
+            };
+            let page = keys.len() as u64;
+            node_scanned += page;
+            if !dry {
+                shared.rebalance.scanned.fetch_add(page, Ordering::Relaxed);
+            }
+            // Keys this node should not hold, with where they belong.
+            let moves: Vec<(Bytes, Vec<usize>)> = keys
+                .into_iter()
+                .filter_map(|key| {
+                    let copies = shared.layers.of(&key).map_or(1, |l| l.spec.replication);
+                    let owners = topology.ring.preference_list(&key, copies);
+                    (!owners.contains(&slot)).then_some((key, owners))
+                })
+                .collect();
+            if dry {
+                node_moved += moves.len() as u64;
+            } else if !moves.is_empty() {
+                let done = move_keys(worker, topology, &mut source, &mut targets, moves).await;
+                node_moved += done.moved;
+                summary.skipped += done.skipped;
+                summary.failed += done.failed;
+                let me = &shared.rebalance;
+                me.moved.fetch_add(done.moved, Ordering::Relaxed);
+                me.skipped.fetch_add(done.skipped, Ordering::Relaxed);
+                me.failed.fetch_add(done.failed, Ordering::Relaxed);
+                pace.spend(done.moved + done.skipped + done.failed).await;
+            }
+            if next.as_ref() == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        summary.scanned += node_scanned;
+        summary.moved += node_moved;
+        summary
+            .nodes
+            .push((node.id.clone(), node_scanned, node_moved));
+    }
+    summary
+}
+
+/// What moving one batch did.
+#[derive(Default)]
+struct Moved {
+    moved: u64,
+    skipped: u64,
+    failed: u64,
+}
+
+/// Copies each key to its owners that lack it, then unlinks it on `source` when every owner
+/// has it.
+async fn move_keys(
+    worker: &Worker,
+    topology: &Topology,
+    source: &mut Direct,
+    targets: &mut HashMap<usize, Direct>,
+    moves: Vec<(Bytes, Vec<usize>)>,
+) -> Moved {
+    let config = &worker.shared.settings.config;
+    let mut out = Moved::default();
+    let reads: Vec<Vec<Bytes>> = moves
+        .iter()
+        .flat_map(|(key, _)| {
+            [
+                vec![Bytes::from_static(b"DUMP"), key.clone()],
+                vec![Bytes::from_static(b"PTTL"), key.clone()],
+            ]
+        })
+        .collect();
+    let Ok(replies) = source.pipeline(&reads).await else {
+        out.failed += moves.len() as u64;
+        return out;
+    };
+    // (key, payload, ttl, owners) of the keys still there.
+    let mut copies = Vec::new();
+    for ((key, owners), pair) in moves.into_iter().zip(replies.chunks(2)) {
+        let (Some(dump), Some(pttl)) = (pair.first(), pair.get(1)) else {
+            out.failed += 1;
+            continue;
+        };
+        let payload = match &dump.frame {
+            BytesFrame::BulkString(p) => p.clone(),
+            // Gone (expired or deleted) since the SCAN: nothing to move.
+            _ => continue,
+        };
+        let ttl = match pttl.frame {
+            BytesFrame::Integer(-2) => continue,
+            BytesFrame::Integer(ms) if ms > 0 => ms,
+            // An expiry due this very millisecond still needs one: 0 would make it persistent.
+            BytesFrame::Integer(0) => 1,
+            _ => 0,
+        };
+        copies.push((key, payload, ttl, owners));
+    }
+    // Which keys every owner now has.
+    let mut ok = vec![true; copies.len()];
+    let mut by_target: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, (_, _, _, owners)) in copies.iter().enumerate() {
+        for &o in owners {
+            by_target.entry(o).or_default().push(i);
+        }
+    }
+    let fail = |ok: &mut Vec<bool>, items: &[usize]| {
+        for &i in items {
+            if let Some(flag) = ok.get_mut(i) {
+                *flag = false;
+            }
+        }
+    };
+    for (target, items) in by_target {
+        let Some(node) = topology.node(target) else {
+            fail(&mut ok, &items);
+            continue;
+        };
+        let conn = match targets.entry(target) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                match Direct::connect(&node.addr, config.timeouts.connect, config.timeouts.request)
+                    .await
+                {
+                    Ok(c) => e.insert(c),
+                    Err(_) => {
+                        fail(&mut ok, &items);
+                        continue;
+                    }
+                }
+            }
+        };
+        let restores: Vec<Vec<Bytes>> = items
+            .iter()
+            .filter_map(|&i| copies.get(i))
+            .map(|(key, payload, ttl, _)| {
+                vec![
+                    Bytes::from_static(b"RESTORE"),
+                    key.clone(),
+                    Bytes::from(ttl.to_string()),
+                    payload.clone(),
+                ]
+            })
+            .collect();
+        match conn.pipeline(&restores).await {
+            Ok(replies) => {
+                for (&i, reply) in items.iter().zip(replies.iter()) {
+                    if let Some(flag) = ok.get_mut(i) {
+                        if !restored(reply) {
+                            *flag = false;
+                        } else if reply.is_error() {
+                            out.skipped += 1;
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                // The connection is in an unknown state: drop it, the next batch reconnects.
+                targets.remove(&target);
+                fail(&mut ok, &items);
+            }
+        }
+    }
+    let unlinks: Vec<Vec<Bytes>> = copies
+        .iter()
+        .zip(ok.iter())
+        .filter(|(_, &done)| done)
+        .map(|((key, ..), _)| vec![Bytes::from_static(b"UNLINK"), key.clone()])
+        .collect();
+    let failed = ok.iter().filter(|&&done| !done).count() as u64;
+    out.failed += failed;
+    if source.pipeline(&unlinks).await.is_ok() {
+        out.moved += unlinks.len() as u64;
+    } else {
+        out.failed += unlinks.len() as u64;
+    }
+    out
+}
+
+/// RESTORE landed, or the owner already had the key (BUSYKEY: a newer value, kept).
+fn restored(reply: &NodeReply) -> bool {
+    match &reply.frame {
+        BytesFrame::SimpleString(_) => true,
+        BytesFrame::Error(e) => e.starts_with("BUSYKEY"),
+        _ => false,
+    }
+}
+
+/// A SCAN reply: the next cursor and the keys.
+fn parse_scan(reply: NodeReply) -> Option<(Bytes, Vec<Bytes>)> {
+    let BytesFrame::Array(parts) = reply.frame else {
+        return None;
+    };
+    let mut parts = parts.into_iter();
+    let cursor = match parts.next()? {
+        BytesFrame::BulkString(c) => c,
+        _ => return None,
+    };
+    let keys = match parts.next()? {
+        BytesFrame::Array(keys) => keys
+            .into_iter()
+            .filter_map(|k| match k {
+                BytesFrame::BulkString(k) => Some(k),
+                _ => None,
+            })
+            .collect(),
+        _ => return None,
+    };
+    Some((cursor, keys))
+}
+
+/// Keeps the moves under `max` keys per second.
+struct Pace {
+    max: u64,
+    started: Instant,
+    spent: u64,
+}
+
+impl Pace {
+    fn new(max: usize) -> Pace {
+        Pace {
+            max: (max as u64).max(1),
+            started: Instant::now(),
+            spent: 0,
+        }
+    }
+
+    async fn spend(&mut self, keys: u64) {
+        self.spent += keys;
+        let due = Duration::from_secs_f64(self.spent as f64 / self.max as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
