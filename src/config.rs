@@ -59,6 +59,7 @@ pub struct Config {
     pub repair: RepairConfig,
     pub rebalance: RebalanceConfig,
     pub timeouts: TimeoutsConfig,
+    pub shutdown: ShutdownConfig,
     pub backend: BackendConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
@@ -304,6 +305,24 @@ pub struct TimeoutsConfig {
     pub request: Duration,
 }
 
+/// Graceful shutdown on SIGTERM / SIGINT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Longest wait for in-flight requests and background work before strata exits anyway.
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Backend connection pools.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -371,6 +390,7 @@ impl Default for Config {
             repair: RepairConfig::default(),
             rebalance: RebalanceConfig::default(),
             timeouts: TimeoutsConfig::default(),
+            shutdown: ShutdownConfig::default(),
             backend: BackendConfig::default(),
             limits: LimitsConfig::default(),
             security: SecurityConfig::default(),

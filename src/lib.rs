@@ -60,6 +60,7 @@ pub mod rebalance;
 pub mod repair;
 pub mod ring;
 pub mod server;
+pub mod shutdown;
 pub mod stats;
 pub mod topology;
 pub mod warm;

@@ -121,10 +121,13 @@ fn main() -> ExitCode {
                 }
             };
             match server.start() {
-                Ok(handle) => {
-                    handle.wait();
-                    ExitCode::SUCCESS
-                }
+                Ok(handle) => match strata::shutdown::serve_until_signalled(handle) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("strata: cannot handle signals: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
                     eprintln!("strata: cannot start: {e}");
                     ExitCode::FAILURE

@@ -40,6 +40,8 @@ pub struct Shared {
     /// Client connections open right now (enforces `limits.max_clients`).
     pub connected: AtomicUsize,
     pub stats: Stats,
+    /// Graceful shutdown in progress (`shutdown.rs`).
+    pub drain: crate::shutdown::Drain,
     /// Moving keys after membership changes (`STRATA REBALANCE`).
     pub rebalance: crate::rebalance::Rebalance,
     /// Budget and figures of background convergence work (write tails, repairs).
@@ -144,6 +146,7 @@ impl Server {
             topology: ArcSwap::from_pointee(topology),
             membership: Mutex::new(()),
             rebalance: crate::rebalance::Rebalance::default(),
+            drain: crate::shutdown::Drain::default(),
             layers,
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
@@ -234,6 +237,30 @@ impl ServerHandle {
         }
     }
 
+    /// Starts a graceful shutdown: no new clients; each client gets the replies to what it
+    /// sent and is closed; workers end once drained (`shutdown.rs`). [`ServerHandle::join`]
+    /// waits for that.
+    pub fn begin_drain(&self) {
+        self.shared.drain.begin();
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+
+    /// Waits for the acceptor and the workers to end (after [`ServerHandle::begin_drain`]),
+    /// then stops the admin endpoint.
+    pub fn join(mut self) {
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.shutdown();
+        }
+    }
+
     /// Blocks until the server stops (it runs until the process ends).
     pub fn wait(mut self) {
         if let Some(a) = self.acceptor.take() {
@@ -265,6 +292,10 @@ fn admin_handler(shared: Arc<Shared>) -> crate::admin::Handler {
 /// `/healthz`: 200 `ok` when every node is up, 200 `degraded` naming the nodes that are not
 /// (the keys of the others are served), 503 when no node is up (nothing can be served).
 fn health(shared: &Shared) -> HttpResponse {
+    if shared.drain.is_draining() {
+        // Load balancers should stop sending clients here.
+        return HttpResponse::text(503, "draining: shutting down\n");
+    }
     let topology = shared.topology.load();
     let down: Vec<&str> = topology
         .member_nodes()
@@ -335,6 +366,10 @@ fn run_worker(
                     tracing::warn!(error = %e, "cannot register client socket");
                 }
             }
+        }
+        // No more clients: when draining, let the open ones and background work finish.
+        if shared.drain.is_draining() {
+            shared.drain.settle(&shared).await;
         }
     });
     // Dropping the runtime cancels every session and node connection of this worker.

@@ -105,6 +105,13 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
             break;
         }
 
+        // Shutting down: answer what was sent, then close.
+        if !closing && worker.shared.drain.is_draining() {
+            closing = true;
+            if pending.is_empty() {
+                break;
+            }
+        }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
         if can_read {
             let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
@@ -147,6 +154,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 Err(_) => eof = true,
             },
+            _ = worker.shared.drain.begun(), if !closing => {}
             _ = &mut hedge, if hedge_at.is_some() => {
                 if let Some((head, _)) = pending.front_mut() {
                     head.hedge();

@@ -159,7 +159,7 @@ async fn run(worker: Arc<Worker>) {
             "rebalance finished"
         );
         *me.lock_error() = error;
-        if shared.topology.load().version == topology.version {
+        if shared.drain.is_draining() || shared.topology.load().version == topology.version {
             me.lock_previous().clear();
             break;
         }
@@ -209,6 +209,13 @@ pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
         let mut node_moved = 0;
         let mut cursor = Bytes::from_static(b"0");
         loop {
+            if shared.drain.is_draining() {
+                // Shutting down: stop between two batches (what is not moved stays put).
+                summary
+                    .unreachable
+                    .push((node.id.clone(), "stopped: shutting down".into()));
+                return summary;
+            }
             let scan = source
                 .call(vec![
                     Bytes::from_static(b"SCAN"),

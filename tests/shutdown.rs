@@ -1,0 +1,186 @@
+//! Graceful shutdown of the `strata` binary: SIGTERM stops new connections at once, lets a
+//! request already sent (held up by a SIGSTOPped node) get its reply, then closes the client
+//! and exits 0; a second signal exits at once; an idle strata exits at once.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
+
+/// The strata binary serving `nodes` on a free port, with a long request timeout (so a
+/// SIGSTOPped node holds a request up rather than failing it).
+struct Binary {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    fn start(nodes: &[RedisNode], drain_timeout: &str) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut yaml = format!(
+            "listen: 127.0.0.1:{port}\nworkers: 2\ntimeouts: {{connect: 500ms, request: 20s}}\n\
+             health: {{heartbeat_interval: 1s, node_timeout: 60s, failure_threshold: 1000, recovery_threshold: 1}}\n\
+             shutdown: {{drain_timeout: {drain_timeout}}}\nnodes:\n"
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  - {{id: node{}, addr: '{}'}}\n",
+                i + 1,
+                n.addr()
+            ));
+        }
+        let path = dir.path().join("strata.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        poll_until(DEADLINE, "strata to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        Binary {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> RawClient {
+        RawClient::connect(&format!("127.0.0.1:{}", self.port))
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        poll_until(within, "strata to exit", || self.child.try_wait().unwrap())
+    }
+
+    fn refuses_connections(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_err()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A key strata places on node index `node` (same ring as any strata over these nodes).
+fn key_on(nodes: &[RedisNode], node: usize) -> String {
+    let probe = Strata::start(nodes);
+    probe.key_on(node, "drain:", &[])
+}
+
+#[test]
+fn sigterm_answers_what_was_sent_refuses_new_clients_and_exits_0() {
+    let nodes = RedisNode::start_many(2);
+    let key = key_on(&nodes, 0);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("kept")
+        .query(&mut nodes[0].conn())
+        .unwrap();
+    let mut strata = Binary::start(&nodes, "30s");
+    let mut c = strata.client();
+    assert_eq!(c.call(&["GET", &key]), Resp::bulk("kept"));
+
+    // A request held up by a stopped node is in flight when SIGTERM comes.
+    nodes[0].signal("STOP");
+    c.send_cmd(&["GET", &key]);
+    std::thread::sleep(Duration::from_millis(200));
+    strata.signal("TERM");
+    poll_until(DEADLINE, "new connections refused", || {
+        strata.refuses_connections().then_some(())
+    });
+    assert!(
+        strata.child.try_wait().unwrap().is_none(),
+        "exited before the reply"
+    );
+    nodes[0].signal("CONT");
+    assert_eq!(
+        c.read_reply(),
+        Resp::bulk("kept"),
+        "the in-flight request was answered"
+    );
+    c.expect_closed();
+    let status = strata.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let nodes = RedisNode::start_many(2);
+    let key = key_on(&nodes, 1);
+    let mut strata = Binary::start(&nodes, "60s");
+    let mut c = strata.client();
+    nodes[1].signal("STOP");
+    c.send_cmd(&["GET", &key]);
+    std::thread::sleep(Duration::from_millis(200));
+    strata.signal("INT");
+    poll_until(DEADLINE, "new connections refused", || {
+        strata.refuses_connections().then_some(())
+    });
+    let started = Instant::now();
+    strata.signal("INT");
+    let status = strata.wait_exit(Duration::from_secs(5));
+    nodes[1].signal("CONT");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_idle_strata_exits_0_at_once_and_the_drain_timeout_bounds_a_busy_one() {
+    let nodes = RedisNode::start_many(1);
+    let mut idle = Binary::start(&nodes, "30s");
+    let started = Instant::now();
+    idle.signal("TERM");
+    assert_eq!(idle.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A request that cannot finish (its node stays stopped) waits the drain timeout only.
+    let key = key_on(&nodes, 0);
+    let mut busy = Binary::start(&nodes, "1s");
+    let mut c = busy.client();
+    nodes[0].signal("STOP");
+    c.send_cmd(&["GET", &key]);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    busy.signal("TERM");
+    let status = busy.wait_exit(Duration::from_secs(10));
+    nodes[0].signal("CONT");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "exited before the drain timeout: {:?}",
+        started.elapsed()
+    );
+}
