@@ -57,6 +57,7 @@ pub mod health;
 pub mod policy;
 pub mod protocol;
 pub mod rebalance;
+pub mod reload;
 pub mod repair;
 pub mod ring;
 pub mod server;

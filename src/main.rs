@@ -113,21 +113,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            let server = match Server::bind(settings, Some(cli.config.clone())) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("strata: cannot listen: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match server.start() {
-                Ok(handle) => match strata::shutdown::serve_until_signalled(handle) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("strata: cannot handle signals: {e}");
-                        ExitCode::FAILURE
-                    }
-                },
+            // Bound only once the signal handlers are in place: a client (or a supervisor's
+            // SIGTERM) can reach strata as soon as it listens.
+            let path = cli.config.clone();
+            let start = || Server::bind(settings, Some(path))?.start();
+            match strata::shutdown::serve_until_signalled(start) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("strata: cannot start: {e}");
                     ExitCode::FAILURE

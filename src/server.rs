@@ -29,17 +29,23 @@ use crate::topology::Topology;
 
 /// State shared by every worker.
 pub struct Shared {
-    pub settings: Settings,
+    /// The running configuration; swapped whole by a reload (`reload.rs`).
+    pub settings: ArcSwap<Settings>,
     /// Nodes, members and ring; swapped whole by membership changes (`topology.rs`).
     pub topology: ArcSwap<Topology>,
     /// Held while a membership change builds and swaps a new topology (one at a time).
     pub membership: Mutex<()>,
-    /// Key layers: policy and statistics.
-    pub layers: Layers,
+    /// Key layers: policy and statistics; swapped whole by a reload (statistics carried over
+    /// by layer name).
+    pub layers: ArcSwap<Layers>,
     pub clients: ClientRegistry,
     /// Client connections open right now (enforces `limits.max_clients`).
     pub connected: AtomicUsize,
     pub stats: Stats,
+    /// `timeouts.connect` / `timeouts.request` as every node connection reads them.
+    pub timeouts: Arc<crate::backend::connection::LiveTimeouts>,
+    /// SIGHUP: asks worker 0 to reload the configuration (`reload.rs`).
+    pub reload_requests: tokio::sync::Notify,
     /// Graceful shutdown in progress (`shutdown.rs`).
     pub drain: crate::shutdown::Drain,
     /// Moving keys after membership changes (`STRATA REBALANCE`).
@@ -91,10 +97,28 @@ pub struct ServerHandle {
 }
 
 impl Shared {
+    /// Runs `f` on worker `worker`'s figures of layer `layer` (in the layers as they are now;
+    /// a layer gone by a reload counts nothing).
+    pub fn layer_figures(
+        &self,
+        layer: crate::policy::LayerId,
+        worker: usize,
+        f: impl FnOnce(&crate::stats::LayerWorker),
+    ) {
+        if let Some(w) = self
+            .layers
+            .load()
+            .get(layer)
+            .and_then(|l| l.stats.worker(worker))
+        {
+            f(w);
+        }
+    }
+
     /// CONFIG RESETSTAT: every statistic strata keeps (not the key counts, which are gauges).
     pub fn reset_stats(&self) {
         self.stats.reset();
-        self.layers.reset_stats();
+        self.layers.load().reset_stats();
         for node in self.topology.load().nodes.iter() {
             node.stats.reset();
             node.hints.reset();
@@ -141,13 +165,19 @@ impl Server {
             most_copies.unwrap_or(1),
         );
         let background_budget = settings.config.repair.max_in_flight;
+        let timeouts = settings.config.timeouts.clone();
         let shared = Arc::new(Shared {
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             topology: ArcSwap::from_pointee(topology),
             membership: Mutex::new(()),
             rebalance: crate::rebalance::Rebalance::default(),
             drain: crate::shutdown::Drain::default(),
-            layers,
+            reload_requests: tokio::sync::Notify::new(),
+            timeouts: Arc::new(crate::backend::connection::LiveTimeouts::new(
+                timeouts.connect,
+                timeouts.request,
+            )),
+            layers: ArcSwap::from_pointee(layers),
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
             stats: Stats::new(workers, COMMANDS.len()),
@@ -182,7 +212,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::new();
         let mut workers = Vec::new();
-        for index in 0..shared.settings.workers {
+        for index in 0..shared.settings.load().workers {
             let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
             senders.push(tx);
             let shared = shared.clone();
@@ -201,7 +231,7 @@ impl Server {
         };
         tracing::info!(
             listen = %shared.local_addr,
-            workers = shared.settings.workers,
+            workers = shared.settings.load().workers,
             nodes = shared.topology.load().members.len(),
             "strata ready"
         );
@@ -245,6 +275,11 @@ impl ServerHandle {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() with a connection of our own.
         let _ = std::net::TcpStream::connect(self.addr);
+    }
+
+    /// Asks for a configuration reload (SIGHUP); the outcome is logged.
+    pub fn request_reload(&self) {
+        self.shared.reload_requests.notify_one();
     }
 
     /// Waits for the acceptor and the workers to end (after [`ServerHandle::begin_drain`]),
@@ -330,10 +365,10 @@ fn run_worker(
         }
     };
     runtime.block_on(async move {
-        let config = &shared.settings.config;
+        let settings = shared.settings.load();
+        let config = &settings.config;
         let conn_settings = ConnectionSettings {
-            connect_timeout: config.timeouts.connect,
-            request_timeout: config.timeouts.request,
+            timeouts: shared.timeouts.clone(),
             backoff_min: config.backend.reconnect_backoff_min,
             backoff_max: config.backend.reconnect_backoff_max,
             queue_depth: config.backend.queue_depth,
@@ -354,6 +389,7 @@ fn run_worker(
         if index == 0 {
             tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
             crate::health::heartbeat::start(&worker);
+            tokio::spawn(reload_on_request(worker.clone()));
         }
         while let Some(stream) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);
@@ -375,13 +411,23 @@ fn run_worker(
     // Dropping the runtime cancels every session and node connection of this worker.
 }
 
+/// Reloads the configuration each time SIGHUP asks (see [`ServerHandle::request_reload`]).
+async fn reload_on_request(worker: Arc<Worker>) {
+    loop {
+        worker.shared.reload_requests.notified().await;
+        if let Err(reason) = crate::reload::reload(&worker) {
+            tracing::error!(%reason, "reload refused: running configuration kept");
+        }
+    }
+}
+
 fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     stop: Arc<AtomicBool>,
 ) {
-    let max_clients = shared.settings.config.limits.max_clients;
+    let max_clients = shared.settings.load().config.limits.max_clients;
     let mut next = 0usize;
     loop {
         let (mut stream, _) = match listener.accept() {

@@ -1,4 +1,4 @@
-//! Graceful shutdown: on SIGTERM or SIGINT strata stops accepting, lets every client get the
+//! Signals: SIGHUP reloads the configuration (`reload.rs`). Graceful shutdown: on SIGTERM or SIGINT strata stops accepting, lets every client get the
 //! replies to the requests it already sent (then closes it), lets background work (write
 //! tails, repairs) finish, stops a running rebalance between two batches, and exits 0 — after
 //! at most `shutdown.drain_timeout`. A second signal exits at once.
@@ -51,7 +51,7 @@ impl Drain {
     /// Waits (on a worker's runtime, after it stopped taking clients) until no client is
     /// connected, no background work runs and no rebalance runs, or the drain timeout passes.
     pub async fn settle(&self, shared: &Shared) {
-        let timeout = shared.settings.config.shutdown.drain_timeout;
+        let timeout = shared.settings.load().config.shutdown.drain_timeout;
         let since = self
             .since
             .lock()
@@ -80,9 +80,12 @@ impl Drain {
     }
 }
 
-/// Runs the server until SIGTERM or SIGINT, then drains it; a second signal exits at once.
-/// Returns when the server has stopped.
-pub fn serve_until_signalled(handle: ServerHandle) -> std::io::Result<()> {
+/// Starts the server with `start` once the signal handlers are in place (a signal that comes
+/// early is not lost to the default action), runs it until SIGTERM or SIGINT, then drains it;
+/// a second signal exits at once. Returns when the server has stopped.
+pub fn serve_until_signalled(
+    start: impl FnOnce() -> std::io::Result<ServerHandle>,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,9 +93,17 @@ pub fn serve_until_signalled(handle: ServerHandle) -> std::io::Result<()> {
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        let mut hup = signal(SignalKind::hangup())?;
+        let handle = start()?;
+        let name = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    handle.request_reload();
+                }
+            }
         };
         tracing::info!(
             signal = name,

@@ -16,6 +16,7 @@ use crate::config::HashTag;
 use crate::ring::{Ring, RingNode};
 
 /// Nodes, members and ring at one moment.
+#[derive(Clone)]
 pub struct Topology {
     /// Every node slot this process has had, removed ones included.
     pub nodes: Vec<Arc<NodeInfo>>,
@@ -76,6 +77,17 @@ impl Topology {
             depth,
             version,
         }
+    }
+
+    /// This topology with its replica table `depth` deep (a reload changed the layers'
+    /// replication); placement and version are unchanged.
+    pub fn with_depth(&self, depth: usize) -> Topology {
+        let mut same = self.clone();
+        if depth != self.depth {
+            same.ring = self.ring.clone().with_replicas(depth);
+            same.depth = depth;
+        }
+        same
     }
 
     /// The node in `slot`.

@@ -38,14 +38,49 @@ pub struct BackendRequest {
 /// Tunables of a connection, from config.yaml.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
+    /// `timeouts.connect` and `timeouts.request`, changed in place by a reload.
+    pub timeouts: Arc<LiveTimeouts>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub queue_depth: usize,
     pub max_in_flight: usize,
     /// The worker whose thread runs this connection (its node figures are counted there).
     pub worker: usize,
+}
+
+/// Connect and request timeouts that a reload changes under running connections (read at
+/// each use).
+#[derive(Debug)]
+pub struct LiveTimeouts {
+    connect_ms: std::sync::atomic::AtomicU64,
+    request_ms: std::sync::atomic::AtomicU64,
+}
+
+impl LiveTimeouts {
+    pub fn new(connect: Duration, request: Duration) -> LiveTimeouts {
+        let t = LiveTimeouts {
+            connect_ms: Default::default(),
+            request_ms: Default::default(),
+        };
+        t.set(connect, request);
+        t
+    }
+
+    pub fn set(&self, connect: Duration, request: Duration) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.connect_ms
+            .store(ms(connect), std::sync::atomic::Ordering::Relaxed);
+        self.request_ms
+            .store(ms(request), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn request(&self) -> Duration {
+        Duration::from_millis(self.request_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// The cloneable handle clients use to send requests through the connection. The driver
@@ -178,15 +213,11 @@ fn retire_queue(node: &Arc<NodeInfo>, queue: &RequestQueue) {
 }
 
 async fn connect(node: &NodeInfo, settings: &ConnectionSettings) -> Result<TcpStream, String> {
-    match tokio::time::timeout(
-        settings.connect_timeout,
-        TcpStream::connect(node.addr.as_str()),
-    )
-    .await
-    {
+    let connect_timeout = settings.timeouts.connect();
+    match tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str())).await {
         Err(_) => Err(format!(
             "connect timed out after {}",
-            humantime::format_duration(settings.connect_timeout)
+            humantime::format_duration(connect_timeout)
         )),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(stream)) => {
@@ -217,7 +248,7 @@ async fn serve(
         node.clone(),
         read_half,
         in_flight.clone(),
-        settings.request_timeout,
+        settings.timeouts.clone(),
         settings.worker,
     ));
     let mut batch: Vec<BackendRequest> = Vec::new();
@@ -256,13 +287,14 @@ async fn serve(
             w.requests.add(count as u64);
         }
         let write = write_all(&mut write_half, &mut payloads);
-        match tokio::time::timeout(settings.request_timeout, write).await {
+        let request_timeout = settings.timeouts.request();
+        match tokio::time::timeout(request_timeout, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => break Served::Broken(format!("write failed: {e}")),
             Err(_) => {
                 break Served::Broken(format!(
                     "request timed out after {}",
-                    humantime::format_duration(settings.request_timeout)
+                    humantime::format_duration(request_timeout)
                 ))
             }
         }
@@ -270,7 +302,7 @@ async fn serve(
     if retiring {
         // Requests already written to a removed node get their replies (up to the request
         // timeout) before the connection closes.
-        let deadline = Instant::now() + settings.request_timeout;
+        let deadline = Instant::now() + settings.timeouts.request();
         while in_flight.oldest().is_some() && !reader.is_finished() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -319,12 +351,12 @@ async fn read_replies(
     node: Arc<NodeInfo>,
     mut read_half: OwnedReadHalf,
     in_flight: Arc<InFlight>,
-    timeout: Duration,
+    timeouts: Arc<LiveTimeouts>,
     worker: usize,
 ) -> String {
     let stats = node.stats.worker(worker);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let timer = tokio::time::sleep(timeout);
+    let timer = tokio::time::sleep(timeouts.request());
     tokio::pin!(timer);
     let mut timed_out = false;
     let reason = loop {
@@ -337,6 +369,7 @@ async fn read_replies(
                 read = read_half.read_buf(&mut buf) => read,
             },
             Some(sent_at) => {
+                let timeout = timeouts.request();
                 let deadline = sent_at + timeout;
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);

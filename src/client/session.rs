@@ -43,7 +43,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     let client = &registration.info;
     tracing::debug!("connected");
 
-    let limits = &worker.shared.settings.config.limits;
+    let settings = worker.shared.settings.load_full();
+    let limits = &settings.config.limits;
     let max_pipeline = limits.max_pipeline;
     let mut parser = RequestParser::new(ParseLimits {
         max_multibulk_len: limits.max_multibulk_len,
@@ -187,6 +188,7 @@ async fn drain_ready(
     poll_fn(|cx| {
         let mut written = 0;
         let mut errors = 0;
+        let layers = shared.layers.load();
         let mut recorder: Option<Recorder<'_>> = None;
         while let Some((head, track)) = pending.front_mut() {
             match head.poll_reply(cx) {
@@ -195,7 +197,7 @@ async fn drain_ready(
                         errors += 1;
                     }
                     recorder
-                        .get_or_insert_with(|| Recorder::new(worker.index, stats, &shared.layers))
+                        .get_or_insert_with(|| Recorder::new(worker.index, stats, &layers))
                         .record(track, &reply, head.applied());
                     reply.encode(output);
                     pending.pop_front();

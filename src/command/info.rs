@@ -137,7 +137,7 @@ fn server(shared: &crate::server::Shared, out: &mut String) {
         std::process::id(),
         shared.local_addr.port(),
         uptime / 86_400,
-        shared.settings.workers,
+        shared.settings.load().workers,
     );
 }
 
@@ -146,7 +146,7 @@ fn clients(shared: &crate::server::Shared, out: &mut String) {
         out,
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
         shared.clients.count(),
-        shared.settings.config.limits.max_clients,
+        shared.settings.load().config.limits.max_clients,
     );
 }
 
@@ -166,7 +166,8 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
 }
 
 fn ring(shared: &crate::server::Shared, out: &mut String) {
-    let config = &shared.settings.config;
+    let settings = shared.settings.load();
+    let config = &settings.config;
     let topology = shared.topology.load();
     let _ = write!(
         out,
@@ -182,7 +183,8 @@ fn ring(shared: &crate::server::Shared, out: &mut String) {
 /// CONFIG GET pattern [pattern ...]: strata's own view of the parameters tools ask about
 /// (redis-benchmark asks for `save` and `appendonly`). Values describe the proxy, not a node.
 pub fn config_get(worker: &Worker, patterns: &[Bytes]) -> Reply {
-    let config = &worker.shared.settings.config;
+    let settings = worker.shared.settings.load();
+    let config = &settings.config;
     let params: Vec<(&str, String)> = vec![
         ("appendonly", "no".into()),
         ("bind", worker.shared.local_addr.ip().to_string()),

@@ -220,6 +220,7 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
             if !worker
                 .shared
                 .settings
+                .load()
                 .config
                 .security
                 .allow_dangerous_commands

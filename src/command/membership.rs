@@ -181,6 +181,7 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
             let left = old.members.len() - 1;
             let most = shared
                 .layers
+                .load()
                 .iter()
                 .map(|(_, l)| (l.spec.replication, l.spec.name.clone()))
                 .max_by_key(|(r, _)| *r);
@@ -220,7 +221,7 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
         drop(node.hints.take(pending));
         node.retire();
     }
-    if shared.settings.config.rebalance.auto {
+    if shared.settings.load().config.rebalance.auto {
         // A run in progress starts over on the new ring by itself.
         let _ = crate::rebalance::Rebalance::start(worker);
     }
@@ -267,7 +268,8 @@ fn new_node(
     if let Some(other) = topology.member_nodes().find(|n| n.addr == addr) {
         return Err(format!("address {addr} is already node '{}'", other.id));
     }
-    let config = &shared.settings.config;
+    let settings = shared.settings.load();
+    let config = &settings.config;
     let slot = topology.nodes.len();
     if slot >= config.limits.max_nodes {
         return Err(format!(
@@ -281,7 +283,7 @@ fn new_node(
             id.to_string(),
             addr.to_string(),
             weight,
-            shared.settings.workers,
+            shared.settings.load().workers,
         )
         .configured(
             crate::health::Thresholds::from(&config.health),

@@ -56,7 +56,7 @@ fn keys(t: &LayerTotals) -> i64 {
 /// INFO `# Layers`: one line per layer.
 pub fn layers_section(shared: &Shared, out: &mut String) {
     out.push_str("# Layers\r\n");
-    for (_, layer) in shared.layers.iter() {
+    for (_, layer) in shared.layers.load().iter() {
         let t = layer.stats.totals();
         let _ = write!(
             out,
@@ -88,7 +88,7 @@ pub fn layers_section(shared: &Shared, out: &mut String) {
 /// Latency per command class: every layer's plus the requests without keys.
 pub fn class_latency(shared: &Shared) -> [Latency; 3] {
     let mut by_class = shared.stats.keyless_latency();
-    for (_, layer) in shared.layers.iter() {
+    for (_, layer) in shared.layers.load().iter() {
         let t = layer.stats.totals();
         for (sum, l) in by_class.iter_mut().zip(&t.latency) {
             sum.merge(l);
@@ -174,7 +174,7 @@ pub fn repair_section(shared: &Shared, out: &mut String) {
         out,
         "# Repair\r\nbackground_in_flight:{}\r\nbackground_max:{}\r\ntails_overflow:{}\r\nrepairs_skipped:{}\r\nrepairs_failed:{}\r\nhints_pending:{}\r\nhints_stored:{}\r\nhints_replayed:{}\r\nhints_dropped:{}\r\n",
         b.in_flight(),
-        shared.settings.config.repair.max_in_flight,
+        shared.settings.load().config.repair.max_in_flight,
         b.tails_overflow.load(Relaxed),
         b.repairs_skipped.load(Relaxed),
         b.repairs_failed.load(Relaxed),
@@ -287,7 +287,14 @@ fn layer_reply(layer: &Layer) -> Reply {
 
 /// STRATA LAYERS: one field/value array per layer, the default layer last.
 pub fn layers_reply(shared: &Shared) -> Reply {
-    Reply::Array(shared.layers.iter().map(|(_, l)| layer_reply(l)).collect())
+    Reply::Array(
+        shared
+            .layers
+            .load()
+            .iter()
+            .map(|(_, l)| layer_reply(l))
+            .collect(),
+    )
 }
 
 /// STRATA STATS: totals, then `classes`, `layers` and `nodes`, as a field/value array.

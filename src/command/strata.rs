@@ -39,6 +39,8 @@ pub async fn strata(
         "invalidate" => Box::pin(invalidate::command(worker, client.id, args)).await,
         "node" => super::membership::command(worker, args),
         "rebalance" => Box::pin(super::membership::rebalance(worker, args)).await,
+        "reload" if args.len() == 2 => reload(worker),
+        "reload" => wrong_arity("strata|reload"),
         "warm" => return warm(worker, client, args).await,
         "help" => help(&[
             "STRATA <subcommand> [<arg> ...]. Subcommands are:",
@@ -52,6 +54,8 @@ pub async fn strata(
             "    Take a node out of the ring now (its connections close once idle).",
             "NODE WEIGHT <id> <weight>",
             "    Change a node's share of the ring.",
+            "RELOAD",
+            "    Read config.yaml again and apply it (what needs a restart is reported).",
             "REBALANCE [DRY]",
             "    Move every key to the nodes that own it now (in the background); DRY counts them.",
             "LAYERS",
@@ -70,6 +74,28 @@ pub async fn strata(
         _ => unknown_subcommand("strata", args.get(1).map_or(&b""[..], |s| s)),
     };
     Done::reply(reply)
+}
+
+/// STRATA RELOAD: config.yaml again (`reload.rs`).
+fn reload(worker: &std::sync::Arc<Worker>) -> Reply {
+    match crate::reload::reload(worker) {
+        Ok(report) => Reply::Array(vec![
+            Reply::bulk("reloaded"),
+            Reply::Integer(1),
+            Reply::bulk("ring_version"),
+            Reply::Integer(report.ring_version as i64),
+            Reply::bulk("nodes"),
+            Reply::Array(report.nodes.into_iter().map(Reply::text).collect()),
+            Reply::bulk("layers"),
+            Reply::Integer(report.layers as i64),
+            Reply::bulk("restart_needed"),
+            Reply::Array(report.restart_needed.into_iter().map(Reply::bulk).collect()),
+        ]),
+        Err(reason) => Reply::error(format!(
+            "ERR strata: reload refused, running configuration kept: {}",
+            reason.replace(['\r', '\n'], " ")
+        )),
+    }
 }
 
 /// STRATA WARM <key> <value> [<ttl-ms>]: a SET through the normal write path (layer TTL
@@ -98,7 +124,7 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
     let Some(spec) = lookup(b"set") else {
         return Done::reply(Reply::error_static("ERR strata: internal error: no SET"));
     };
-    let layer = worker.shared.layers.resolve(key);
+    let layer = worker.shared.layers.load().resolve(key);
     let mut track = Track::new(std::time::Instant::now());
     track.layer = Some(layer);
     let request = Request {

@@ -41,22 +41,18 @@ pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
 
 /// Adds `n` removed keys to the layer's invalidations.
 fn count(worker: &Worker, layer: LayerId, n: u64) {
-    if let Some(w) = worker
+    worker
         .shared
-        .layers
-        .get(layer)
-        .and_then(|l| l.stats.worker(worker.index))
-    {
-        w.invalidations.add(n);
-    }
+        .layer_figures(layer, worker.index, |w| w.invalidations.add(n));
 }
 
 /// Removes the key from each of its replicas; 1 when some replica had it.
 async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<u64, Reply> {
     let shared = &worker.shared;
-    let layer = shared.layers.resolve(key);
+    let layer = shared.layers.load().resolve(key);
     let copies = shared
         .layers
+        .load()
         .get(layer)
         .map_or(1, |l| l.spec.replication.max(1));
     let mut removed = 0;
@@ -72,7 +68,7 @@ async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<
 }
 
 async fn invalidate_layer(worker: &Worker, client_id: u64, name: &Bytes) -> Result<u64, Reply> {
-    let layers = &worker.shared.layers;
+    let layers = worker.shared.layers.load();
     let Some((id, layer)) = layers.by_name(name) else {
         return Err(Reply::error(format!(
             "ERR strata: no layer named '{}'",
@@ -115,6 +111,7 @@ async fn invalidate_where(
     let targets: Vec<(LayerId, Vec<u8>)> = worker
         .shared
         .layers
+        .load()
         .iter()
         .filter_map(|(id, l)| Some((id, l.spec.key.as_ref()?.pattern(&values)?)))
         .collect();
@@ -140,7 +137,7 @@ async fn remove_matching(
     pattern: Option<Vec<u8>>,
 ) -> Result<u64, Reply> {
     let shared = &worker.shared;
-    let batch = shared.settings.config.limits.scan_count;
+    let batch = shared.settings.load().config.limits.scan_count;
     let mut removed = 0;
     let members = shared.topology.load().members.clone();
     for node in members {
@@ -148,7 +145,7 @@ async fn remove_matching(
         while let Some(keys) = scan.next(worker, client_id).await? {
             let mine: Vec<Bytes> = keys
                 .into_iter()
-                .filter(|k| shared.layers.resolve(k) == layer)
+                .filter(|k| shared.layers.load().resolve(k) == layer)
                 .collect();
             for chunk in mine.chunks(batch) {
                 let n = unlink(worker, client_id, node, chunk).await?;

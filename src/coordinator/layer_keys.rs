@@ -11,13 +11,21 @@ use super::scan::NodeScan;
 /// The client id the counter's requests use (picks its backend connection).
 const COUNTER_CLIENT: u64 = u64::MAX;
 
-/// Runs until the worker's runtime stops. Does nothing when the interval is 0.
+/// Runs until the worker's runtime stops; counts nothing while the interval is 0 (the
+/// interval is read again each time: a reload may change it).
 pub async fn run(worker: Arc<Worker>) {
-    let interval = worker.shared.settings.config.stats.layer_keys_interval;
-    if interval.is_zero() {
-        return;
-    }
     loop {
+        let interval = worker
+            .shared
+            .settings
+            .load()
+            .config
+            .stats
+            .layer_keys_interval;
+        if interval.is_zero() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
         if let Err(reason) = count_once(&worker).await {
             tracing::debug!(%reason, "layer key count skipped");
         }
@@ -28,8 +36,8 @@ pub async fn run(worker: Arc<Worker>) {
 /// One pass over every node.
 pub async fn count_once(worker: &Worker) -> Result<(), String> {
     let shared = &worker.shared;
-    let mut counts = vec![0u64; shared.layers.len()];
-    let batch = shared.settings.config.limits.scan_count;
+    let mut counts = vec![0u64; shared.layers.load().len()];
+    let batch = shared.settings.load().config.limits.scan_count;
     let members = shared.topology.load().members.clone();
     for node in members {
         let mut scan = NodeScan::new(node, None, batch);
@@ -37,7 +45,9 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
             match scan.next(worker, COUNTER_CLIENT).await {
                 Ok(Some(keys)) => {
                     for key in keys {
-                        if let Some(c) = counts.get_mut(usize::from(shared.layers.resolve(&key))) {
+                        if let Some(c) =
+                            counts.get_mut(usize::from(shared.layers.load().resolve(&key)))
+                        {
                             *c += 1;
                         }
                     }
@@ -47,7 +57,7 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
             }
         }
     }
-    for ((_, layer), n) in shared.layers.iter().zip(counts) {
+    for ((_, layer), n) in shared.layers.load().iter().zip(counts) {
         layer.stats.set_keys(n);
     }
     Ok(())

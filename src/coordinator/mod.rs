@@ -90,6 +90,7 @@ pub async fn dispatch(
     let allow_dangerous = worker
         .shared
         .settings
+        .load()
         .config
         .security
         .allow_dangerous_commands;
@@ -99,7 +100,7 @@ pub async fn dispatch(
     };
     let index = crate::command::introspect::command_index(spec);
     let traits = track::traits(index);
-    let layers = &worker.shared.layers;
+    let layers = worker.shared.layers.load();
     let mut track = Track::new(started);
     track.command = index.and_then(|i| u16::try_from(i).ok());
     track.class = traits.class;
@@ -107,12 +108,12 @@ pub async fn dispatch(
     match spec.route {
         Route::Split(split) => {
             let stride = if split == Split::Mset { 2 } else { 1 };
-            track.set_keys(layers, &request.args, stride);
+            track.set_keys(&layers, &request.args, stride);
         }
         _ => track.layer = first_key(spec, &request.args).map(|k| layers.resolve(k)),
     }
     if spec.name == "msetnx" {
-        track.set_keys(layers, &request.args, 2);
+        track.set_keys(&layers, &request.args, 2);
     }
     let id = client.id;
     // Layers with several copies (or ejecting down nodes) take the replicated path; while a

@@ -124,7 +124,7 @@ pub fn ttl_plan(
     spec: &CommandSpec,
     request: &Request,
 ) -> Result<Option<TtlPlan>, Reply> {
-    let layers = &worker.shared.layers;
+    let layers = worker.shared.layers.load();
     // The clock is read only for absolute expiry times; most writes do not need it.
     let now_ms = if ttl::needs_clock(spec.name, &request.args) {
         SystemTime::now()
@@ -189,7 +189,7 @@ async fn send_followers(
             continue;
         };
         let node = worker.shared.topology.load().ring.primary(key);
-        let layer = worker.shared.layers.resolve(key);
+        let layer = worker.shared.layers.load().resolve(key);
         if let Some(conn) = worker.connection(node, client_id) {
             let rx = conn
                 .send(command_bytes(follower.iter().map(|a| a.as_ref())))
@@ -229,7 +229,7 @@ pub fn write_payload(
     ttl_rule: bool,
     track: &mut Track,
 ) -> Result<(Bytes, Vec<Vec<Bytes>>), Reply> {
-    if !ttl_rule || !worker.shared.layers.any_ttl() {
+    if !ttl_rule || !worker.shared.layers.load().any_ttl() {
         return Ok((payload(request), Vec::new()));
     }
     // The commonest write of a TTL layer, `SET key value`, gains the layer's `PX <ttl>`
@@ -240,11 +240,8 @@ pub fn write_payload(
         &request.raw,
         track.layer,
     ) {
-        let suffix = worker
-            .shared
-            .layers
-            .get(layer)
-            .and_then(|l| l.set_suffix.as_ref());
+        let layers = worker.shared.layers.load();
+        let suffix = layers.get(layer).and_then(|l| l.set_suffix.as_ref());
         if let Some(payload) = suffix.and_then(|s| append_encoded(raw, 3, s, 2)) {
             track.rewrites = 1;
             return Ok((payload, Vec::new()));
@@ -303,7 +300,7 @@ pub async fn plan_split(
         }
         Split::Mget | Split::SumKeys => 1,
     };
-    let followers = if ttl_rule && worker.shared.layers.any_ttl() {
+    let followers = if ttl_rule && worker.shared.layers.load().any_ttl() {
         match ttl_plan(worker, spec, &request) {
             Err(reply) => return Pending::ready(reply),
             Ok(plan) => plan.map(|p| p.followers).unwrap_or_default(),

@@ -133,7 +133,8 @@ impl Flight {
                 },
             })
             .collect();
-        let deadline = Instant::from_std(request.started) + shared.settings.config.timeouts.request;
+        let deadline =
+            Instant::from_std(request.started) + shared.settings.load().config.timeouts.request;
         Flight {
             worker: worker.clone(),
             client_id,
@@ -248,12 +249,12 @@ impl Flight {
         if !self.send_next().await {
             return false;
         }
-        if let Some(s) = self.layer_stats() {
-            match why {
+        self.worker
+            .shared
+            .layer_figures(self.layer, self.worker.index, |s| match why {
                 Counted::Failover => s.failovers.add(1),
                 Counted::MissFailover => s.miss_failovers.add(1),
-            }
-        }
+            });
         true
     }
 
@@ -322,14 +323,6 @@ impl Flight {
         let now = Instant::now();
         let left = self.deadline.saturating_duration_since(now);
         Some(now + left / (unsent as u32 + 1))
-    }
-
-    fn layer_stats(&self) -> Option<&crate::stats::LayerWorker> {
-        self.worker
-            .shared
-            .layers
-            .get(self.layer)
-            .and_then(|l| l.stats.worker(self.worker.index))
     }
 
     /// Awaits the flight until its level is met (or cannot be).

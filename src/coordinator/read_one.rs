@@ -74,7 +74,7 @@ impl ReadOne {
         };
         let rx = conn.send(request.payload.clone()).await;
         // As the flight would: an equal share of the request timeout for each replica.
-        let timeout = shared.settings.config.timeouts.request;
+        let timeout = shared.settings.load().config.timeouts.request;
         let hedge_at = (others > 0).then(|| request.started + timeout / (others as u32 + 1));
         Ok(Box::new(ReadOne {
             worker: worker.clone(),

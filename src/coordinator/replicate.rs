@@ -117,7 +117,8 @@ pub async fn plan_same_node(
     track: &mut Track,
     layer_id: LayerId,
 ) -> Pending {
-    let Some(layer) = worker.shared.layers.get(layer_id) else {
+    let layers = worker.shared.layers.load();
+    let Some(layer) = layers.get(layer_id) else {
         return Pending::ready(Reply::error_static("ERR strata: internal error: no layer"));
     };
     let keys = match request_keys(spec, &request) {
@@ -221,7 +222,7 @@ pub async fn plan_split(
     if stride == 2 && request.args.len() % 2 == 0 {
         return Pending::ready(crate::command::classify::wrong_arity(spec.name));
     }
-    let layers = &worker.shared.layers;
+    let layers = worker.shared.layers.load();
     let followers = if ttl_rule && layers.any_ttl() {
         match plan::ttl_plan(worker, spec, &request) {
             Err(reply) => return Pending::ready(reply),

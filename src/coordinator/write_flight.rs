@@ -264,15 +264,9 @@ impl WriteFlight {
         self.decided = Some(match reply {
             Some(answer) if acks >= need => (Ok(answer), chosen),
             _ => {
-                if let Some(s) = self
-                    .worker
+                self.worker
                     .shared
-                    .layers
-                    .get(self.layer)
-                    .and_then(|l| l.stats.worker(self.worker.index))
-                {
-                    s.write_failures.add(1);
-                }
+                    .layer_figures(self.layer, self.worker.index, |s| s.write_failures.add(1));
                 let error = Reply::error(format!(
                     "ERR strata: write reached {acks} of {total} replicas ({} needs {need})",
                     self.level_name()

@@ -31,9 +31,13 @@ async fn beat(worker: Arc<Worker>, index: usize) {
     let Some(node) = worker.shared.topology.load().node(index).cloned() else {
         return;
     };
-    let config = &worker.shared.settings.config;
-    let interval = config.health.heartbeat_interval;
-    let connect_timeout = config.timeouts.connect;
+    let mut interval = worker
+        .shared
+        .settings
+        .load()
+        .config
+        .health
+        .heartbeat_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut conn: Option<TcpStream> = None;
@@ -42,6 +46,17 @@ async fn beat(worker: Arc<Worker>, index: usize) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = node.retired() => return,
+        }
+        // A reload may have changed the interval or the connect timeout.
+        let (now_interval, connect_timeout) = {
+            let settings = worker.shared.settings.load();
+            let c = &settings.config;
+            (c.health.heartbeat_interval, c.timeouts.connect)
+        };
+        if now_interval != interval {
+            interval = now_interval;
+            ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let outcome = tokio::time::timeout(interval, ping(&node, &mut conn, connect_timeout)).await;
         let now = Instant::now().into_std();

@@ -78,7 +78,8 @@ pub struct NodeHealth {
     /// Why the node went down (or the last failure seen while up).
     reason: Mutex<Option<String>>,
     epoch: Instant,
-    thresholds: Thresholds,
+    /// Replaced by a reload.
+    thresholds: Mutex<Thresholds>,
 }
 
 impl NodeHealth {
@@ -94,8 +95,17 @@ impl NodeHealth {
             came_up: AtomicU64::new(0),
             reason: Mutex::new(None),
             epoch: Instant::now(),
-            thresholds,
+            thresholds: Mutex::new(thresholds),
         }
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        *self.thresholds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New thresholds (a reload); they apply from the next observation.
+    pub fn set_thresholds(&self, thresholds: Thresholds) {
+        *self.thresholds.lock().unwrap_or_else(|e| e.into_inner()) = thresholds;
     }
 
     /// The hot-path question.
@@ -157,7 +167,7 @@ impl NodeHealth {
             return None;
         }
         let seen = self.recoveries.fetch_add(1, Ordering::Relaxed) + 1;
-        if seen >= self.thresholds.recoveries
+        if seen >= self.thresholds().recoveries
             && self
                 .down
                 .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
@@ -190,7 +200,7 @@ impl NodeHealth {
             return None;
         }
         let seen = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if seen >= self.thresholds.failures {
+        if seen >= self.thresholds().failures {
             let why = format!("{seen} consecutive failures, last: {reason}");
             return self.mark_down(why);
         }
@@ -201,7 +211,7 @@ impl NodeHealth {
     /// `same_event` before (or concurrently, by another connection).
     fn new_event(&self, now: Instant) -> bool {
         let ms = self.millis(now);
-        let window = u64::try_from(self.thresholds.same_event.as_millis()).unwrap_or(u64::MAX);
+        let window = u64::try_from(self.thresholds().same_event.as_millis()).unwrap_or(u64::MAX);
         let mut last = self.last_failure.load(Ordering::Relaxed);
         loop {
             if last != NONE && ms.saturating_sub(last) < window {
@@ -225,7 +235,7 @@ impl NodeHealth {
             return None;
         }
         let silent = self.silent_for(now);
-        if silent < self.thresholds.node_timeout {
+        if silent < self.thresholds().node_timeout {
             return None;
         }
         let last = self

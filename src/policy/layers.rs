@@ -195,7 +195,8 @@ pub type LayerId = u16;
 #[derive(Debug)]
 pub struct Layer {
     pub spec: LayerSpec,
-    pub stats: LayerStats,
+    /// Shared with the layer of the same name after a reload, so its figures go on.
+    pub stats: std::sync::Arc<LayerStats>,
     /// `PX <ttl>` encoded, for the commonest write of a TTL layer, a plain `SET key value`
     /// (see `coordinator::plan`); None when the layer gives no default TTL.
     pub set_suffix: Option<bytes::Bytes>,
@@ -213,7 +214,7 @@ impl Layer {
         Layer {
             replicated: spec.replication > 1 || spec.eject_on_down,
             spec,
-            stats: LayerStats::new(workers),
+            stats: std::sync::Arc::new(LayerStats::new(workers)),
             set_suffix,
         }
     }
@@ -290,6 +291,18 @@ impl Layers {
             any_ttl,
             any_replicated,
         }
+    }
+
+    /// Layers built from `specs` whose statistics continue those of the layer of the same
+    /// name in `old` (a reload); new layers start at zero, removed ones are dropped.
+    pub fn carried_over(specs: &[LayerSpec], workers: usize, old: &Layers) -> Layers {
+        let mut layers = Layers::new(specs, workers);
+        for layer in &mut layers.layers {
+            if let Some(before) = old.layers.iter().find(|l| l.spec.name == layer.spec.name) {
+                layer.stats = before.stats.clone();
+            }
+        }
+        layers
     }
 
     /// The layer of `key`: the one with the longest prefix of it, else the default layer.

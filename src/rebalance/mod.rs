@@ -171,7 +171,8 @@ async fn run(worker: Arc<Worker>) {
 /// with `dry` only counts, the keys each holds but should not.
 pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
     let shared = &worker.shared;
-    let config = &shared.settings.config;
+    let settings = shared.settings.load();
+    let config = &settings.config;
     let mut summary = Summary::default();
     let mut targets: HashMap<usize, Direct> = HashMap::new();
     let mut pace = Pace::new(config.rebalance.max_keys_per_sec);
@@ -246,7 +247,11 @@ pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
             let moves: Vec<(Bytes, Vec<usize>)> = keys
                 .into_iter()
                 .filter_map(|key| {
-                    let copies = shared.layers.of(&key).map_or(1, |l| l.spec.replication);
+                    let copies = shared
+                        .layers
+                        .load()
+                        .of(&key)
+                        .map_or(1, |l| l.spec.replication);
                     let owners = topology.ring.preference_list(&key, copies);
                     (!owners.contains(&slot)).then_some((key, owners))
                 })
@@ -295,7 +300,8 @@ async fn move_keys(
     targets: &mut HashMap<usize, Direct>,
     moves: Vec<(Bytes, Vec<usize>)>,
 ) -> Moved {
-    let config = &worker.shared.settings.config;
+    let settings = worker.shared.settings.load();
+    let config = &settings.config;
     let mut out = Moved::default();
     let reads: Vec<Vec<Bytes>> = moves
         .iter()

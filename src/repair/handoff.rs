@@ -15,7 +15,7 @@ pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
     let Some(node) = shared.topology.load().node(target).cloned() else {
         return 0;
     };
-    let batch = shared.settings.config.repair.replay_batch;
+    let batch = shared.settings.load().config.repair.replay_batch;
     let mut replayed = 0;
     while !node.health.is_down() {
         let keys = node.hints.take(batch);
@@ -23,7 +23,11 @@ pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
             break;
         }
         for (i, key) in keys.iter().enumerate() {
-            let replication = shared.layers.of(key).map_or(1, |l| l.spec.replication);
+            let replication = shared
+                .layers
+                .load()
+                .of(key)
+                .map_or(1, |l| l.spec.replication);
             let topology = shared.topology.load();
             let source = topology
                 .ring

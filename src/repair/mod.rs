@@ -115,14 +115,9 @@ pub fn spawn_repair(
         for key in keys.iter() {
             match copy::copy_key(&worker, key, source, &targets).await {
                 Ok(()) => {
-                    if let Some(w) = worker
-                        .shared
-                        .layers
-                        .get(layer)
-                        .and_then(|l| l.stats.worker(worker.index))
-                    {
-                        w.repairs.add(targets.len() as u64);
-                    }
+                    worker.shared.layer_figures(layer, worker.index, |w| {
+                        w.repairs.add(targets.len() as u64)
+                    });
                 }
                 Err(reason) => {
                     worker

@@ -229,8 +229,8 @@ impl Collector for StrataCollector {
             commands.iter().map(|(n, c)| (*n, c.failed)),
         )?;
 
-        let layers: Vec<(&str, LayerTotals)> = s
-            .layers
+        let all_layers = s.layers.load();
+        let layers: Vec<(&str, LayerTotals)> = all_layers
             .iter()
             .map(|(_, l)| (l.spec.name.as_str(), l.stats.totals()))
             .collect();

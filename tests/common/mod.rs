@@ -279,6 +279,8 @@ fn answers_as(port: u16, pid: u32) -> bool {
 pub struct Strata {
     handle: Option<ServerHandle>,
     pub yaml: String,
+    /// The config file, for strata started with [`StrataBuilder::start_with_file`].
+    pub file: Option<tempfile::TempDir>,
 }
 
 /// Builds the YAML of a test strata; top-level sections given to [`StrataBuilder::section`]
@@ -364,6 +366,25 @@ impl StrataBuilder {
         Strata {
             handle: Some(handle),
             yaml,
+            file: None,
+        }
+    }
+
+    /// Starts strata from a config file (so STRATA RELOAD has one to read again); the file is
+    /// [`Strata::config_path`].
+    pub fn start_with_file(self) -> Strata {
+        let yaml = self.yaml();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("strata.yaml");
+        std::fs::write(&path, &yaml).expect("write config");
+        let settings = strata::config::Config::load(&path)
+            .unwrap_or_else(|e| panic!("invalid test config: {e}\n{yaml}"));
+        let server = Server::bind(settings, Some(path)).expect("bind strata");
+        let handle = server.start().expect("start strata");
+        Strata {
+            handle: Some(handle),
+            yaml,
+            file: Some(dir),
         }
     }
 }
@@ -398,6 +419,15 @@ impl Strata {
     /// Index of the node that must hold `key`.
     pub fn owner(&self, key: &str) -> usize {
         self.ring().primary(key.as_bytes())
+    }
+
+    /// The config file of a strata started with [`StrataBuilder::start_with_file`].
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.file
+            .as_ref()
+            .expect("started with a config file")
+            .path()
+            .join("strata.yaml")
     }
 
     /// A raw client connected to strata.

@@ -1,6 +1,6 @@
-//! Graceful shutdown of the `strata` binary: SIGTERM stops new connections at once, lets a
-//! request already sent (held up by a SIGSTOPped node) get its reply, then closes the client
-//! and exits 0; a second signal exits at once; an idle strata exits at once.
+//! Signals to the `strata` binary. SIGTERM stops new connections at once, lets a request
+//! already sent (held up by a SIGSTOPped node) get its reply, then closes the client and exits
+//! 0; a second signal exits at once; an idle strata exits at once. SIGHUP reloads config.yaml.
 
 #![allow(
     clippy::unwrap_used,
@@ -28,12 +28,17 @@ struct Binary {
 
 impl Binary {
     fn start(nodes: &[RedisNode], drain_timeout: &str) -> Binary {
+        Binary::start_with(nodes, drain_timeout, "")
+    }
+
+    /// With `extra` YAML (top-level sections) in the config file.
+    fn start_with(nodes: &[RedisNode], drain_timeout: &str, extra: &str) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut yaml = format!(
             "listen: 127.0.0.1:{port}\nworkers: 2\ntimeouts: {{connect: 500ms, request: 20s}}\n\
              health: {{heartbeat_interval: 1s, node_timeout: 60s, failure_threshold: 1000, recovery_threshold: 1}}\n\
-             shutdown: {{drain_timeout: {drain_timeout}}}\nnodes:\n"
+             shutdown: {{drain_timeout: {drain_timeout}}}\n{extra}\nnodes:\n"
         );
         for (i, n) in nodes.iter().enumerate() {
             yaml.push_str(&format!(
@@ -63,6 +68,10 @@ impl Binary {
             port,
             _dir: dir,
         }
+    }
+
+    fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("strata.yaml")
     }
 
     fn client(&self) -> RawClient {
@@ -183,4 +192,34 @@ fn an_idle_strata_exits_0_at_once_and_the_drain_timeout_bounds_a_busy_one() {
         "exited before the drain timeout: {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn sighup_reloads_the_config_file() {
+    let nodes = RedisNode::start_many(1);
+    let layer = |ttl: &str| format!("layers:\n  - {{name: cache, prefix: 'cache:', ttl: {ttl}}}");
+    let mut strata = Binary::start_with(&nodes, "30s", &layer("5m"));
+    let mut c = strata.client();
+    let pttl = |key: &str| -> i64 {
+        redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut nodes[0].conn())
+            .unwrap()
+    };
+    assert_eq!(c.call(&["SET", "cache:a", "1"]), Resp::ok());
+    assert!(pttl("cache:a") <= 300_000);
+    let text = std::fs::read_to_string(strata.config_path()).unwrap();
+    std::fs::write(strata.config_path(), text.replace("ttl: 5m", "ttl: 10m")).unwrap();
+    strata.signal("HUP");
+    let mut n = 0;
+    poll_until(DEADLINE, "the reloaded TTL to apply", || {
+        n += 1;
+        let key = format!("cache:b{n}");
+        assert_eq!(c.call(&["SET", &key, "1"]), Resp::ok());
+        (pttl(&key) > 300_000).then_some(())
+    });
+    let ring = c.call(&["INFO", "ring"]).text();
+    assert!(ring.contains("ring_version:1"), "{ring}");
+    strata.signal("TERM");
+    assert_eq!(strata.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

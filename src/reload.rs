@@ -1,0 +1,203 @@
+//! Hot reload (SIGHUP or `STRATA RELOAD`): config.yaml is read and validated again; a bad file
+//! is refused with the reason and the running configuration stays. Otherwise the new one
+//! applies at once: nodes (added, removed, re-addressed, re-weighted: one ring swap), layers
+//! (prefixes, TTLs, replication, consistency; each layer's figures go on under its name),
+//! health thresholds and interval, timeouts, limits read per client, security, stats and
+//! rebalance settings. Settings fixed at start (the listen addresses, workers, the ring's shape,
+//! backend pools, background budgets) keep their running values and are reported as needing
+//! a restart.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::backend::NodeInfo;
+use crate::config::{Config, Settings};
+use crate::policy::Layers;
+use crate::server::Worker;
+
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub ring_version: u64,
+    /// Membership changes made, as `add node4`, `remove node2`, `weight node1 3`,
+    /// `readdress node3`.
+    pub nodes: Vec<String>,
+    pub layers: usize,
+    /// Changed settings that keep their running values until a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Reloads the config file strata was started with.
+pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
+    let shared = &worker.shared;
+    let Some(path) = shared.config_path.as_ref() else {
+        return Err("strata was started without a config file: nothing to reload".into());
+    };
+    let loaded = Config::load(path).map_err(|e| e.to_string())?;
+    // One change at a time, as for STRATA NODE.
+    let _one = shared.membership.lock().unwrap_or_else(|e| e.into_inner());
+    let running = shared.settings.load_full();
+    let (settings, restart_needed) = keep_fixed(&running, loaded);
+
+    // Nodes: one new topology for every change, checked once at the end.
+    let before = shared.topology.load_full();
+    let most_copies = settings
+        .layers
+        .iter()
+        .map(|l| l.replication)
+        .max()
+        .unwrap_or(1);
+    let mut topology = before.with_depth(most_copies);
+    let mut nodes = Vec::new();
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    for wanted in &settings.config.nodes {
+        match topology.member(&wanted.id).cloned() {
+            Some(node) if node.addr == wanted.addr => {
+                if node.weight() != wanted.weight {
+                    node.set_weight(wanted.weight);
+                    topology = topology.reweighted();
+                    nodes.push(format!("weight {} {}", wanted.id, wanted.weight));
+                }
+            }
+            found => {
+                if let Some(old) = &found {
+                    // A new address: the same ring points (same id), a new slot.
+                    topology = topology.with_removed(old.index);
+                    removed.push(old.clone());
+                    nodes.push(format!("readdress {}", wanted.id));
+                } else {
+                    nodes.push(format!("add {}", wanted.id));
+                }
+                let slot = topology.nodes.len();
+                if slot >= settings.config.limits.max_nodes {
+                    return Err(format!(
+                        "no room for node '{}': limits.max_nodes is {}",
+                        wanted.id, settings.config.limits.max_nodes
+                    ));
+                }
+                let node = Arc::new(
+                    NodeInfo::new(
+                        slot,
+                        wanted.id.clone(),
+                        wanted.addr.clone(),
+                        wanted.weight,
+                        settings.workers,
+                    )
+                    .configured(
+                        crate::health::Thresholds::from(&settings.config.health),
+                        settings.config.repair.max_hints_per_node,
+                    ),
+                );
+                topology = topology.with_added(node);
+                added.push(slot);
+            }
+        }
+    }
+    let gone: Vec<Arc<NodeInfo>> = topology
+        .member_nodes()
+        .filter(|n| !settings.config.nodes.iter().any(|w| w.id == n.id))
+        .cloned()
+        .collect();
+    for node in gone {
+        topology = topology.with_removed(node.index);
+        nodes.push(format!("remove {}", node.id));
+        removed.push(node);
+    }
+    // Config validation already checked replication against the configured node count.
+
+    // Swap everything in.
+    let layers = Layers::carried_over(&settings.layers, settings.workers, &shared.layers.load());
+    let report = Report {
+        ring_version: topology.version,
+        nodes,
+        layers: layers.len(),
+        restart_needed,
+    };
+    let thresholds = crate::health::Thresholds::from(&settings.config.health);
+    for node in topology.nodes.iter() {
+        node.health.set_thresholds(thresholds);
+    }
+    shared.timeouts.set(
+        settings.config.timeouts.connect,
+        settings.config.timeouts.request,
+    );
+    let membership_changed = !report.nodes.is_empty();
+    let auto_rebalance = settings.config.rebalance.auto;
+    shared.layers.store(Arc::new(layers));
+    shared.settings.store(Arc::new(settings));
+    shared.topology.store(Arc::new(topology));
+    if membership_changed {
+        shared.rebalance.remember(before);
+    }
+    for slot in added {
+        crate::health::heartbeat::start_one(worker, slot);
+    }
+    for node in removed {
+        let pending = node.hints.len();
+        drop(node.hints.take(pending));
+        node.retire();
+    }
+    if membership_changed && auto_rebalance {
+        let _ = crate::rebalance::Rebalance::start(worker);
+    }
+    tracing::info!(
+        ring_version = report.ring_version,
+        nodes = report.nodes.join(", "),
+        layers = report.layers,
+        restart_needed = report.restart_needed.join(", "),
+        "configuration reloaded"
+    );
+    Ok(report)
+}
+
+/// The loaded settings with the values that cannot change while running put back, and the
+/// names of those that differed.
+fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static str>) {
+    let old = &running.config;
+    let mut config = loaded.config;
+    let mut changed = Vec::new();
+    fn same<T: Serialize>(a: &T, b: &T) -> bool {
+        serde_yaml::to_string(a).ok() == serde_yaml::to_string(b).ok()
+    }
+    if config.listen != old.listen {
+        changed.push("listen");
+        config.listen = old.listen;
+    }
+    if config.admin_listen != old.admin_listen {
+        changed.push("admin_listen");
+        config.admin_listen = old.admin_listen;
+    }
+    if config.workers != old.workers {
+        changed.push("workers");
+        config.workers = old.workers;
+    }
+    if !same(&config.ring, &old.ring) {
+        changed.push("ring");
+        config.ring = old.ring.clone();
+    }
+    if !same(&config.backend, &old.backend) {
+        changed.push("backend");
+        config.backend = old.backend.clone();
+    }
+    if config.limits.max_nodes != old.limits.max_nodes {
+        changed.push("limits.max_nodes");
+        config.limits.max_nodes = old.limits.max_nodes;
+    }
+    if config.repair.max_in_flight != old.repair.max_in_flight {
+        changed.push("repair.max_in_flight");
+        config.repair.max_in_flight = old.repair.max_in_flight;
+    }
+    if config.repair.max_hints_per_node != old.repair.max_hints_per_node {
+        changed.push("repair.max_hints_per_node");
+        config.repair.max_hints_per_node = old.repair.max_hints_per_node;
+    }
+    let settings = Settings {
+        config,
+        workers: running.workers,
+        hash_tag: running.hash_tag,
+        layers: loaded.layers,
+    };
+    (settings, changed)
+}
