@@ -278,6 +278,7 @@ fn auto_rebalance_follows_a_membership_change() {
     let strata = Strata::builder(&all)
         .section(LAYERS)
         .section("rebalance: {auto: true}")
+        .section("admin_listen: 127.0.0.1:0")
         .start();
     let mut c = strata.raw();
     write_keys(&mut c, &keys());
@@ -295,4 +296,17 @@ fn auto_rebalance_follows_a_membership_change() {
     let figures = fields(&items[at + 1]);
     assert_eq!(figures["runs"], "1", "{figures:?}");
     assert_eq!(figures["running"], "0");
+    let body = common::layers::metrics(strata.handle().admin_addr.unwrap());
+    let value = |series: &str| -> u64 {
+        common::layers::sample(&body, series)
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("strata_rebalance_runs_total"), 1);
+    assert_eq!(value("strata_rebalance_running"), 0);
+    assert_eq!(
+        value("strata_rebalance_keys_moved_total"),
+        figures["keys_moved"].parse::<u64>().unwrap()
+    );
 }
