@@ -1,5 +1,5 @@
-//! Configuration: the serde schema of `config.yaml`, its documented defaults, and validation into
-//! the [`Settings`] the rest of strata runs on.
+//! Configuration: the top level of `config.yaml` (its sections are in `sections.rs`), loading,
+//! and validation into the [`Settings`] the rest of strata runs on.
 //!
 //! Every field has a default (see the doc comment on the field and README's configuration table),
 //! unknown keys are rejected, and durations are human strings such as `250ms`, `5s` or `10m`.
@@ -7,11 +7,14 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{resolve_layers, LayerSpec};
+
+mod sections;
+
+pub use sections::*;
 
 /// Largest node weight (a node owns `ring.vnodes × weight` ring points).
 pub const MAX_WEIGHT: u32 = 1000;
@@ -83,298 +86,6 @@ fn default_weight() -> u32 {
     1
 }
 
-/// The consistent-hash ring.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RingConfig {
-    /// Points on the ring per unit of node weight. Default 1000: with 10 equal nodes the busiest
-    /// holds about 4% more keys than the mean (at 160, ketama's classic figure, about 16% more).
-    pub vnodes: u32,
-    /// Two characters delimiting the hash tag: only the part of a key between the first opening
-    /// and the next closing character is hashed, when non-empty. Default `{}`; empty string
-    /// disables hash tags.
-    pub hash_tag: String,
-}
-
-/// Write consistency: how many replicas must acknowledge a write before the client's reply.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteConsistency {
-    /// The first success.
-    Eventual,
-    /// A majority of the replicas.
-    Quorum,
-    /// Every replica.
-    Strong,
-}
-
-/// Read consistency: how many replicas a read asks.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadConsistency {
-    /// The first replica that is up.
-    One,
-    /// A majority of the replicas, replies compared.
-    Quorum,
-    /// Every replica, replies compared.
-    All,
-}
-
-/// The policy fields every layer inherits when it leaves them out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LayerDefaults {
-    /// TTL given to keys written without one. Default none (`0` also means none).
-    #[serde(with = "humantime_serde")]
-    pub ttl: Option<Duration>,
-    /// Largest TTL a key may have: explicit TTLs are clamped to it, KEEPTTL and PERSIST are
-    /// refused. Default none (`0` also means none).
-    #[serde(with = "humantime_serde")]
-    pub max_ttl: Option<Duration>,
-    /// Copies of each key. Default 1.
-    pub replication: usize,
-    /// Default `quorum`.
-    pub write_consistency: WriteConsistency,
-    /// Default `one`.
-    pub read_consistency: ReadConsistency,
-    /// A read that finds nothing on the first replica asks the next one, and copies a value
-    /// found there back. Default: on when `replication` is above 1.
-    pub miss_failover: Option<bool>,
-    /// While a node is down, drop it from the layer's ring: its keys go to the next nodes
-    /// (twemproxy's auto-eject). Default false: the node keeps its place, its keys are served
-    /// by their other replicas.
-    pub eject_on_down: bool,
-}
-
-impl Default for LayerDefaults {
-    fn default() -> Self {
-        LayerDefaults {
-            ttl: None,
-            max_ttl: None,
-            replication: 1,
-            write_consistency: WriteConsistency::Quorum,
-            read_consistency: ReadConsistency::One,
-            miss_failover: None,
-            eject_on_down: false,
-        }
-    }
-}
-
-/// One key layer. Fields left out come from `defaults`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LayerConfig {
-    /// Name used in INFO, STRATA LAYERS and metric labels: letters, digits, `_` and `-`.
-    pub name: String,
-    /// Keys starting with it belong to the layer (longest prefix wins). Non-empty.
-    pub prefix: String,
-    /// Optional template naming the key's fields, e.g. `result:{query}:{model}`; it must start
-    /// with the prefix. Used by `STRATA INVALIDATE WHERE field=value`.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Default TTL; `0` means none even when `defaults.ttl` is set.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ttl: Option<Duration>,
-    /// Maximum TTL; `0` means none even when `defaults.max_ttl` is set.
-    #[serde(
-        default,
-        with = "humantime_serde",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub max_ttl: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replication: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_consistency: Option<WriteConsistency>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_consistency: Option<ReadConsistency>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub miss_failover: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eject_on_down: Option<bool>,
-}
-
-/// Statistics.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatsConfig {
-    /// How often strata counts the keys of each layer on the nodes (a SCAN of every node,
-    /// shown as `keys=` in INFO and `strata_layer_keys`). Default `60s`; `0` turns it off.
-    #[serde(with = "humantime_serde")]
-    pub layer_keys_interval: Duration,
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        StatsConfig {
-            layer_keys_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Node health: heartbeats and the thresholds that mark a node down and up again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Time between two `PING`s to each node (on a connection of their own). Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// A node that has not answered anything (heartbeat or request) for this long is marked
-    /// down. Default `3s`.
-    #[serde(with = "humantime_serde")]
-    pub node_timeout: Duration,
-    /// Consecutive failures (heartbeat, connection error or timeout) that mark a node down.
-    /// Default 3.
-    pub failure_threshold: u32,
-    /// Consecutive successful heartbeats that mark a down node up again. Default 2.
-    pub recovery_threshold: u32,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            heartbeat_interval: Duration::from_secs(1),
-            node_timeout: Duration::from_secs(3),
-            failure_threshold: 3,
-            recovery_threshold: 2,
-        }
-    }
-}
-
-/// Background work that makes replicas converge: the tails of replicated writes, read
-/// repair, and hinted handoff.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RepairConfig {
-    /// Replicated writes whose client was already answered, and read repairs, in flight at
-    /// once per worker. Past it a write's outcome is not watched (a hint is stored instead,
-    /// so the replica is brought up to date later) and a repair is skipped; both are counted
-    /// and logged. Default 10000.
-    pub max_in_flight: usize,
-    /// Keys remembered per node for hinted handoff (writes the node missed while down). Past
-    /// it the oldest hint is dropped and counted. Default 100000.
-    pub max_hints_per_node: usize,
-    /// Hinted keys copied to a recovered node per pipelined batch. Default 100.
-    pub replay_batch: usize,
-}
-
-impl Default for RepairConfig {
-    fn default() -> Self {
-        RepairConfig {
-            max_in_flight: 10_000,
-            max_hints_per_node: 100_000,
-            replay_batch: 100,
-        }
-    }
-}
-
-/// Moving keys to their owners after membership changes (`STRATA REBALANCE`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RebalanceConfig {
-    /// Start a rebalance by itself after every membership change. Default false.
-    pub auto: bool,
-    /// Keys moved per second at most (the walk reads `limits.scan_count` keys per SCAN).
-    /// Default 5000.
-    pub max_keys_per_sec: usize,
-}
-
-impl Default for RebalanceConfig {
-    fn default() -> Self {
-        RebalanceConfig {
-            auto: false,
-            max_keys_per_sec: 5000,
-        }
-    }
-}
-
-/// Time limits on the backend side.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutsConfig {
-    /// Time to open a connection to a node. Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub connect: Duration,
-    /// Time a node has to answer a request; past it the connection is dropped and the requests
-    /// on it fail with `ERR strata: node ... unavailable: request timed out`. Default `2s`.
-    #[serde(with = "humantime_serde")]
-    pub request: Duration,
-}
-
-/// Graceful shutdown on SIGTERM / SIGINT.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShutdownConfig {
-    /// Longest wait for in-flight requests and background work before strata exits anyway.
-    /// Default `30s`.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for ShutdownConfig {
-    fn default() -> Self {
-        ShutdownConfig {
-            drain_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Backend connection pools.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BackendConfig {
-    /// Multiplexed connections per node and per worker thread. Default 1: one pipelined
-    /// connection carries every client of the worker.
-    pub connections_per_node: usize,
-    /// First wait before reconnecting to a node that refused or dropped us. Default `50ms`;
-    /// doubles on each failure up to `reconnect_backoff_max`.
-    #[serde(with = "humantime_serde")]
-    pub reconnect_backoff_min: Duration,
-    /// Longest wait between reconnect attempts. Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub reconnect_backoff_max: Duration,
-    /// Requests queued for one backend connection before senders wait. Default 4096.
-    pub queue_depth: usize,
-    /// Requests written to one backend connection and not yet answered, at most. Default 16384.
-    pub max_in_flight: usize,
-}
-
-/// Limits on what clients may send, as Redis has them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Client connections at once; past it new ones get `-ERR max number of clients reached`.
-    /// Default 10000.
-    pub max_clients: usize,
-    /// Arguments in one multibulk request. Default 1048576 (the limit Redis had up to 6.2).
-    pub max_multibulk_len: usize,
-    /// Bytes in one bulk argument. Default 536870912 (512 MB, Redis's `proto-max-bulk-len`).
-    pub max_bulk_len: usize,
-    /// Bytes in one inline command line. Default 65536 (Redis's limit).
-    pub max_inline_len: usize,
-    /// Requests of one client in flight (read, not yet answered); strata stops reading from the
-    /// client until replies drain. Default 1024.
-    pub max_pipeline: usize,
-    /// Keys asked per SCAN call (its COUNT) by strata's own scans: STRATA INVALIDATE LAYER /
-    /// WHERE and the layer key count; also the most keys one UNLINK removes. Default 1000.
-    pub scan_count: usize,
-    /// Node slots per process: the configured nodes plus every `STRATA NODE ADD` (a removed
-    /// node keeps its slot). Default 1024, at most 65535.
-    pub max_nodes: usize,
-}
-
-/// Guards for commands that can destroy data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
-    /// Allow FLUSHDB, FLUSHALL, KEYS and CONFIG SET through the proxy. Default false.
-    pub allow_dangerous_commands: bool,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -394,50 +105,6 @@ impl Default for Config {
             backend: BackendConfig::default(),
             limits: LimitsConfig::default(),
             security: SecurityConfig::default(),
-        }
-    }
-}
-
-impl Default for RingConfig {
-    fn default() -> Self {
-        RingConfig {
-            vnodes: 1000,
-            hash_tag: "{}".to_string(),
-        }
-    }
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        TimeoutsConfig {
-            connect: Duration::from_secs(1),
-            request: Duration::from_secs(2),
-        }
-    }
-}
-
-impl Default for BackendConfig {
-    fn default() -> Self {
-        BackendConfig {
-            connections_per_node: 1,
-            reconnect_backoff_min: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_secs(1),
-            queue_depth: 4096,
-            max_in_flight: 16384,
-        }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_clients: 10_000,
-            max_multibulk_len: 1024 * 1024,
-            max_bulk_len: 512 * 1024 * 1024,
-            max_inline_len: 64 * 1024,
-            max_pipeline: 1024,
-            scan_count: 1000,
-            max_nodes: 1024,
         }
     }
 }
@@ -666,6 +333,7 @@ impl Settings {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const MINIMAL: &str = "nodes:\n  - {id: a, addr: '127.0.0.1:7001'}\n";
 
