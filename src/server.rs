@@ -64,6 +64,8 @@ pub struct Worker {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub pool: Pool,
+    /// Idle dedicated connections (blocking commands).
+    pub dedicated: Arc<crate::backend::dedicated::DedicatedPool>,
 }
 
 impl Worker {
@@ -385,6 +387,7 @@ fn run_worker(
             index,
             shared: shared.clone(),
             pool,
+            dedicated: Arc::default(),
         });
         if index == 0 {
             tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));

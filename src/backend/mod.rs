@@ -1,6 +1,7 @@
 //! The node side: multiplexed pipelined connections, per-worker pools, node identity and status.
 
 pub mod connection;
+pub mod dedicated;
 pub mod node;
 pub mod pool;
 pub mod queue;

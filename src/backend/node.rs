@@ -29,6 +29,8 @@ pub struct NodeInfo {
     pub hints: Hints,
     /// Requests, failures and latency, per worker.
     pub stats: NodeStats,
+    /// Dedicated connections open to the node, all workers together (`dedicated.rs`).
+    pub dedicated: AtomicUsize,
 }
 
 impl NodeInfo {
@@ -46,6 +48,7 @@ impl NodeInfo {
             health: NodeHealth::new(Thresholds::default()),
             hints: Hints::new(crate::config::RepairConfig::default().max_hints_per_node),
             stats: NodeStats::new(workers),
+            dedicated: AtomicUsize::new(0),
         }
     }
 

@@ -165,6 +165,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         if eof && pending.is_empty() && !closing {
             break;
         }
+        // Gone while blocked: dropping the pending commands closes their dedicated
+        // connections, which releases the blocked commands on the nodes.
+        if eof && pending.iter().any(|(p, _)| p.is_dedicated()) {
+            break;
+        }
     }
     let _ = stream.shutdown().await;
     tracing::debug!("disconnected");

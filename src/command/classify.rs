@@ -18,19 +18,15 @@ pub fn classify(request: &Request, allow_dangerous: bool) -> Result<&'static Com
     if spec.route == Route::Unsupported {
         return Err(unsupported(spec.name));
     }
-    // XREAD/XREADGROUP only block with BLOCK; a blocking call must never occupy a shared node
-    // connection, so that form is refused.
-    if spec.has(flags::BLOCKING) && has_block_option(request) {
-        return Err(unsupported(&format!("{} block", spec.name)));
-    }
     if spec.has(flags::DANGEROUS) && !allow_dangerous {
         return Err(disabled(spec.name));
     }
     Ok(spec)
 }
 
-/// True when a stream read carries `BLOCK` before its `STREAMS` section.
-fn has_block_option(request: &Request) -> bool {
+/// True when a stream read carries `BLOCK` before its `STREAMS` section (it then blocks, and
+/// runs on a dedicated connection).
+pub fn has_block_option(request: &Request) -> bool {
     request
         .args
         .iter()
@@ -141,11 +137,10 @@ mod tests {
         assert!(classify(&req(&["FLUSHALL"]), true).is_ok());
         assert!(classify(&req(&["KEYS", "*"]), true).is_ok());
         assert!(classify(&req(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"]), false).is_ok());
-        assert_eq!(
-            err_text(
-                classify(&req(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]), false).unwrap_err()
-            ),
-            "ERR strata: 'xread block' is not supported through the proxy"
-        );
+        // With BLOCK it is accepted too; dispatch runs it on a dedicated connection.
+        let blocking = req(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+        assert!(classify(&blocking, false).is_ok());
+        assert!(has_block_option(&blocking));
+        assert!(!has_block_option(&req(&["XREAD", "STREAMS", "BLOCK", "0"])));
     }
 }

@@ -105,6 +105,9 @@ pub enum Route {
     /// Container command (CONFIG, SCRIPT, FUNCTION, CLIENT, ...): the route depends on the
     /// subcommand, decided in `classify.rs`.
     Subcommand,
+    /// May block (BLPOP, BZPOPMIN, WAIT, XREAD ... BLOCK, ...): runs on a connection of its own
+    /// to the keys' node (`backend::dedicated`), never on a shared one.
+    Blocking,
     /// Refused: `-ERR strata: '<cmd>' is not supported through the proxy`.
     Unsupported,
 }

@@ -110,14 +110,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     single("bitfield_ro", -2, READONLY | FAST),
     multi("bitop", -4, WRITE | DENYOOM, 2, -1, 1),
     single("bitpos", -3, READONLY),
-    range("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Unsupported),
-    spec("blmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Unsupported),
-    range("blpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Unsupported),
-    range("brpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Unsupported),
-    range("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Unsupported),
-    spec("bzmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Unsupported),
-    range("bzpopmax", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Unsupported),
-    range("bzpopmin", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Unsupported),
+    range("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Blocking),
+    spec("blmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Blocking),
+    range("blpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Blocking),
+    range("brpop", -3, WRITE | NOSCRIPT | BLOCKING, 1, -2, 1, Route::Blocking),
+    range("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, 1, 2, 1, Route::Blocking),
+    spec("bzmpop", -5, WRITE | BLOCKING | MOVABLEKEYS, (0, 0, 0), NUMKEYS_AT_2, Route::Blocking),
+    range("bzpopmax", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Blocking),
+    range("bzpopmin", -3, WRITE | NOSCRIPT | BLOCKING | FAST, 1, -2, 1, Route::Blocking),
     keyless("client", -2, 0, Route::Subcommand),
     keyless("cluster", -2, 0, Route::Unsupported),
     keyless("command", -1, LOADING | STALE, Route::Local),
@@ -291,7 +291,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     range("unlink", -2, WRITE | FAST, 1, -1, 1, Route::Split(Split::SumKeys)),
     keyless("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
     keyless("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, Route::Unsupported),
-    keyless("wait", 3, NOSCRIPT, Route::Unsupported),
+    keyless("wait", 3, NOSCRIPT, Route::Blocking),
     range("watch", -2, NOSCRIPT | LOADING | STALE | FAST, 1, -1, 1, Route::Unsupported),
     single("xack", -4, WRITE | FAST),
     single("xadd", -5, WRITE | DENYOOM | FAST),
@@ -557,16 +557,7 @@ mod tests {
             "swapdb",
             "move",
             "migrate",
-            "wait",
             "reset",
-            "blpop",
-            "brpop",
-            "blmove",
-            "brpoplpush",
-            "blmpop",
-            "bzpopmin",
-            "bzpopmax",
-            "bzmpop",
             "acl",
             "module",
         ] {
@@ -585,15 +576,16 @@ mod tests {
                 "{name}"
             );
         }
-        // Every blocking command is refused, except XREAD/XREADGROUP, which block only with
-        // the BLOCK option (classify refuses that form).
+        // Every blocking command runs on a dedicated connection, except XREAD/XREADGROUP,
+        // which block only with the BLOCK option (classify routes that form there).
         for spec in COMMANDS.iter().filter(|c| c.has(BLOCKING)) {
             if spec.name.starts_with("xread") {
                 assert_eq!(spec.route, Route::SameNode, "{}", spec.name);
             } else {
-                assert_eq!(spec.route, Route::Unsupported, "{}", spec.name);
+                assert_eq!(spec.route, Route::Blocking, "{}", spec.name);
             }
         }
+        assert_eq!(lookup(b"wait").unwrap().route, Route::Blocking);
     }
 
     #[test]

@@ -250,6 +250,10 @@ impl Config {
             ("limits.scan_count", self.limits.scan_count),
             ("limits.max_nodes", self.limits.max_nodes),
             (
+                "limits.max_dedicated_per_node",
+                self.limits.max_dedicated_per_node,
+            ),
+            (
                 "health.failure_threshold",
                 self.health.failure_threshold as usize,
             ),

@@ -287,6 +287,9 @@ pub struct LimitsConfig {
     /// Node slots per process: the configured nodes plus every `STRATA NODE ADD` (a removed
     /// node keeps its slot). Default 1024, at most 65535.
     pub max_nodes: usize,
+    /// Dedicated connections open to one node at once (all workers together), for blocking
+    /// commands. Past it such a command gets an error. Default 256.
+    pub max_dedicated_per_node: usize,
 }
 
 /// Guards for commands that can destroy data.
@@ -337,6 +340,7 @@ impl Default for LimitsConfig {
             max_pipeline: 1024,
             scan_count: 1000,
             max_nodes: 1024,
+            max_dedicated_per_node: 256,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
 //! session hands to the statistics with the reply (`track.rs`).
 
+pub mod blocking;
 pub mod invalidate;
 pub mod layer_keys;
 pub mod merge;
@@ -116,6 +117,18 @@ pub async fn dispatch(
         track.set_keys(&layers, &request.args, 2);
     }
     let id = client.id;
+    // Blocking commands (and XREAD/XREADGROUP with BLOCK) never use a shared connection.
+    let blocks = spec.route == Route::Blocking
+        || (spec.has(crate::command::spec::flags::BLOCKING)
+            && crate::command::classify::has_block_option(&request));
+    if blocks {
+        return Dispatched {
+            pending: blocking::plan_blocking(worker, id, spec, request),
+            close: false,
+            spec: Some(spec),
+            track,
+        };
+    }
     // Layers with several copies (or ejecting down nodes) take the replicated path; while a
     // rebalance runs every key does (its reads fall back to the key's previous owners).
     let rebalancing = worker.shared.rebalance.is_running();
@@ -188,6 +201,7 @@ pub async fn dispatch(
             }
             (done.pending, done.close)
         }
+        Route::Blocking => (blocking::plan_blocking(worker, id, spec, request), false),
         Route::Unsupported => (
             Pending::ready(crate::command::classify::unsupported(spec.name)),
             false,

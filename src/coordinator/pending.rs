@@ -32,6 +32,9 @@ pub enum Pending {
     /// A reply that takes more than waiting: replicated reads (`read_flight.rs`), which may
     /// ask more nodes, fail over and compare replies, and requests gathering several flights.
     Task(Continued),
+    /// A command running on a dedicated connection (`blocking.rs`); a client that goes away
+    /// drops it, which closes the connection.
+    Dedicated(Continued),
     /// A task's reply was taken; what its TTL followers applied stays for the statistics.
     Finished(Vec<(LayerId, u32)>),
 }
@@ -129,6 +132,11 @@ impl Pending {
         }
     }
 
+    /// True for a command on a dedicated connection (it may block for long).
+    pub fn is_dedicated(&self) -> bool {
+        matches!(self, Pending::Dedicated(_))
+    }
+
     /// When the session should call [`Pending::hedge`] if the reply is not in by then.
     pub fn hedge_at(&self) -> Option<std::time::Instant> {
         match self {
@@ -183,7 +191,7 @@ impl Pending {
                     })
                 }
             },
-            Pending::Task(task) => match task.as_mut().poll(cx) {
+            Pending::Task(task) | Pending::Dedicated(task) => match task.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(out) => {
                     *self = Pending::Finished(out.applied);

@@ -103,7 +103,7 @@ pub fn same_node(
             Some(_) => {}
         }
     }
-    Ok(node.unwrap_or((client_id % ring.node_count().max(1) as u64) as usize))
+    Ok(node.unwrap_or_else(|| topology.pick(client_id)))
 }
 
 /// Redis's reply for arguments whose keys cannot be found (`command` names XREAD's variant).

@@ -1,0 +1,145 @@
+//! Dedicated node connections: one client at a time, for commands that block (BLPOP, XREAD ...
+//! BLOCK, WAIT, ...). A blocked command on a shared multiplexed connection would hold up every
+//! other client's replies behind it, so these get a connection of their own, taken from a
+//! per-worker idle list or opened, at most `limits.max_dedicated_per_node` open per node (all
+//! workers together). A [`Lease`] goes back to the idle list when its command completed, and is
+//! closed when it did not (the client went away while blocked: closing the connection is what
+//! makes the node give up the blocked command).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::node::NodeInfo;
+use crate::protocol::{decode_reply, NodeReply};
+
+/// Idle connections kept per node and worker; more are closed.
+const MAX_IDLE: usize = 16;
+
+/// One worker's idle dedicated connections, by node slot.
+#[derive(Default)]
+pub struct DedicatedPool {
+    idle: Mutex<HashMap<usize, Vec<TcpStream>>>,
+}
+
+/// A dedicated connection in use.
+pub struct Lease {
+    pool: Arc<DedicatedPool>,
+    node: Arc<NodeInfo>,
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+    /// Set when the last command's reply was read whole: the connection can serve another.
+    clean: bool,
+}
+
+impl DedicatedPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<TcpStream>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection to `node`: an idle one, or a new one when fewer than `max` are open.
+    pub async fn lease(
+        self: &Arc<Self>,
+        node: &Arc<NodeInfo>,
+        max: usize,
+        connect_timeout: Duration,
+    ) -> Result<Lease, String> {
+        let idle = self.lock().get_mut(&node.index).and_then(Vec::pop);
+        let stream = match idle {
+            Some(stream) => stream,
+            None => {
+                let open = node.dedicated.fetch_add(1, Ordering::SeqCst);
+                if open >= max {
+                    node.dedicated.fetch_sub(1, Ordering::SeqCst);
+                    return Err(format!(
+                        "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
+                        node.id
+                    ));
+                }
+                match tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        stream
+                    }
+                    Ok(Err(e)) => {
+                        node.dedicated.fetch_sub(1, Ordering::SeqCst);
+                        return Err(format!("node {} ({}): {e}", node.id, node.addr));
+                    }
+                    Err(_) => {
+                        node.dedicated.fetch_sub(1, Ordering::SeqCst);
+                        return Err(format!(
+                            "node {} ({}): connect timed out",
+                            node.id, node.addr
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Lease {
+            pool: self.clone(),
+            node: node.clone(),
+            stream: Some(stream),
+            buf: BytesMut::with_capacity(4096),
+            clean: false,
+        })
+    }
+}
+
+impl Lease {
+    /// Sends one command and waits for its whole reply, however long the node takes (a
+    /// blocking command's own timeout decides).
+    pub async fn call(&mut self, payload: &[u8]) -> Result<NodeReply, String> {
+        self.clean = false;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err("connection closed".into());
+        };
+        stream
+            .write_all(payload)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        loop {
+            if let Some(reply) = decode_reply(&mut self.buf)? {
+                self.clean = self.buf.is_empty();
+                return Ok(reply);
+            }
+            self.buf.reserve(4096);
+            let n = stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return Err("connection closed by node".into());
+            }
+        }
+    }
+
+    pub fn node(&self) -> &Arc<NodeInfo> {
+        &self.node
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        if self.clean && !self.node.is_retired() {
+            let mut idle = self.pool.lock();
+            let list = idle.entry(self.node.index).or_default();
+            if list.len() < MAX_IDLE {
+                list.push(stream);
+                return;
+            }
+        }
+        // Closed: a node blocked on it gives up the command.
+        drop(stream);
+        self.node.dedicated.fetch_sub(1, Ordering::SeqCst);
+    }
+}

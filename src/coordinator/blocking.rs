@@ -1,0 +1,59 @@
+//! Commands that block (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP,
+//! XREAD / XREADGROUP with BLOCK, WAIT): run on a dedicated connection to the keys' node
+//! (`backend::dedicated`), every key on one node else `CROSSSLOT`, with the client's own
+//! timeout. The shared connections never carry them, so other clients are not held up.
+//!
+//! With replication the command runs on the key's primary only: a pop is not replicated to the
+//! other copies (queues belong in a one-copy layer; see README).
+
+use std::sync::Arc;
+
+use crate::backend::NodeError;
+use crate::command::spec::CommandSpec;
+use crate::protocol::{Reply, Request};
+use crate::server::Worker;
+
+use super::pending::{Pending, TaskOutput};
+use super::plan;
+
+/// Plans a blocking command: the node, then a task that leases a dedicated connection.
+pub fn plan_blocking(
+    worker: &Arc<Worker>,
+    client_id: u64,
+    spec: &CommandSpec,
+    request: Request,
+) -> Pending {
+    let slot = match plan::same_node(worker, client_id, spec, &request) {
+        Ok(slot) => slot,
+        Err(reply) => return Pending::ready(reply),
+    };
+    let Some(node) = worker.shared.topology.load().node(slot).cloned() else {
+        return Pending::ready(Reply::error_static("ERR strata: no such node"));
+    };
+    if node.health.is_down() {
+        return Pending::ready(Reply::error(node.down_error().to_string()));
+    }
+    let payload = plan::payload(&request);
+    let worker = worker.clone();
+    Pending::Dedicated(Box::pin(async move {
+        let max = worker
+            .shared
+            .settings
+            .load()
+            .config
+            .limits
+            .max_dedicated_per_node;
+        let connect = worker.shared.timeouts.connect();
+        let reply = match worker.dedicated.lease(&node, max, connect).await {
+            Err(e) => Reply::error(format!("ERR strata: {e}")),
+            Ok(mut lease) => match lease.call(&payload).await {
+                Ok(reply) => Reply::Raw(reply.raw),
+                Err(e) => Reply::error(NodeError::new(&node, &e).to_string()),
+            },
+        };
+        TaskOutput {
+            reply,
+            applied: Vec::new(),
+        }
+    }))
+}
