@@ -120,6 +120,45 @@ impl Lease {
         }
     }
 
+    /// Sends `payload` (several commands) and reads `count` replies, in order.
+    pub async fn call_many(
+        &mut self,
+        payload: &[u8],
+        count: usize,
+    ) -> Result<Vec<NodeReply>, String> {
+        self.clean = false;
+        let Some(stream) = self.stream.as_mut() else {
+            return Err("connection closed".into());
+        };
+        stream
+            .write_all(payload)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        let mut replies = Vec::with_capacity(count);
+        while replies.len() < count {
+            if let Some(reply) = decode_reply(&mut self.buf)? {
+                replies.push(reply);
+                continue;
+            }
+            self.buf.reserve(4096);
+            let n = stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return Err("connection closed by node".into());
+            }
+        }
+        self.clean = self.buf.is_empty();
+        Ok(replies)
+    }
+
+    /// Keeps the connection from going back to the idle list (it holds state, e.g. WATCH);
+    /// cleared by the next command that completes.
+    pub fn hold_state(&mut self) {
+        self.clean = false;
+    }
+
     pub fn node(&self) -> &Arc<NodeInfo> {
         &self.node
     }

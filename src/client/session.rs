@@ -55,6 +55,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     let mut input = BytesMut::with_capacity(READ_SIZE);
     let mut output = BytesMut::with_capacity(READ_SIZE);
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
+    // MULTI / EXEC / WATCH state (`transaction.rs`).
+    let mut transaction = super::transaction::Transaction::default();
     // Set by QUIT or a protocol error: answer what was read, then close.
     let mut closing = false;
     // Bytes the request being parsed still needs (sizes the next read).
@@ -73,6 +75,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         let started = Instant::now();
         while !closing && pending.len() < max_pipeline {
             match parser.parse(&mut input) {
+                Ok(Parsed::Request(request)) if transaction.takes(&request) => {
+                    let reply = transaction.handle(worker, client.id, request);
+                    pending.push_back((reply, Track::new(started)));
+                    dispatched += 1;
+                }
                 Ok(Parsed::Request(request)) => {
                     let done = dispatch(worker, client, request, started).await;
                     if done.spec.is_some() {

@@ -1,0 +1,369 @@
+//! MULTI / EXEC / DISCARD / WATCH / UNWATCH for one client session.
+//!
+//! Commands after MULTI are checked as Redis checks them at queue time (unknown command, arity:
+//! the error is the reply and EXEC then answers `EXECABORT`) and queued in strata (`+QUEUED`).
+//! At EXEC every key of the transaction must be on one node, else `CROSSSLOT` and nothing runs;
+//! the transaction is sent to that node as one `MULTI ... EXEC` block on a dedicated connection
+//! (`backend::dedicated`), so it runs atomically there and the client gets the node's EXEC reply.
+//! WATCH leases a dedicated connection to the watched keys' node and keeps it until EXEC,
+//! DISCARD or UNWATCH; a transaction must then run on that node. With replication, a
+//! transaction that ran is sent as a MULTI/EXEC block to the other replicas of its keys too,
+//! in the background.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use crate::backend::dedicated::Lease;
+use crate::command::classify::classify;
+use crate::command::keys::key_positions;
+use crate::command::spec::{CommandSpec, Route};
+use crate::coordinator::pending::{Pending, TaskOutput};
+use crate::coordinator::plan::{self, CROSSSLOT};
+use crate::coordinator::track::{self, Track};
+use crate::protocol::reply::command_bytes;
+use crate::protocol::{Reply, Request};
+use crate::server::Worker;
+
+/// One session's transaction state.
+#[derive(Default)]
+pub struct Transaction {
+    /// Commands queued since MULTI; `None` outside MULTI.
+    queued: Option<Vec<(&'static CommandSpec, Request)>>,
+    /// A command was refused at queue time: EXEC answers EXECABORT.
+    dirty: bool,
+    /// The node of the WATCH in force (known before its command ran).
+    watched: Option<usize>,
+    /// The connection that watches (its node is `watched`).
+    watch: Arc<Mutex<Option<Lease>>>,
+}
+
+/// Commands that are not queued inside MULTI but handled here.
+fn is_control(name: &[u8]) -> bool {
+    [&b"multi"[..], b"exec", b"discard", b"watch", b"unwatch"]
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c))
+}
+
+impl Transaction {
+    /// Whether this session has anything to do with the request: inside MULTI every command,
+    /// outside it the transaction commands.
+    pub fn takes(&self, request: &Request) -> bool {
+        let name = request.args.first().map(|a| a.as_ref()).unwrap_or_default();
+        self.queued.is_some() || is_control(name)
+    }
+
+    /// Handles a request [`Transaction::takes`]; the reply to queue for it.
+    pub fn handle(&mut self, worker: &Arc<Worker>, client_id: u64, request: Request) -> Pending {
+        let name = request
+            .args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+            .unwrap_or_default();
+        let in_multi = self.queued.is_some();
+        let arity_ok = |n: usize| request.args.len() == n;
+        match (name.as_str(), in_multi) {
+            ("multi", true) => {
+                Pending::ready(Reply::error_static("ERR MULTI calls can not be nested"))
+            }
+            ("multi", false) if arity_ok(1) => {
+                self.queued = Some(Vec::new());
+                self.dirty = false;
+                Pending::ready(Reply::ok())
+            }
+            ("exec", false) if arity_ok(1) => {
+                Pending::ready(Reply::error_static("ERR EXEC without MULTI"))
+            }
+            ("discard", false) if arity_ok(1) => {
+                Pending::ready(Reply::error_static("ERR DISCARD without MULTI"))
+            }
+            ("exec", true) if arity_ok(1) => self.exec(worker, client_id),
+            ("discard", true) if arity_ok(1) => {
+                self.queued = None;
+                self.unwatch(Reply::ok())
+            }
+            ("watch", true) => {
+                Pending::ready(Reply::error_static("ERR WATCH inside MULTI is not allowed"))
+            }
+            ("watch", false) if request.args.len() >= 2 => self.watch(worker, client_id, request),
+            ("unwatch", false) if arity_ok(1) => self.unwatch(Reply::ok()),
+            (_, true) => self.queue(request),
+            (name, false) => Pending::ready(crate::command::classify::wrong_arity(name)),
+        }
+    }
+
+    /// Queues a command after MULTI, checked as Redis checks it.
+    fn queue(&mut self, request: Request) -> Pending {
+        let spec = match classify(&request, true) {
+            Ok(spec) => spec,
+            Err(reply) => {
+                self.dirty = true;
+                return Pending::ready(reply);
+            }
+        };
+        let allowed = matches!(
+            spec.route,
+            Route::SameNode | Route::Split(_) | Route::Blocking | Route::AnyNode
+        ) || matches!(spec.name, "ping" | "echo" | "time");
+        if !allowed {
+            self.dirty = true;
+            return Pending::ready(Reply::error(format!(
+                "ERR strata: '{}' is not supported inside MULTI",
+                spec.name
+            )));
+        }
+        if let Some(queued) = self.queued.as_mut() {
+            queued.push((spec, request));
+        }
+        Pending::ready(Reply::status("QUEUED"))
+    }
+
+    /// WATCH key [key ...]: every key on one node (and on the node of a WATCH in force).
+    fn watch(&mut self, worker: &Arc<Worker>, client_id: u64, request: Request) -> Pending {
+        let Some(spec) = crate::command::table::lookup(b"watch") else {
+            return Pending::ready(Reply::error_static("ERR strata: internal error: no WATCH"));
+        };
+        let node = match plan::same_node(worker, client_id, spec, &request) {
+            Ok(node) => node,
+            Err(reply) => return Pending::ready(reply),
+        };
+        if self.watched.is_some_and(|w| w != node) {
+            return Pending::ready(Reply::error_static(CROSSSLOT));
+        }
+        self.watched = Some(node);
+        let watch = self.watch.clone();
+        let worker = worker.clone();
+        let payload = plan::payload(&request);
+        Pending::Dedicated(Box::pin(async move {
+            let mut held = watch.lock().await;
+            let reply = async {
+                if held.is_none() {
+                    *held = Some(lease(&worker, node).await?);
+                }
+                let w = held.as_mut().ok_or("no watch connection")?;
+                let reply = w.call(&payload).await?;
+                w.hold_state();
+                Ok::<_, String>(Reply::Raw(reply.raw))
+            }
+            .await;
+            let reply = reply.unwrap_or_else(|e| {
+                *held = None;
+                Reply::error(format!("ERR strata: {e}"))
+            });
+            output(reply)
+        }))
+    }
+
+    /// Ends a WATCH in force (UNWATCH on its connection, which goes back to the pool); `reply`
+    /// is what the client gets.
+    fn unwatch(&mut self, reply: Reply) -> Pending {
+        if self.watched.take().is_none() {
+            return Pending::ready(reply);
+        }
+        let watch = self.watch.clone();
+        Pending::Dedicated(Box::pin(async move {
+            if let Some(mut w) = watch.lock().await.take() {
+                // On failure the lease is dropped and the connection closed: the watch ends.
+                let _ = w.call(b"*1\r\n$7\r\nUNWATCH\r\n").await;
+            }
+            output(reply)
+        }))
+    }
+
+    /// EXEC: the queued commands as one MULTI ... EXEC block on their node.
+    fn exec(&mut self, worker: &Arc<Worker>, client_id: u64) -> Pending {
+        let queued = self.queued.take().unwrap_or_default();
+        if std::mem::take(&mut self.dirty) {
+            return self.unwatch(Reply::error_static(
+                "EXECABORT Transaction discarded because of previous errors.",
+            ));
+        }
+        let node = match common_node(worker, &queued) {
+            Ok(Some(node)) => Some(node),
+            Ok(None) => None,
+            Err(reply) => return self.unwatch(reply),
+        };
+        let node = match (node, self.watched) {
+            (Some(a), Some(b)) if a != b => return self.unwatch(Reply::error_static(CROSSSLOT)),
+            (Some(a), _) => a,
+            (None, Some(b)) => b,
+            (None, None) => worker.shared.topology.load().pick(client_id),
+        };
+        self.watched = None;
+        // The block: MULTI, each command (TTL policy applied), EXEC; then the TTL followers,
+        // outside the transaction.
+        let mut block = Vec::new();
+        block.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        let mut followers = Vec::new();
+        let mut writes = Vec::new();
+        for (spec, request) in &queued {
+            let (payload, follow) = rewrite(worker, spec, request);
+            block.extend_from_slice(&payload);
+            if !spec.has(crate::command::spec::flags::READONLY) {
+                writes.push(payload);
+            }
+            followers.extend(follow);
+        }
+        block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        let count = queued.len() + 2;
+        let watch = self.watch.clone();
+        let worker = worker.clone();
+        let replicas = replicas(&worker, &queued, node);
+        Pending::Dedicated(Box::pin(async move {
+            let held = watch.lock().await.take();
+            let reply = async {
+                let mut lease = match held {
+                    Some(w) => w,
+                    None => lease(&worker, node).await?,
+                };
+                let mut replies = lease.call_many(&block, count).await?;
+                let exec = replies.pop().ok_or("no EXEC reply")?;
+                let ran = matches!(
+                    exec.frame,
+                    redis_protocol::resp2::types::BytesFrame::Array(_)
+                );
+                if ran {
+                    for f in &followers {
+                        let _ = lease.call(f).await;
+                    }
+                    if !replicas.is_empty() && !writes.is_empty() {
+                        replicate(&worker, replicas, writes);
+                    }
+                }
+                Ok::<_, String>(Reply::Raw(exec.raw))
+            }
+            .await;
+            output(reply.unwrap_or_else(|e| Reply::error(format!("ERR strata: {e}"))))
+        }))
+    }
+}
+
+fn output(reply: Reply) -> TaskOutput {
+    TaskOutput {
+        reply,
+        applied: Vec::new(),
+    }
+}
+
+async fn lease(worker: &Arc<Worker>, node: usize) -> Result<Lease, String> {
+    let Some(info) = worker.shared.topology.load().node(node).cloned() else {
+        return Err("no such node".into());
+    };
+    if info.health.is_down() {
+        return Err(info.down_error().to_string());
+    }
+    let max = worker
+        .shared
+        .settings
+        .load()
+        .config
+        .limits
+        .max_dedicated_per_node;
+    worker
+        .dedicated
+        .lease(&info, max, worker.shared.timeouts.connect())
+        .await
+}
+
+/// The node every key of the transaction is on; `None` when it names no key.
+fn common_node(
+    worker: &Worker,
+    queued: &[(&'static CommandSpec, Request)],
+) -> Result<Option<usize>, Reply> {
+    let topology = worker.shared.topology.load();
+    let mut node = None;
+    let mut positions = Vec::new();
+    for (spec, request) in queued {
+        key_positions(spec, &request.args, &mut positions)
+            .map_err(|e| plan::key_error(spec.name, e))?;
+        for &p in &positions {
+            let Some(key) = request.args.get(p) else {
+                continue;
+            };
+            let owner = topology.ring.primary(key);
+            match node {
+                None => node = Some(owner),
+                Some(n) if n != owner => return Err(Reply::error_static(CROSSSLOT)),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(node)
+}
+
+/// The command's bytes after the layers' TTL policy, and its TTL followers.
+fn rewrite(worker: &Worker, spec: &'static CommandSpec, request: &Request) -> (Bytes, Vec<Bytes>) {
+    let index = crate::command::introspect::command_index(spec);
+    let traits = track::traits(index);
+    let mut track = Track::new(std::time::Instant::now());
+    track.layer = request
+        .args
+        .get(1)
+        .map(|k| worker.shared.layers.load().resolve(k));
+    match plan::write_payload(worker, spec, request, traits.ttl_rule, &mut track) {
+        Ok((payload, followers)) => (
+            payload,
+            followers
+                .iter()
+                .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
+                .collect(),
+        ),
+        // A refused write is sent as it is: the node's error reply is the answer.
+        Err(_) => (plan::payload(request), Vec::new()),
+    }
+}
+
+/// The other replicas of the transaction's keys (by the first key's layer), when it has more
+/// than one copy.
+fn replicas(
+    worker: &Worker,
+    queued: &[(&'static CommandSpec, Request)],
+    node: usize,
+) -> Vec<usize> {
+    let mut positions = Vec::new();
+    let first = queued.iter().find_map(|(spec, request)| {
+        key_positions(spec, &request.args, &mut positions).ok()?;
+        positions
+            .first()
+            .and_then(|&p| request.args.get(p).cloned())
+    });
+    let Some(key) = first else {
+        return Vec::new();
+    };
+    let layers = worker.shared.layers.load();
+    let Some(layer) = layers.get(layers.resolve(&key)) else {
+        return Vec::new();
+    };
+    if layer.spec.replication < 2 {
+        return Vec::new();
+    }
+    crate::coordinator::replicate::replicas_of(worker, &layer.spec, &key)
+        .into_iter()
+        .filter(|&n| n != node)
+        .collect()
+}
+
+/// Sends the transaction's writes to the other replicas as a MULTI/EXEC block each, in the
+/// background (a replica that fails is left to read repair).
+fn replicate(worker: &Arc<Worker>, replicas: Vec<usize>, writes: Vec<Bytes>) {
+    let worker = worker.clone();
+    tokio::spawn(async move {
+        let mut block = Vec::new();
+        block.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        for w in &writes {
+            block.extend_from_slice(w);
+        }
+        block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        for node in replicas {
+            match lease(&worker, node).await {
+                Ok(mut l) => {
+                    if let Err(e) = l.call_many(&block, writes.len() + 2).await {
+                        tracing::debug!(node, reason = %e, "transaction not replicated");
+                    }
+                }
+                Err(e) => tracing::debug!(node, reason = %e, "transaction not replicated"),
+            }
+        }
+    });
+}
