@@ -312,7 +312,7 @@ fn unknown_arity_and_unsupported_errors() {
 
     for (args, name) in [
         (&["MONITOR"][..], "monitor"),
-        (&["SUBSCRIBE", "c"][..], "subscribe"),
+        (&["SWAPDB", "0", "1"][..], "swapdb"),
     ] {
         assert_eq!(
             c.call(args),

@@ -57,6 +57,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
     let mut transaction = super::transaction::Transaction::default();
+    // Subscriptions (`pubsub.rs`).
+    let mut pubsub = super::pubsub::PubSub::default();
     // Set by QUIT or a protocol error: answer what was read, then close.
     let mut closing = false;
     // Bytes the request being parsed still needs (sizes the next read).
@@ -77,6 +79,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
             match parser.parse(&mut input) {
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
                     let reply = transaction.handle(worker, client.id, request);
+                    pending.push_back((reply, Track::new(started)));
+                    dispatched += 1;
+                }
+                Ok(Parsed::Request(request)) if pubsub.takes(&request) => {
+                    let reply = pubsub.handle(worker, request);
                     pending.push_back((reply, Track::new(started)));
                     dispatched += 1;
                 }
@@ -162,6 +169,17 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 Err(_) => eof = true,
             },
+            Some(message) = pubsub.next_message(), if pubsub.active() => {
+                // Published messages go out between replies, with whatever else is waiting.
+                output.extend_from_slice(&message);
+                while let Some(more) = pubsub.try_message() {
+                    output.extend_from_slice(&more);
+                }
+                if stream.write_all(&output).await.is_err() {
+                    break;
+                }
+                output.clear();
+            }
             _ = worker.shared.drain.begun(), if !closing => {}
             _ = &mut hedge, if hedge_at.is_some() => {
                 if let Some((head, _)) = pending.front_mut() {

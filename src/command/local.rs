@@ -44,6 +44,9 @@ pub async fn execute(
 ) -> Done {
     let args = &request.args;
     match spec.name {
+        "pubsub" => {
+            Done::reply(Box::pin(super::pubsub_info::command(worker, client.id, args)).await)
+        }
         "ping" => Done::reply(match args.get(1) {
             None => Reply::status("PONG"),
             Some(msg) if args.len() == 2 => Reply::Bulk(msg.clone()),

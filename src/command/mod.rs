@@ -7,6 +7,7 @@ pub mod introspect;
 pub mod keys;
 pub mod local;
 pub mod membership;
+pub mod pubsub_info;
 pub mod report;
 pub mod spec;
 pub mod strata;

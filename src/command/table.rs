@@ -225,8 +225,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     keyless("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
     keyless("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, Route::Unsupported),
     single("pttl", 2, READONLY | FAST),
-    keyless("publish", 3, PUBSUB | LOADING | STALE | FAST, Route::Unsupported),
-    keyless("pubsub", -2, 0, Route::Unsupported),
+    // The channel is placed on the ring like a key (COMMAND reports no key, as Redis does).
+    spec("publish", 3, PUBSUB | LOADING | STALE | FAST, (0, 0, 0), KeySpec::Range { first: 1, last: 1, step: 1 }, Route::SameNode),
+    keyless("pubsub", -2, 0, Route::Local),
     keyless("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, Route::Unsupported),
     keyless("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Local),
     keyless("randomkey", 1, READONLY, Route::FanOut(Merge::FirstNonNil)),
@@ -270,7 +271,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("sort", -2, WRITE | DENYOOM | MOVABLEKEYS, (1, 1, 1), KeySpec::KeyAndStore, Route::SameNode),
     spec("sort_ro", -2, READONLY | MOVABLEKEYS, (1, 1, 1), KeySpec::Range { first: 1, last: 1, step: 1 }, Route::SameNode),
     single("spop", -2, WRITE | FAST),
-    range("spublish", 3, PUBSUB | LOADING | STALE | FAST, 1, 1, 1, Route::Unsupported),
+    range("spublish", 3, PUBSUB | LOADING | STALE | FAST, 1, 1, 1, Route::SameNode),
     single("srandmember", -2, READONLY),
     single("srem", -3, WRITE | FAST),
     single("sscan", -3, READONLY),
@@ -553,7 +554,6 @@ mod tests {
             "exec",
             "watch",
             "subscribe",
-            "publish",
             "swapdb",
             "move",
             "migrate",
@@ -594,6 +594,10 @@ mod tests {
             match spec.keys {
                 KeySpec::NumKeys { .. } | KeySpec::Streams | KeySpec::KeyAndStore => {
                     assert!(spec.has(MOVABLEKEYS), "{}", spec.name);
+                }
+                // PUBLISH's channel is placed like a key, though Redis reports no key.
+                KeySpec::Range { .. } if spec.name == "publish" => {
+                    assert_eq!(spec.first_key, 0);
                 }
                 KeySpec::Range { first, last, step } => {
                     assert!(first >= 1 && step >= 1, "{}", spec.name);

@@ -1,0 +1,308 @@
+//! Pub/Sub for one client session.
+//!
+//! A channel is placed on the ring like a key: SUBSCRIBE (and SSUBSCRIBE) subscribe on the
+//! channel's node, PUBLISH (SPUBLISH) is sent to it, so publisher and subscribers meet on one
+//! node. Pattern subscriptions go to every node (a matching channel may live on any) and their
+//! messages are merged. Each session has one subscriber connection of its own per node it
+//! listens to (dedicated, never shared); a task per connection forwards the node's `message`
+//! / `pmessage` / `smessage` frames to the session, which writes them to the client between
+//! replies. The subscribe / unsubscribe confirmations are strata's own, with the session's
+//! own subscription count, as Redis gives them. While subscribed, only the commands Redis
+//! allows in that state are accepted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::coordinator::pending::{Pending, TaskOutput};
+use crate::protocol::reply::command_bytes;
+use crate::protocol::{decode_reply, Reply, Request};
+use crate::server::Worker;
+
+/// Messages waiting for the client, per session; past it the node connection's reading waits
+/// (and the node's own output buffer limit applies).
+const QUEUE: usize = 1024;
+
+/// The three kinds of subscription.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Kind {
+    fn of(name: &str) -> Option<(Kind, bool)> {
+        Some(match name {
+            "subscribe" => (Kind::Channel, true),
+            "unsubscribe" => (Kind::Channel, false),
+            "psubscribe" => (Kind::Pattern, true),
+            "punsubscribe" => (Kind::Pattern, false),
+            "ssubscribe" => (Kind::Shard, true),
+            "sunsubscribe" => (Kind::Shard, false),
+            _ => return None,
+        })
+    }
+
+    fn verb(self, on: bool) -> &'static str {
+        match (self, on) {
+            (Kind::Channel, true) => "subscribe",
+            (Kind::Channel, false) => "unsubscribe",
+            (Kind::Pattern, true) => "psubscribe",
+            (Kind::Pattern, false) => "punsubscribe",
+            (Kind::Shard, true) => "ssubscribe",
+            (Kind::Shard, false) => "sunsubscribe",
+        }
+    }
+}
+
+/// The subscriber connection to one node.
+struct Link {
+    write: OwnedWriteHalf,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// One session's subscriptions.
+pub struct PubSub {
+    channels: BTreeSet<Bytes>,
+    patterns: BTreeSet<Bytes>,
+    shards: BTreeSet<Bytes>,
+    links: Arc<Mutex<HashMap<usize, Link>>>,
+    tx: mpsc::Sender<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Default for PubSub {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        PubSub {
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            shards: BTreeSet::new(),
+            links: Arc::default(),
+            tx,
+            rx,
+        }
+    }
+}
+
+impl PubSub {
+    /// True while the client has any subscription.
+    pub fn active(&self) -> bool {
+        self.count() > 0
+    }
+
+    fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shards.len()
+    }
+
+    /// A message already waiting, without waiting.
+    pub fn try_message(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next message for the client (waits; never ends while the session lives).
+    pub async fn next_message(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// Whether this handles the request: the subscribe family always, and everything while
+    /// subscribed (to answer or refuse it).
+    pub fn takes(&self, request: &Request) -> bool {
+        let name = lower(request.args.first());
+        // QUIT closes the connection as usual.
+        Kind::of(&name).is_some() || (self.active() && name != "quit")
+    }
+
+    /// Handles a request [`PubSub::takes`].
+    pub fn handle(&mut self, worker: &Arc<Worker>, request: Request) -> Pending {
+        let name = lower(request.args.first());
+        let Some((kind, on)) = Kind::of(&name) else {
+            return self.in_subscribed_mode(&name, &request);
+        };
+        let names: Vec<Bytes> = request.args.iter().skip(1).cloned().collect();
+        if on && names.is_empty() {
+            return Pending::ready(crate::command::classify::wrong_arity(&name));
+        }
+        // Unsubscribing from nothing named: from everything of that kind.
+        let names = if !on && names.is_empty() {
+            self.set_mut(kind).iter().cloned().collect()
+        } else {
+            names
+        };
+        let mut frames = BytesMut::new();
+        let mut changed = Vec::new();
+        for n in &names {
+            let set = self.set_mut(kind);
+            let fresh = if on {
+                set.insert(n.clone())
+            } else {
+                set.remove(n)
+            };
+            if fresh {
+                changed.push(n.clone());
+            }
+            confirmation(kind.verb(on), Some(n), self.count(), &mut frames);
+        }
+        if names.is_empty() {
+            // UNSUBSCRIBE with nothing subscribed: one reply with a nil name, as Redis does.
+            confirmation(kind.verb(on), None, self.count(), &mut frames);
+        }
+        let reply = Reply::Raw(frames.freeze());
+        if changed.is_empty() {
+            return Pending::ready(reply);
+        }
+        // Tell the nodes: the channel's node, or every node for patterns.
+        let topology = worker.shared.topology.load();
+        let mut per_node: HashMap<usize, Vec<Bytes>> = HashMap::new();
+        for n in changed {
+            let nodes = match kind {
+                Kind::Pattern => topology.members.clone(),
+                _ => vec![topology.ring.primary(&n)],
+            };
+            for node in nodes {
+                per_node.entry(node).or_default().push(n.clone());
+            }
+        }
+        let verb = kind.verb(on).to_ascii_uppercase();
+        let links = self.links.clone();
+        let tx = self.tx.clone();
+        let worker = worker.clone();
+        Pending::Dedicated(Box::pin(async move {
+            let mut links = links.lock().await;
+            let mut failure = None;
+            for (node, names) in per_node {
+                let args: Vec<&[u8]> = std::iter::once(verb.as_bytes())
+                    .chain(names.iter().map(|n| n.as_ref()))
+                    .collect();
+                let command = command_bytes(args.into_iter());
+                if let Err(e) = send(&worker, &mut links, node, &tx, &command).await {
+                    failure.get_or_insert(e);
+                }
+            }
+            TaskOutput {
+                reply: match failure {
+                    Some(e) => Reply::error(format!("ERR strata: {e}")),
+                    None => reply,
+                },
+                applied: Vec::new(),
+            }
+        }))
+    }
+
+    fn set_mut(&mut self, kind: Kind) -> &mut BTreeSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shards,
+        }
+    }
+
+    /// A command other than the subscribe family while subscribed.
+    fn in_subscribed_mode(&self, name: &str, request: &Request) -> Pending {
+        match name {
+            "ping" if request.args.len() <= 2 => {
+                let arg = request.args.get(1).cloned().unwrap_or_default();
+                Pending::ready(Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(arg)]))
+            }
+            _ => Pending::ready(Reply::error(format!(
+                "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            ))),
+        }
+    }
+}
+
+fn lower(name: Option<&Bytes>) -> String {
+    name.map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// `*3 $verb $name :count` (a nil name when there is none).
+fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, out: &mut BytesMut) {
+    let reply = Reply::Array(vec![
+        Reply::bulk(verb.to_string()),
+        name.map_or(Reply::Nil, |n| Reply::Bulk(n.clone())),
+        Reply::Integer(count as i64),
+    ]);
+    reply.encode(out);
+}
+
+/// Writes `command` on the subscriber connection to `node`, opening it (and its reader) first
+/// when needed.
+async fn send(
+    worker: &Arc<Worker>,
+    links: &mut HashMap<usize, Link>,
+    node: usize,
+    tx: &mpsc::Sender<Bytes>,
+    command: &[u8],
+) -> Result<(), String> {
+    let link = match links.entry(node) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let Some(info) = worker.shared.topology.load().node(node).cloned() else {
+                return Err("no such node".into());
+            };
+            if info.health.is_down() {
+                return Err(info.down_error().to_string());
+            }
+            let connect = worker.shared.timeouts.connect();
+            let stream = tokio::time::timeout(connect, TcpStream::connect(info.addr.as_str()))
+                .await
+                .map_err(|_| format!("node {} ({}): connect timed out", info.id, info.addr))?
+                .map_err(|e| format!("node {} ({}): {e}", info.id, info.addr))?;
+            let _ = stream.set_nodelay(true);
+            let (read, write) = stream.into_split();
+            let reader = tokio::spawn(forward_messages(read, tx.clone()));
+            e.insert(Link { write, reader })
+        }
+    };
+    if let Err(e) = link.write.write_all(command).await {
+        links.remove(&node);
+        return Err(format!("write failed: {e}"));
+    }
+    Ok(())
+}
+
+/// Reads a subscriber connection: messages go to the session, the node's own confirmations
+/// are dropped (the session sends its own).
+async fn forward_messages(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Bytes>) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        loop {
+            match decode_reply(&mut buf) {
+                Ok(Some(reply)) => {
+                    if is_message(&reply.frame) && tx.send(reply.raw).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        buf.reserve(16 * 1024);
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn is_message(frame: &BytesFrame) -> bool {
+    let BytesFrame::Array(items) = frame else {
+        return false;
+    };
+    matches!(items.first(), Some(BytesFrame::BulkString(kind))
+        if [&b"message"[..], b"pmessage", b"smessage"].contains(&kind.as_ref()))
+}
