@@ -52,7 +52,7 @@ fn ping_echo_select_auth() {
 }
 
 #[test]
-fn hello_speaks_resp2_only() {
+fn hello_2_answers_in_resp2() {
     let nodes = RedisNode::start_many(2);
     let strata = Strata::start(&nodes);
     let mut c = strata.raw();
@@ -74,7 +74,7 @@ fn hello_speaks_resp2_only() {
     assert_eq!(field("id"), id);
 
     assert_eq!(
-        c.call(&["HELLO", "3"]),
+        c.call(&["HELLO", "4"]),
         Resp::err("NOPROTO unsupported protocol version")
     );
     assert_eq!(

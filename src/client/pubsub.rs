@@ -127,7 +127,8 @@ impl PubSub {
     }
 
     /// Handles a request [`PubSub::takes`].
-    pub fn handle(&mut self, worker: &Arc<Worker>, request: Request) -> Pending {
+    /// Confirmations are push frames for a RESP3 client (`resp3`).
+    pub fn handle(&mut self, worker: &Arc<Worker>, request: Request, resp3: bool) -> Pending {
         let name = lower(request.args.first());
         let Some((kind, on)) = Kind::of(&name) else {
             return self.in_subscribed_mode(&name, &request);
@@ -154,11 +155,11 @@ impl PubSub {
             if fresh {
                 changed.push(n.clone());
             }
-            confirmation(kind.verb(on), Some(n), self.count(), &mut frames);
+            confirmation(kind.verb(on), Some(n), self.count(), resp3, &mut frames);
         }
         if names.is_empty() {
             // UNSUBSCRIBE with nothing subscribed: one reply with a nil name, as Redis does.
-            confirmation(kind.verb(on), None, self.count(), &mut frames);
+            confirmation(kind.verb(on), None, self.count(), resp3, &mut frames);
         }
         let reply = Reply::Raw(frames.freeze());
         if changed.is_empty() {
@@ -230,13 +231,19 @@ fn lower(name: Option<&Bytes>) -> String {
 }
 
 /// `*3 $verb $name :count` (a nil name when there is none).
-fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, out: &mut BytesMut) {
+fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, resp3: bool, out: &mut BytesMut) {
     let reply = Reply::Array(vec![
         Reply::bulk(verb.to_string()),
         name.map_or(Reply::Nil, |n| Reply::Bulk(n.clone())),
         Reply::Integer(count as i64),
     ]);
-    reply.encode(out);
+    if resp3 {
+        let mut frame = BytesMut::new();
+        reply.encode(&mut frame);
+        crate::protocol::resp3::push(&frame, out);
+    } else {
+        reply.encode(out);
+    }
 }
 
 /// Writes `command` on the subscriber connection to `node`, opening it (and its reader) first

@@ -21,6 +21,8 @@ pub struct ClientInfo {
     /// Index of the last command in the command table, plus one (0 = none yet).
     last_command: AtomicUsize,
     names: Mutex<Names>,
+    /// RESP version the client speaks (2, or 3 after `HELLO 3`).
+    proto: std::sync::atomic::AtomicU8,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -31,6 +33,14 @@ struct Names {
 }
 
 impl ClientInfo {
+    pub fn proto(&self) -> u8 {
+        self.proto.load(Ordering::Relaxed)
+    }
+
+    pub fn set_proto(&self, proto: u8) {
+        self.proto.store(proto, Ordering::Relaxed);
+    }
+
     pub fn touch(&self, command: Option<usize>) {
         let ms = self.created.elapsed().as_millis() as u64;
         self.last_active_ms.store(ms, Ordering::Relaxed);
@@ -74,7 +84,7 @@ impl ClientInfo {
             i => command_name(i - 1),
         };
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2 lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -82,6 +92,7 @@ impl ClientInfo {
             age,
             idle_ms / 1000,
             cmd,
+            self.proto(),
             names.lib_name,
             names.lib_ver,
         )
@@ -107,6 +118,7 @@ impl ClientRegistry {
             last_active_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(0),
             names: Mutex::new(Names::default()),
+            proto: std::sync::atomic::AtomicU8::new(2),
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(id, info.clone());

@@ -83,7 +83,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     dispatched += 1;
                 }
                 Ok(Parsed::Request(request)) if pubsub.takes(&request) => {
-                    let reply = pubsub.handle(worker, request);
+                    let reply = pubsub.handle(worker, request, client.proto() == 3);
                     pending.push_back((reply, Track::new(started)));
                     dispatched += 1;
                 }
@@ -146,7 +146,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
-            written = drain_ready(&mut pending, &mut output, worker), if !pending.is_empty() => {
+            written = drain_ready(&mut pending, &mut output, worker, client.proto() == 3), if !pending.is_empty() => {
                 if let Some(s) = stats {
                     s.errors.add(written.errors);
                     s.net_output_bytes.add(output.len() as u64);
@@ -170,10 +170,19 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 Err(_) => eof = true,
             },
             Some(message) = pubsub.next_message(), if pubsub.active() => {
-                // Published messages go out between replies, with whatever else is waiting.
-                output.extend_from_slice(&message);
+                // Published messages go out between replies, with whatever else is waiting
+                // (as push frames to a RESP3 client).
+                let resp3 = client.proto() == 3;
+                let mut add = |m: &[u8]| {
+                    if resp3 {
+                        crate::protocol::resp3::push(m, &mut output);
+                    } else {
+                        output.extend_from_slice(m);
+                    }
+                };
+                add(&message);
                 while let Some(more) = pubsub.try_message() {
-                    output.extend_from_slice(&more);
+                    add(&more);
                 }
                 if stream.write_all(&output).await.is_err() {
                     break;
@@ -212,6 +221,7 @@ async fn drain_ready(
     pending: &mut VecDeque<(Pending, Track)>,
     output: &mut BytesMut,
     worker: &Worker,
+    resp3: bool,
 ) -> Drained {
     let shared = &worker.shared;
     let stats = shared.stats.workers.get(worker.index);
@@ -229,7 +239,11 @@ async fn drain_ready(
                     recorder
                         .get_or_insert_with(|| Recorder::new(worker.index, stats, &layers))
                         .record(track, &reply, head.applied());
-                    reply.encode(output);
+                    if resp3 {
+                        crate::protocol::resp3::encode(&reply, track.shape, output);
+                    } else {
+                        reply.encode(output);
+                    }
                     pending.pop_front();
                     written += 1;
                 }

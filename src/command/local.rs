@@ -115,9 +115,10 @@ fn auth(args: &[Bytes]) -> Reply {
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only for now.
 fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
     let mut i = 1;
+    let mut proto = None;
     if let Some(ver) = args.get(1) {
         match crate::protocol::request::parse_i64(ver) {
-            Some(2) => {}
+            Some(v @ (2 | 3)) => proto = Some(v as u8),
             Some(_) => return Reply::error_static("NOPROTO unsupported protocol version"),
             None => {
                 return Reply::error_static(
@@ -148,6 +149,10 @@ fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
         }
         client.set_name(&String::from_utf8_lossy(name));
     }
+    if let Some(p) = proto {
+        // The reply goes out in the new protocol already (a map under RESP3), as Redis does.
+        client.set_proto(p);
+    }
     let _ = worker;
     Reply::Array(vec![
         Reply::bulk("server"),
@@ -155,7 +160,7 @@ fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
         Reply::bulk("version"),
         Reply::bulk(info::REDIS_VERSION),
         Reply::bulk("proto"),
-        Reply::Integer(2),
+        Reply::Integer(i64::from(client.proto())),
         Reply::bulk("id"),
         Reply::Integer(client.id as i64),
         Reply::bulk("mode"),

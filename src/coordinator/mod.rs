@@ -106,6 +106,10 @@ pub async fn dispatch(
     track.command = index.and_then(|i| u16::try_from(i).ok());
     track.class = traits.class;
     track.outcome = traits.outcome;
+    // HELLO 3 is answered in RESP3 already, so its shape is needed before the switch.
+    if client.proto() == 3 || spec.name == "hello" {
+        track.shape = crate::protocol::resp3::shape_of(spec.name, &request);
+    }
     match spec.route {
         Route::Split(split) => {
             let stride = if split == Split::Mset { 2 } else { 1 };

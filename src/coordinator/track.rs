@@ -120,6 +120,8 @@ pub struct Track {
     pub keys: u32,
     /// TTLs the policy added or clamped by rewriting the request.
     pub rewrites: u32,
+    /// The RESP3 type of the reply, for clients that speak RESP3.
+    pub shape: crate::protocol::resp3::Shape,
 }
 
 impl Track {
@@ -133,6 +135,7 @@ impl Track {
             key_layers: None,
             keys: 1,
             rewrites: 0,
+            shape: crate::protocol::resp3::Shape::Plain,
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod reply;
 pub mod request;
+pub mod resp3;
 
 pub use codec::{decode_reply, NodeReply};
 pub use reply::Reply;
