@@ -23,6 +23,9 @@ pub struct ClientInfo {
     names: Mutex<Names>,
     /// RESP version the client speaks (2, or 3 after `HELLO 3`).
     proto: std::sync::atomic::AtomicU8,
+    /// Set by CLIENT KILL: the session closes the connection.
+    killed: std::sync::atomic::AtomicBool,
+    kill: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -39,6 +42,29 @@ impl ClientInfo {
 
     pub fn set_proto(&self, proto: u8) {
         self.proto.store(proto, Ordering::Relaxed);
+    }
+
+    /// CLIENT KILL: the session closes the connection at once.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill.notify_waiters();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the client is killed.
+    pub async fn killed(&self) {
+        loop {
+            let wake = self.kill.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.is_killed() {
+                return;
+            }
+            wake.await;
+        }
     }
 
     pub fn touch(&self, command: Option<usize>) {
@@ -119,6 +145,8 @@ impl ClientRegistry {
             last_command: AtomicUsize::new(0),
             names: Mutex::new(Names::default()),
             proto: std::sync::atomic::AtomicU8::new(2),
+            killed: std::sync::atomic::AtomicBool::new(false),
+            kill: tokio::sync::Notify::new(),
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(id, info.clone());

@@ -77,6 +77,15 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         let started = Instant::now();
         while !closing && pending.len() < max_pipeline {
             match parser.parse(&mut input) {
+                Ok(Parsed::Request(request)) if is_reset(&request) => {
+                    // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2.
+                    transaction = super::transaction::Transaction::default();
+                    pubsub = super::pubsub::PubSub::default();
+                    client.set_proto(2);
+                    pending
+                        .push_back((Pending::ready(Reply::status("RESET")), Track::new(started)));
+                    dispatched += 1;
+                }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
                     let reply = transaction.handle(worker, client.id, request);
                     pending.push_back((reply, Track::new(started)));
@@ -190,6 +199,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 output.clear();
             }
             _ = worker.shared.drain.begun(), if !closing => {}
+            _ = client.killed() => break,
             _ = &mut hedge, if hedge_at.is_some() => {
                 if let Some((head, _)) = pending.front_mut() {
                     head.hedge();
@@ -207,6 +217,14 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     }
     let _ = stream.shutdown().await;
     tracing::debug!("disconnected");
+}
+
+fn is_reset(request: &crate::protocol::Request) -> bool {
+    request.args.len() == 1
+        && request
+            .args
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"reset"))
 }
 
 /// What one drain wrote.

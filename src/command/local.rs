@@ -265,6 +265,63 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
     }
 }
 
+/// CLIENT KILL, old form (`<ip:port>`: OK or an error) and new form (filters: the number of
+/// clients killed). Applies to strata's own client connections.
+fn client_kill(worker: &Worker, me: &ClientInfo, args: &[Bytes]) -> Result<Reply, Reply> {
+    let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+    let all = worker.shared.clients.all();
+    if args.len() == 3 {
+        let addr = text(2).unwrap_or_default();
+        return match all.iter().find(|c| c.addr.to_string() == addr) {
+            Some(c) => {
+                c.kill();
+                Ok(Reply::ok())
+            }
+            None => Err(Reply::error_static("ERR No such client")),
+        };
+    }
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return Err(Reply::error_static("ERR syntax error"));
+    }
+    let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    let mut i = 2;
+    while let (Some(key), Some(value)) = (text(i), text(i + 1)) {
+        match key.to_ascii_lowercase().as_str() {
+            "id" => match value.parse::<u64>() {
+                Ok(n) if n > 0 => id = Some(n),
+                _ => {
+                    return Err(Reply::error_static(
+                        "ERR client-id should be greater than 0",
+                    ))
+                }
+            },
+            "addr" => addr = Some(value),
+            "laddr" => laddr = Some(value),
+            "skipme" => match value.to_ascii_lowercase().as_str() {
+                "yes" => skipme = true,
+                "no" => skipme = false,
+                _ => return Err(Reply::error_static("ERR syntax error")),
+            },
+            // TYPE, USER, MAXAGE: strata's clients are all normal clients of the default user.
+            "type" | "user" | "maxage" => {}
+            _ => return Err(Reply::error_static("ERR syntax error")),
+        }
+        i += 2;
+    }
+    let mut killed = 0;
+    for c in all {
+        let matches = id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
+            && laddr.as_ref().is_none_or(|a| c.laddr.to_string() == *a)
+            && !(skipme && c.id == me.id);
+        if matches {
+            c.kill();
+            killed += 1;
+        }
+    }
+    Ok(Reply::Integer(killed))
+}
+
 fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
     let sub = sub(args);
     let check = |arity: i32| sub_arity("client", &sub, args.len(), arity);
@@ -313,11 +370,18 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
         "help" => Ok(help(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "ID, GETNAME, SETNAME <name>, SETINFO <LIB-NAME|LIB-VER> <value>, INFO,",
-            "LIST [TYPE normal] [ID id ...], NO-EVICT <ON|OFF>, NO-TOUCH <ON|OFF>",
-            "(strata's own client connections; KILL, PAUSE and tracking are not supported)",
+            "LIST [TYPE normal] [ID id ...], NO-EVICT <ON|OFF>, NO-TOUCH <ON|OFF>,",
+            "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [SKIPME yes|no]",
+            "(strata's own client connections; PAUSE and tracking are not supported)",
         ])),
-        "kill" | "pause" | "unpause" | "reply" | "tracking" | "trackinginfo" | "caching"
-        | "getredir" | "unblock" => Err(unsupported(&format!("client|{sub}"))),
+        "kill" => client_kill(worker, client, args),
+        "pause" | "unpause" => Err(Reply::error(format!(
+            "ERR strata: CLIENT {} is not supported through the proxy: it would stop one node's clients, not strata's (pause the writers instead)",
+            sub.to_ascii_uppercase()
+        ))),
+        "reply" | "tracking" | "trackinginfo" | "caching" | "getredir" | "unblock" => {
+            Err(unsupported(&format!("client|{sub}")))
+        }
         _ => Err(unknown_subcommand(
             "client",
             args.get(1).map_or(&b""[..], |s| s),

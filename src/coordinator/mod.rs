@@ -121,6 +121,11 @@ pub async fn dispatch(
         track.set_keys(&layers, &request.args, 2);
     }
     let id = client.id;
+    if matches!(spec.name, "sort" | "sort_ro") {
+        if let Err(reply) = plan::sort_patterns(worker, &request) {
+            return Dispatched::reply(reply, started);
+        }
+    }
     // Blocking commands (and XREAD/XREADGROUP with BLOCK) never use a shared connection.
     let blocks = spec.route == Route::Blocking
         || (spec.has(crate::command::spec::flags::BLOCKING)

@@ -106,6 +106,40 @@ pub fn same_node(
     Ok(node.unwrap_or_else(|| topology.pick(client_id)))
 }
 
+/// SORT / SORT_RO with BY or GET patterns: the keys a pattern forms must be on the sorted
+/// key's node, which is only known when the pattern has a hash tag placing it there (or there
+/// is one node); else `CROSSSLOT`. `BY nosort` and `GET #` form no key.
+pub fn sort_patterns(worker: &Worker, request: &Request) -> Result<(), Reply> {
+    let topology = worker.shared.topology.load();
+    let ring = &topology.ring;
+    let Some(key) = request.args.get(1) else {
+        return Ok(());
+    };
+    let node = ring.primary(key);
+    let mut i = 2;
+    while let Some(arg) = request.args.get(i) {
+        let is_pattern = arg.eq_ignore_ascii_case(b"by") || arg.eq_ignore_ascii_case(b"get");
+        if let (true, Some(pattern)) = (is_pattern, request.args.get(i + 1)) {
+            let nothing = pattern.as_ref() == b"#" || pattern.eq_ignore_ascii_case(b"nosort");
+            // `key->field` patterns name a hash key: the part before `->`.
+            let key_part = match memchr::memmem::find(pattern, b"->") {
+                Some(at) => pattern.get(..at).unwrap_or_default(),
+                None => pattern.as_ref(),
+            };
+            let tagged = ring.hashed_part(key_part) != key_part;
+            let together =
+                topology.members.len() == 1 || (tagged && ring.primary(key_part) == node);
+            if !nothing && !together {
+                return Err(Reply::error_static(CROSSSLOT));
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Redis's reply for arguments whose keys cannot be found (`command` names XREAD's variant).
 pub fn key_error(command: &str, e: KeyError) -> Reply {
     match e {
