@@ -62,15 +62,20 @@ impl Kind {
     }
 }
 
-/// The subscriber connection to one node.
+/// The subscriber connection to one node; counts as one of the node's dedicated connections
+/// (`limits.max_dedicated_per_node`).
 struct Link {
     write: OwnedWriteHalf,
     reader: tokio::task::JoinHandle<()>,
+    node: Arc<crate::backend::NodeInfo>,
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.reader.abort();
+        self.node
+            .dedicated
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -264,15 +269,41 @@ async fn send(
             if info.health.is_down() {
                 return Err(info.down_error().to_string());
             }
+            let max = worker
+                .shared
+                .settings
+                .load()
+                .config
+                .limits
+                .max_dedicated_per_node;
+            let counter = &info.dedicated;
+            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= max {
+                counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(format!(
+                    "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
+                    info.id
+                ));
+            }
             let connect = worker.shared.timeouts.connect();
-            let stream = tokio::time::timeout(connect, TcpStream::connect(info.addr.as_str()))
+            let opened = tokio::time::timeout(connect, TcpStream::connect(info.addr.as_str()))
                 .await
-                .map_err(|_| format!("node {} ({}): connect timed out", info.id, info.addr))?
-                .map_err(|e| format!("node {} ({}): {e}", info.id, info.addr))?;
+                .map_err(|_| format!("node {} ({}): connect timed out", info.id, info.addr))
+                .and_then(|r| r.map_err(|e| format!("node {} ({}): {e}", info.id, info.addr)));
+            let stream = match opened {
+                Ok(stream) => stream,
+                Err(e) => {
+                    counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
             let _ = stream.set_nodelay(true);
             let (read, write) = stream.into_split();
             let reader = tokio::spawn(forward_messages(read, tx.clone()));
-            e.insert(Link { write, reader })
+            e.insert(Link {
+                write,
+                reader,
+                node: info,
+            })
         }
     };
     if let Err(e) = link.write.write_all(command).await {
