@@ -126,9 +126,19 @@ impl PubSub {
     /// Whether this handles the request: the subscribe family always, and everything while
     /// subscribed (to answer or refuse it).
     pub fn takes(&self, request: &Request) -> bool {
-        let name = lower(request.args.first());
+        // Every request asks this: no allocation.
+        const FAMILY: [&[u8]; 6] = [
+            b"subscribe",
+            b"unsubscribe",
+            b"psubscribe",
+            b"punsubscribe",
+            b"ssubscribe",
+            b"sunsubscribe",
+        ];
+        let name = request.args.first().map(|a| a.as_ref()).unwrap_or_default();
         // QUIT closes the connection as usual.
-        Kind::of(&name).is_some() || (self.active() && name != "quit")
+        FAMILY.iter().any(|f| name.eq_ignore_ascii_case(f))
+            || (self.active() && !name.eq_ignore_ascii_case(b"quit"))
     }
 
     /// Handles a request [`PubSub::takes`].
