@@ -141,4 +141,8 @@ fn pubsub_messages_are_push_frames_under_resp3() {
             .unwrap();
     assert!(rest.ends_with(":1\r\n"), "{rest:?}");
     assert_eq!(&sub.read_exact_bytes(3), b">3\r");
+    let _ = sub.read_exact_bytes("\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n".len());
+    // Under RESP3 any command may run while subscribed.
+    assert_eq!(sub.call(&["SET", "k", "v"]), Resp::ok());
+    assert_eq!(sub.call(&["GET", "k"]), Resp::bulk("v"));
 }

@@ -123,9 +123,10 @@ impl PubSub {
         self.rx.recv().await
     }
 
-    /// Whether this handles the request: the subscribe family always, and everything while
-    /// subscribed (to answer or refuse it).
-    pub fn takes(&self, request: &Request) -> bool {
+    /// Whether this handles the request: the subscribe family always, and, for a RESP2
+    /// client, everything while subscribed (to answer or refuse it: RESP3 clients may run any
+    /// command while subscribed, as with Redis).
+    pub fn takes(&self, request: &Request, resp3: bool) -> bool {
         // Every request asks this: no allocation.
         const FAMILY: [&[u8]; 6] = [
             b"subscribe",
@@ -138,7 +139,7 @@ impl PubSub {
         let name = request.args.first().map(|a| a.as_ref()).unwrap_or_default();
         // QUIT closes the connection as usual.
         FAMILY.iter().any(|f| name.eq_ignore_ascii_case(f))
-            || (self.active() && !name.eq_ignore_ascii_case(b"quit"))
+            || (!resp3 && self.active() && !name.eq_ignore_ascii_case(b"quit"))
     }
 
     /// Handles a request [`PubSub::takes`].

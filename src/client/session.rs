@@ -91,7 +91,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     pending.push_back((reply, Track::new(started)));
                     dispatched += 1;
                 }
-                Ok(Parsed::Request(request)) if pubsub.takes(&request) => {
+                Ok(Parsed::Request(request)) if pubsub.takes(&request, client.proto() == 3) => {
                     let reply = pubsub.handle(worker, request, client.proto() == 3);
                     pending.push_back((reply, Track::new(started)));
                     dispatched += 1;
