@@ -223,3 +223,25 @@ fn sighup_reloads_the_config_file() {
     strata.signal("TERM");
     assert_eq!(strata.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[test]
+fn blocked_and_subscribed_clients_are_closed_at_once_on_sigterm() {
+    let nodes = RedisNode::start_many(1);
+    let mut strata = Binary::start(&nodes, "30s");
+    let mut blocked = strata.client();
+    blocked.send_cmd(&["BLPOP", "never", "0"]);
+    let mut subscribed = strata.client();
+    subscribed.send_cmd(&["SUBSCRIBE", "quiet"]);
+    subscribed.read_reply();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    strata.signal("TERM");
+    blocked.expect_closed();
+    subscribed.expect_closed();
+    assert_eq!(strata.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

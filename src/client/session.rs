@@ -129,10 +129,12 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
             break;
         }
 
-        // Shutting down: answer what was sent, then close.
+        // Shutting down: answer what was sent, then close. Clients blocked (BLPOP ...) or
+        // subscribed would wait for ever: they are closed at once, as Redis does on shutdown.
         if !closing && worker.shared.drain.is_draining() {
             closing = true;
-            if pending.is_empty() {
+            let waits_for_ever = pubsub.active() || pending.iter().any(|(p, _)| p.is_dedicated());
+            if pending.is_empty() || waits_for_ever {
                 break;
             }
         }
