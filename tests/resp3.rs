@@ -145,4 +145,14 @@ fn pubsub_messages_are_push_frames_under_resp3() {
     // Under RESP3 any command may run while subscribed.
     assert_eq!(sub.call(&["SET", "k", "v"]), Resp::ok());
     assert_eq!(sub.call(&["GET", "k"]), Resp::bulk("v"));
+    // Unsubscribing from nothing: a push with a RESP3 null name.
+    let mut other = strata.raw();
+    other.send(b"HELLO 3\r\n");
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"modules\r\n*0\r\n") {
+        seen.extend(other.read_exact_bytes(1));
+    }
+    other.send(b"UNSUBSCRIBE\r\n");
+    let want = b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n";
+    assert_eq!(other.read_exact_bytes(want.len()), want.to_vec());
 }

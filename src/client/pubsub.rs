@@ -254,8 +254,9 @@ fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, resp3: bool, out
         Reply::Integer(count as i64),
     ]);
     if resp3 {
+        // RESP3 types inside (a missing name is `_`), sent as a push frame.
         let mut frame = BytesMut::new();
-        reply.encode(&mut frame);
+        crate::protocol::resp3::encode(&reply, crate::protocol::resp3::Shape::Plain, &mut frame);
         crate::protocol::resp3::push(&frame, out);
     } else {
         reply.encode(out);
