@@ -250,6 +250,14 @@ fn reads_find_keys_not_moved_yet_while_a_rebalance_runs() {
 
     c.call(&["STRATA", "REBALANCE"]);
     assert_eq!(rebalance_info(&mut c)["rebalance_running"], "1");
+    // A key deleted before the rebalance moved it does not come back from its old copy.
+    let deleted = moved.last().unwrap().to_string();
+    assert_eq!(
+        c.call(&["DEL", &deleted]),
+        Resp::Int(0),
+        "not on its new owner yet"
+    );
+    let moved: Vec<&String> = moved.iter().copied().filter(|k| **k != deleted).collect();
     for key in &moved {
         assert_eq!(
             c.call(&["GET", key]),
@@ -262,13 +270,20 @@ fn reads_find_keys_not_moved_yet_while_a_rebalance_runs() {
         moved.iter().all(|k| fourth.exists(k)).then_some(())
     });
     wait_rebalanced(&mut c, 1);
-    for key in &plain {
+    for key in plain.iter().filter(|k| **k != deleted) {
         assert_eq!(
             c.call(&["GET", key]),
             Resp::bulk(format!("v-{key}")),
             "{key} after"
         );
     }
+    assert_eq!(c.call(&["GET", &deleted]), Resp::Nil);
+    assert!(
+        !all.iter()
+            .chain(std::iter::once(&fourth))
+            .any(|n| n.exists(&deleted)),
+        "the deleted key came back"
+    );
 }
 
 #[test]

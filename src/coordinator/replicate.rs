@@ -71,6 +71,30 @@ fn with_previous_owners(
     nodes.len() > before
 }
 
+/// While a rebalance runs, a deleted key may still have its old copy on a previous owner, which
+/// the rebalance would move back: it is unlinked there too (the reply is not waited for).
+async fn unlink_on_previous_owners(
+    worker: &Worker,
+    client_id: u64,
+    layer: &LayerSpec,
+    keys: &[Bytes],
+    nodes: &[usize],
+) {
+    for key in keys {
+        worker.shared.rebalance.deleted(key);
+        let mut all: NodeList = nodes.iter().copied().collect();
+        if !with_previous_owners(worker, layer, key, &mut all) {
+            continue;
+        }
+        let command = command_bytes([&b"UNLINK"[..], key].into_iter());
+        for &old in all.iter().skip(nodes.len()) {
+            if let Some(conn) = worker.connection(old, client_id) {
+                drop(conn.send(command.clone()).await);
+            }
+        }
+    }
+}
+
 /// Reads (Redis's `readonly` flag) follow the layer's read consistency; everything else that
 /// names keys may change them and goes to every replica.
 fn read_op(spec: &CommandSpec, layer: &LayerSpec, track: &Track) -> Option<ReadOp> {
@@ -164,6 +188,9 @@ pub async fn plan_same_node(
         Ok(built) => built,
         Err(reply) => return Pending::ready(reply),
     };
+    if spec.name == "getdel" {
+        unlink_on_previous_owners(worker, client_id, &layer.spec, &keys, &nodes).await;
+    }
     let followers: SmallVec<[Bytes; 1]> = followers
         .iter()
         .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
@@ -273,6 +300,9 @@ pub async fn plan_split(
             .filter_map(|&p| request.args.get(p).cloned())
             .collect();
         let payload = command_bytes(args.into_iter());
+        if matches!(split, Split::SumKeys) && matches!(spec.name, "del" | "unlink") {
+            unlink_on_previous_owners(worker, client_id, &layer.spec, &keys, &group.nodes).await;
+        }
         let flight = match read_op(spec, &layer.spec, track) {
             Some(op) => {
                 let read = ReadRequest {

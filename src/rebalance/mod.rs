@@ -24,6 +24,10 @@ use crate::topology::Topology;
 
 use direct::Direct;
 
+/// Deleted keys remembered during one run; past it deletes are not remembered (and a key
+/// deleted then may come back from its old copy).
+const MAX_TOMBSTONES: usize = 100_000;
+
 /// Rings before changes not rebalanced yet, kept at most (older ones are forgotten).
 const MAX_PREVIOUS: usize = 8;
 
@@ -32,7 +36,11 @@ const MAX_PREVIOUS: usize = 8;
 pub struct Rebalance {
     running: AtomicBool,
     /// Topologies before the changes not rebalanced yet, oldest first.
-    previous: Mutex<Vec<Arc<Topology>>>,
+    /// Keys deleted by clients while a run goes on (at most `MAX_TOMBSTONES`): a copy the
+    /// run restored on a new owner after such a delete is unlinked again.
+    tombstones: Mutex<std::collections::HashSet<Bytes>>,
+    /// Read by every read while a rebalance runs: swapped whole, never locked.
+    previous: arc_swap::ArcSwap<Vec<Arc<Topology>>>,
     /// Runs completed.
     pub runs: AtomicU64,
     /// Keys looked at, moved, left alone because their new owner already had a value, and
@@ -74,10 +82,6 @@ impl Rebalance {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_previous(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Topology>>> {
-        self.previous.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The figures, as (name, value), for INFO `# Rebalance`, STRATA STATS and `/metrics`.
     pub fn figures(&self) -> Vec<(&'static str, u64)> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -90,26 +94,47 @@ impl Rebalance {
             ("keys_failed", get(&self.failed)),
             ("last_ring_version", get(&self.last_version)),
             ("last_ms", get(&self.last_ms)),
-            ("rings_pending", self.lock_previous().len() as u64),
+            ("rings_pending", self.previous.load().len() as u64),
         ]
+    }
+
+    /// A client deleted `key`: while a run goes on, remember it so that the run does not bring
+    /// it back from an old copy.
+    pub fn deleted(&self, key: &Bytes) {
+        if !self.is_running() {
+            return;
+        }
+        let mut t = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() < MAX_TOMBSTONES {
+            t.insert(key.clone());
+        }
+    }
+
+    fn is_tombstone(&self, key: &Bytes) -> bool {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
     }
 
     /// Remembers the ring before a membership change (its owners still hold the keys).
     pub fn remember(&self, before: Arc<Topology>) {
-        let mut previous = self.lock_previous();
+        // Changes are made one at a time (the membership lock), so a plain store is enough.
+        let mut previous: Vec<Arc<Topology>> = self.previous.load().as_ref().clone();
         previous.push(before);
         if previous.len() > MAX_PREVIOUS {
             previous.remove(0);
         }
+        self.previous.store(Arc::new(previous));
     }
 
     /// While a rebalance runs: the rings whose owners a missing read also asks.
-    pub fn fallback(&self) -> Option<Vec<Arc<Topology>>> {
+    pub fn fallback(&self) -> Option<Arc<Vec<Arc<Topology>>>> {
         if !self.is_running() {
             return None;
         }
-        let previous = self.lock_previous();
-        (!previous.is_empty()).then(|| previous.clone())
+        let previous = self.previous.load_full();
+        (!previous.is_empty()).then_some(previous)
     }
 
     /// Starts a rebalance in the background on the current runtime; `Err` when one runs.
@@ -159,8 +184,12 @@ async fn run(worker: Arc<Worker>) {
             "rebalance finished"
         );
         *me.lock_error() = error;
+        me.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if shared.drain.is_draining() || shared.topology.load().version == topology.version {
-            me.lock_previous().clear();
+            me.previous.store(Arc::default());
             break;
         }
     }
@@ -385,14 +414,23 @@ async fn move_keys(
             .collect();
         match conn.pipeline(&restores).await {
             Ok(replies) => {
+                let mut undo = Vec::new();
                 for (&i, reply) in items.iter().zip(replies.iter()) {
                     if let Some(flag) = ok.get_mut(i) {
                         if !restored(reply) {
                             *flag = false;
                         } else if reply.is_error() {
                             out.skipped += 1;
+                        } else if let Some((key, ..)) = copies.get(i) {
+                            // Deleted by a client meanwhile: the restored copy goes too.
+                            if worker.shared.rebalance.is_tombstone(key) {
+                                undo.push(vec![Bytes::from_static(b"UNLINK"), key.clone()]);
+                            }
                         }
                     }
+                }
+                if !undo.is_empty() && conn.pipeline(&undo).await.is_err() {
+                    targets.remove(&target);
                 }
             }
             Err(_) => {
