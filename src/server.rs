@@ -66,6 +66,8 @@ pub struct Worker {
     pub pool: Pool,
     /// Idle dedicated connections (blocking commands).
     pub dedicated: Arc<crate::backend::dedicated::DedicatedPool>,
+    /// Replicated writes' replies not waited for (`repair::tails`).
+    pub tails: Arc<crate::repair::tails::Tails>,
 }
 
 impl Worker {
@@ -388,7 +390,9 @@ fn run_worker(
             shared: shared.clone(),
             pool,
             dedicated: Arc::default(),
+            tails: Arc::default(),
         });
+        tokio::spawn(worker.tails.clone().watch());
         if index == 0 {
             tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
             crate::health::heartbeat::start(&worker);

@@ -6,13 +6,14 @@
 pub mod copy;
 pub mod handoff;
 pub mod hints;
+pub mod tails;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::{settle, NodeInfo, PendingReply};
+use crate::backend::{NodeInfo, PendingReply};
 use crate::policy::LayerId;
 use crate::server::Worker;
 
@@ -82,15 +83,7 @@ pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: 
         }
         return;
     };
-    tokio::spawn(async move {
-        let _ticket = ticket;
-        if let Err(e) = settle(&node, rx.await) {
-            node.failed(&e.reason);
-            for key in keys.iter() {
-                node.hints.add(key);
-            }
-        }
-    });
+    worker.tails.push(rx, node, keys, ticket);
 }
 
 /// Read repair: copies `keys` from `source` to `targets` in the background, counting each key
