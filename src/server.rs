@@ -71,6 +71,32 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A dedicated connection to the node in `slot` (`backend::dedicated`); the error reply
+    /// when the node is unknown, marked down, unreachable or at `limits.max_dedicated_per_node`.
+    pub async fn dedicated_lease(
+        &self,
+        slot: usize,
+    ) -> Result<crate::backend::dedicated::Lease, crate::protocol::Reply> {
+        use crate::protocol::Reply;
+        let Some(node) = self.shared.topology.load().node(slot).cloned() else {
+            return Err(Reply::error_static("ERR strata: no such node"));
+        };
+        if node.health.is_down() {
+            return Err(Reply::error(node.down_error().to_string()));
+        }
+        let max = self
+            .shared
+            .settings
+            .load()
+            .config
+            .limits
+            .max_dedicated_per_node;
+        self.dedicated
+            .lease(&node, max, self.shared.timeouts.connect())
+            .await
+            .map_err(|e| Reply::error(format!("ERR strata: {e}")))
+    }
+
     /// The connection client `client_id` uses for the node in `slot` (opened on first use
     /// for nodes added after start); `None` for an unknown slot.
     pub fn connection(&self, slot: usize, client_id: u64) -> Option<&crate::backend::Connection> {

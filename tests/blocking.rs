@@ -157,3 +157,33 @@ fn a_client_gone_while_blocked_releases_its_node_connection() {
     // Finished leases are reused, not reopened: blocking works on.
     assert_eq!(three.call(&["BLPOP", "gone", "0.1"]), Resp::NilArray);
 }
+
+#[test]
+fn a_node_marked_down_answers_blocking_and_transactions_with_the_unavailable_error() {
+    let mut nodes = RedisNode::start_many(2);
+    let strata = Strata::builder(&nodes)
+        .section("health: {heartbeat_interval: 100ms, node_timeout: 1s, failure_threshold: 2, recovery_threshold: 2}")
+        .start();
+    let key = strata.key_on(0, "down:", &[]);
+    nodes[0].kill();
+    let mut c = strata.raw();
+    poll_until(DEADLINE, "node1 marked down", || {
+        let text = c.call(&["INFO", "nodes"]).text();
+        text.lines()
+            .any(|l| l.starts_with("node_node1:") && l.contains("state=down"))
+            .then_some(())
+    });
+    for reply in [c.call(&["BLPOP", &key, "0"]), {
+        c.call(&["MULTI"]);
+        c.call(&["SET", &key, "v"]);
+        c.call(&["EXEC"])
+    }] {
+        let text = reply.error_text();
+        assert!(
+            text.starts_with("ERR strata: node node1 (")
+                && text.contains("unavailable: marked down"),
+            "{text}"
+        );
+        assert!(!text.contains("ERR strata: ERR"), "{text}");
+    }
+}

@@ -199,7 +199,7 @@ impl PubSub {
         let worker = worker.clone();
         Pending::Dedicated(Box::pin(async move {
             let mut links = links.lock().await;
-            let mut failure = None;
+            let mut failure: Option<String> = None;
             for (node, names) in per_node {
                 let args: Vec<&[u8]> = std::iter::once(verb.as_bytes())
                     .chain(names.iter().map(|n| n.as_ref()))
@@ -279,7 +279,8 @@ async fn send(
                 return Err("no such node".into());
             };
             if info.health.is_down() {
-                return Err(info.down_error().to_string());
+                // Without the `ERR strata: ` prefix: the caller adds it.
+                return Err(format!("node {} ({}) is marked down", info.id, info.addr));
             }
             let max = worker
                 .shared

@@ -139,17 +139,19 @@ impl Transaction {
             let mut held = watch.lock().await;
             let reply = async {
                 if held.is_none() {
-                    *held = Some(lease(&worker, node).await?);
+                    *held = Some(worker.dedicated_lease(node).await?);
                 }
-                let w = held.as_mut().ok_or("no watch connection")?;
-                let reply = w.call(&payload).await?;
+                let w = held
+                    .as_mut()
+                    .ok_or_else(|| strata_error("no watch connection"))?;
+                let reply = w.call(&payload).await.map_err(strata_error)?;
                 w.hold_state();
-                Ok::<_, String>(Reply::Raw(reply.raw))
+                Ok::<_, Reply>(Reply::Raw(reply.raw))
             }
             .await;
             let reply = reply.unwrap_or_else(|e| {
                 *held = None;
-                Reply::error(format!("ERR strata: {e}"))
+                e
             });
             output(reply)
         }))
@@ -215,10 +217,10 @@ impl Transaction {
             let reply = async {
                 let mut lease = match held {
                     Some(w) => w,
-                    None => lease(&worker, node).await?,
+                    None => worker.dedicated_lease(node).await?,
                 };
-                let mut replies = lease.call_many(&block, count).await?;
-                let exec = replies.pop().ok_or("no EXEC reply")?;
+                let mut replies = lease.call_many(&block, count).await.map_err(strata_error)?;
+                let exec = replies.pop().ok_or_else(|| strata_error("no EXEC reply"))?;
                 let ran = matches!(
                     exec.frame,
                     redis_protocol::resp2::types::BytesFrame::Array(_)
@@ -231,10 +233,10 @@ impl Transaction {
                         replicate(&worker, replicas, writes);
                     }
                 }
-                Ok::<_, String>(Reply::Raw(exec.raw))
+                Ok::<_, Reply>(Reply::Raw(exec.raw))
             }
             .await;
-            output(reply.unwrap_or_else(|e| Reply::error(format!("ERR strata: {e}"))))
+            output(reply.unwrap_or_else(|e| e))
         }))
     }
 }
@@ -246,24 +248,8 @@ fn output(reply: Reply) -> TaskOutput {
     }
 }
 
-async fn lease(worker: &Arc<Worker>, node: usize) -> Result<Lease, String> {
-    let Some(info) = worker.shared.topology.load().node(node).cloned() else {
-        return Err("no such node".into());
-    };
-    if info.health.is_down() {
-        return Err(info.down_error().to_string());
-    }
-    let max = worker
-        .shared
-        .settings
-        .load()
-        .config
-        .limits
-        .max_dedicated_per_node;
-    worker
-        .dedicated
-        .lease(&info, max, worker.shared.timeouts.connect())
-        .await
+fn strata_error(reason: impl std::fmt::Display) -> Reply {
+    Reply::error(format!("ERR strata: {reason}"))
 }
 
 /// The node every key of the transaction is on; `None` when it names no key.
@@ -356,13 +342,13 @@ fn replicate(worker: &Arc<Worker>, replicas: Vec<usize>, writes: Vec<Bytes>) {
         }
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         for node in replicas {
-            match lease(&worker, node).await {
+            match worker.dedicated_lease(node).await {
                 Ok(mut l) => {
                     if let Err(e) = l.call_many(&block, writes.len() + 2).await {
                         tracing::debug!(node, reason = %e, "transaction not replicated");
                     }
                 }
-                Err(e) => tracing::debug!(node, reason = %e, "transaction not replicated"),
+                Err(_) => tracing::debug!(node, "transaction not replicated: no connection"),
             }
         }
     });

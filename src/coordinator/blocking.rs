@@ -27,28 +27,19 @@ pub fn plan_blocking(
         Ok(slot) => slot,
         Err(reply) => return Pending::ready(reply),
     };
-    let Some(node) = worker.shared.topology.load().node(slot).cloned() else {
-        return Pending::ready(Reply::error_static("ERR strata: no such node"));
-    };
-    if node.health.is_down() {
-        return Pending::ready(Reply::error(node.down_error().to_string()));
+    if let Some(node) = worker.shared.topology.load().node(slot) {
+        if node.health.is_down() {
+            return Pending::ready(Reply::error(node.down_error().to_string()));
+        }
     }
     let payload = plan::payload(&request);
     let worker = worker.clone();
     Pending::Dedicated(Box::pin(async move {
-        let max = worker
-            .shared
-            .settings
-            .load()
-            .config
-            .limits
-            .max_dedicated_per_node;
-        let connect = worker.shared.timeouts.connect();
-        let reply = match worker.dedicated.lease(&node, max, connect).await {
-            Err(e) => Reply::error(format!("ERR strata: {e}")),
+        let reply = match worker.dedicated_lease(slot).await {
+            Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {
                 Ok(reply) => Reply::Raw(reply.raw),
-                Err(e) => Reply::error(NodeError::new(&node, &e).to_string()),
+                Err(e) => Reply::error(NodeError::new(lease.node(), &e).to_string()),
             },
         };
         TaskOutput {
