@@ -96,28 +96,10 @@ impl Lease {
     /// Sends one command and waits for its whole reply, however long the node takes (a
     /// blocking command's own timeout decides).
     pub async fn call(&mut self, payload: &[u8]) -> Result<NodeReply, String> {
-        self.clean = false;
-        let Some(stream) = self.stream.as_mut() else {
-            return Err("connection closed".into());
-        };
-        stream
-            .write_all(payload)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
-        loop {
-            if let Some(reply) = decode_reply(&mut self.buf)? {
-                self.clean = self.buf.is_empty();
-                return Ok(reply);
-            }
-            self.buf.reserve(4096);
-            let n = stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return Err("connection closed by node".into());
-            }
-        }
+        self.call_many(payload, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| "no reply".to_string())
     }
 
     /// Sends `payload` (several commands) and reads `count` replies, in order.

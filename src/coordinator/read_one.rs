@@ -109,43 +109,32 @@ impl ReadOne {
         match result {
             Ok(reply) if self.others == 0 || !self.op.miss_failover => Ok(Reply::Raw(reply.raw)),
             Ok(reply) if !is_miss(self.op.outcome, &reply.raw) => Ok(Reply::Raw(reply.raw)),
-            Ok(miss) => Err(self.go_on(NodeOutcome::Answered(miss))),
-            Err(e) => Err(self.go_on(NodeOutcome::Failed(e))),
+            Ok(miss) => Err(self.go_on(Some(NodeOutcome::Answered(miss)))),
+            Err(e) => Err(self.go_on(Some(NodeOutcome::Failed(e)))),
         }
     }
 
     /// The hedge time passed: the next replica is asked too.
     pub fn hedge(self: Box<Self>) -> Continued {
-        let me = *self;
-        let rx = me.rx;
-        Box::pin(async move {
-            let landed = Flight::continue_one(
-                &me.worker,
-                me.client_id,
-                me.layer,
-                me.op,
-                me.request,
-                me.position,
-                NodeOutcome::Waiting(rx),
-            )
-            .await;
-            output(landed)
-        })
+        self.go_on(None)
     }
 
-    fn go_on(self: Box<Self>, first: NodeOutcome) -> Continued {
-        let me = *self;
+    /// The read as a flight, from where the first replica stands (`None`: still waiting).
+    fn go_on(self: Box<Self>, first: Option<NodeOutcome>) -> Continued {
+        let ReadOne {
+            worker,
+            client_id,
+            layer,
+            op,
+            request,
+            position,
+            rx,
+            ..
+        } = *self;
+        let first = first.unwrap_or(NodeOutcome::Waiting(rx));
         Box::pin(async move {
-            let landed = Flight::continue_one(
-                &me.worker,
-                me.client_id,
-                me.layer,
-                me.op,
-                me.request,
-                me.position,
-                first,
-            )
-            .await;
+            let landed =
+                Flight::continue_one(&worker, client_id, layer, op, request, position, first).await;
             output(landed)
         })
     }
