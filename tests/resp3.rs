@@ -156,3 +156,26 @@ fn pubsub_messages_are_push_frames_under_resp3() {
     let want = b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n";
     assert_eq!(other.read_exact_bytes(want.len()), want.to_vec());
 }
+
+#[test]
+fn exec_elements_take_their_commands_resp3_types() {
+    let nodes = RedisNode::start_many(2);
+    let strata = Strata::start(&nodes);
+    let mut con = resp3(&strata);
+    query(&mut con, &["HSET", "{t}h", "a", "1"]);
+    query(&mut con, &["ZADD", "{t}z", "2.5", "m"]);
+    let (map, score, missing): (Value, Value, Value) = redis::pipe()
+        .atomic()
+        .cmd("HGETALL")
+        .arg("{t}h")
+        .cmd("ZSCORE")
+        .arg("{t}z")
+        .arg("m")
+        .cmd("GET")
+        .arg("{t}nothing")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(map, Value::Map(vec![(bulk("a"), bulk("1"))]));
+    assert_eq!(score, Value::Double(2.5));
+    assert_eq!(missing, Value::Nil);
+}

@@ -87,7 +87,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     dispatched += 1;
                 }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
-                    let reply = transaction.handle(worker, client.id, request);
+                    let reply = transaction.handle(worker, client.id, request, client.proto() == 3);
                     pending.push_back((reply, Track::new(started)));
                     dispatched += 1;
                 }

@@ -55,7 +55,14 @@ impl Transaction {
     }
 
     /// Handles a request [`Transaction::takes`]; the reply to queue for it.
-    pub fn handle(&mut self, worker: &Arc<Worker>, client_id: u64, request: Request) -> Pending {
+    /// `resp3`: the client speaks RESP3 (EXEC's elements are then shaped per command).
+    pub fn handle(
+        &mut self,
+        worker: &Arc<Worker>,
+        client_id: u64,
+        request: Request,
+        resp3: bool,
+    ) -> Pending {
         let name = request
             .args
             .first()
@@ -78,7 +85,7 @@ impl Transaction {
             ("discard", false) if arity_ok(1) => {
                 Pending::ready(Reply::error_static("ERR DISCARD without MULTI"))
             }
-            ("exec", true) if arity_ok(1) => self.exec(worker, client_id),
+            ("exec", true) if arity_ok(1) => self.exec(worker, client_id, resp3),
             ("discard", true) if arity_ok(1) => {
                 self.queued = None;
                 self.unwatch(Reply::ok())
@@ -174,7 +181,7 @@ impl Transaction {
     }
 
     /// EXEC: the queued commands as one MULTI ... EXEC block on their node.
-    fn exec(&mut self, worker: &Arc<Worker>, client_id: u64) -> Pending {
+    fn exec(&mut self, worker: &Arc<Worker>, client_id: u64, resp3: bool) -> Pending {
         let queued = self.queued.take().unwrap_or_default();
         if std::mem::take(&mut self.dirty) {
             return self.unwatch(Reply::error_static(
@@ -209,6 +216,14 @@ impl Transaction {
         }
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         let count = queued.len() + 2;
+        let shapes: Vec<crate::protocol::resp3::Shape> = if resp3 {
+            queued
+                .iter()
+                .map(|(spec, request)| crate::protocol::resp3::shape_of(spec.name, request))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let watch = self.watch.clone();
         let worker = worker.clone();
         let replicas = replicas(&worker, &queued, node);
@@ -232,6 +247,12 @@ impl Transaction {
                     if !replicas.is_empty() && !writes.is_empty() {
                         replicate(&worker, replicas, writes);
                     }
+                }
+                if resp3 {
+                    // Already RESP3 (the session passes what it cannot read as RESP2 on).
+                    return Ok(Reply::Raw(crate::protocol::resp3::exec_reply(
+                        &exec.raw, &shapes,
+                    )));
                 }
                 Ok::<_, Reply>(Reply::Raw(exec.raw))
             }

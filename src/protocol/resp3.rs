@@ -83,6 +83,26 @@ pub fn encode(reply: &Reply, shape: Shape, out: &mut BytesMut) {
     }
 }
 
+/// An EXEC reply for a RESP3 client: each element in the shape of the queued command it
+/// answers (`shapes`, in order); a nil (aborted by WATCH) becomes `_`.
+pub fn exec_reply(raw: &[u8], shapes: &[Shape]) -> bytes::Bytes {
+    let mut buf = BytesMut::from(raw);
+    let mut out = BytesMut::new();
+    match decode_reply(&mut buf) {
+        Ok(Some(node)) => match &node.frame {
+            BytesFrame::Array(items) if items.len() == shapes.len() => {
+                header(&mut out, b'*', items.len());
+                for (item, &shape) in items.iter().zip(shapes) {
+                    frame(item, shape, &mut out);
+                }
+            }
+            other => frame(other, Shape::Plain, &mut out),
+        },
+        _ => out.extend_from_slice(raw),
+    }
+    out.freeze()
+}
+
 /// A pub/sub frame for a RESP3 client: the array header becomes a push header.
 pub fn push(raw: &[u8], out: &mut BytesMut) {
     match raw.split_first() {
@@ -207,6 +227,12 @@ mod tests {
             raw("*2\r\n$-1\r\n+OK\r\n", Shape::Plain),
             "*2\r\n_\r\n+OK\r\n"
         );
+        let exec = exec_reply(
+            b"*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n$3\r\n1.5\r\n",
+            &[Shape::Map, Shape::Double],
+        );
+        assert_eq!(&exec[..], b"*2\r\n%1\r\n$1\r\na\r\n$1\r\n1\r\n,1.5\r\n");
+        assert_eq!(&exec_reply(b"*-1\r\n", &[Shape::Map])[..], b"_\r\n");
         let mut out = BytesMut::new();
         push(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n", &mut out);
         assert_eq!(&out[..], b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
