@@ -21,24 +21,58 @@ use crate::protocol::{decode_reply, NodeReply};
 /// Idle connections kept per node and worker; more are closed.
 const MAX_IDLE: usize = 16;
 
+/// One of a node's dedicated connections, as counted against
+/// `limits.max_dedicated_per_node`; the count goes down when this is dropped.
+pub struct Counted(Arc<NodeInfo>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dedicated.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Opens a dedicated connection to `node` when fewer than `max` are open (all workers
+/// together). Used by leases and by pub/sub subscriber connections alike.
+pub async fn open(
+    node: &Arc<NodeInfo>,
+    max: usize,
+    connect_timeout: Duration,
+) -> Result<(TcpStream, Counted), String> {
+    if node.dedicated.fetch_add(1, Ordering::SeqCst) >= max {
+        node.dedicated.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!(
+            "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
+            node.id
+        ));
+    }
+    // Counted from here: any failure below gives the unit back.
+    let counted = Counted(node.clone());
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
+        .await
+        .map_err(|_| format!("node {} ({}): connect timed out", node.id, node.addr))?
+        .map_err(|e| format!("node {} ({}): {e}", node.id, node.addr))?;
+    let _ = stream.set_nodelay(true);
+    Ok((stream, counted))
+}
+
 /// One worker's idle dedicated connections, by node slot.
 #[derive(Default)]
 pub struct DedicatedPool {
-    idle: Mutex<HashMap<usize, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<usize, Vec<(TcpStream, Counted)>>>,
 }
 
 /// A dedicated connection in use.
 pub struct Lease {
     pool: Arc<DedicatedPool>,
     node: Arc<NodeInfo>,
-    stream: Option<TcpStream>,
+    stream: Option<(TcpStream, Counted)>,
     buf: BytesMut,
     /// Set when the last command's reply was read whole: the connection can serve another.
     clean: bool,
 }
 
 impl DedicatedPool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<TcpStream>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<(TcpStream, Counted)>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -51,36 +85,8 @@ impl DedicatedPool {
     ) -> Result<Lease, String> {
         let idle = self.lock().get_mut(&node.index).and_then(Vec::pop);
         let stream = match idle {
-            Some(stream) => stream,
-            None => {
-                let open = node.dedicated.fetch_add(1, Ordering::SeqCst);
-                if open >= max {
-                    node.dedicated.fetch_sub(1, Ordering::SeqCst);
-                    return Err(format!(
-                        "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
-                        node.id
-                    ));
-                }
-                match tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
-                    .await
-                {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        stream
-                    }
-                    Ok(Err(e)) => {
-                        node.dedicated.fetch_sub(1, Ordering::SeqCst);
-                        return Err(format!("node {} ({}): {e}", node.id, node.addr));
-                    }
-                    Err(_) => {
-                        node.dedicated.fetch_sub(1, Ordering::SeqCst);
-                        return Err(format!(
-                            "node {} ({}): connect timed out",
-                            node.id, node.addr
-                        ));
-                    }
-                }
-            }
+            Some(open) => open,
+            None => open(node, max, connect_timeout).await?,
         };
         Ok(Lease {
             pool: self.clone(),
@@ -109,7 +115,7 @@ impl Lease {
         count: usize,
     ) -> Result<Vec<NodeReply>, String> {
         self.clean = false;
-        let Some(stream) = self.stream.as_mut() else {
+        let Some((stream, _)) = self.stream.as_mut() else {
             return Err("connection closed".into());
         };
         stream
@@ -148,19 +154,18 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(stream) = self.stream.take() else {
+        let Some(open) = self.stream.take() else {
             return;
         };
         if self.clean && !self.node.is_retired() {
             let mut idle = self.pool.lock();
             let list = idle.entry(self.node.index).or_default();
             if list.len() < MAX_IDLE {
-                list.push(stream);
+                list.push(open);
                 return;
             }
         }
-        // Closed: a node blocked on it gives up the command.
-        drop(stream);
-        self.node.dedicated.fetch_sub(1, Ordering::SeqCst);
+        // Closed (and no longer counted): a node blocked on it gives up the command.
+        drop(open);
     }
 }

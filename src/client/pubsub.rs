@@ -17,9 +17,9 @@ use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Mutex};
 
+use crate::backend::dedicated::{self, Counted};
 use crate::coordinator::pending::{Pending, TaskOutput};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{decode_reply, Reply, Request};
@@ -67,15 +67,12 @@ impl Kind {
 struct Link {
     write: OwnedWriteHalf,
     reader: tokio::task::JoinHandle<()>,
-    node: Arc<crate::backend::NodeInfo>,
+    _counted: Counted,
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         self.reader.abort();
-        self.node
-            .dedicated
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -289,33 +286,14 @@ async fn send(
                 .config
                 .limits
                 .max_dedicated_per_node;
-            let counter = &info.dedicated;
-            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= max {
-                counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                return Err(format!(
-                    "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
-                    info.id
-                ));
-            }
-            let connect = worker.shared.timeouts.connect();
-            let opened = tokio::time::timeout(connect, TcpStream::connect(info.addr.as_str()))
-                .await
-                .map_err(|_| format!("node {} ({}): connect timed out", info.id, info.addr))
-                .and_then(|r| r.map_err(|e| format!("node {} ({}): {e}", info.id, info.addr)));
-            let stream = match opened {
-                Ok(stream) => stream,
-                Err(e) => {
-                    counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                    return Err(e);
-                }
-            };
-            let _ = stream.set_nodelay(true);
+            let (stream, counted) =
+                dedicated::open(&info, max, worker.shared.timeouts.connect()).await?;
             let (read, write) = stream.into_split();
             let reader = tokio::spawn(forward_messages(read, tx.clone()));
             e.insert(Link {
                 write,
                 reader,
-                node: info,
+                _counted: counted,
             })
         }
     };
