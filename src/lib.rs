@@ -54,6 +54,7 @@ pub mod command;
 pub mod config;
 pub mod coordinator;
 pub mod health;
+pub mod latch;
 pub mod policy;
 pub mod protocol;
 pub mod rebalance;

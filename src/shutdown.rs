@@ -6,46 +6,35 @@
 //! [`Drain`] is the shared state sessions and workers look at; [`serve_until_signalled`] is
 //! what `strata serve` runs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
+use crate::latch::Latch;
 use crate::server::{ServerHandle, Shared};
 
 /// Whether the server is draining, and since when.
 #[derive(Default)]
 pub struct Drain {
-    draining: AtomicBool,
+    draining: Latch,
     since: Mutex<Option<Instant>>,
-    wake: Notify,
 }
 
 impl Drain {
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.draining.is_set()
     }
 
     /// Starts draining (once); wakes every session waiting for input.
     pub fn begin(&self) {
-        if !self.draining.swap(true, Ordering::SeqCst) {
+        if self.draining.set() {
             *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
-        self.wake.notify_waiters();
     }
 
     /// Completes once draining has begun.
     pub async fn begun(&self) {
-        loop {
-            let wake = self.wake.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            if self.is_draining() {
-                return;
-            }
-            wake.await;
-        }
+        self.draining.wait().await;
     }
 
     /// Waits (on a worker's runtime, after it stopped taking clients) until no client is

@@ -2,7 +2,7 @@
 //! connections, read by INFO), and the error a request gets when it cannot be reached.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::health::{NodeHealth, Thresholds, Transition};
@@ -19,8 +19,7 @@ pub struct NodeInfo {
     /// Ring weight (changed by `STRATA NODE WEIGHT`).
     weight: AtomicU32,
     /// Removed from the cluster: its connections close once idle, its heartbeat stops.
-    retired: AtomicBool,
-    retire: tokio::sync::Notify,
+    retired: crate::latch::Latch,
     /// Connections and their failures.
     pub status: NodeStatus,
     /// Up or down: whether requests are sent to the node (`health`).
@@ -42,8 +41,7 @@ impl NodeInfo {
             id,
             addr,
             weight: AtomicU32::new(weight),
-            retired: AtomicBool::new(false),
-            retire: tokio::sync::Notify::new(),
+            retired: crate::latch::Latch::default(),
             status: NodeStatus::default(),
             health: NodeHealth::new(Thresholds::default()),
             hints: Hints::new(crate::config::RepairConfig::default().max_hints_per_node),
@@ -69,25 +67,16 @@ impl NodeInfo {
 
     /// Marks the node removed and wakes its connections and heartbeat so they stop.
     pub fn retire(&self) {
-        self.retired.store(true, Ordering::SeqCst);
-        self.retire.notify_waiters();
+        self.retired.set();
     }
 
     pub fn is_retired(&self) -> bool {
-        self.retired.load(Ordering::SeqCst)
+        self.retired.is_set()
     }
 
     /// Completes once the node is retired.
     pub async fn retired(&self) {
-        loop {
-            let wake = self.retire.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            if self.is_retired() {
-                return;
-            }
-            wake.await;
-        }
+        self.retired.wait().await;
     }
 
     /// Logs a health transition (the caller got it from `self.health`).

@@ -24,8 +24,7 @@ pub struct ClientInfo {
     /// RESP version the client speaks (2, or 3 after `HELLO 3`).
     proto: std::sync::atomic::AtomicU8,
     /// Set by CLIENT KILL: the session closes the connection.
-    killed: std::sync::atomic::AtomicBool,
-    kill: tokio::sync::Notify,
+    killed: crate::latch::Latch,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -46,25 +45,12 @@ impl ClientInfo {
 
     /// CLIENT KILL: the session closes the connection at once.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
-        self.kill.notify_waiters();
-    }
-
-    pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::SeqCst)
+        self.killed.set();
     }
 
     /// Completes once the client is killed.
     pub async fn killed(&self) {
-        loop {
-            let wake = self.kill.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            if self.is_killed() {
-                return;
-            }
-            wake.await;
-        }
+        self.killed.wait().await;
     }
 
     pub fn touch(&self, command: Option<usize>) {
@@ -145,8 +131,7 @@ impl ClientRegistry {
             last_command: AtomicUsize::new(0),
             names: Mutex::new(Names::default()),
             proto: std::sync::atomic::AtomicU8::new(2),
-            killed: std::sync::atomic::AtomicBool::new(false),
-            kill: tokio::sync::Notify::new(),
+            killed: crate::latch::Latch::default(),
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(id, info.clone());
