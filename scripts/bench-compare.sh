@@ -62,9 +62,7 @@ if ((want_baseline)); then
     [[ -n "${STRATA_BASELINE:-}" && -x "${STRATA_BASELINE:-}" ]] ||
         die "target baseline needs STRATA_BASELINE=<path of an executable strata binary>"
 fi
-for v in rounds n_p1 n_p16 run_timeout; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
-done
+require_positive rounds n_p1 n_p16 run_timeout
 if [[ -n "${STRATA_WORKERS:-}" && ! "$STRATA_WORKERS" =~ ^[0-9]+$ ]]; then
     die "STRATA_WORKERS must be a number, got '$STRATA_WORKERS'"
 fi
@@ -96,13 +94,8 @@ need_nodes=$((want_twemproxy || want_strata || want_baseline))
 redis_ports=("${port_of[direct]}")
 ((need_nodes)) && redis_ports+=("${node_ports[@]}")
 declare -A pid_of=()
-for p in "${redis_ports[@]}"; do
-    start_redis "$p" "$workdir"
-    if [[ "$p" == "${port_of[direct]}" ]]; then pid_of[direct]="$REDIS_PID"; fi
-done
-for p in "${redis_ports[@]}"; do
-    wait_port "$p" 10 || die "redis-server on port $p did not start"
-done
+start_nodes "$workdir" "${redis_ports[@]}"
+pid_of[direct]="${NODE_PIDS[0]}"
 log "direct redis on ${port_of[direct]}$( ((need_nodes)) && printf '; proxy nodes on %s' "${node_ports[*]}")"
 
 show_log() {

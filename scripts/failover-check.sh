@@ -39,9 +39,7 @@ window="${FAILOVER_WINDOW:-3}"
 workers="${FAILOVER_WORKERS:-8}"
 keys="${FAILOVER_KEYS:-1000}"
 strata_workers="${STRATA_WORKERS:-2}"
-for v in seconds kill_at window workers keys strata_workers; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
-done
+require_positive seconds kill_at window workers keys strata_workers
 ((kill_at < seconds)) || die "KILL_AT ($kill_at) must be less than FAILOVER_SECONDS ($seconds)"
 if ((kill_at + window >= seconds)); then
     warn "KILL_AT + FAILOVER_WINDOW >= FAILOVER_SECONDS: no read happens after the failover window"
@@ -62,14 +60,8 @@ node_ports=("${ports[0]}" "${ports[1]}" "${ports[2]}")
 strata_port="${ports[3]}"
 admin_port="${ports[4]}"
 
-node_pids=()
-for p in "${node_ports[@]}"; do
-    start_redis "$p" "$workdir"
-    node_pids+=("$REDIS_PID")
-done
-for p in "${node_ports[@]}"; do
-    wait_port "$p" 10 || die "redis-server on port $p did not start"
-done
+start_nodes "$workdir" "${node_ports[@]}"
+node_pids=("${NODE_PIDS[@]}")
 
 cfg="$workdir/strata.yaml"
 cat >"$cfg" <<EOF

@@ -13,6 +13,8 @@
 #   config_node_ports FILE      prints the ports of the loopback nodes listed under `nodes:`
 #   config_listen FILE          prints the `listen:` address of a config (default 127.0.0.1:6380)
 #   start_redis PORT DIR        starts a throw-away redis-server in the background (pid recorded)
+#   start_nodes DIR PORT...     start_redis on each port, then waits for all (pids in NODE_PIDS)
+#   require_positive NAME...    dies unless each named variable holds a positive integer
 #   redis_ping PORT [HOST]      succeeds if a Redis-protocol server on HOST:PORT answers PONG
 #   wait_port PORT [TIMEOUT]    waits until 127.0.0.1:PORT answers PING (default 10 s)
 #   free_port / free_ports N    prints free loopback TCP port(s)
@@ -188,6 +190,29 @@ start_redis() {
     REDIS_PID=$!
     register_pid "$REDIS_PID"
     _LIB_REDIS_LOG[$port]="$dir/node-$port.log"
+}
+
+# start_nodes DIR PORT... - a throw-away redis-server on each port (see start_redis), then waits
+# until each answers PING; their pids are left in NODE_PIDS, in port order.
+start_nodes() {
+    local dir="$1" p
+    shift
+    NODE_PIDS=()
+    for p in "$@"; do
+        start_redis "$p" "$dir"
+        NODE_PIDS+=("$REDIS_PID")
+    done
+    for p in "$@"; do
+        wait_port "$p" 10 || die "redis-server on port $p did not start"
+    done
+}
+
+# require_positive NAME... - dies unless each named variable holds a positive integer.
+require_positive() {
+    local v
+    for v in "$@"; do
+        [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+    done
 }
 
 # redis_ping PORT [HOST] - true if HOST:PORT (default 127.0.0.1) answers PING with PONG (2 s max).

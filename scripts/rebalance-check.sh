@@ -32,9 +32,7 @@ n="${REBALANCE_N:-300000}"
 rounds="${REBALANCE_ROUNDS:-3}"
 rate="${REBALANCE_RATE:-5000}"
 strata_workers="${STRATA_WORKERS:-1}"
-for v in keys n rounds rate strata_workers; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
-done
+require_positive keys n rounds rate strata_workers
 
 install_cleanup_trap
 ensure_redis
@@ -47,12 +45,7 @@ mapfile -t ports < <(free_ports 5)
 [[ ${#ports[@]} -eq 5 ]] || die "could not find 5 free ports"
 node_ports=("${ports[0]}" "${ports[1]}" "${ports[2]}" "${ports[3]}")
 strata_port="${ports[4]}"
-for p in "${node_ports[@]}"; do
-    start_redis "$p" "$workdir"
-done
-for p in "${node_ports[@]}"; do
-    wait_port "$p" 10 || die "redis-server on port $p did not start"
-done
+start_nodes "$workdir" "${node_ports[@]}"
 
 cfg="$workdir/strata.yaml"
 cat >"$cfg" <<EOF
