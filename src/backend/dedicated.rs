@@ -55,6 +55,36 @@ pub async fn open(
     Ok((stream, counted))
 }
 
+/// Writes `payload` (one or more commands) on a connection of one's own and reads `count`
+/// replies, in order; bytes past them stay in `buf`.
+pub async fn exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    payload: &[u8],
+    count: usize,
+) -> Result<Vec<NodeReply>, String> {
+    stream
+        .write_all(payload)
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    let mut replies = Vec::with_capacity(count);
+    while replies.len() < count {
+        if let Some(reply) = decode_reply(buf)? {
+            replies.push(reply);
+            continue;
+        }
+        buf.reserve(16 * 1024);
+        let n = stream
+            .read_buf(buf)
+            .await
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            return Err("connection closed by node".into());
+        }
+    }
+    Ok(replies)
+}
+
 /// One worker's idle dedicated connections, by node slot.
 #[derive(Default)]
 pub struct DedicatedPool {
@@ -118,25 +148,7 @@ impl Lease {
         let Some((stream, _)) = self.stream.as_mut() else {
             return Err("connection closed".into());
         };
-        stream
-            .write_all(payload)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
-        let mut replies = Vec::with_capacity(count);
-        while replies.len() < count {
-            if let Some(reply) = decode_reply(&mut self.buf)? {
-                replies.push(reply);
-                continue;
-            }
-            self.buf.reserve(4096);
-            let n = stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| format!("read failed: {e}"))?;
-            if n == 0 {
-                return Err("connection closed by node".into());
-            }
-        }
+        let replies = exchange(stream, &mut self.buf, payload, count).await?;
         self.clean = self.buf.is_empty();
         Ok(replies)
     }

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::backend::dedicated::exchange;
 use crate::protocol::reply::command_bytes;
-use crate::protocol::{decode_reply, NodeReply};
+use crate::protocol::NodeReply;
 
 pub struct Direct {
     stream: TcpStream,
@@ -45,31 +45,8 @@ impl Direct {
         for c in commands {
             out.extend_from_slice(&command_bytes(c.iter().map(|a| a.as_ref())));
         }
-        let exchange = async {
-            self.stream
-                .write_all(&out)
-                .await
-                .map_err(|e| format!("write failed: {e}"))?;
-            let mut replies = Vec::with_capacity(commands.len());
-            while replies.len() < commands.len() {
-                match decode_reply(&mut self.buf)? {
-                    Some(reply) => replies.push(reply),
-                    None => {
-                        self.buf.reserve(16 * 1024);
-                        let n = self
-                            .stream
-                            .read_buf(&mut self.buf)
-                            .await
-                            .map_err(|e| format!("read failed: {e}"))?;
-                        if n == 0 {
-                            return Err("connection closed by node".to_string());
-                        }
-                    }
-                }
-            }
-            Ok(replies)
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        let replies = exchange(&mut self.stream, &mut self.buf, &out, commands.len());
+        tokio::time::timeout(self.timeout, replies)
             .await
             .map_err(|_| "no reply within the request timeout".to_string())?
     }
