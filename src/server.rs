@@ -71,11 +71,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A dedicated connection to the node in `slot` (`backend::dedicated`); the error reply
+    /// A dedicated connection to the node in `slot`, speaking `proto` (`backend::dedicated`);
+    /// the error reply
     /// when the node is unknown, marked down, unreachable or at `limits.max_dedicated_per_node`.
     pub async fn dedicated_lease(
         &self,
         slot: usize,
+        proto: crate::protocol::Proto,
     ) -> Result<crate::backend::dedicated::Lease, crate::protocol::Reply> {
         use crate::protocol::Reply;
         let Some(node) = self.shared.topology.load().node(slot).cloned() else {
@@ -92,15 +94,19 @@ impl Worker {
             .limits
             .max_dedicated_per_node;
         self.dedicated
-            .lease(&node, max, self.shared.timeouts.connect())
+            .lease(&node, proto, max, self.shared.timeouts.connect())
             .await
             .map_err(|e| Reply::error(format!("ERR strata: {e}")))
     }
 
-    /// The connection client `client_id` uses for the node in `slot` (opened on first use
-    /// for nodes added after start); `None` for an unknown slot.
-    pub fn connection(&self, slot: usize, client_id: u64) -> Option<&crate::backend::Connection> {
-        self.pool.connection(slot, client_id, || {
+    /// The connection `lane` takes to the node in `slot` (opened on first use for nodes added
+    /// after start, and for RESP3); `None` for an unknown slot.
+    pub fn connection(
+        &self,
+        slot: usize,
+        lane: crate::backend::Lane,
+    ) -> Option<&crate::backend::Connection> {
+        self.pool.connection(slot, lane, || {
             self.shared.topology.load().node(slot).cloned()
         })
     }

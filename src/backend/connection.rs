@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::node::{NodeError, NodeInfo};
 use super::queue::{InFlight, RequestQueue};
-use crate::protocol::{decode_reply, NodeReply};
+use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
 /// What a request gets back: the node's reply or why there is none.
 pub type NodeResult = Result<NodeReply, NodeError>;
@@ -105,10 +105,11 @@ impl Drop for Owner {
 pub type PendingReply = oneshot::Receiver<NodeResult>;
 
 impl Connection {
-    /// Starts the driver task on the current runtime and returns its handle.
-    pub fn spawn(node: Arc<NodeInfo>, settings: ConnectionSettings) -> Connection {
+    /// Starts the driver task, for a connection speaking `proto`, on the current runtime and
+    /// returns its handle.
+    pub fn spawn(node: Arc<NodeInfo>, settings: ConnectionSettings, proto: Proto) -> Connection {
         let queue = Arc::new(RequestQueue::new(settings.queue_depth));
-        tokio::spawn(drive(node.clone(), settings, queue.clone()));
+        tokio::spawn(drive(node.clone(), settings, proto, queue.clone()));
         Connection {
             _owner: Arc::new(Owner(queue.clone())),
             queue,
@@ -141,7 +142,12 @@ pub fn settle(
 
 /// The driver: connect, serve until the connection breaks, back off, repeat. Ends when every
 /// handle is dropped.
-async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<RequestQueue>) {
+async fn drive(
+    node: Arc<NodeInfo>,
+    settings: ConnectionSettings,
+    proto: Proto,
+    queue: Arc<RequestQueue>,
+) {
     let mut backoff = settings.backoff_min;
     loop {
         if node.is_retired() {
@@ -149,11 +155,13 @@ async fn drive(node: Arc<NodeInfo>, settings: ConnectionSettings, queue: Arc<Req
             retire_queue(&node, &queue);
             return;
         }
-        let failure = match connect(&node, &settings).await {
+        let failure = match super::connect::open(&node.addr, proto, settings.timeouts.connect())
+            .await
+        {
             Ok(stream) => {
                 let connected_at = Instant::now();
                 node.status.connection_up();
-                let outcome = serve(&node, &settings, stream, &queue).await;
+                let outcome = serve(&node, &settings, proto, stream, &queue).await;
                 node.status.connection_down();
                 match outcome {
                     Served::Closed => return,
@@ -212,22 +220,6 @@ fn retire_queue(node: &Arc<NodeInfo>, queue: &RequestQueue) {
     }
 }
 
-async fn connect(node: &NodeInfo, settings: &ConnectionSettings) -> Result<TcpStream, String> {
-    let connect_timeout = settings.timeouts.connect();
-    match tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str())).await {
-        Err(_) => Err(format!(
-            "connect timed out after {}",
-            humantime::format_duration(connect_timeout)
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(stream)) => {
-            // Small requests must leave at once; batching is done by the writer.
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-    }
-}
-
 enum Served {
     /// Every handle was dropped: the driver ends.
     Closed,
@@ -239,6 +231,7 @@ enum Served {
 async fn serve(
     node: &Arc<NodeInfo>,
     settings: &ConnectionSettings,
+    proto: Proto,
     stream: TcpStream,
     queue: &RequestQueue,
 ) -> Served {
@@ -250,6 +243,7 @@ async fn serve(
         in_flight.clone(),
         settings.timeouts.clone(),
         settings.worker,
+        proto,
     ));
     let mut batch: Vec<BackendRequest> = Vec::new();
     let mut payloads: Vec<Bytes> = Vec::new();
@@ -353,6 +347,7 @@ async fn read_replies(
     in_flight: Arc<InFlight>,
     timeouts: Arc<LiveTimeouts>,
     worker: usize,
+    proto: Proto,
 ) -> String {
     let stats = node.stats.worker(worker);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -393,7 +388,7 @@ async fn read_replies(
         let now = Instant::now();
         let mut latencies = stats.and_then(|s| s.latency.lock());
         loop {
-            match decode_reply(&mut buf) {
+            match decode_reply_as(&mut buf, proto) {
                 Ok(Some(reply)) => match in_flight.pop() {
                     Some((tx, sent_at)) => {
                         if let Some(l) = latencies.as_mut() {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::node::NodeInfo;
-use crate::protocol::{decode_reply, NodeReply};
+use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
 /// Idle connections kept per node and worker; more are closed.
 const MAX_IDLE: usize = 16;
@@ -31,10 +31,11 @@ impl Drop for Counted {
     }
 }
 
-/// Opens a dedicated connection to `node` when fewer than `max` are open (all workers
-/// together). Used by leases and by pub/sub subscriber connections alike.
+/// Opens a dedicated connection to `node`, speaking `proto`, when fewer than `max` are open
+/// (all workers together). Used by leases and by pub/sub subscriber connections alike.
 pub async fn open(
     node: &Arc<NodeInfo>,
+    proto: Proto,
     max: usize,
     connect_timeout: Duration,
 ) -> Result<(TcpStream, Counted), String> {
@@ -47,18 +48,17 @@ pub async fn open(
     }
     // Counted from here: any failure below gives the unit back.
     let counted = Counted(node.clone());
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
+    let stream = super::connect::open(&node.addr, proto, connect_timeout)
         .await
-        .map_err(|_| format!("node {} ({}): connect timed out", node.id, node.addr))?
         .map_err(|e| format!("node {} ({}): {e}", node.id, node.addr))?;
-    let _ = stream.set_nodelay(true);
     Ok((stream, counted))
 }
 
-/// Writes `payload` (one or more commands) on a connection of one's own and reads `count`
-/// replies, in order; bytes past them stay in `buf`.
+/// Writes `payload` (one or more commands) on a connection of one's own speaking `proto` and
+/// reads `count` replies, in order; bytes past them stay in `buf`.
 pub async fn exchange(
     stream: &mut TcpStream,
+    proto: Proto,
     buf: &mut BytesMut,
     payload: &[u8],
     count: usize,
@@ -69,7 +69,7 @@ pub async fn exchange(
         .map_err(|e| format!("write failed: {e}"))?;
     let mut replies = Vec::with_capacity(count);
     while replies.len() < count {
-        if let Some(reply) = decode_reply(buf)? {
+        if let Some(reply) = decode_reply_as(buf, proto)? {
             replies.push(reply);
             continue;
         }
@@ -85,16 +85,20 @@ pub async fn exchange(
     Ok(replies)
 }
 
-/// One worker's idle dedicated connections, by node slot.
+/// Idle connections, by node slot and protocol.
+type IdleLists = HashMap<(usize, Proto), Vec<(TcpStream, Counted)>>;
+
+/// One worker's idle dedicated connections, by node slot and protocol.
 #[derive(Default)]
 pub struct DedicatedPool {
-    idle: Mutex<HashMap<usize, Vec<(TcpStream, Counted)>>>,
+    idle: Mutex<IdleLists>,
 }
 
 /// A dedicated connection in use.
 pub struct Lease {
     pool: Arc<DedicatedPool>,
     node: Arc<NodeInfo>,
+    proto: Proto,
     stream: Option<(TcpStream, Counted)>,
     buf: BytesMut,
     /// Set when the last command's reply was read whole: the connection can serve another.
@@ -102,25 +106,28 @@ pub struct Lease {
 }
 
 impl DedicatedPool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<(TcpStream, Counted)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleLists> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A connection to `node`: an idle one, or a new one when fewer than `max` are open.
+    /// A connection to `node` speaking `proto`: an idle one, or a new one when fewer than `max`
+    /// are open.
     pub async fn lease(
         self: &Arc<Self>,
         node: &Arc<NodeInfo>,
+        proto: Proto,
         max: usize,
         connect_timeout: Duration,
     ) -> Result<Lease, String> {
-        let idle = self.lock().get_mut(&node.index).and_then(Vec::pop);
+        let idle = self.lock().get_mut(&(node.index, proto)).and_then(Vec::pop);
         let stream = match idle {
             Some(open) => open,
-            None => open(node, max, connect_timeout).await?,
+            None => open(node, proto, max, connect_timeout).await?,
         };
         Ok(Lease {
             pool: self.clone(),
             node: node.clone(),
+            proto,
             stream: Some(stream),
             buf: BytesMut::with_capacity(4096),
             clean: false,
@@ -148,7 +155,7 @@ impl Lease {
         let Some((stream, _)) = self.stream.as_mut() else {
             return Err("connection closed".into());
         };
-        let replies = exchange(stream, &mut self.buf, payload, count).await?;
+        let replies = exchange(stream, self.proto, &mut self.buf, payload, count).await?;
         self.clean = self.buf.is_empty();
         Ok(replies)
     }
@@ -171,7 +178,7 @@ impl Drop for Lease {
         };
         if self.clean && !self.node.is_retired() {
             let mut idle = self.pool.lock();
-            let list = idle.entry(self.node.index).or_default();
+            let list = idle.entry((self.node.index, self.proto)).or_default();
             if list.len() < MAX_IDLE {
                 list.push(open);
                 return;

@@ -1,5 +1,6 @@
 //! The node side: multiplexed pipelined connections, per-worker pools, node identity and status.
 
+pub mod connect;
 pub mod connection;
 pub mod dedicated;
 pub mod node;
@@ -8,4 +9,4 @@ pub mod queue;
 
 pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
 pub use node::{NodeError, NodeInfo, NodeStatus};
-pub use pool::Pool;
+pub use pool::{Lane, Pool};

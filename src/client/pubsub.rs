@@ -286,8 +286,13 @@ async fn send(
                 .config
                 .limits
                 .max_dedicated_per_node;
-            let (stream, counted) =
-                dedicated::open(&info, max, worker.shared.timeouts.connect()).await?;
+            let (stream, counted) = dedicated::open(
+                &info,
+                crate::protocol::Proto::Resp2,
+                max,
+                worker.shared.timeouts.connect(),
+            )
+            .await?;
             let (read, write) = stream.into_split();
             let reader = tokio::spawn(forward_messages(read, tx.clone()));
             e.insert(Link {

@@ -39,6 +39,15 @@ impl ClientInfo {
         self.proto.load(Ordering::Relaxed)
     }
 
+    /// The node connections this client's requests take now (its protocol may change with
+    /// HELLO).
+    pub fn lane(&self) -> crate::backend::Lane {
+        crate::backend::Lane {
+            client: self.id,
+            proto: crate::protocol::Proto::from_version(self.proto()),
+        }
+    }
+
     pub fn set_proto(&self, proto: u8) {
         self.proto.store(proto, Ordering::Relaxed);
     }

@@ -1,9 +1,13 @@
 //! One client connection: read, parse every request in the buffer, dispatch them all at once,
 //! and write the replies back in request order, batched into as few writes as possible.
 //!
-//! The session is a single task. It waits on two things at once: more bytes from the client
-//! (while fewer than `limits.max_pipeline` requests are in flight) and the oldest pending reply.
-//! When that reply is ready, every reply ready behind it is written in the same batch.
+//! The session is a single task. It waits on three things at once: more bytes from the client
+//! (while fewer than `limits.max_pipeline` requests wait for a node), the oldest pending reply,
+//! and room in the socket for replies already encoded. When the oldest reply is ready, every
+//! reply ready behind it is encoded in the same batch and written as far as the socket takes
+//! it. Reading never waits for writing: a client that sends its whole pipeline before reading
+//! a reply (redis-py's pipelines do) is served as Redis serves it, with the replies buffered
+//! up to `limits.client_output_buffer_limit` and the client disconnected past it.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -12,15 +16,17 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use super::output_limit::{Exceeded, OutputLimit};
 use super::registry::Registration;
 use crate::command::introspect::command_index;
+use crate::config::OutputBufferLimit;
 use crate::coordinator::{dispatch, Pending, Recorder, Track};
-use crate::protocol::{ParseLimits, Parsed, Reply, RequestParser};
+use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 use crate::server::Worker;
 
 /// Smallest free space offered to a read.
@@ -39,7 +45,7 @@ pub async fn run(worker: Arc<Worker>, stream: TcpStream) {
     serve(&worker, &registration, stream).instrument(span).await;
 }
 
-async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: TcpStream) {
+async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStream) {
     let client = &registration.info;
     tracing::debug!("connected");
 
@@ -53,7 +59,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     });
     let stats = worker.shared.stats.workers.get(worker.index);
     let mut input = BytesMut::with_capacity(READ_SIZE);
+    // Replies encoded and not yet taken by the socket: strata keeps reading requests while
+    // they wait (a client may send its whole pipeline before it reads), bounded in bytes by
+    // `limits.client_output_buffer_limit`.
     let mut output = BytesMut::with_capacity(READ_SIZE);
+    let mut output_limit = OutputLimit::default();
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
     let mut transaction = super::transaction::Transaction::default();
@@ -68,14 +78,18 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     // behind it were sent later, so it is always the first due.
     let hedge = tokio::time::sleep(std::time::Duration::from_secs(3600));
     tokio::pin!(hedge);
+    // Wakes the session when a client stays past the soft output limit.
+    let soft_timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
+    tokio::pin!(soft_timer);
 
-    loop {
+    let cut_off = loop {
         // Parse and dispatch everything already buffered, up to the pipeline limit.
         let mut dispatched = 0u64;
         let mut last_spec = None;
         // One clock read for the batch: the requests in one read arrived together.
         let started = Instant::now();
         while !closing && pending.len() < max_pipeline {
+            let proto = client.lane().proto;
             match parser.parse(&mut input) {
                 Ok(Parsed::Request(request)) if is_reset(&request) => {
                     // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2.
@@ -87,13 +101,13 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     dispatched += 1;
                 }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
-                    let reply = transaction.handle(worker, client.id, request, client.proto() == 3);
-                    pending.push_back((reply, Track::new(started)));
+                    let reply = transaction.handle(worker, client.lane(), request);
+                    pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
                 }
-                Ok(Parsed::Request(request)) if pubsub.takes(&request, client.proto() == 3) => {
-                    let reply = pubsub.handle(worker, request, client.proto() == 3);
-                    pending.push_back((reply, Track::new(started)));
+                Ok(Parsed::Request(request)) if pubsub.takes(&request, proto.is_resp3()) => {
+                    let reply = pubsub.handle(worker, request, proto.is_resp3());
+                    pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
                 }
                 Ok(Parsed::Request(request)) => {
@@ -113,7 +127,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     tracing::debug!(error = %e, "protocol error");
                     pending.push_back((
                         Pending::ready(Reply::error(e.to_string())),
-                        Track::new(started),
+                        Track::in_proto(started, proto),
                     ));
                     closing = true;
                 }
@@ -125,8 +139,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 s.commands.add(dispatched);
             }
         }
-        if pending.is_empty() && (closing || eof) {
-            break;
+        if pending.is_empty() && output.is_empty() && (closing || eof) {
+            break None;
         }
 
         // Shutting down: answer what was sent, then close. Clients blocked (BLPOP ...) or
@@ -134,9 +148,21 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         if !closing && worker.shared.drain.is_draining() {
             closing = true;
             let waits_for_ever = pubsub.active() || pending.iter().any(|(p, _)| p.is_dedicated());
-            if pending.is_empty() || waits_for_ever {
-                break;
+            if (pending.is_empty() && output.is_empty()) || waits_for_ever {
+                break None;
             }
+        }
+        // The query buffer holds at most one request still arriving (every complete one is
+        // parsed above) unless the pipeline is full.
+        let query_limit = worker
+            .shared
+            .settings
+            .load()
+            .config
+            .limits
+            .client_query_buffer_limit;
+        if input.len() as u64 > query_limit.bytes() {
+            break Some(Cut::Query(query_limit.bytes()));
         }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
         if can_read {
@@ -154,36 +180,51 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 hedge.as_mut().reset(at);
             }
         }
-        tokio::select! {
+        let class = output_class(worker, pubsub.active());
+        let soft_at = output_limit
+            .soft_deadline(&class)
+            .map(tokio::time::Instant::from_std);
+        if let Some(at) = soft_at {
+            if soft_timer.deadline() != at {
+                soft_timer.as_mut().reset(at);
+            }
+        }
+        let added = tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
-            written = drain_ready(&mut pending, &mut output, worker, client.proto() == 3), if !pending.is_empty() => {
+            drained = drain_ready(&mut pending, &mut output, worker), if !pending.is_empty() => {
                 if let Some(s) = stats {
-                    s.errors.add(written.errors);
-                    s.net_output_bytes.add(output.len() as u64);
+                    s.errors.add(drained.errors);
                 }
-                if stream.write_all(&output).await.is_err() {
-                    break;
-                }
-                output.clear();
-                if output.capacity() > 4 * MAX_READ_AHEAD {
-                    // Do not keep a huge reply's buffer for the rest of the connection.
-                    output = BytesMut::with_capacity(READ_SIZE);
-                }
+                true
             }
-            read = stream.read_buf(&mut input), if can_read => match read {
-                Ok(0) => eof = true,
-                Ok(n) => {
-                    if let Some(s) = stats {
-                        s.net_input_bytes.add(n as u64);
+            ready = stream.writable(), if !output.is_empty() => {
+                if ready.is_err() {
+                    break None;
+                }
+                false
+            }
+            ready = stream.readable(), if can_read => {
+                if ready.is_err() {
+                    eof = true;
+                } else {
+                    match stream.try_read_buf(&mut input) {
+                        Ok(0) => eof = true,
+                        Ok(n) => {
+                            if let Some(s) = stats {
+                                s.net_input_bytes.add(n as u64);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => eof = true,
                     }
                 }
-                Err(_) => eof = true,
-            },
+                false
+            }
             Some(message) = pubsub.next_message(), if pubsub.active() => {
                 // Published messages go out between replies, with whatever else is waiting
                 // (as push frames to a RESP3 client).
-                let resp3 = client.proto() == 3;
+                let resp3 = client.lane().proto.is_resp3();
                 let mut add = |m: &[u8]| {
                     if resp3 {
                         crate::protocol::resp3::push(m, &mut output);
@@ -195,30 +236,125 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 while let Some(more) = pubsub.try_message() {
                     add(&more);
                 }
-                if stream.write_all(&output).await.is_err() {
-                    break;
-                }
-                output.clear();
+                true
             }
-            _ = worker.shared.drain.begun(), if !closing => {}
-            _ = client.killed() => break,
+            _ = worker.shared.drain.begun(), if !closing => false,
+            _ = client.killed() => break None,
             _ = &mut hedge, if hedge_at.is_some() => {
                 if let Some((head, _)) = pending.front_mut() {
                     head.hedge();
                 }
+                false
+            }
+            _ = &mut soft_timer, if soft_at.is_some() => true,
+        };
+        if added {
+            let class = output_class(worker, pubsub.active());
+            if let Err(exceeded) = output_limit.check(output.len(), &class, Instant::now()) {
+                break Some(Cut::Output(exceeded));
             }
         }
-        if eof && pending.is_empty() && !closing {
-            break;
+        // Write what the socket takes now; the rest waits for it to be writable again, while
+        // requests keep being read.
+        if !output.is_empty() {
+            match flush(&stream, &mut output) {
+                Ok(written) => {
+                    if let Some(s) = stats {
+                        s.net_output_bytes.add(written as u64);
+                    }
+                }
+                Err(_) => break None,
+            }
+        }
+        if eof && pending.is_empty() && output.is_empty() && !closing {
+            break None;
         }
         // Gone while blocked: dropping the pending commands closes their dedicated
         // connections, which releases the blocked commands on the nodes.
         if eof && pending.iter().any(|(p, _)| p.is_dedicated()) {
-            break;
+            break None;
         }
+    };
+    if let Some(cut) = cut_off {
+        let counter = match cut {
+            Cut::Output(_) => &worker.shared.stats.output_limit_disconnections,
+            Cut::Query(_) => &worker.shared.stats.query_limit_disconnections,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            client.addr = %client.addr,
+            "client disconnected: {cut} (limits.{})",
+            cut.setting()
+        );
     }
+    let mut stream = stream;
     let _ = stream.shutdown().await;
     tracing::debug!("disconnected");
+}
+
+/// Why a client was disconnected by a limit.
+enum Cut {
+    Output(Exceeded),
+    Query(u64),
+}
+
+impl Cut {
+    fn setting(&self) -> &'static str {
+        match self {
+            Cut::Output(_) => "client_output_buffer_limit",
+            Cut::Query(_) => "client_query_buffer_limit",
+        }
+    }
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Output(e) => write!(f, "replies waiting past the output buffer {e}"),
+            Cut::Query(limit) => write!(
+                f,
+                "unparsed input past the query buffer limit of {limit} bytes"
+            ),
+        }
+    }
+}
+
+/// The output limit of the client's class now (settings read each time: a reload applies to
+/// open connections).
+fn output_class(worker: &Worker, subscribed: bool) -> OutputBufferLimit {
+    let limits = worker
+        .shared
+        .settings
+        .load()
+        .config
+        .limits
+        .client_output_buffer_limit;
+    if subscribed {
+        limits.pubsub
+    } else {
+        limits.normal
+    }
+}
+
+/// Writes as much of `output` as the socket takes without waiting; returns the bytes written.
+fn flush(stream: &TcpStream, output: &mut BytesMut) -> std::io::Result<usize> {
+    let mut written = 0;
+    while !output.is_empty() {
+        match stream.try_write(output) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                output.advance(n);
+                written += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if output.is_empty() && output.capacity() > 4 * MAX_READ_AHEAD {
+        // Do not keep a huge reply's buffer for the rest of the connection.
+        *output = BytesMut::with_capacity(READ_SIZE);
+    }
+    Ok(written)
 }
 
 fn is_reset(request: &crate::protocol::Request) -> bool {
@@ -241,7 +377,6 @@ async fn drain_ready(
     pending: &mut VecDeque<(Pending, Track)>,
     output: &mut BytesMut,
     worker: &Worker,
-    resp3: bool,
 ) -> Drained {
     let shared = &worker.shared;
     let stats = shared.stats.workers.get(worker.index);
@@ -259,10 +394,9 @@ async fn drain_ready(
                     recorder
                         .get_or_insert_with(|| Recorder::new(worker.index, stats, &layers))
                         .record(track, &reply, head.applied());
-                    if resp3 {
-                        crate::protocol::resp3::encode(&reply, track.shape, output);
-                    } else {
-                        reply.encode(output);
+                    match track.proto {
+                        Proto::Resp3 => crate::protocol::resp3::encode(&reply, track.shape, output),
+                        Proto::Resp2 => reply.encode(output),
                     }
                     pending.pop_front();
                     written += 1;

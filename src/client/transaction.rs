@@ -10,6 +10,7 @@
 //! transaction that ran is sent as a MULTI/EXEC block to the other replicas of its keys too,
 //! in the background.
 
+use crate::backend::Lane;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,15 +55,9 @@ impl Transaction {
         self.queued.is_some() || is_control(name)
     }
 
-    /// Handles a request [`Transaction::takes`]; the reply to queue for it.
-    /// `resp3`: the client speaks RESP3 (EXEC's elements are then shaped per command).
-    pub fn handle(
-        &mut self,
-        worker: &Arc<Worker>,
-        client_id: u64,
-        request: Request,
-        resp3: bool,
-    ) -> Pending {
+    /// Handles a request [`Transaction::takes`]; the reply to queue for it. The commands run
+    /// on node connections in `lane`'s protocol, so the node's EXEC reply is the client's.
+    pub fn handle(&mut self, worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
         let name = request
             .args
             .first()
@@ -85,7 +80,7 @@ impl Transaction {
             ("discard", false) if arity_ok(1) => {
                 Pending::ready(Reply::error_static("ERR DISCARD without MULTI"))
             }
-            ("exec", true) if arity_ok(1) => self.exec(worker, client_id, resp3),
+            ("exec", true) if arity_ok(1) => self.exec(worker, lane),
             ("discard", true) if arity_ok(1) => {
                 self.queued = None;
                 self.unwatch(Reply::ok())
@@ -93,7 +88,7 @@ impl Transaction {
             ("watch", true) => {
                 Pending::ready(Reply::error_static("ERR WATCH inside MULTI is not allowed"))
             }
-            ("watch", false) if request.args.len() >= 2 => self.watch(worker, client_id, request),
+            ("watch", false) if request.args.len() >= 2 => self.watch(worker, lane, request),
             ("unwatch", false) if arity_ok(1) => self.unwatch(Reply::ok()),
             (_, true) => self.queue(request),
             (name, false) => Pending::ready(crate::command::classify::wrong_arity(name)),
@@ -127,11 +122,11 @@ impl Transaction {
     }
 
     /// WATCH key [key ...]: every key on one node (and on the node of a WATCH in force).
-    fn watch(&mut self, worker: &Arc<Worker>, client_id: u64, request: Request) -> Pending {
+    fn watch(&mut self, worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
         let Some(spec) = crate::command::table::lookup(b"watch") else {
             return Pending::ready(Reply::error_static("ERR strata: internal error: no WATCH"));
         };
-        let node = match plan::same_node(worker, client_id, spec, &request) {
+        let node = match plan::same_node(worker, lane, spec, &request) {
             Ok(node) => node,
             Err(reply) => return Pending::ready(reply),
         };
@@ -146,7 +141,7 @@ impl Transaction {
             let mut held = watch.lock().await;
             let reply = async {
                 if held.is_none() {
-                    *held = Some(worker.dedicated_lease(node).await?);
+                    *held = Some(worker.dedicated_lease(node, lane.proto).await?);
                 }
                 let w = held
                     .as_mut()
@@ -181,7 +176,7 @@ impl Transaction {
     }
 
     /// EXEC: the queued commands as one MULTI ... EXEC block on their node.
-    fn exec(&mut self, worker: &Arc<Worker>, client_id: u64, resp3: bool) -> Pending {
+    fn exec(&mut self, worker: &Arc<Worker>, lane: Lane) -> Pending {
         let queued = self.queued.take().unwrap_or_default();
         if std::mem::take(&mut self.dirty) {
             return self.unwatch(Reply::error_static(
@@ -197,7 +192,7 @@ impl Transaction {
             (Some(a), Some(b)) if a != b => return self.unwatch(Reply::error_static(CROSSSLOT)),
             (Some(a), _) => a,
             (None, Some(b)) => b,
-            (None, None) => worker.shared.topology.load().pick(client_id),
+            (None, None) => worker.shared.topology.load().pick(lane.client),
         };
         self.watched = None;
         // The block: MULTI, each command (TTL policy applied), EXEC; then the TTL followers,
@@ -216,14 +211,6 @@ impl Transaction {
         }
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         let count = queued.len() + 2;
-        let shapes: Vec<crate::protocol::resp3::Shape> = if resp3 {
-            queued
-                .iter()
-                .map(|(spec, request)| crate::protocol::resp3::shape_of(spec.name, request))
-                .collect()
-        } else {
-            Vec::new()
-        };
         let watch = self.watch.clone();
         let worker = worker.clone();
         let replicas = replicas(&worker, &queued, node);
@@ -232,7 +219,7 @@ impl Transaction {
             let reply = async {
                 let mut lease = match held {
                     Some(w) => w,
-                    None => worker.dedicated_lease(node).await?,
+                    None => worker.dedicated_lease(node, lane.proto).await?,
                 };
                 let mut replies = lease.call_many(&block, count).await.map_err(strata_error)?;
                 let exec = replies.pop().ok_or_else(|| strata_error("no EXEC reply"))?;
@@ -247,12 +234,6 @@ impl Transaction {
                     if !replicas.is_empty() && !writes.is_empty() {
                         replicate(&worker, replicas, writes);
                     }
-                }
-                if resp3 {
-                    // Already RESP3 (the session passes what it cannot read as RESP2 on).
-                    return Ok(Reply::Raw(crate::protocol::resp3::exec_reply(
-                        &exec.raw, &shapes,
-                    )));
                 }
                 Ok::<_, Reply>(Reply::Raw(exec.raw))
             }
@@ -363,7 +344,10 @@ fn replicate(worker: &Arc<Worker>, replicas: Vec<usize>, writes: Vec<Bytes>) {
         }
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         for node in replicas {
-            match worker.dedicated_lease(node).await {
+            match worker
+                .dedicated_lease(node, crate::protocol::Proto::Resp2)
+                .await
+            {
                 Ok(mut l) => {
                     if let Err(e) = l.call_many(&block, writes.len() + 2).await {
                         tracing::debug!(node, reason = %e, "transaction not replicated");

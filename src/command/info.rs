@@ -4,6 +4,7 @@
 //! keyspace summed over the nodes, asked with `INFO keyspace` at the time of the request) and
 //! strata's own `layers`, `latency`, `nodes` and `ring` sections (rendered in `report.rs`).
 
+use crate::backend::Lane;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
@@ -42,7 +43,7 @@ fn is_default(section: &str) -> bool {
 }
 
 /// INFO [section ...].
-pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
+pub async fn info(worker: &Worker, lane: Lane, args: &[Bytes]) -> Done {
     let mut wanted: Vec<&str> = Vec::new();
     for arg in args.iter().skip(1) {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
@@ -109,14 +110,9 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
         after.insert_str(0, "\r\n");
     }
     let payload = command_bytes([&b"INFO"[..], b"keyspace"].into_iter());
-    fan_out(
-        worker,
-        client_id,
-        payload,
-        MergePlan::Info { before, after },
-    )
-    .await
-    .into()
+    fan_out(worker, lane, payload, MergePlan::Info { before, after })
+        .await
+        .into()
 }
 
 fn server(shared: &crate::server::Shared, out: &mut String) {

@@ -2,6 +2,7 @@
 //! table so clients see exactly what strata accepts. DOCS is the exception: the help texts come
 //! from a node (they are Redis's own), which is what gives redis-cli its argument hints.
 
+use crate::backend::Lane;
 use crate::coordinator::plan::{forward, key_error, payload};
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
@@ -47,7 +48,7 @@ fn entry(spec: &CommandSpec) -> Reply {
     ])
 }
 
-pub async fn command(worker: &Worker, client_id: u64, request: &Request) -> Done {
+pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
     let args = &request.args;
     let Some(sub) = args.get(1) else {
         return Done::from(crate::coordinator::Pending::ready(Reply::Array(
@@ -68,10 +69,8 @@ pub async fn command(worker: &Worker, client_id: u64, request: &Request) -> Done
         "getkeys" if args.len() >= 4 => getkeys(args.get(2..).unwrap_or_default()),
         "getkeys" => wrong_arity("command|getkeys"),
         "docs" => {
-            let node = worker.shared.topology.load().pick(client_id);
-            return forward(worker, client_id, node, payload(request))
-                .await
-                .into();
+            let node = worker.shared.topology.load().pick(lane.client);
+            return forward(worker, lane, node, payload(request)).await.into();
         }
         "help" => help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -45,7 +45,7 @@ pub async fn execute(
     let args = &request.args;
     match spec.name {
         "pubsub" => {
-            Done::reply(Box::pin(super::pubsub_info::command(worker, client.id, args)).await)
+            Done::reply(Box::pin(super::pubsub_info::command(worker, client.lane(), args)).await)
         }
         "ping" => Done::reply(match args.get(1) {
             None => Reply::status("PONG"),
@@ -64,8 +64,8 @@ pub async fn execute(
         "auth" => Done::reply(auth(args)),
         "hello" => Done::reply(hello(worker, client, args)),
         "time" => Done::reply(time()),
-        "info" => info::info(worker, client.id, args).await,
-        "command" => introspect::command(worker, client.id, &request).await,
+        "info" => info::info(worker, client.lane(), args).await,
+        "command" => introspect::command(worker, client.lane(), &request).await,
         "strata" => strata::strata(worker, client, &request).await,
         "config" => config(worker, client, &request).await,
         "client" => Done::reply(client_command(worker, client, args)),
@@ -235,7 +235,7 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
             {
                 return Done::reply(disabled("config|set"));
             }
-            fan_out(worker, client.id, payload(request), MergePlan::AllOk)
+            fan_out(worker, client.lane(), payload(request), MergePlan::AllOk)
                 .await
                 .into()
         }
@@ -244,7 +244,7 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
                 return Done::reply(e);
             }
             worker.shared.reset_stats();
-            fan_out(worker, client.id, payload(request), MergePlan::AllOk)
+            fan_out(worker, client.lane(), payload(request), MergePlan::AllOk)
                 .await
                 .into()
         }
@@ -442,7 +442,7 @@ async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
         "flush" => (-2, MergePlan::AllOk),
         "help" => {
             let node = first_node(worker, client);
-            return forward(worker, client.id, node, payload(request))
+            return forward(worker, client.lane(), node, payload(request))
                 .await
                 .into();
         }
@@ -457,7 +457,7 @@ async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
     if let Err(e) = sub_arity("script", &sub, args.len(), arity) {
         return Done::reply(e);
     }
-    fan_out(worker, client.id, payload(request), plan)
+    fan_out(worker, client.lane(), payload(request), plan)
         .await
         .into()
 }
@@ -472,7 +472,7 @@ async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Do
         "restore" => (-3, MergePlan::AllOk),
         "list" | "dump" | "stats" | "help" => {
             let node = first_node(worker, client);
-            return forward(worker, client.id, node, payload(request))
+            return forward(worker, client.lane(), node, payload(request))
                 .await
                 .into();
         }
@@ -487,7 +487,7 @@ async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Do
     if let Err(e) = sub_arity("function", &sub, args.len(), arity) {
         return Done::reply(e);
     }
-    fan_out(worker, client.id, payload(request), plan)
+    fan_out(worker, client.lane(), payload(request), plan)
         .await
         .into()
 }

@@ -1,6 +1,7 @@
 //! `PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB`: asked of every node and
 //! merged (channels live on their ring node, patterns on every node; see `client::pubsub`).
 
+use crate::backend::Lane;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
@@ -13,19 +14,19 @@ use crate::server::Worker;
 use super::classify::{unknown_subcommand, wrong_arity};
 use super::local::help;
 
-pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
+pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
     let sub = args
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
         .unwrap_or_default();
     let full = format!("pubsub|{sub}");
-    let replies = match sub.as_str() {
-        "channels" | "shardchannels" if args.len() <= 3 => ask_all(worker, client_id, args).await,
-        "numsub" | "shardnumsub" => ask_all(worker, client_id, args).await,
-        "numpat" if args.len() == 2 => ask_all(worker, client_id, args).await,
-        "channels" | "shardchannels" | "numpat" => return wrong_arity(&full),
-        "help" => {
-            return help(&[
+    let replies =
+        match sub.as_str() {
+            "channels" | "shardchannels" if args.len() <= 3 => ask_all(worker, lane, args).await,
+            "numsub" | "shardnumsub" => ask_all(worker, lane, args).await,
+            "numpat" if args.len() == 2 => ask_all(worker, lane, args).await,
+            "channels" | "shardchannels" | "numpat" => return wrong_arity(&full),
+            "help" => return help(&[
                 "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "CHANNELS [<pattern>]",
                 "    Return the currently active channels matching a <pattern> (default: '*').",
@@ -37,10 +38,9 @@ pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
                 "    Return the currently active shard level channels matching a <pattern>.",
                 "SHARDNUMSUB [<shardchannel> ...]",
                 "    Return the number of subscribers for the specified shard level channel(s).",
-            ])
-        }
-        _ => return unknown_subcommand("pubsub", args.get(1).map_or(&b""[..], |s| s)),
-    };
+            ]),
+            _ => return unknown_subcommand("pubsub", args.get(1).map_or(&b""[..], |s| s)),
+        };
     let replies = match replies {
         Ok(r) => r,
         Err(e) => return e,
@@ -80,16 +80,12 @@ pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
     }
 }
 
-async fn ask_all(
-    worker: &Worker,
-    client_id: u64,
-    args: &[Bytes],
-) -> Result<Vec<BytesFrame>, Reply> {
+async fn ask_all(worker: &Worker, lane: Lane, args: &[Bytes]) -> Result<Vec<BytesFrame>, Reply> {
     let members = worker.shared.topology.load().members.clone();
     let parts: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
     let mut replies = Vec::with_capacity(members.len());
     for node in members {
-        replies.push(ask(worker, client_id, node, &parts).await?.frame);
+        replies.push(ask(worker, lane, node, &parts).await?.frame);
     }
     Ok(replies)
 }

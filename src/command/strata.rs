@@ -36,7 +36,7 @@ pub async fn strata(
         "layers" => wrong_arity("strata|layers"),
         "stats" if args.len() == 2 => report::stats_reply(&worker.shared),
         "stats" => wrong_arity("strata|stats"),
-        "invalidate" => Box::pin(invalidate::command(worker, client.id, args)).await,
+        "invalidate" => Box::pin(invalidate::command(worker, client.lane(), args)).await,
         "node" => super::membership::command(worker, args),
         "rebalance" => Box::pin(super::membership::rebalance(worker, args)).await,
         "reload" if args.len() == 2 => reload(worker),
@@ -131,7 +131,7 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
         args: set,
         raw: None,
     };
-    let pending = plan_same_node(worker, client.id, spec, request, true, &mut track).await;
+    let pending = plan_same_node(worker, client.lane(), spec, request, true, &mut track).await;
     Done {
         layer: Some(layer),
         rewrites: track.rewrites,

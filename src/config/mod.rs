@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{resolve_layers, LayerSpec};
 
+mod bytesize;
 mod sections;
 
+pub use bytesize::ByteSize;
 pub use sections::*;
 
 /// Largest node weight (a node owns `ring.vnodes × weight` ring points).
@@ -234,6 +236,24 @@ impl Config {
             return Err(
                 "backend.reconnect_backoff_max: must not be less than reconnect_backoff_min".into(),
             );
+        }
+        let query_limit = self.limits.client_query_buffer_limit.bytes();
+        if query_limit < 1 << 20 || query_limit < self.limits.max_bulk_len as u64 {
+            return Err(format!(
+                "limits.client_query_buffer_limit: must be at least 1mb and at least limits.max_bulk_len ({}), got {}",
+                self.limits.max_bulk_len, self.limits.client_query_buffer_limit
+            ));
+        }
+        for (class, limit) in [
+            ("normal", self.limits.client_output_buffer_limit.normal),
+            ("pubsub", self.limits.client_output_buffer_limit.pubsub),
+        ] {
+            if limit.soft.bytes() > 0 && limit.hard.bytes() > 0 && limit.soft > limit.hard {
+                return Err(format!(
+                    "limits.client_output_buffer_limit.{class}: soft ({}) must not be above hard ({})",
+                    limit.soft, limit.hard
+                ));
+            }
         }
         for (name, v) in [
             (

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ByteSize;
+
 /// The consistent-hash ring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -278,9 +280,17 @@ pub struct LimitsConfig {
     pub max_bulk_len: usize,
     /// Bytes in one inline command line. Default 65536 (Redis's limit).
     pub max_inline_len: usize,
-    /// Requests of one client in flight (read, not yet answered); strata stops reading from the
-    /// client until replies drain. Default 1024.
+    /// Requests of one client waiting for a node's reply; past it strata reads no more from
+    /// the client until one arrives (a reply waiting to be written to the client does not
+    /// count: those are bounded by `client_output_buffer_limit`). Default 1024.
     pub max_pipeline: usize,
+    /// Bytes of replies waiting to be written to one client (the client reads slower than it
+    /// asks), as Redis's `client-output-buffer-limit`: `normal` for every client, `pubsub` for
+    /// clients subscribed to a channel or pattern. Past a limit the client is disconnected.
+    pub client_output_buffer_limit: OutputBufferLimits,
+    /// Bytes of one client's unparsed input (a request still arriving), as Redis's
+    /// `client-query-buffer-limit`; past it the client is disconnected. Default `1gb`.
+    pub client_query_buffer_limit: ByteSize,
     /// Keys asked per SCAN call (its COUNT) by strata's own scans: STRATA INVALIDATE LAYER /
     /// WHERE and the layer key count; also the most keys one UNLINK removes. Default 1000.
     pub scan_count: usize,
@@ -290,6 +300,43 @@ pub struct LimitsConfig {
     /// Dedicated connections open to one node at once (all workers together), for blocking
     /// commands. Past it such a command gets an error. Default 256.
     pub max_dedicated_per_node: usize,
+}
+
+/// `client-output-buffer-limit` for the two kinds of client strata has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputBufferLimits {
+    /// Clients not subscribed to anything. Default `{hard: 256mb, soft: 64mb, soft_seconds: 60}`.
+    pub normal: OutputBufferLimit,
+    /// Subscribed clients. Default `{hard: 32mb, soft: 8mb, soft_seconds: 60}` (Redis's).
+    pub pubsub: OutputBufferLimit,
+}
+
+/// One class's output limit: disconnected at once past `hard` bytes, or after staying past
+/// `soft` bytes for `soft_seconds`. 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputBufferLimit {
+    pub hard: ByteSize,
+    pub soft: ByteSize,
+    pub soft_seconds: u64,
+}
+
+impl Default for OutputBufferLimits {
+    fn default() -> Self {
+        OutputBufferLimits {
+            normal: OutputBufferLimit {
+                hard: ByteSize(256 << 20),
+                soft: ByteSize(64 << 20),
+                soft_seconds: 60,
+            },
+            pubsub: OutputBufferLimit {
+                hard: ByteSize(32 << 20),
+                soft: ByteSize(8 << 20),
+                soft_seconds: 60,
+            },
+        }
+    }
 }
 
 /// Guards for commands that can destroy data.
@@ -338,6 +385,8 @@ impl Default for LimitsConfig {
             max_bulk_len: 512 * 1024 * 1024,
             max_inline_len: 64 * 1024,
             max_pipeline: 1024,
+            client_output_buffer_limit: OutputBufferLimits::default(),
+            client_query_buffer_limit: ByteSize(1 << 30),
             scan_count: 1000,
             max_nodes: 1024,
             max_dedicated_per_node: 256,

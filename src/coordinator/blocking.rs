@@ -6,6 +6,7 @@
 //! With replication the command runs on the key's primary only: a pop is not replicated to the
 //! other copies (queues belong in a one-copy layer; see README).
 
+use crate::backend::Lane;
 use std::sync::Arc;
 
 use crate::backend::NodeError;
@@ -19,11 +20,11 @@ use super::plan;
 /// Plans a blocking command: the node, then a task that leases a dedicated connection.
 pub fn plan_blocking(
     worker: &Arc<Worker>,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     request: Request,
 ) -> Pending {
-    let slot = match plan::same_node(worker, client_id, spec, &request) {
+    let slot = match plan::same_node(worker, lane, spec, &request) {
         Ok(slot) => slot,
         Err(reply) => return Pending::ready(reply),
     };
@@ -35,7 +36,7 @@ pub fn plan_blocking(
     let payload = plan::payload(&request);
     let worker = worker.clone();
     Pending::Dedicated(Box::pin(async move {
-        let reply = match worker.dedicated_lease(slot).await {
+        let reply = match worker.dedicated_lease(slot, lane.proto).await {
             Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {
                 Ok(reply) => Reply::Raw(reply.raw),

@@ -5,6 +5,7 @@
 //! `limits.scan_count` (never KEYS, which would block a node). A scanned key is removed only if
 //! it really belongs to the layer: a longer prefix may give it to another layer.
 
+use crate::backend::Lane;
 use bytes::Bytes;
 
 use crate::policy::template::escape_glob;
@@ -18,18 +19,16 @@ const USAGE: &str =
     "ERR strata: INVALIDATE takes KEY <key>, LAYER <name> or WHERE <field>=<value> [...]";
 
 /// `STRATA INVALIDATE ...` (args[0] = STRATA, args[1] = INVALIDATE).
-pub async fn command(worker: &Worker, client_id: u64, args: &[Bytes]) -> Reply {
+pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
     let sub = args
         .get(2)
         .map(|s| s.to_ascii_lowercase())
         .unwrap_or_default();
     let result = match (sub.as_slice(), args.get(3)) {
-        (b"key", Some(key)) if args.len() == 4 => invalidate_key(worker, client_id, key).await,
-        (b"layer", Some(name)) if args.len() == 4 => {
-            invalidate_layer(worker, client_id, name).await
-        }
+        (b"key", Some(key)) if args.len() == 4 => invalidate_key(worker, lane, key).await,
+        (b"layer", Some(name)) if args.len() == 4 => invalidate_layer(worker, lane, name).await,
         (b"where", Some(_)) => {
-            invalidate_where(worker, client_id, args.get(3..).unwrap_or_default()).await
+            invalidate_where(worker, lane, args.get(3..).unwrap_or_default()).await
         }
         _ => Err(Reply::error_static(USAGE)),
     };
@@ -47,7 +46,7 @@ fn count(worker: &Worker, layer: LayerId, n: u64) {
 }
 
 /// Removes the key from each of its replicas; 1 when some replica had it.
-async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<u64, Reply> {
+async fn invalidate_key(worker: &Worker, lane: Lane, key: &Bytes) -> Result<u64, Reply> {
     let shared = &worker.shared;
     let layer = shared.layers.load().resolve(key);
     let copies = shared
@@ -58,7 +57,7 @@ async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<
     let mut removed = 0;
     let nodes = shared.topology.load().ring.preference_list(key, copies);
     for node in nodes {
-        let reply = ask(worker, client_id, node, &[b"UNLINK", key]).await?;
+        let reply = ask(worker, lane, node, &[b"UNLINK", key]).await?;
         if let redis_protocol::resp2::types::BytesFrame::Integer(n) = reply.frame {
             removed = removed.max(u64::try_from(n).unwrap_or(0));
         }
@@ -67,7 +66,7 @@ async fn invalidate_key(worker: &Worker, client_id: u64, key: &Bytes) -> Result<
     Ok(removed)
 }
 
-async fn invalidate_layer(worker: &Worker, client_id: u64, name: &Bytes) -> Result<u64, Reply> {
+async fn invalidate_layer(worker: &Worker, lane: Lane, name: &Bytes) -> Result<u64, Reply> {
     let layers = worker.shared.layers.load();
     let Some((id, layer)) = layers.by_name(name) else {
         return Err(Reply::error(format!(
@@ -84,14 +83,10 @@ async fn invalidate_layer(worker: &Worker, client_id: u64, name: &Bytes) -> Resu
         p.push(b'*');
         Some(p)
     };
-    remove_matching(worker, client_id, id, pattern).await
+    remove_matching(worker, lane, id, pattern).await
 }
 
-async fn invalidate_where(
-    worker: &Worker,
-    client_id: u64,
-    conditions: &[Bytes],
-) -> Result<u64, Reply> {
+async fn invalidate_where(worker: &Worker, lane: Lane, conditions: &[Bytes]) -> Result<u64, Reply> {
     let mut values: Vec<(&str, &[u8])> = Vec::with_capacity(conditions.len());
     for c in conditions {
         let parsed = c.iter().position(|&b| b == b'=').and_then(|at| {
@@ -124,7 +119,7 @@ async fn invalidate_where(
     }
     let mut total = 0;
     for (id, pattern) in targets {
-        total += remove_matching(worker, client_id, id, Some(pattern)).await?;
+        total += remove_matching(worker, lane, id, Some(pattern)).await?;
     }
     Ok(total)
 }
@@ -132,7 +127,7 @@ async fn invalidate_where(
 /// Scans every node for keys matching `pattern` that belong to `layer`, and unlinks them.
 async fn remove_matching(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     layer: LayerId,
     pattern: Option<Vec<u8>>,
 ) -> Result<u64, Reply> {
@@ -142,13 +137,13 @@ async fn remove_matching(
     let members = shared.topology.load().members.clone();
     for node in members {
         let mut scan = NodeScan::new(node, pattern.clone(), batch);
-        while let Some(keys) = scan.next(worker, client_id).await? {
+        while let Some(keys) = scan.next(worker, lane).await? {
             let mine: Vec<Bytes> = keys
                 .into_iter()
                 .filter(|k| shared.layers.load().resolve(k) == layer)
                 .collect();
             for chunk in mine.chunks(batch) {
-                let n = unlink(worker, client_id, node, chunk).await?;
+                let n = unlink(worker, lane, node, chunk).await?;
                 removed += n;
                 count(worker, layer, n);
             }

@@ -42,7 +42,10 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
     for node in members {
         let mut scan = NodeScan::new(node, None, batch);
         loop {
-            match scan.next(worker, COUNTER_CLIENT).await {
+            match scan
+                .next(worker, crate::backend::Lane::internal(COUNTER_CLIENT))
+                .await
+            {
                 Ok(Some(keys)) => {
                     for key in keys {
                         if let Some(c) =

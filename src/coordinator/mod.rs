@@ -106,10 +106,8 @@ pub async fn dispatch(
     track.command = index.and_then(|i| u16::try_from(i).ok());
     track.class = traits.class;
     track.outcome = traits.outcome;
-    // HELLO 3 is answered in RESP3 already, so its shape is needed before the switch.
-    if client.proto() == 3 || spec.name == "hello" {
-        track.shape = crate::protocol::resp3::shape_of(spec.name, &request);
-    }
+    let lane = client.lane();
+    track.proto = lane.proto;
     match spec.route {
         Route::Split(split) => {
             let stride = if split == Split::Mset { 2 } else { 1 };
@@ -120,7 +118,6 @@ pub async fn dispatch(
     if spec.name == "msetnx" {
         track.set_keys(&layers, &request.args, 2);
     }
-    let id = client.id;
     if matches!(spec.name, "sort" | "sort_ro") {
         if let Err(reply) = plan::sort_patterns(worker, &request) {
             return Dispatched::reply(reply, started);
@@ -132,7 +129,7 @@ pub async fn dispatch(
             && crate::command::classify::has_block_option(&request));
     if blocks {
         return Dispatched {
-            pending: blocking::plan_blocking(worker, id, spec, request),
+            pending: blocking::plan_blocking(worker, lane, spec, request),
             close: false,
             spec: Some(spec),
             track,
@@ -156,14 +153,14 @@ pub async fn dispatch(
     if replicated {
         let pending = match spec.route {
             Route::Split(split) => {
-                replicate::plan_split(worker, id, spec, split, request, traits.ttl_rule, &track)
+                replicate::plan_split(worker, lane, spec, split, request, traits.ttl_rule, &track)
                     .await
             }
             _ => {
                 let layer = track.layer.unwrap_or_default();
                 replicate::plan_same_node(
                     worker,
-                    id,
+                    lane,
                     spec,
                     request,
                     traits.ttl_rule,
@@ -182,25 +179,33 @@ pub async fn dispatch(
     }
     let (pending, close) = match spec.route {
         Route::SameNode => (
-            plan::plan_same_node(worker, id, spec, request, traits.ttl_rule, &mut track).await,
+            plan::plan_same_node(worker, lane, spec, request, traits.ttl_rule, &mut track).await,
             false,
         ),
         Route::Split(split) => (
-            plan::plan_split(worker, id, spec, split, request, traits.ttl_rule).await,
+            plan::plan_split(worker, lane, spec, split, request, traits.ttl_rule).await,
             false,
         ),
-        Route::FanOut(merge) => (plan::plan_fan_out(worker, id, merge, request).await, false),
+        Route::FanOut(merge) => (
+            plan::plan_fan_out(worker, lane, merge, request).await,
+            false,
+        ),
         Route::AnyNode => {
-            let node = worker.shared.topology.load().pick(id);
+            let node = worker.shared.topology.load().pick(lane.client);
             let payload = plan::payload(&request);
-            (plan::forward(worker, id, node, payload).await, false)
+            (plan::forward(worker, lane, node, payload).await, false)
         }
         Route::Local | Route::Subcommand => {
             // Local commands may describe the client (CLIENT LIST / INFO): record it first.
             client.touch(crate::command::introspect::command_index(spec));
+            // Built by strata, these replies take their RESP3 types here. The shape is known
+            // before the command runs, the protocol after (HELLO 3 answers in RESP3).
+            let shape = crate::protocol::resp3::shape_of(spec.name, &request);
             // Boxed: local commands are rare, and their large future would otherwise make
             // every request's dispatch future as large.
             let done = Box::pin(local::execute(worker, client, spec, request)).await;
+            track.proto = client.lane().proto;
+            track.shape = shape;
             if let Some(layer) = done.layer {
                 // STRATA WARM: a write of one key, counted as a warm operation.
                 track.layer = Some(layer);
@@ -210,7 +215,7 @@ pub async fn dispatch(
             }
             (done.pending, done.close)
         }
-        Route::Blocking => (blocking::plan_blocking(worker, id, spec, request), false),
+        Route::Blocking => (blocking::plan_blocking(worker, lane, spec, request), false),
         Route::Unsupported => (
             Pending::ready(crate::command::classify::unsupported(spec.name)),
             false,

@@ -1,6 +1,7 @@
 //! Planning: which nodes a request goes to, in what pieces, and how the replies come back
 //! together. Sends the pieces and returns the [`Pending`] reply.
 
+use crate::backend::Lane;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -38,8 +39,8 @@ fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::backend::NodeInfo>) 
 }
 
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
-pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Bytes) -> Pending {
-    match worker.connection(node, client_id) {
+pub async fn forward(worker: &Worker, lane: Lane, node: usize, payload: Bytes) -> Pending {
+    match worker.connection(node, lane) {
         // A node marked down is not sent requests: its clients get the error at once
         // instead of waiting out a hung node.
         Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
@@ -55,11 +56,11 @@ pub async fn forward(worker: &Worker, client_id: u64, node: usize, payload: Byte
 }
 
 /// Sends the same payload to every node and merges the replies.
-pub async fn fan_out(worker: &Worker, client_id: u64, payload: Bytes, plan: MergePlan) -> Pending {
+pub async fn fan_out(worker: &Worker, lane: Lane, payload: Bytes, plan: MergePlan) -> Pending {
     let mut gather = Gather::new(plan);
     let members = worker.shared.topology.load().members.clone();
     for node in members {
-        if let Some(conn) = worker.connection(node, client_id) {
+        if let Some(conn) = worker.connection(node, lane) {
             let rx = conn.send(payload.clone()).await;
             gather.push(rx, conn.node().clone());
         }
@@ -71,7 +72,7 @@ pub async fn fan_out(worker: &Worker, client_id: u64, payload: Bytes, plan: Merg
 /// client id (spreads keyless scripts and the like).
 pub fn same_node(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     request: &Request,
 ) -> Result<usize, Reply> {
@@ -103,7 +104,7 @@ pub fn same_node(
             Some(_) => {}
         }
     }
-    Ok(node.unwrap_or_else(|| topology.pick(client_id)))
+    Ok(node.unwrap_or_else(|| topology.pick(lane.client)))
 }
 
 /// SORT / SORT_RO with BY or GET patterns: the keys a pattern forms must be on the sorted
@@ -190,15 +191,15 @@ fn with_appended(request: &Request, extra: &[Bytes]) -> Bytes {
 /// followers this is [`forward`].
 async fn send_followed(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     node: usize,
     payload: Bytes,
     followers: Vec<Vec<Bytes>>,
 ) -> Pending {
     if followers.is_empty() {
-        return forward(worker, client_id, node, payload).await;
+        return forward(worker, lane, node, payload).await;
     }
-    let Some(conn) = worker.connection(node, client_id) else {
+    let Some(conn) = worker.connection(node, lane) else {
         return Pending::ready(Reply::error_static("ERR strata: no such node"));
     };
     if conn.node().health.is_down() {
@@ -206,7 +207,7 @@ async fn send_followed(
     }
     let mut gather = Gather::new(MergePlan::Forward);
     gather.push(conn.send(payload).await, conn.node().clone());
-    send_followers(worker, client_id, &mut gather, followers).await;
+    send_followers(worker, lane, &mut gather, followers).await;
     Pending::gather(gather)
 }
 
@@ -214,7 +215,7 @@ async fn send_followed(
 /// client's own connection to that node carries it, right behind the write it follows.
 async fn send_followers(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     gather: &mut Gather,
     followers: Vec<Vec<Bytes>>,
 ) {
@@ -224,7 +225,7 @@ async fn send_followers(
         };
         let node = worker.shared.topology.load().ring.primary(key);
         let layer = worker.shared.layers.load().resolve(key);
-        if let Some(conn) = worker.connection(node, client_id) {
+        if let Some(conn) = worker.connection(node, lane) {
             let rx = conn
                 .send(command_bytes(follower.iter().map(|a| a.as_ref())))
                 .await;
@@ -237,21 +238,19 @@ async fn send_followers(
 /// that have a TTL rule when some layer has one.
 pub async fn plan_same_node(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     request: Request,
     ttl_rule: bool,
     track: &mut Track,
 ) -> Pending {
-    let node = match same_node(worker, client_id, spec, &request) {
+    let node = match same_node(worker, lane, spec, &request) {
         Ok(node) => node,
         Err(reply) => return Pending::ready(reply),
     };
     match write_payload(worker, spec, &request, ttl_rule, track) {
         Err(reply) => Pending::ready(reply),
-        Ok((payload, followers)) => {
-            send_followed(worker, client_id, node, payload, followers).await
-        }
+        Ok((payload, followers)) => send_followed(worker, lane, node, payload, followers).await,
     }
 }
 
@@ -319,7 +318,7 @@ fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usiz
 /// MSET's keys get the TTL policy's followers.
 pub async fn plan_split(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     split: Split,
     request: Request,
@@ -345,7 +344,7 @@ pub async fn plan_split(
     let groups = group_by_node(worker, &request, stride);
     if let [(node, _)] = groups.as_slice() {
         // Every key on one node: forward the request as it is.
-        return send_followed(worker, client_id, *node, payload(&request), followers).await;
+        return send_followed(worker, lane, *node, payload(&request), followers).await;
     }
     let name = request.args.first().cloned().unwrap_or_default();
     let total = request.args.len().saturating_sub(1) / stride;
@@ -356,7 +355,7 @@ pub async fn plan_split(
             (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
         }));
         let args: Vec<&[u8]> = args.collect();
-        let Some(conn) = worker.connection(node, client_id) else {
+        let Some(conn) = worker.connection(node, lane) else {
             continue;
         };
         if conn.node().health.is_down() {
@@ -373,17 +372,12 @@ pub async fn plan_split(
     };
     let mut gather = gather;
     gather.set_plan(plan);
-    send_followers(worker, client_id, &mut gather, followers).await;
+    send_followers(worker, lane, &mut gather, followers).await;
     Pending::gather(gather)
 }
 
 /// Routes keyspace-wide commands to every node.
-pub async fn plan_fan_out(
-    worker: &Worker,
-    client_id: u64,
-    merge: Merge,
-    request: Request,
-) -> Pending {
+pub async fn plan_fan_out(worker: &Worker, lane: Lane, merge: Merge, request: Request) -> Pending {
     let plan = match merge {
         Merge::Sum => MergePlan::Sum,
         Merge::Concat => MergePlan::Concat,
@@ -391,14 +385,14 @@ pub async fn plan_fan_out(
         Merge::FirstNonNil => MergePlan::FirstNonNil,
         Merge::AllOfArrays => MergePlan::AllOfArrays,
         Merge::FirstReply => MergePlan::FirstReply,
-        Merge::Scan => return plan_scan(worker, client_id, request).await,
+        Merge::Scan => return plan_scan(worker, lane, request).await,
     };
-    fan_out(worker, client_id, payload(&request), plan).await
+    fan_out(worker, lane, payload(&request), plan).await
 }
 
 /// SCAN: the cursor names the node (its position among the members); the node's own cursor
 /// replaces it in the request.
-async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending {
+async fn plan_scan(worker: &Worker, lane: Lane, request: Request) -> Pending {
     let members = worker.shared.topology.load().members.clone();
     let node_count = members.len();
     // Redis reads an empty cursor as 0.
@@ -422,7 +416,7 @@ async fn plan_scan(worker: &Worker, client_id: u64, request: Request) -> Pending
     let args: Vec<&[u8]> = args.collect();
     let Some(conn) = members
         .get(node)
-        .and_then(|&slot| worker.connection(slot, client_id))
+        .and_then(|&slot| worker.connection(slot, lane))
     else {
         return Pending::ready(Reply::error_static("ERR invalid cursor"));
     };

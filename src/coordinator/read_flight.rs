@@ -10,6 +10,7 @@
 //! A Redis error reply is an answer like any other: passed on, never retried. Writes are
 //! `write_flight.rs`.
 
+use crate::backend::Lane;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ struct Replica {
 /// A request in flight to the replicas of its keys.
 pub struct Flight {
     worker: Arc<Worker>,
-    client_id: u64,
+    lane: Lane,
     layer: LayerId,
     op: ReadOp,
     payload: Bytes,
@@ -112,7 +113,7 @@ impl Flight {
     /// The flight before anything is sent: every replica unsent, or down.
     fn new(
         worker: &Arc<Worker>,
-        client_id: u64,
+        lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
@@ -137,7 +138,7 @@ impl Flight {
             Instant::from_std(request.started) + shared.settings.load().config.timeouts.request;
         Flight {
             worker: worker.clone(),
-            client_id,
+            lane,
             layer,
             op,
             payload: request.payload,
@@ -150,12 +151,12 @@ impl Flight {
     /// Sends the read to as many replicas as the level asks first.
     pub async fn start(
         worker: &Arc<Worker>,
-        client_id: u64,
+        lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
     ) -> Flight {
-        let mut flight = Flight::new(worker, client_id, layer, op, request);
+        let mut flight = Flight::new(worker, lane, layer, op, request);
         let first = match op.level {
             ReadConsistency::One => 1,
             _ => flight.need(),
@@ -173,14 +174,14 @@ impl Flight {
     /// replica is asked and the flight lands as [`Flight::land`] would.
     pub async fn continue_one(
         worker: &Arc<Worker>,
-        client_id: u64,
+        lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
         position: usize,
         first: NodeOutcome,
     ) -> Landed {
-        let mut flight = Flight::new(worker, client_id, layer, op, request);
+        let mut flight = Flight::new(worker, lane, layer, op, request);
         let slow = matches!(first, NodeOutcome::Waiting(_));
         if let Some(r) = flight.replicas.get_mut(position) {
             r.state = match first {
@@ -221,7 +222,7 @@ impl Flight {
         if !matches!(r.state, State::Unsent) {
             return;
         }
-        let Some(conn) = self.worker.connection(r.index, self.client_id) else {
+        let Some(conn) = self.worker.connection(r.index, self.lane) else {
             r.state = State::Failed(NodeError::new(&r.node, "no connection"));
             return;
         };

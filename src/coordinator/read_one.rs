@@ -8,6 +8,7 @@
 //! oldest reply it waits for (`Pending::hedge_at`), and replies behind it were sent later, so
 //! their hedge times come later too.
 
+use crate::backend::Lane;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub type Continued = Pin<Box<dyn Future<Output = TaskOutput> + Send>>;
 /// A `one` read waiting for the first replica it asked.
 pub struct ReadOne {
     worker: Arc<Worker>,
-    client_id: u64,
+    lane: Lane,
     layer: LayerId,
     op: ReadOp,
     request: ReadRequest,
@@ -48,7 +49,7 @@ impl ReadOne {
     /// none (the flight reports the failure).
     pub async fn start(
         worker: &Arc<Worker>,
-        client_id: u64,
+        lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
@@ -68,7 +69,7 @@ impl ReadOne {
         let Some(conn) = request
             .nodes
             .get(position)
-            .and_then(|&n| worker.connection(n, client_id))
+            .and_then(|&n| worker.connection(n, lane))
         else {
             return Err(request);
         };
@@ -78,7 +79,7 @@ impl ReadOne {
         let hedge_at = (others > 0).then(|| request.started + timeout / (others as u32 + 1));
         Ok(Box::new(ReadOne {
             worker: worker.clone(),
-            client_id,
+            lane,
             layer,
             op,
             request,
@@ -123,7 +124,7 @@ impl ReadOne {
     fn go_on(self: Box<Self>, first: Option<NodeOutcome>) -> Continued {
         let ReadOne {
             worker,
-            client_id,
+            lane,
             layer,
             op,
             request,
@@ -134,7 +135,7 @@ impl ReadOne {
         let first = first.unwrap_or(NodeOutcome::Waiting(rx));
         Box::pin(async move {
             let landed =
-                Flight::continue_one(&worker, client_id, layer, op, request, position, first).await;
+                Flight::continue_one(&worker, lane, layer, op, request, position, first).await;
             output(landed)
         })
     }

@@ -3,6 +3,7 @@
 //! read, and the [`Flight`]s that carry it. Multi-key commands are cut into groups of keys that
 //! share their replicas and layer; each group is one flight, merged as without replication.
 
+use crate::backend::Lane;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,7 +76,7 @@ fn with_previous_owners(
 /// the rebalance would move back: it is unlinked there too (the reply is not waited for).
 async fn unlink_on_previous_owners(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     layer: &LayerSpec,
     keys: &[Bytes],
     nodes: &[usize],
@@ -88,7 +89,7 @@ async fn unlink_on_previous_owners(
         }
         let command = command_bytes([&b"UNLINK"[..], key].into_iter());
         for &old in all.iter().skip(nodes.len()) {
-            if let Some(conn) = worker.connection(old, client_id) {
+            if let Some(conn) = worker.connection(old, lane) {
                 drop(conn.send(command.clone()).await);
             }
         }
@@ -134,7 +135,7 @@ fn request_keys(spec: &CommandSpec, request: &Request) -> Result<Keys, Reply> {
 /// same replicas (hash tags), else `CROSSSLOT`.
 pub async fn plan_same_node(
     worker: &Arc<Worker>,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     request: Request,
     ttl_rule: bool,
@@ -176,12 +177,12 @@ pub async fn plan_same_node(
             started: track.started,
         };
         if op.level == ReadConsistency::One {
-            match ReadOne::start(worker, client_id, layer_id, op, read).await {
+            match ReadOne::start(worker, lane, layer_id, op, read).await {
                 Ok(one) => return Pending::ReadOne(one),
                 Err(back) => read = back,
             }
         }
-        let flight = Flight::start(worker, client_id, layer_id, op, read).await;
+        let flight = Flight::start(worker, lane, layer_id, op, read).await;
         return Pending::task(async move { output(flight.land().await) });
     }
     let (payload, followers) = match plan::write_payload(worker, spec, &request, ttl_rule, track) {
@@ -189,7 +190,7 @@ pub async fn plan_same_node(
         Err(reply) => return Pending::ready(reply),
     };
     if spec.name == "getdel" {
-        unlink_on_previous_owners(worker, client_id, &layer.spec, &keys, &nodes).await;
+        unlink_on_previous_owners(worker, lane, &layer.spec, &keys, &nodes).await;
     }
     let followers: SmallVec<[Bytes; 1]> = followers
         .iter()
@@ -197,7 +198,7 @@ pub async fn plan_same_node(
         .collect();
     let flight = WriteFlight::start(
         worker,
-        client_id,
+        lane,
         layer_id,
         layer.spec.write_consistency,
         &nodes,
@@ -238,7 +239,7 @@ struct Group {
 /// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when a key's layer is replicated.
 pub async fn plan_split(
     worker: &Arc<Worker>,
-    client_id: u64,
+    lane: Lane,
     spec: &CommandSpec,
     split: Split,
     request: Request,
@@ -301,7 +302,7 @@ pub async fn plan_split(
             .collect();
         let payload = command_bytes(args.into_iter());
         if matches!(split, Split::SumKeys) && matches!(spec.name, "del" | "unlink") {
-            unlink_on_previous_owners(worker, client_id, &layer.spec, &keys, &group.nodes).await;
+            unlink_on_previous_owners(worker, lane, &layer.spec, &keys, &group.nodes).await;
         }
         let flight = match read_op(spec, &layer.spec, track) {
             Some(op) => {
@@ -312,7 +313,7 @@ pub async fn plan_split(
                     started: track.started,
                 };
                 GroupFlight::Read(Box::new(
-                    Flight::start(worker, client_id, group.layer, op, read).await,
+                    Flight::start(worker, lane, group.layer, op, read).await,
                 ))
             }
             None => {
@@ -325,7 +326,7 @@ pub async fn plan_split(
                 GroupFlight::Write(
                     WriteFlight::start(
                         worker,
-                        client_id,
+                        lane,
                         group.layer,
                         layer.spec.write_consistency,
                         &group.nodes,

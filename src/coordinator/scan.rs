@@ -1,6 +1,7 @@
 //! strata's own walks over a node's keys: SCAN with an optional MATCH pattern, batch by batch,
 //! and UNLINK of the keys found. Used by STRATA INVALIDATE and the layer key count.
 
+use crate::backend::Lane;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
@@ -9,15 +10,15 @@ use crate::protocol::reply::command_bytes;
 use crate::protocol::{NodeReply, Reply};
 use crate::server::Worker;
 
-/// Sends one command to `node` on the connection of `client_id` and waits for the reply.
+/// Sends one command to `node` on the connection of `lane` and waits for the reply.
 /// A node that cannot be reached, or answers with an error, gives the error reply.
 pub async fn ask(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     node: usize,
     args: &[&[u8]],
 ) -> Result<NodeReply, Reply> {
-    let Some(conn) = worker.connection(node, client_id) else {
+    let Some(conn) = worker.connection(node, lane) else {
         return Err(Reply::error_static("ERR strata: no such node"));
     };
     let rx = conn.send(command_bytes(args.iter().copied())).await;
@@ -50,11 +51,7 @@ impl NodeScan {
     }
 
     /// The next batch of keys (possibly empty); `Ok(None)` once the scan is complete.
-    pub async fn next(
-        &mut self,
-        worker: &Worker,
-        client_id: u64,
-    ) -> Result<Option<Vec<Bytes>>, Reply> {
+    pub async fn next(&mut self, worker: &Worker, lane: Lane) -> Result<Option<Vec<Bytes>>, Reply> {
         if self.done {
             return Ok(None);
         }
@@ -65,7 +62,7 @@ impl NodeScan {
         }
         args.push(b"COUNT");
         args.push(self.count.as_bytes());
-        let reply = ask(worker, client_id, self.node, &args).await?;
+        let reply = ask(worker, lane, self.node, &args).await?;
         let BytesFrame::Array(mut parts) = reply.frame else {
             return Err(unexpected());
         };
@@ -90,7 +87,7 @@ impl NodeScan {
 /// UNLINKs `keys` on `node`; returns how many existed.
 pub async fn unlink(
     worker: &Worker,
-    client_id: u64,
+    lane: Lane,
     node: usize,
     keys: &[Bytes],
 ) -> Result<u64, Reply> {
@@ -100,7 +97,7 @@ pub async fn unlink(
     let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
     args.push(b"UNLINK");
     args.extend(keys.iter().map(|k| k.as_ref()));
-    match ask(worker, client_id, node, &args).await?.frame {
+    match ask(worker, lane, node, &args).await?.frame {
         BytesFrame::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
         _ => Err(unexpected()),
     }

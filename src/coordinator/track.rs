@@ -120,7 +120,11 @@ pub struct Track {
     pub keys: u32,
     /// TTLs the policy added or clamped by rewriting the request.
     pub rewrites: u32,
-    /// The RESP3 type of the reply, for clients that speak RESP3.
+    /// The protocol the reply is written in: the client's when the request was read (HELLO
+    /// answers in the protocol it switches to).
+    pub proto: crate::protocol::Proto,
+    /// The RESP3 type of a reply strata builds itself, for clients that speak RESP3 (node
+    /// replies come from RESP3 connections and are written as they are).
     pub shape: crate::protocol::resp3::Shape,
 }
 
@@ -135,8 +139,16 @@ impl Track {
             key_layers: None,
             keys: 1,
             rewrites: 0,
+            proto: crate::protocol::Proto::Resp2,
             shape: crate::protocol::resp3::Shape::Plain,
         }
+    }
+
+    /// A track for a reply in `proto`.
+    pub fn in_proto(started: Instant, proto: crate::protocol::Proto) -> Track {
+        let mut track = Track::new(started);
+        track.proto = proto;
+        track
     }
 
     /// Records the layers of a multi-key request's keys (`stride` 2 for key/value pairs).
@@ -323,9 +335,7 @@ fn is_empty(reply: &Reply) -> bool {
     match reply {
         Reply::Nil | Reply::NilArray => true,
         Reply::Array(items) => items.is_empty(),
-        Reply::Raw(raw) => {
-            raw.starts_with(b"$-1\r") || raw.starts_with(b"*-1\r") || raw.starts_with(b"*0\r")
-        }
+        Reply::Raw(raw) => crate::protocol::is_nil_or_empty(raw),
         _ => false,
     }
 }
@@ -360,7 +370,7 @@ fn for_each_element_nil(reply: &Reply, mut f: impl FnMut(bool)) {
         Reply::Array(items) => {
             for item in items {
                 f(match item {
-                    Reply::Raw(raw) => raw.starts_with(b"$-1\r"),
+                    Reply::Raw(raw) => crate::protocol::is_nil(raw),
                     other => matches!(other, Reply::Nil | Reply::NilArray),
                 })
             }
@@ -371,6 +381,12 @@ fn for_each_element_nil(reply: &Reply, mut f: impl FnMut(bool)) {
                 return;
             };
             for _ in 0..count.max(0) {
+                // RESP3's null.
+                if let Some(after) = rest.strip_prefix(b"_\r\n") {
+                    rest = after;
+                    f(true);
+                    continue;
+                }
                 let Some(len) = header(&mut rest, b'$') else {
                     return;
                 };

@@ -18,9 +18,7 @@ pub fn same_answer(outcome: Outcome, a: &[u8], b: &[u8]) -> bool {
 /// count misses).
 pub fn is_miss(outcome: Outcome, raw: &[u8]) -> bool {
     match outcome {
-        Outcome::Read | Outcome::Mget | Outcome::GetDel => {
-            matches!(raw, b"$-1\r\n" | b"*-1\r\n" | b"*0\r\n")
-        }
+        Outcome::Read | Outcome::Mget | Outcome::GetDel => crate::protocol::is_nil_or_empty(raw),
         Outcome::Count | Outcome::Exists => raw == b":0\r\n",
         Outcome::Ttl => raw == b":-2\r\n",
         Outcome::Type => raw == b"+none\r\n",

@@ -12,6 +12,7 @@
 //!   it bounds a request to one node. This keeps the commonest replicated request free of
 //!   timer-wheel work (measured: README "Performance").
 
+use crate::backend::Lane;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -76,7 +77,7 @@ impl WriteFlight {
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         worker: &Arc<Worker>,
-        client_id: u64,
+        lane: Lane,
         layer: LayerId,
         level: WriteConsistency,
         nodes: &[usize],
@@ -107,7 +108,7 @@ impl WriteFlight {
                 for key in &flight.keys {
                     node.hints.add(key);
                 }
-            } else if let Some(conn) = worker.connection(index, client_id) {
+            } else if let Some(conn) = worker.connection(index, lane) {
                 replica.state = State::Waiting(conn.send(payload.clone()).await);
                 for f in followers {
                     replica.followers.push(conn.send(f.clone()).await);

@@ -94,11 +94,12 @@ async fn ping(
     connect_timeout: Duration,
 ) -> Result<(), String> {
     if conn.is_none() {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(node.addr.as_str()))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let stream = crate::backend::connect::open(
+            &node.addr,
+            crate::protocol::Proto::Resp2,
+            connect_timeout,
+        )
+        .await?;
         *conn = Some(stream);
     }
     let Some(stream) = conn.as_mut() else {

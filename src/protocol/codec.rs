@@ -1,4 +1,5 @@
-//! The backend side of the protocol: decoding node replies with `redis-protocol`.
+//! The backend side of the protocol: decoding node replies, RESP2 with `redis-protocol`, RESP3
+//! with `resp3_reply` (connections that serve RESP3 clients speak RESP3 to their node).
 //!
 //! A decoded reply keeps both the parsed frame (for merging and inspection) and the raw bytes it
 //! came from (so a single-node reply is forwarded to the client without re-encoding).
@@ -10,6 +11,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
+
+use super::Proto;
 
 /// One reply from a node.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,9 +27,32 @@ impl NodeReply {
     }
 }
 
-/// Decodes the next complete reply at the start of `buf`, removing its bytes; `Ok(None)` when
-/// more bytes are needed. An error means the node sent something that is not RESP2: the
-/// connection cannot be trusted any more.
+/// Decodes the next complete reply, in the protocol the connection speaks, at the start of
+/// `buf`, removing its bytes; `Ok(None)` when more bytes are needed. An error means the node
+/// sent something that is not RESP: the connection cannot be trusted any more.
+pub fn decode_reply_as(buf: &mut BytesMut, proto: Proto) -> Result<Option<NodeReply>, String> {
+    match proto {
+        Proto::Resp2 => decode_reply(buf),
+        Proto::Resp3 => {
+            if let Some(reply) = decode_common(buf) {
+                return Ok(Some(reply));
+            }
+            if buf.starts_with(NULL3) {
+                buf.advance(NULL3.len());
+                return Ok(Some(NodeReply {
+                    frame: BytesFrame::Null,
+                    raw: Bytes::from_static(NULL3),
+                }));
+            }
+            Ok(super::resp3_reply::decode(buf)?.map(|(frame, raw)| NodeReply { frame, raw }))
+        }
+    }
+}
+
+/// RESP3's null.
+const NULL3: &[u8] = b"_\r\n";
+
+/// Decodes the next complete RESP2 reply at the start of `buf` (see [`decode_reply_as`]).
 pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
     if let Some(reply) = decode_common(buf) {
         return Ok(Some(reply));

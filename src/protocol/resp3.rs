@@ -1,18 +1,18 @@
-//! RESP3 for clients that said `HELLO 3`. Node connections always speak RESP2 (so RESP2 and
-//! RESP3 clients share them); a reply is converted when it is written to a RESP3 client: nils
-//! become `_`, and by command the reply takes the RESP3 type Redis gives it: a map (HGETALL,
-//! CONFIG GET, HELLO, ...), a set (SMEMBERS, SINTER, SUNION, SDIFF, ...), a double (ZSCORE,
-//! ZINCRBY, ZMSCORE's elements), or member/score pairs with double scores (WITHSCORES).
-//! Pub/Sub frames become push frames (`>`).
+//! RESP3 for clients that said `HELLO 3`, for the replies strata builds itself.
+//!
+//! Node replies need no conversion: a RESP3 client's requests travel on node connections that
+//! speak RESP3 (`backend::pool`, `backend::dedicated`), so what the node answers is already
+//! Redis's RESP3 reply and is written unchanged. What strata builds (local commands, merged
+//! replies, errors) is encoded here: nils become `_`, and by command the reply takes the type
+//! Redis gives it: a map (HELLO, CONFIG GET), a verbatim string (INFO, CLIENT LIST, CLIENT
+//! INFO), sets inside COMMAND INFO entries. Pub/Sub frames become push frames (`>`).
 
 use bytes::{BufMut, BytesMut};
-use redis_protocol::resp2::types::BytesFrame;
 
-use super::codec::decode_reply;
 use super::reply::Reply;
 use super::Request;
 
-/// The RESP3 type of a command's reply.
+/// The RESP3 type of a reply strata builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Shape {
     /// Types as they are; nils become `_`.
@@ -20,87 +20,81 @@ pub enum Shape {
     Plain,
     /// A flat field/value array becomes a map.
     Map,
-    /// An array becomes a set.
-    Set,
-    /// A bulk number becomes a double.
-    Double,
-    /// An array of bulk numbers (or nils) becomes doubles.
-    Doubles,
-    /// A flat member/score array becomes an array of [member, double] pairs.
-    ScorePairs,
+    /// A bulk string becomes a verbatim string of format `txt`.
+    Verbatim,
+    /// COMMAND / COMMAND INFO: each entry's flags and ACL categories are sets.
+    CommandInfo,
 }
 
-/// The shape of `request`'s reply (from its command name and, for WITHSCORES, its arguments).
+/// The shape of the reply strata builds for `request` (a command it answers itself).
 pub fn shape_of(name: &str, request: &Request) -> Shape {
-    let has = |word: &[u8]| {
+    let sub = |word: &[u8]| {
         request
             .args
-            .iter()
-            .skip(1)
-            .any(|a| a.eq_ignore_ascii_case(word))
+            .get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(word))
     };
     match name {
-        "hgetall" | "hello" | "xinfo" => Shape::Map,
-        "config"
-            if request
-                .args
-                .get(1)
-                .is_some_and(|a| a.eq_ignore_ascii_case(b"get")) =>
-        {
-            Shape::Map
-        }
-        "smembers" | "sinter" | "sunion" | "sdiff" => Shape::Set,
-        "zscore" | "zincrby" => Shape::Double,
-        "zmscore" => Shape::Doubles,
-        "zrange" | "zrangebyscore" | "zrevrange" | "zrevrangebyscore" | "zunion" | "zinter"
-        | "zdiff" | "zrandmember"
-            if has(b"withscores") =>
-        {
-            Shape::ScorePairs
-        }
+        "hello" => Shape::Map,
+        "config" if sub(b"get") => Shape::Map,
+        "info" => Shape::Verbatim,
+        "client" if sub(b"list") || sub(b"info") => Shape::Verbatim,
+        "command" if request.args.len() == 1 || sub(b"info") => Shape::CommandInfo,
         _ => Shape::Plain,
     }
 }
 
-/// Appends `reply` in RESP3, shaped as `shape`.
+/// Appends `reply` in RESP3, shaped as `shape`. A node's reply ([`Reply::Raw`]) is written as
+/// it is: it came from a connection speaking the client's protocol.
 pub fn encode(reply: &Reply, shape: Shape, out: &mut BytesMut) {
-    match reply {
-        Reply::Raw(raw) => {
-            let mut buf = BytesMut::from(raw.as_ref());
-            match decode_reply(&mut buf) {
-                // One frame (a node's reply): converted.
-                Ok(Some(node)) if buf.is_empty() => frame(&node.frame, shape, out),
-                // Several frames (strata's own multi-frame replies) or unparsable: as they are.
-                _ => out.extend_from_slice(raw),
+    match (reply, shape) {
+        (Reply::Raw(raw), _) => out.extend_from_slice(raw),
+        (Reply::Nil | Reply::NilArray, _) => out.put_slice(b"_\r\n"),
+        (Reply::Bulk(text), Shape::Verbatim) => {
+            header(out, b'=', text.len() + 4);
+            out.put_slice(b"txt:");
+            out.extend_from_slice(text);
+            out.put_slice(b"\r\n");
+        }
+        (Reply::Array(items), Shape::Map) if items.len() % 2 == 0 => {
+            header(out, b'%', items.len() / 2);
+            for item in items {
+                encode(item, Shape::Plain, out);
             }
         }
-        Reply::Nil | Reply::NilArray => out.put_slice(b"_\r\n"),
-        Reply::Array(items) => {
-            let frames: Vec<BytesFrame> = items.iter().map(to_frame).collect();
-            frame(&BytesFrame::Array(frames), shape, out);
+        (Reply::Array(entries), Shape::CommandInfo) => {
+            header(out, b'*', entries.len());
+            for entry in entries {
+                command_entry(entry, out);
+            }
         }
-        other => other.encode(out),
+        (Reply::Array(items), _) => {
+            header(out, b'*', items.len());
+            for item in items {
+                encode(item, Shape::Plain, out);
+            }
+        }
+        (other, _) => other.encode(out),
     }
 }
 
-/// An EXEC reply for a RESP3 client: each element in the shape of the queued command it
-/// answers (`shapes`, in order); a nil (aborted by WATCH) becomes `_`.
-pub fn exec_reply(raw: &[u8], shapes: &[Shape]) -> bytes::Bytes {
-    let mut buf = BytesMut::from(raw);
-    let mut out = BytesMut::new();
-    match decode_reply(&mut buf) {
-        Ok(Some(node)) => match &node.frame {
-            BytesFrame::Array(items) if items.len() == shapes.len() => {
-                header(&mut out, b'*', items.len());
-                for (item, &shape) in items.iter().zip(shapes) {
-                    frame(item, shape, &mut out);
+/// One COMMAND INFO entry: its flags (third element) and ACL categories (seventh) are sets.
+fn command_entry(entry: &Reply, out: &mut BytesMut) {
+    let Reply::Array(fields) = entry else {
+        return encode(entry, Shape::Plain, out);
+    };
+    header(out, b'*', fields.len());
+    for (i, field) in fields.iter().enumerate() {
+        match (i, field) {
+            (2 | 6, Reply::Array(members)) => {
+                header(out, b'~', members.len());
+                for m in members {
+                    encode(m, Shape::Plain, out);
                 }
             }
-            other => frame(other, Shape::Plain, &mut out),
-        },
-        _ => out.extend_from_slice(raw),
+            _ => encode(field, Shape::Plain, out),
+        }
     }
-    out.freeze()
 }
 
 /// A pub/sub frame for a RESP3 client: the array header becomes a push header.
@@ -114,77 +108,11 @@ pub fn push(raw: &[u8], out: &mut BytesMut) {
     }
 }
 
-fn to_frame(reply: &Reply) -> BytesFrame {
-    match reply {
-        Reply::Raw(raw) => {
-            let mut buf = BytesMut::from(raw.as_ref());
-            decode_reply(&mut buf)
-                .ok()
-                .flatten()
-                .map_or(BytesFrame::Null, |r| r.frame)
-        }
-        Reply::Status(s) => BytesFrame::SimpleString(s.clone()),
-        Reply::Error(e) => BytesFrame::Error(String::from_utf8_lossy(e).into_owned().into()),
-        Reply::Integer(n) => BytesFrame::Integer(*n),
-        Reply::Bulk(b) => BytesFrame::BulkString(b.clone()),
-        Reply::Nil | Reply::NilArray => BytesFrame::Null,
-        Reply::Array(items) => BytesFrame::Array(items.iter().map(to_frame).collect()),
-    }
-}
-
 fn header(out: &mut BytesMut, prefix: u8, n: usize) {
     let mut buf = itoa::Buffer::new();
     out.put_u8(prefix);
     out.extend_from_slice(buf.format(n).as_bytes());
     out.put_slice(b"\r\n");
-}
-
-fn double(out: &mut BytesMut, text: &[u8]) {
-    out.put_u8(b',');
-    out.extend_from_slice(text);
-    out.put_slice(b"\r\n");
-}
-
-fn frame(f: &BytesFrame, shape: Shape, out: &mut BytesMut) {
-    match (f, shape) {
-        (BytesFrame::Null, _) => out.put_slice(b"_\r\n"),
-        (BytesFrame::BulkString(b), Shape::Double) => double(out, b),
-        (BytesFrame::Array(items), Shape::Map) if items.len() % 2 == 0 => {
-            header(out, b'%', items.len() / 2);
-            for item in items {
-                frame(item, Shape::Plain, out);
-            }
-        }
-        (BytesFrame::Array(items), Shape::Set) => {
-            header(out, b'~', items.len());
-            for item in items {
-                frame(item, Shape::Plain, out);
-            }
-        }
-        (BytesFrame::Array(items), Shape::Doubles) => {
-            header(out, b'*', items.len());
-            for item in items {
-                frame(item, Shape::Double, out);
-            }
-        }
-        (BytesFrame::Array(items), Shape::ScorePairs) if items.len() % 2 == 0 => {
-            header(out, b'*', items.len() / 2);
-            for pair in items.chunks(2) {
-                header(out, b'*', 2);
-                if let (Some(member), Some(score)) = (pair.first(), pair.get(1)) {
-                    frame(member, Shape::Plain, out);
-                    frame(score, Shape::Double, out);
-                }
-            }
-        }
-        (BytesFrame::Array(items), _) => {
-            header(out, b'*', items.len());
-            for item in items {
-                frame(item, Shape::Plain, out);
-            }
-        }
-        (other, _) => Reply::from_frame(other.clone()).encode(out),
-    }
 }
 
 #[cfg(test)]
@@ -193,46 +121,58 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn raw(s: &str, shape: Shape) -> String {
+    fn enc(reply: Reply, shape: Shape) -> String {
         let mut out = BytesMut::new();
-        encode(&Reply::Raw(Bytes::from(s.to_string())), shape, &mut out);
+        encode(&reply, shape, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
     #[test]
-    fn replies_take_their_resp3_types() {
-        assert_eq!(raw("$-1\r\n", Shape::Plain), "_\r\n");
-        assert_eq!(raw("*-1\r\n", Shape::Plain), "_\r\n");
+    fn node_replies_pass_unchanged() {
+        let raw = "%1\r\n$1\r\na\r\n,1.5\r\n";
+        assert_eq!(enc(Reply::Raw(Bytes::from(raw)), Shape::Map), raw);
         assert_eq!(
-            raw(
-                "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
-                Shape::Map
+            enc(Reply::Raw(Bytes::from("$-1\r\n")), Shape::Plain),
+            "$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn strata_replies_take_their_resp3_types() {
+        assert_eq!(enc(Reply::Nil, Shape::Plain), "_\r\n");
+        assert_eq!(enc(Reply::NilArray, Shape::Plain), "_\r\n");
+        let pairs = Reply::Array(vec![
+            Reply::bulk("a"),
+            Reply::bulk("1"),
+            Reply::bulk("b"),
+            Reply::Nil,
+        ]);
+        assert_eq!(
+            enc(pairs.clone(), Shape::Map),
+            "%2\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n_\r\n"
+        );
+        assert_eq!(
+            enc(pairs, Shape::Plain),
+            "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n_\r\n"
+        );
+        assert_eq!(enc(Reply::bulk("ab"), Shape::Verbatim), "=6\r\ntxt:ab\r\n");
+        assert_eq!(enc(Reply::error("ERR x"), Shape::Map), "-ERR x\r\n");
+        let entry = Reply::Array(vec![
+            Reply::bulk("get"),
+            Reply::Integer(2),
+            Reply::Array(vec![Reply::status("readonly")]),
+            Reply::Integer(1),
+            Reply::Integer(1),
+            Reply::Integer(1),
+            Reply::Array(vec![]),
+        ]);
+        assert_eq!(
+            enc(
+                Reply::Array(vec![entry, Reply::NilArray]),
+                Shape::CommandInfo
             ),
-            "%2\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n"
+            "*2\r\n*7\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n~0\r\n_\r\n"
         );
-        assert_eq!(raw("*1\r\n$1\r\nx\r\n", Shape::Set), "~1\r\n$1\r\nx\r\n");
-        assert_eq!(raw("$3\r\n1.5\r\n", Shape::Double), ",1.5\r\n");
-        assert_eq!(
-            raw("*2\r\n$1\r\n2\r\n$-1\r\n", Shape::Doubles),
-            "*2\r\n,2\r\n_\r\n"
-        );
-        assert_eq!(
-            raw("*2\r\n$1\r\nm\r\n$1\r\n3\r\n", Shape::ScorePairs),
-            "*1\r\n*2\r\n$1\r\nm\r\n,3\r\n"
-        );
-        // Errors, integers and statuses stay; nested nils become `_`.
-        assert_eq!(raw("-ERR x\r\n", Shape::Map), "-ERR x\r\n");
-        assert_eq!(raw(":5\r\n", Shape::Plain), ":5\r\n");
-        assert_eq!(
-            raw("*2\r\n$-1\r\n+OK\r\n", Shape::Plain),
-            "*2\r\n_\r\n+OK\r\n"
-        );
-        let exec = exec_reply(
-            b"*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n$3\r\n1.5\r\n",
-            &[Shape::Map, Shape::Double],
-        );
-        assert_eq!(&exec[..], b"*2\r\n%1\r\n$1\r\na\r\n$1\r\n1\r\n,1.5\r\n");
-        assert_eq!(&exec_reply(b"*-1\r\n", &[Shape::Map])[..], b"_\r\n");
         let mut out = BytesMut::new();
         push(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n", &mut out);
         assert_eq!(&out[..], b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");

@@ -24,11 +24,9 @@ impl Direct {
         connect: Duration,
         timeout: Duration,
     ) -> Result<Direct, String> {
-        let stream = tokio::time::timeout(connect, TcpStream::connect(addr))
+        let stream = crate::backend::connect::open(addr, crate::protocol::Proto::Resp2, connect)
             .await
-            .map_err(|_| format!("connect to {addr} timed out"))?
             .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
         Ok(Direct {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
@@ -45,7 +43,13 @@ impl Direct {
         for c in commands {
             out.extend_from_slice(&command_bytes(c.iter().map(|a| a.as_ref())));
         }
-        let replies = exchange(&mut self.stream, &mut self.buf, &out, commands.len());
+        let replies = exchange(
+            &mut self.stream,
+            crate::protocol::Proto::Resp2,
+            &mut self.buf,
+            &out,
+            commands.len(),
+        );
         tokio::time::timeout(self.timeout, replies)
             .await
             .map_err(|_| "no reply within the request timeout".to_string())?

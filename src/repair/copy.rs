@@ -37,7 +37,7 @@ pub async fn copy_key(
     let mut pending = Vec::with_capacity(targets.len());
     for &target in targets {
         let conn = worker
-            .connection(target, COPY_CLIENT)
+            .connection(target, crate::backend::Lane::internal(COPY_CLIENT))
             .ok_or("no such node")?;
         pending.push((conn.node().clone(), conn.send(command.clone()).await));
     }
@@ -62,7 +62,7 @@ fn restore_ttl(pttl_ms: i64) -> i64 {
 
 async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Source, String> {
     let conn = worker
-        .connection(source, COPY_CLIENT)
+        .connection(source, crate::backend::Lane::internal(COPY_CLIENT))
         .ok_or("no such node")?;
     let dump = conn
         .send(command_bytes([&b"DUMP"[..], key].into_iter()))

@@ -55,6 +55,12 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     /// Connections refused because `limits.max_clients` was reached (`rejected_connections`).
     pub rejected_connections: AtomicU64,
+    /// Clients disconnected past `limits.client_output_buffer_limit`
+    /// (`client_output_buffer_limit_disconnections`).
+    pub output_limit_disconnections: AtomicU64,
+    /// Clients disconnected past `limits.client_query_buffer_limit`
+    /// (`client_query_buffer_limit_disconnections`).
+    pub query_limit_disconnections: AtomicU64,
 }
 
 /// A sum over the workers, for INFO.
@@ -141,5 +147,7 @@ impl Stats {
         }
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
+        self.output_limit_disconnections.store(0, Ordering::Relaxed);
+        self.query_limit_disconnections.store(0, Ordering::Relaxed);
     }
 }
