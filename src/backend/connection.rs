@@ -354,9 +354,21 @@ async fn read_replies(
     let timer = tokio::time::sleep(timeouts.request());
     tokio::pin!(timer);
     let mut timed_out = false;
+    let mut since_yield = 0usize;
     let reason = loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        // A node streaming large replies keeps this task busy for many reads; let the clients'
+        // sessions run between every few megabytes, so they move replies out of memory (and
+        // cut off a client past its output limit) before more pile up.
+        if since_yield >= YIELD_EVERY {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+        // Room for the rest of a large value at once (its reply then owns an allocation of
+        // about its size), else a chunk.
+        let missing = crate::protocol::codec::bulk_reply_len(&buf)
+            .map_or(0, |total| total.saturating_sub(buf.len()));
+        if buf.capacity() - buf.len() < missing.max(READ_CHUNK / 4) {
+            buf.reserve(missing.max(READ_CHUNK));
         }
         let read = match in_flight.oldest() {
             None => tokio::select! {
@@ -378,11 +390,11 @@ async fn read_replies(
                 }
             }
         };
-        match read {
+        let read_now = match read {
             Ok(0) => break "connection closed by node".to_string(),
             Err(e) => break format!("read failed: {e}"),
-            Ok(_) => {}
-        }
+            Ok(n) => n,
+        };
         let mut failure = None;
         // One clock read per read call: every reply in it arrived at about the same time.
         let now = Instant::now();
@@ -415,6 +427,7 @@ async fn read_replies(
         if let Some(reason) = failure {
             break reason;
         }
+        since_yield += read_now;
     };
     let error = NodeError::new(&node, &reason);
     let failed = in_flight.drain();
@@ -432,3 +445,5 @@ async fn read_replies(
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from a node between two yields to the worker's other tasks.
+const YIELD_EVERY: usize = 2 * 1024 * 1024;

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use super::output::Output;
 use super::output_limit::{Exceeded, OutputLimit};
 use super::registry::Registration;
 use crate::command::introspect::command_index;
@@ -62,7 +63,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
     // Replies encoded and not yet taken by the socket: strata keeps reading requests while
     // they wait (a client may send its whole pipeline before it reads), bounded in bytes by
     // `limits.client_output_buffer_limit`.
-    let mut output = BytesMut::with_capacity(READ_SIZE);
+    let mut output = Output::default();
     let mut output_limit = OutputLimit::default();
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
@@ -192,7 +193,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
         let added = tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
-            drained = drain_ready(&mut pending, &mut output, worker), if !pending.is_empty() => {
+            drained = drain_ready(&mut pending, &mut output, output_cap(&class), worker), if !pending.is_empty() => {
                 if let Some(s) = stats {
                     s.errors.add(drained.errors);
                 }
@@ -227,9 +228,9 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 let resp3 = client.lane().proto.is_resp3();
                 let mut add = |m: &[u8]| {
                     if resp3 {
-                        crate::protocol::resp3::push(m, &mut output);
+                        crate::protocol::resp3::push(m, output.tail());
                     } else {
-                        output.extend_from_slice(m);
+                        output.tail().extend_from_slice(m);
                     }
                 };
                 add(&message);
@@ -257,7 +258,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
         // Write what the socket takes now; the rest waits for it to be writable again, while
         // requests keep being read.
         if !output.is_empty() {
-            match flush(&stream, &mut output) {
+            match output.flush(&stream) {
                 Ok(written) => {
                     if let Some(s) = stats {
                         s.net_output_bytes.add(written as u64);
@@ -336,25 +337,12 @@ fn output_class(worker: &Worker, subscribed: bool) -> OutputBufferLimit {
     }
 }
 
-/// Writes as much of `output` as the socket takes without waiting; returns the bytes written.
-fn flush(stream: &TcpStream, output: &mut BytesMut) -> std::io::Result<usize> {
-    let mut written = 0;
-    while !output.is_empty() {
-        match stream.try_write(output) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                output.advance(n);
-                written += n;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
+/// The output size past which encoding more replies is pointless: the hard limit.
+fn output_cap(limit: &OutputBufferLimit) -> usize {
+    match usize::try_from(limit.hard.bytes()) {
+        Ok(0) | Err(_) => usize::MAX,
+        Ok(hard) => hard,
     }
-    if output.is_empty() && output.capacity() > 4 * MAX_READ_AHEAD {
-        // Do not keep a huge reply's buffer for the rest of the connection.
-        *output = BytesMut::with_capacity(READ_SIZE);
-    }
-    Ok(written)
 }
 
 fn is_reset(request: &crate::protocol::Request) -> bool {
@@ -372,10 +360,12 @@ struct Drained {
 }
 
 /// Waits until the oldest pending reply is ready, then encodes it and every reply ready right
-/// behind it into `output`, counting each in the statistics.
+/// behind it into `output` (stopping once `output` holds more than `cap` bytes: the client is
+/// about to be cut off), counting each in the statistics.
 async fn drain_ready(
     pending: &mut VecDeque<(Pending, Track)>,
-    output: &mut BytesMut,
+    output: &mut Output,
+    cap: usize,
     worker: &Worker,
 ) -> Drained {
     let shared = &worker.shared;
@@ -386,6 +376,9 @@ async fn drain_ready(
         let layers = shared.layers.load();
         let mut recorder: Option<Recorder<'_>> = None;
         while let Some((head, track)) = pending.front_mut() {
+            if output.len() > cap {
+                break;
+            }
             match head.poll_reply(cx) {
                 Poll::Ready(reply) => {
                     if matches!(reply, Reply::Error(_)) {
@@ -394,9 +387,13 @@ async fn drain_ready(
                     recorder
                         .get_or_insert_with(|| Recorder::new(worker.index, stats, &layers))
                         .record(track, &reply, head.applied());
-                    match track.proto {
-                        Proto::Resp3 => crate::protocol::resp3::encode(&reply, track.shape, output),
-                        Proto::Resp2 => reply.encode(output),
+                    match (&reply, track.proto) {
+                        // A node's reply, in the client's protocol already.
+                        (Reply::Raw(raw), _) => output.push_raw(raw),
+                        (_, Proto::Resp3) => {
+                            crate::protocol::resp3::encode(&reply, track.shape, output.tail())
+                        }
+                        (_, Proto::Resp2) => reply.encode(output.tail()),
                     }
                     pending.pop_front();
                     written += 1;

@@ -151,12 +151,14 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
     let t = shared.stats.totals();
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nstrata_error_replies:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_error_replies:{}\r\n",
         shared.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
         t.net_output_bytes,
         shared.stats.rejected_connections.load(Relaxed),
+        shared.stats.query_limit_disconnections.load(Relaxed),
+        shared.stats.output_limit_disconnections.load(Relaxed),
         t.errors,
     );
 }

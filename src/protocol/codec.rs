@@ -64,6 +64,19 @@ pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
     }
 }
 
+/// The size of the whole reply starting `buf` when it is a bulk string whose header has
+/// arrived (so a reader can make room for a large value in one step instead of growing its
+/// buffer by doubling); `None` otherwise.
+pub fn bulk_reply_len(buf: &[u8]) -> Option<usize> {
+    if buf.first() != Some(&b'$') {
+        return None;
+    }
+    let (len, header) = number_line(buf)?;
+    header
+        .checked_add(usize::try_from(len).ok()?)?
+        .checked_add(2)
+}
+
 /// `+OK`, `:<n>`, `$-1` and `$<len>` replies that are complete in `buf`; `None` for anything
 /// else (incomplete, other types, or not quite well-formed: the general parser decides).
 fn decode_common(buf: &mut BytesMut) -> Option<NodeReply> {

@@ -187,6 +187,18 @@ impl Collector for StrataCollector {
         )?;
         counter(
             &mut e,
+            "client_output_buffer_limit_disconnections",
+            "Clients disconnected past limits.client_output_buffer_limit.",
+            s.stats.output_limit_disconnections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "client_query_buffer_limit_disconnections",
+            "Clients disconnected past limits.client_query_buffer_limit.",
+            s.stats.query_limit_disconnections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
             "commands_processed",
             "Requests handled.",
             t.commands,
