@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod layers;
+pub mod resp3;
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
@@ -664,6 +665,28 @@ impl RawClient {
                 }
             }
         }
+    }
+
+    /// Reads the raw bytes of one reply, RESP2 or RESP3 (an attribute frame and the reply it
+    /// annotates count as one), without interpreting them.
+    pub fn read_frame(&mut self) -> Result<Vec<u8>, String> {
+        loop {
+            match resp3::reply_len(&self.buf) {
+                Ok(Some(n)) => return Ok(self.buf.drain(..n).collect()),
+                Ok(None) => self.fill()?,
+                Err(e) => {
+                    return Err(format!(
+                        "{e} in {:?}",
+                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Takes the bytes read but not yet consumed by a reply (normally none).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     /// Reads exactly `n` bytes (buffered ones first).
