@@ -103,11 +103,16 @@ impl Default for PubSub {
 impl PubSub {
     /// True while the client has any subscription.
     pub fn active(&self) -> bool {
-        self.count() > 0
+        self.channels.len() + self.patterns.len() + self.shards.len() > 0
     }
 
-    fn count(&self) -> usize {
-        self.channels.len() + self.patterns.len() + self.shards.len()
+    /// The count a confirmation carries: shard channels are counted on their own, channels
+    /// and patterns together (Redis 7.0's two subscription counts).
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shards.len(),
+            Kind::Channel | Kind::Pattern => self.channels.len() + self.patterns.len(),
+        }
     }
 
     /// A message already waiting, without waiting.
@@ -168,11 +173,11 @@ impl PubSub {
             if fresh {
                 changed.push(n.clone());
             }
-            confirmation(kind.verb(on), Some(n), self.count(), resp3, &mut frames);
+            confirmation(kind.verb(on), Some(n), self.count(kind), resp3, &mut frames);
         }
         if names.is_empty() {
             // UNSUBSCRIBE with nothing subscribed: one reply with a nil name, as Redis does.
-            confirmation(kind.verb(on), None, self.count(), resp3, &mut frames);
+            confirmation(kind.verb(on), None, self.count(kind), resp3, &mut frames);
         }
         let reply = Reply::Raw(frames.freeze());
         if changed.is_empty() {

@@ -93,10 +93,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
             let proto = client.lane().proto;
             match parser.parse(&mut input) {
                 Ok(Parsed::Request(request)) if is_reset(&request) => {
-                    // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2.
+                    // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2, no name.
                     transaction = super::transaction::Transaction::default();
                     pubsub = super::pubsub::PubSub::default();
                     client.set_proto(2);
+                    client.set_name("");
                     pending
                         .push_back((Pending::ready(Reply::status("RESET")), Track::new(started)));
                     dispatched += 1;

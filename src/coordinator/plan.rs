@@ -55,6 +55,36 @@ pub async fn forward(worker: &Worker, lane: Lane, node: usize, payload: Bytes) -
     }
 }
 
+/// Like [`forward`], with the node's reply (when it is not an error) rewritten by `rewrite`
+/// (strata's own additions to a reply Redis gives, such as its STRATA command in COMMAND).
+pub async fn forward_then(
+    worker: &Worker,
+    lane: Lane,
+    node: usize,
+    payload: Bytes,
+    rewrite: impl FnOnce(Bytes) -> Reply + Send + 'static,
+) -> Pending {
+    match worker.connection(node, lane) {
+        Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
+        Some(conn) => {
+            let rx = conn.send(payload).await;
+            let node = conn.node().clone();
+            Pending::task(async move {
+                let reply = match crate::backend::settle(&node, rx.await) {
+                    Ok(reply) if reply.is_error() => Reply::Raw(reply.raw),
+                    Ok(reply) => rewrite(reply.raw),
+                    Err(e) => Reply::error(e.to_string()),
+                };
+                crate::coordinator::TaskOutput {
+                    reply,
+                    applied: Vec::new(),
+                }
+            })
+        }
+        None => Pending::ready(Reply::error_static("ERR strata: no such node")),
+    }
+}
+
 /// Sends the same payload to every node and merges the replies.
 pub async fn fan_out(worker: &Worker, lane: Lane, payload: Bytes, plan: MergePlan) -> Pending {
     let mut gather = Gather::new(plan);

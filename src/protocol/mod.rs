@@ -1,6 +1,7 @@
 //! RESP: the client request parser, reply encoding, and node reply decoding.
 
 pub mod codec;
+pub mod glob;
 pub mod reply;
 pub mod request;
 pub mod resp3;

@@ -22,7 +22,8 @@ pub enum Shape {
     Map,
     /// A bulk string becomes a verbatim string of format `txt`.
     Verbatim,
-    /// COMMAND / COMMAND INFO: each entry's flags and ACL categories are sets.
+    /// COMMAND / COMMAND INFO: each entry's flags, ACL categories, tips, key specs and
+    /// subcommands are sets.
     CommandInfo,
 }
 
@@ -65,7 +66,7 @@ pub fn encode(reply: &Reply, shape: Shape, out: &mut BytesMut) {
         (Reply::Array(entries), Shape::CommandInfo) => {
             header(out, b'*', entries.len());
             for entry in entries {
-                command_entry(entry, out);
+                encode_command_entry(entry, out);
             }
         }
         (Reply::Array(items), _) => {
@@ -78,15 +79,16 @@ pub fn encode(reply: &Reply, shape: Shape, out: &mut BytesMut) {
     }
 }
 
-/// One COMMAND INFO entry: its flags (third element) and ACL categories (seventh) are sets.
-fn command_entry(entry: &Reply, out: &mut BytesMut) {
+/// One COMMAND INFO entry: as Redis 7.0 gives it, its flags (third element), ACL categories,
+/// tips, key specs and subcommands (seventh to tenth) are sets.
+pub fn encode_command_entry(entry: &Reply, out: &mut BytesMut) {
     let Reply::Array(fields) = entry else {
         return encode(entry, Shape::Plain, out);
     };
     header(out, b'*', fields.len());
     for (i, field) in fields.iter().enumerate() {
         match (i, field) {
-            (2 | 6, Reply::Array(members)) => {
+            (2 | 6..=9, Reply::Array(members)) => {
                 header(out, b'~', members.len());
                 for m in members {
                     encode(m, Shape::Plain, out);
