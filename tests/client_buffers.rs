@@ -356,3 +356,35 @@ fn limits_are_checked_and_reported_by_the_config() {
         "normal keeps its default"
     );
 }
+
+#[test]
+fn a_reloaded_output_limit_applies_to_open_connections() {
+    let nodes = RedisNode::start_many(1);
+    let strata = Strata::builder(&nodes).start_with_file();
+    let addr = strata.addr().to_string();
+    // Opened before the reload, under the default 256mb limit.
+    let mut slow = RawClient::connect(&addr);
+    let mut other = RawClient::connect(&addr);
+    assert_eq!(
+        other.call(&["SET", "big", &"r".repeat(1 << 20)]),
+        Resp::ok()
+    );
+    let yaml = std::fs::read_to_string(strata.config_path()).unwrap();
+    std::fs::write(
+        strata.config_path(),
+        format!("{yaml}limits: {{client_output_buffer_limit: {{normal: {{hard: 4mb, soft: 0, soft_seconds: 0}}}}}}\n"),
+    )
+    .unwrap();
+    let reload = other.call(&["STRATA", "RELOAD"]);
+    assert!(!reload.is_error(), "{reload:?}");
+    let mut requests = Vec::new();
+    for _ in 0..64 {
+        requests.extend(encode_cmd(&["GET", "big"]));
+    }
+    slow.send(&requests);
+    poll_until(
+        DEADLINE,
+        "the slow client to be cut off at the reloaded limit",
+        || (info_field(&mut other, "client_output_buffer_limit_disconnections") == 1).then_some(()),
+    );
+}
