@@ -148,3 +148,27 @@ fn shard_channels_use_ssubscribe_and_spublish() {
     assert_eq!(sub.read_reply(), confirm("sunsubscribe", "orders", 0));
     assert_eq!(sub.call(&["PING"]), Resp::Status("PONG".into()));
 }
+
+/// Once a client has SUBSCRIBE's confirmation, a message published to the channel reaches it
+/// (strata confirms only after the node did), for fresh subscribers again and again.
+#[test]
+fn a_confirmed_subscription_hears_the_next_publish() {
+    let nodes = RedisNode::start_many(2);
+    let strata = Strata::start(&nodes);
+    let mut publisher = strata.raw();
+    for round in 0..200 {
+        let channel = format!("race:{round}");
+        let mut sub = strata.raw();
+        assert_eq!(
+            sub.call(&["SUBSCRIBE", channel.as_str()]),
+            confirm("subscribe", &channel, 1)
+        );
+        let message = format!("m{round}");
+        assert_eq!(
+            publisher.call(&["PUBLISH", channel.as_str(), message.as_str()]),
+            Resp::Int(1),
+            "round {round}: published before the node knew the subscriber"
+        );
+        assert_eq!(sub.read_reply(), frame("message", &[&channel, &message]));
+    }
+}

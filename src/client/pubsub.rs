@@ -67,6 +67,8 @@ impl Kind {
 struct Link {
     write: OwnedWriteHalf,
     reader: tokio::task::JoinHandle<()>,
+    /// One unit per subscribe / unsubscribe confirmation the node sent.
+    confirmed: mpsc::Receiver<()>,
     _counted: Counted,
 }
 
@@ -207,7 +209,7 @@ impl PubSub {
                     .chain(names.iter().map(|n| n.as_ref()))
                     .collect();
                 let command = command_bytes(args.into_iter());
-                if let Err(e) = send(&worker, &mut links, node, &tx, &command).await {
+                if let Err(e) = send(&worker, &mut links, node, &tx, &command, names.len()).await {
                     failure.get_or_insert(e);
                 }
             }
@@ -265,14 +267,17 @@ fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, resp3: bool, out
     }
 }
 
-/// Writes `command` on the subscriber connection to `node`, opening it (and its reader) first
-/// when needed.
+/// Writes `command` (naming `names` channels or patterns) on the subscriber connection to
+/// `node`, opening it (and its reader) first when needed, and waits for the node to confirm
+/// each name: once the client has strata's confirmation, a message published to the channel
+/// reaches it, as with Redis.
 async fn send(
     worker: &Arc<Worker>,
     links: &mut HashMap<usize, Link>,
     node: usize,
     tx: &mpsc::Sender<Bytes>,
     command: &[u8],
+    names: usize,
 ) -> Result<(), String> {
     let link = match links.entry(node) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -299,10 +304,12 @@ async fn send(
             )
             .await?;
             let (read, write) = stream.into_split();
-            let reader = tokio::spawn(forward_messages(read, tx.clone()));
+            let (confirm, confirmed) = mpsc::channel(QUEUE);
+            let reader = tokio::spawn(forward_messages(read, tx.clone(), confirm));
             e.insert(Link {
                 write,
                 reader,
+                confirmed,
                 _counted: counted,
             })
         }
@@ -311,18 +318,44 @@ async fn send(
         links.remove(&node);
         return Err(format!("write failed: {e}"));
     }
+    let timeout = worker.shared.timeouts.request();
+    for _ in 0..names {
+        match tokio::time::timeout(timeout, link.confirmed.recv()).await {
+            Ok(Some(())) => {}
+            // The link cannot be trusted to be in step any more: it is closed.
+            Ok(None) => {
+                links.remove(&node);
+                return Err("subscriber connection closed by node".into());
+            }
+            Err(_) => {
+                links.remove(&node);
+                return Err(format!(
+                    "no confirmation from the node within {}",
+                    humantime::format_duration(timeout)
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
-/// Reads a subscriber connection: messages go to the session, the node's own confirmations
-/// are dropped (the session sends its own).
-async fn forward_messages(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<Bytes>) {
+/// Reads a subscriber connection: messages go to the session; the node's own confirmations
+/// are counted on `confirm` (the session sends the client its own).
+async fn forward_messages(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<Bytes>,
+    confirm: mpsc::Sender<()>,
+) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         loop {
             match decode_reply(&mut buf) {
                 Ok(Some(reply)) => {
-                    if is_message(&reply.frame) && tx.send(reply.raw).await.is_err() {
+                    if is_message(&reply.frame) {
+                        if tx.send(reply.raw).await.is_err() {
+                            return;
+                        }
+                    } else if is_confirmation(&reply.frame) && confirm.send(()).await.is_err() {
                         return;
                     }
                 }
@@ -336,6 +369,22 @@ async fn forward_messages(mut read: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Se
             Ok(_) => {}
         }
     }
+}
+
+fn is_confirmation(frame: &BytesFrame) -> bool {
+    let BytesFrame::Array(items) = frame else {
+        return false;
+    };
+    matches!(items.first(), Some(BytesFrame::BulkString(kind))
+        if [
+            &b"subscribe"[..],
+            b"unsubscribe",
+            b"psubscribe",
+            b"punsubscribe",
+            b"ssubscribe",
+            b"sunsubscribe",
+        ]
+        .contains(&kind.as_ref()))
 }
 
 fn is_message(frame: &BytesFrame) -> bool {
