@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# scripts/clients-check.sh - do real client libraries get the same replies from strata as from Redis?
+#
+# Installs, into a temp dir removed on exit: the newest redis-py and the newest redis-py 5.x (one
+# virtualenv each), and the current ioredis and node-redis (`redis`) npm packages. Starts, on free
+# loopback ports: a plain redis-server ("direct") and strata (release build) in front of 3 more,
+# with the layers of config.yaml (route: and result: keep 2 copies, meta: 3) and no TTL on the
+# default layer, so that replies compare equal. Then runs the scenario of each library
+# (scripts/clients/: scenario.py for redis-py, scenario-ioredis.mjs, scenario-node-redis.mjs) in
+# RESP2 and, where the library speaks it, RESP3, first against direct Redis, then against strata.
+# Each scenario records what every step returned: the client's own handshake, every data type,
+# pipelines (among them 400 × SET 64 KiB + GET and 2000 × SET 4 KiB + GET in one batch),
+# MULTI/EXEC and WATCH, pub/sub, Lua, SCAN, CONFIG GET, DBSIZE. A step that takes longer than
+# CLIENTS_CHECK_TIMEOUT is recorded as a timeout. Prints a table of the steps whose results
+# differ (client, protocol, step, direct, strata) and "N steps, M differ" per client and
+# protocol; the recordings and every difference in full are kept in target/clients-check/.
+#
+# Exit status 0 when the check ran, differences or not (they are reported, not failures); with
+# CLIENTS_CHECK_STRICT=1, 1 when any step differs. 1 also when a scenario fails against direct
+# Redis (the check itself is broken then). Not part of CI: it needs PyPI and npm.
+#
+# Environment:
+#   CLIENTS_CHECK_CLIENTS  which to run, in order (default "redis-py redis-py-5 ioredis node-redis")
+#   CLIENTS_CHECK_TIMEOUT  seconds one step may take                         (default 5)
+#   CLIENTS_CHECK_STRICT   1: exit 1 when any step differs                    (default 0)
+#   CLIENTS_CHECK_WIDTH    characters of each result shown in the table       (default 48)
+#   REDIS_PY_VERSION       redis-py version instead of the newest             (default: newest)
+#   REDIS_PY5_VERSION      redis-py 5.x version instead of the newest 5.x     (default: newest 5.x)
+
+set -euo pipefail
+
+LIB_PROG="clients-check.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+env_settings_only "$@"
+
+read -r -a clients <<<"${CLIENTS_CHECK_CLIENTS:-redis-py redis-py-5 ioredis node-redis}"
+step_timeout="${CLIENTS_CHECK_TIMEOUT:-5}"
+strict="${CLIENTS_CHECK_STRICT:-0}"
+width="${CLIENTS_CHECK_WIDTH:-48}"
+require_positive step_timeout width
+[[ ${#clients[@]} -gt 0 ]] || die "CLIENTS_CHECK_CLIENTS is empty"
+want_python=0
+want_node=0
+for c in "${clients[@]}"; do
+    case "$c" in
+        redis-py | redis-py-5) want_python=1 ;;
+        ioredis | node-redis) want_node=1 ;;
+        *) die "unknown client '$c' in CLIENTS_CHECK_CLIENTS (known: redis-py redis-py-5 ioredis node-redis)" ;;
+    esac
+done
+scenarios="$STRATA_ROOT/scripts/clients"
+# A whole scenario run may take this long at most (its steps have their own timeouts).
+run_timeout=$((step_timeout * 30 + 60))
+
+install_cleanup_trap
+started=$SECONDS
+
+# --- tools -----------------------------------------------------------------------------------
+ensure_redis
+ensure_python3
+if ((want_node)); then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        die "node and npm are needed for ioredis and node-redis (apt-get install nodejs npm)"
+    fi
+fi
+strata_bin="$(build_strata)"
+
+workdir="$(mktemp -d -t strata-clients.XXXXXX)"
+register_tmpdir "$workdir"
+mkdir -p "$workdir/rec"
+
+# --- client libraries ------------------------------------------------------------------------
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Used when PyPI cannot be asked for its versions: the newest ones when this script was written.
+fallback_py=8.1.0
+fallback_py5=5.3.1
+
+# pypi_versions - prints redis-py's released versions, newest first (nothing if pip cannot tell).
+pypi_versions() {
+    python3 -m pip index versions redis 2>/dev/null |
+        sed -n 's/^Available versions: //p' | tr ',' '\n' | tr -d ' ' || true
+}
+
+declare -A py_version=() label_of=()
+if ((want_python)); then
+    mapfile -t versions < <(pypi_versions)
+    newest="$(printf '%s\n' "${versions[@]}" | grep -E '^[0-9]+(\.[0-9]+)*$' | head -n1 || true)"
+    newest5="$(printf '%s\n' "${versions[@]}" | grep -E '^5(\.[0-9]+)*$' | head -n1 || true)"
+    [[ -n "$newest" ]] || warn "could not ask PyPI for redis-py's versions; using $fallback_py and $fallback_py5"
+    py_version[redis-py]="${REDIS_PY_VERSION:-${newest:-$fallback_py}}"
+    py_version[redis-py-5]="${REDIS_PY5_VERSION:-${newest5:-$fallback_py5}}"
+fi
+
+# install_redis_py NAME - a virtualenv with redis-py py_version[NAME] in $workdir/NAME.
+install_redis_py() {
+    local name="$1" venv="$workdir/$1"
+    log "installing redis-py ${py_version[$name]} (virtualenv for $name)"
+    python3 -m venv "$venv" >"$workdir/$name-install.log" 2>&1 ||
+        { show_install_log "$name"; die "python3 -m venv failed (Debian: apt-get install python3-venv)"; }
+    "$venv/bin/pip" install -q "redis==${py_version[$name]}" >>"$workdir/$name-install.log" 2>&1 ||
+        { show_install_log "$name"; die "pip install redis==${py_version[$name]} failed"; }
+}
+show_install_log() { tail -n 20 "$workdir/$1-install.log" >&2 || true; }
+
+for c in "${clients[@]}"; do
+    case "$c" in
+        redis-py | redis-py-5)
+            install_redis_py "$c"
+            label_of[$c]="redis-py ${py_version[$c]}"
+            ;;
+    esac
+done
+if ((want_node)); then
+    log "installing ioredis and redis (node-redis) from npm"
+    npm install --prefix "$workdir/node" --no-audit --no-fund --loglevel=error ioredis redis \
+        >"$workdir/npm-install.log" 2>&1 || { show_install_log npm; die "npm install failed"; }
+    node_version() { node -p "require('$workdir/node/node_modules/$1/package.json').version"; }
+    label_of[ioredis]="ioredis $(node_version ioredis)"
+    label_of[node-redis]="node-redis $(node_version redis)"
+fi
+
+# --- servers ---------------------------------------------------------------------------------
+mapfile -t ports < <(free_ports 5)
+[[ ${#ports[@]} -eq 5 ]] || die "could not find 5 free ports"
+node_ports=("${ports[0]}" "${ports[1]}" "${ports[2]}")
+direct_port="${ports[3]}"
+strata_port="${ports[4]}"
+start_nodes "$workdir" "${node_ports[@]}" "$direct_port"
+
+cfg="$workdir/strata.yaml"
+cat >"$cfg" <<EOF
+# generated by scripts/clients-check.sh: the layers of config.yaml, no TTL on the default layer
+listen: 127.0.0.1:$strata_port
+workers: 1
+nodes:
+  - { id: node1, addr: 127.0.0.1:${node_ports[0]}, weight: 1 }
+  - { id: node2, addr: 127.0.0.1:${node_ports[1]}, weight: 1 }
+  - { id: node3, addr: 127.0.0.1:${node_ports[2]}, weight: 1 }
+defaults: { ttl: 0, max_ttl: 0, replication: 1 }
+layers:
+  - { name: route,  prefix: "route:",  ttl: 5m,  replication: 2, write_consistency: eventual }
+  - { name: result, prefix: "result:", ttl: 10m, replication: 2, write_consistency: quorum }
+  - { name: meta,   prefix: "meta:",   ttl: 1m,  replication: 3, write_consistency: strong, read_consistency: quorum }
+  - { name: load,   prefix: "load:",   ttl: 5s,  replication: 1 }
+stats: { layer_keys_interval: 0s }
+# The scenarios start from an empty database (FLUSHALL) and list keys (KEYS).
+security: { allow_dangerous_commands: true }
+EOF
+"$strata_bin" check --config "$cfg" >"$workdir/strata-check.log" 2>&1 ||
+    { cat "$workdir/strata-check.log" >&2; die "strata check rejected the generated config"; }
+NO_COLOR=1 "$strata_bin" serve --config "$cfg" </dev/null >"$workdir/strata.log" 2>&1 &
+strata_pid=$!
+register_pid "$strata_pid"
+wait_port "$strata_port" 30 || { tail -n 20 "$workdir/strata.log" >&2; die "strata did not answer PING on 127.0.0.1:$strata_port"; }
+log "direct Redis on $direct_port; strata on $strata_port in front of ${node_ports[*]}"
+
+# --- runs ------------------------------------------------------------------------------------
+compare_args=()
+broken=() # runs whose scenario failed against direct Redis: the check itself needs fixing
+
+# scenario_cmd CLIENT - prints nothing; sets cmd to the command line of CLIENT's scenario.
+scenario_cmd() {
+    case "$1" in
+        redis-py | redis-py-5) cmd=("$workdir/$1/bin/python" "$scenarios/scenario.py") ;;
+        ioredis) cmd=(node "$scenarios/scenario-ioredis.mjs" --modules "$workdir/node") ;;
+        node-redis) cmd=(node "$scenarios/scenario-node-redis.mjs" --modules "$workdir/node") ;;
+    esac
+}
+
+# resp3_support CLIENT - prints "yes", or why the installed library cannot speak RESP3.
+resp3_support() {
+    case "$1" in
+        redis-py | redis-py-5) echo yes ;; # protocol=3 since redis-py 5.0
+        *)
+            scenario_cmd "$1"
+            "${cmd[@]}" --supports-resp3
+            ;;
+    esac
+}
+
+# run_one CLIENT PROTO TARGET PORT - records CLIENT's scenario against TARGET; false if it failed
+# (what it recorded until then is kept and compared).
+run_one() {
+    local client="$1" proto="$2" target="$3" port="$4" base rc=0 t0=$SECONDS
+    base="$workdir/rec/$client-resp$proto-$target"
+    scenario_cmd "$client"
+    timeout "$run_timeout" "${cmd[@]}" --port "$port" --protocol "$proto" --out "$base.json" \
+        --timeout "$step_timeout" </dev/null >"$base.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        ((rc == 124)) && printf '%s: stopped after %ss\n' "$LIB_PROG" "$run_timeout" >>"$base.log"
+        warn "${label_of[$client]} RESP$proto against $target failed (exit $rc); last lines of its log:"
+        tail -n 15 "$base.log" >&2
+        return 1
+    fi
+    log "${label_of[$client]} RESP$proto against $target: $((SECONDS - t0)) s"
+}
+
+for client in "${clients[@]}"; do
+    support="$(resp3_support "$client")"
+    for proto in 2 3; do
+        if ((proto == 3)) && [[ "$support" != yes ]]; then
+            compare_args+=(--skip "${label_of[$client]}" RESP3 "${support#no: }")
+            log "${label_of[$client]}: RESP3 skipped (${support#no: })"
+            continue
+        fi
+        run_one "$client" "$proto" direct "$direct_port" || broken+=("${label_of[$client]} RESP$proto")
+        kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
+        run_one "$client" "$proto" strata "$strata_port" || true
+        kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
+        base="$workdir/rec/$client-resp$proto"
+        compare_args+=(--run "${label_of[$client]}" "RESP$proto" "$base-direct.json" "$base-strata.json")
+    done
+done
+
+# --- comparison ------------------------------------------------------------------------------
+stamp="$(date +%Y%m%d-%H%M%S)"
+outdir="$STRATA_ROOT/target/clients-check/$stamp"
+mkdir -p "$outdir"
+rc=0
+python3 "$scenarios/compare.py" --width "$width" --full "$outdir/differences.txt" "${compare_args[@]}" \
+    >"$outdir/table.txt" || rc=$?
+((rc == 0 || rc == 3)) || die "compare.py failed (exit $rc)"
+cp "$workdir"/rec/* "$cfg" "$outdir"/
+cp "$workdir/strata.log" "$outdir/strata.log"
+printf '\n'
+cat "$outdir/table.txt"
+printf '\n%s: ran in %s s; table, full differences, recordings and logs in %s\n' "$LIB_PROG" \
+    "$((SECONDS - started))" "${outdir#"$STRATA_ROOT"/}"
+if ((${#broken[@]} > 0)); then
+    die "the scenario failed against direct Redis for: ${broken[*]} (see the logs above)"
+fi
+if ((rc == 3)) && [[ "$strict" == 1 ]]; then
+    die "differences found (CLIENTS_CHECK_STRICT=1)"
+fi
