@@ -1,5 +1,5 @@
 //! More of the command surface over real Redis nodes: RESET, CLIENT KILL (old and new
-//! forms) on strata's own clients, CLIENT PAUSE refused with the reason, NO-EVICT / NO-TOUCH
+//! forms) on strata's own clients, CLIENT PAUSE refused with the reason, NO-EVICT
 //! accepted, OBJECT / MEMORY USAGE / DUMP / RESTORE on the key's node, and SORT with BY / GET
 //! patterns allowed only when their keys are on the sorted key's node.
 
@@ -72,7 +72,17 @@ fn client_kill_closes_strata_clients() {
         .error_text()
         .starts_with("ERR strata: CLIENT PAUSE is not supported through the proxy"));
     assert_eq!(admin.call(&["CLIENT", "NO-EVICT", "on"]), Resp::ok());
-    assert_eq!(admin.call(&["CLIENT", "NO-TOUCH", "on"]), Resp::ok());
+    // Redis 7.0 has no CLIENT NO-TOUCH / SETINFO (they came in 7.2); strata answers as 7.0.
+    assert_eq!(
+        admin.call(&["CLIENT", "NO-TOUCH", "on"]).error_text(),
+        "ERR unknown subcommand 'NO-TOUCH'. Try CLIENT HELP."
+    );
+    assert_eq!(
+        admin
+            .call(&["CLIENT", "SETINFO", "lib-name", "x"])
+            .error_text(),
+        "ERR unknown subcommand 'SETINFO'. Try CLIENT HELP."
+    );
     poll_until(DEADLINE, "killed clients gone from CLIENT LIST", || {
         (admin.call(&["CLIENT", "LIST"]).text().lines().count() == 1).then_some(())
     });
@@ -131,4 +141,65 @@ fn sort_patterns_must_stay_on_the_sorted_keys_node() {
         c.call(&["SORT", "{s}list", "GET", "o_*->f"]).error_text(),
         "CROSSSLOT Keys in request don't hash to the same slot"
     );
+}
+
+/// CLIENT LIST / CLIENT INFO fields are the session's real state: subscriptions, MULTI,
+/// the last command with its subcommand, buffers, the file descriptor.
+#[test]
+fn client_list_shows_each_sessions_state() {
+    let nodes = RedisNode::start_many(2);
+    let strata = Strata::start(&nodes);
+    let mut admin = strata.raw();
+    let mut sub = strata.raw();
+    sub.call(&["SUBSCRIBE", "a", "b"]);
+    sub.read_reply(); // the second channel's confirmation
+    sub.call(&["PSUBSCRIBE", "p*"]);
+    let mut tx = strata.raw();
+    tx.call(&["MULTI"]);
+    tx.call(&["SET", "k", "12345"]);
+    tx.call(&["GET", "k"]);
+    let field = |line: &str, name: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .to_string()
+    };
+    let list = admin.call(&["CLIENT", "LIST"]).text();
+    let sub_line = list.lines().find(|l| field(l, "sub") == "2").expect(&list);
+    assert_eq!(field(sub_line, "psub"), "1");
+    assert_eq!(field(sub_line, "flags"), "P");
+    assert_eq!(field(sub_line, "cmd"), "psubscribe");
+    let tx_line = list
+        .lines()
+        .find(|l| field(l, "multi") == "2")
+        .expect(&list);
+    assert_eq!(field(tx_line, "flags"), "x");
+    assert_eq!(
+        field(tx_line, "multi-mem"),
+        "13",
+        "the bytes of SET k 12345 and GET k"
+    );
+    assert!(field(tx_line, "fd").parse::<i64>().unwrap() > 2);
+    let me = admin.call(&["CLIENT", "INFO"]).text();
+    assert_eq!(field(me.trim_end(), "cmd"), "client|info");
+    assert!(!me.contains("lib-name"), "{me}");
+    let pubsub = admin.call(&["CLIENT", "LIST", "TYPE", "pubsub"]).text();
+    assert_eq!(pubsub.lines().count(), 1, "{pubsub}");
+    let normal = admin.call(&["CLIENT", "LIST", "TYPE", "normal"]).text();
+    assert_eq!(normal.lines().count(), 2, "{normal}");
+    // A client blocked in BLPOP is flagged `b` until its command returns.
+    let mut blocked = strata.raw();
+    blocked.send_cmd(&["BLPOP", "empty-list", "0"]);
+    poll_until(DEADLINE, "the BLPOP client flagged blocked", || {
+        let list = admin.call(&["CLIENT", "LIST"]).text();
+        list.lines()
+            .any(|l| field(l, "flags") == "b" && field(l, "cmd") == "blpop")
+            .then_some(())
+    });
+    admin.call(&["RPUSH", "empty-list", "x"]);
+    assert_eq!(blocked.read_reply(), Resp::bulks(&["empty-list", "x"]));
+    poll_until(DEADLINE, "no client flagged blocked", || {
+        let list = admin.call(&["CLIENT", "LIST"]).text();
+        (!list.lines().any(|l| field(l, "flags").contains('b'))).then_some(())
+    });
 }

@@ -48,6 +48,16 @@ impl Output {
         self.len() == 0
     }
 
+    /// Bytes in the buffer small replies are encoded into.
+    pub fn tail_len(&self) -> usize {
+        self.tail.len()
+    }
+
+    /// Large replies queued whole.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
     /// The buffer to encode the next reply into.
     pub fn tail(&mut self) -> &mut BytesMut {
         &mut self.tail

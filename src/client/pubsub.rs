@@ -108,6 +108,11 @@ impl PubSub {
         self.channels.len() + self.patterns.len() + self.shards.len() > 0
     }
 
+    /// Channels, patterns and shard channels subscribed (CLIENT LIST's `sub`, `psub`, `ssub`).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.channels.len(), self.patterns.len(), self.shards.len())
+    }
+
     /// The count a confirmation carries: shard channels are counted on their own, channels
     /// and patterns together (Redis 7.0's two subscription counts).
     fn count(&self, kind: Kind) -> usize {

@@ -1,6 +1,6 @@
 //! The clients connected to this strata process, for CLIENT LIST / CLIENT INFO / INFO clients.
 //!
-//! Registration happens once per connection, and the per-request bookkeeping is two relaxed
+//! Registration happens once per connection, and the per-request bookkeeping is a few relaxed
 //! atomic stores done once per read, so the registry stays off the hot path.
 
 use std::collections::BTreeMap;
@@ -25,13 +25,52 @@ pub struct ClientInfo {
     proto: std::sync::atomic::AtomicU8,
     /// Set by CLIENT KILL: the session closes the connection.
     killed: crate::latch::Latch,
+    /// The session's state as CLIENT LIST shows it, stored by the session as it changes.
+    pub state: SessionState,
 }
 
 #[derive(Debug, Default, Clone)]
 struct Names {
     name: String,
-    lib_name: String,
-    lib_ver: String,
+    /// The subcommand of the last command when it has subcommands (`client|list`).
+    last_subcommand: String,
+}
+
+/// A session's figures for CLIENT LIST / CLIENT INFO (relaxed atomics: a snapshot, not a
+/// transaction).
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// Channels, patterns and shard channels subscribed.
+    pub sub: AtomicUsize,
+    pub psub: AtomicUsize,
+    pub ssub: AtomicUsize,
+    /// Commands queued after MULTI, or -1 outside MULTI.
+    pub multi: std::sync::atomic::AtomicI64,
+    /// Bytes read and not parsed yet, and the read buffer's size.
+    pub qbuf: AtomicUsize,
+    pub qbuf_capacity: AtomicUsize,
+    /// Bytes of replies waiting for the socket; of them, those in the buffer small replies are
+    /// encoded into (`obl`), and how many large replies are queued whole (`oll`).
+    pub omem: AtomicUsize,
+    pub obl: AtomicUsize,
+    pub oll: AtomicUsize,
+    /// Bytes of the requests queued after MULTI.
+    pub multi_mem: AtomicUsize,
+    /// Requests waiting on a blocking command (BLPOP ...) or a transaction's node.
+    pub blocked: std::sync::atomic::AtomicBool,
+    /// The socket's file descriptor.
+    pub fd: std::sync::atomic::AtomicI64,
+}
+
+/// Commands with subcommands: CLIENT LIST shows `name|subcommand` for them, as Redis 7 does.
+pub const CONTAINERS: &[&str] = &[
+    "acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
+    "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
+];
+
+/// Whether `name` (a command-table name) has subcommands.
+pub fn has_subcommands(name: &str) -> bool {
+    CONTAINERS.contains(&name)
 }
 
 impl ClientInfo {
@@ -83,39 +122,76 @@ impl ClientInfo {
         }
     }
 
-    pub fn set_lib(&self, lib_name: Option<&str>, lib_ver: Option<&str>) {
+    /// Records the subcommand of a command that has subcommands (CLIENT LIST's `cmd=`).
+    pub fn set_subcommand(&self, sub: &[u8]) {
         if let Ok(mut n) = self.names.lock() {
-            if let Some(v) = lib_name {
-                n.lib_name = v.to_string();
-            }
-            if let Some(v) = lib_ver {
-                n.lib_ver = v.to_string();
-            }
+            n.last_subcommand = String::from_utf8_lossy(sub).to_ascii_lowercase();
         }
     }
 
-    /// One CLIENT LIST line (without the newline), with Redis's field names.
+    /// Whether the client is subscribed to anything (CLIENT LIST TYPE pubsub).
+    pub fn is_subscribed(&self) -> bool {
+        let s = &self.state;
+        s.sub.load(Ordering::Relaxed)
+            + s.psub.load(Ordering::Relaxed)
+            + s.ssub.load(Ordering::Relaxed)
+            > 0
+    }
+
+    /// One CLIENT LIST line (without the newline), with Redis 7.0's fields. `argv-mem` is 0:
+    /// strata holds no request's arguments between reading and dispatching it.
     pub fn describe(&self, command_name: impl Fn(usize) -> &'static str) -> String {
         let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
         let age = self.created.elapsed().as_secs();
         let idle_ms = (self.created.elapsed().as_millis() as u64)
             .saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
         let cmd = match self.last_command.load(Ordering::Relaxed) {
-            0 => "NULL",
-            i => command_name(i - 1),
+            0 => "NULL".to_string(),
+            i => {
+                let name = command_name(i - 1);
+                if has_subcommands(name) && !names.last_subcommand.is_empty() {
+                    format!("{name}|{}", names.last_subcommand)
+                } else {
+                    name.to_string()
+                }
+            }
         };
+        let s = &self.state;
+        let load = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        let multi = s.multi.load(Ordering::Relaxed);
+        let mut flags = String::new();
+        if s.blocked.load(Ordering::Relaxed) {
+            flags.push('b');
+        }
+        if self.is_subscribed() {
+            flags.push('P');
+        }
+        if multi >= 0 {
+            flags.push('x');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let (qbuf, qbuf_cap, omem) = (load(&s.qbuf), load(&s.qbuf_capacity), load(&s.omem));
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem={} rbs={qbuf_cap} rbp={qbuf} obl={} oll={} omem={omem} tot-mem={} events={} cmd={cmd} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
+            s.fd.load(Ordering::Relaxed),
             names.name,
             age,
             idle_ms / 1000,
-            cmd,
+            load(&s.sub),
+            load(&s.psub),
+            load(&s.ssub),
+            qbuf_cap.saturating_sub(qbuf),
+            load(&s.multi_mem),
+            load(&s.obl),
+            load(&s.oll),
+            qbuf_cap + omem + load(&s.multi_mem),
+            if omem > 0 { "rw" } else { "r" },
             self.proto(),
-            names.lib_name,
-            names.lib_ver,
         )
     }
 }
@@ -141,6 +217,11 @@ impl ClientRegistry {
             names: Mutex::new(Names::default()),
             proto: std::sync::atomic::AtomicU8::new(2),
             killed: crate::latch::Latch::default(),
+            state: SessionState {
+                multi: std::sync::atomic::AtomicI64::new(-1),
+                fd: std::sync::atomic::AtomicI64::new(-1),
+                ..SessionState::default()
+            },
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(id, info.clone());

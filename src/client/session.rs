@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -25,6 +26,7 @@ use super::output::Output;
 use super::output_limit::{Exceeded, OutputLimit};
 use super::registry::Registration;
 use crate::command::introspect::command_index;
+use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
 use crate::coordinator::{dispatch, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
@@ -65,6 +67,11 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
     // `limits.client_output_buffer_limit`.
     let mut output = Output::default();
     let mut output_limit = OutputLimit::default();
+    // What CLIENT LIST shows of this session.
+    let state = &client.state;
+    state
+        .fd
+        .store(i64::from(stream.as_raw_fd()), Ordering::Relaxed);
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
     let mut transaction = super::transaction::Transaction::default();
@@ -96,6 +103,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                     // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2, no name.
                     transaction = super::transaction::Transaction::default();
                     pubsub = super::pubsub::PubSub::default();
+                    for n in [&state.sub, &state.psub, &state.ssub, &state.multi_mem] {
+                        n.store(0, Ordering::Relaxed);
+                    }
+                    state.multi.store(-1, Ordering::Relaxed);
                     client.set_proto(2);
                     client.set_name("");
                     pending
@@ -103,16 +114,32 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                     dispatched += 1;
                 }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
+                    last_spec = request.args.first().and_then(|n| lookup(n)).or(last_spec);
                     let reply = transaction.handle(worker, client.lane(), request);
                     pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
+                    let (count, bytes) = transaction
+                        .queued()
+                        .map_or((-1, 0), |(n, b)| (i64::try_from(n).unwrap_or(i64::MAX), b));
+                    state.multi.store(count, Ordering::Relaxed);
+                    state.multi_mem.store(bytes, Ordering::Relaxed);
                 }
                 Ok(Parsed::Request(request)) if pubsub.takes(&request, proto.is_resp3()) => {
+                    last_spec = request.args.first().and_then(|n| lookup(n)).or(last_spec);
                     let reply = pubsub.handle(worker, request, proto.is_resp3());
                     pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
+                    let (sub, psub, ssub) = pubsub.counts();
+                    state.sub.store(sub, Ordering::Relaxed);
+                    state.psub.store(psub, Ordering::Relaxed);
+                    state.ssub.store(ssub, Ordering::Relaxed);
                 }
                 Ok(Parsed::Request(request)) => {
+                    if request.args.len() > 1 {
+                        if let Some(sub) = container_subcommand(&request) {
+                            client.set_subcommand(sub);
+                        }
+                    }
                     let done = dispatch(worker, client, request, started).await;
                     if done.spec.is_some() {
                         last_spec = done.spec;
@@ -191,6 +218,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 soft_timer.as_mut().reset(at);
             }
         }
+        // What CLIENT LIST and INFO's blocked_clients see while the session waits.
+        state
+            .blocked
+            .store(pending.front().is_some_and(is_blocked), Ordering::Relaxed);
         let added = tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
@@ -256,6 +287,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 break Some(Cut::Output(exceeded));
             }
         }
+        // Before the replies leave: a client that has a reply sees the state that follows it.
+        state
+            .blocked
+            .store(pending.front().is_some_and(is_blocked), Ordering::Relaxed);
         // Write what the socket takes now; the rest waits for it to be writable again, while
         // requests keep being read.
         if !output.is_empty() {
@@ -268,6 +303,17 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 Err(_) => break None,
             }
         }
+        state.qbuf.store(input.len(), Ordering::Relaxed);
+        state
+            .qbuf_capacity
+            .store(input.capacity(), Ordering::Relaxed);
+        state.omem.store(output.len(), Ordering::Relaxed);
+        state.obl.store(output.tail_len(), Ordering::Relaxed);
+        state.oll.store(output.queued(), Ordering::Relaxed);
+        state.blocked.store(
+            pending.front().is_some_and(|(p, _)| p.is_dedicated()),
+            Ordering::Relaxed,
+        );
         if eof && pending.is_empty() && output.is_empty() && !closing {
             break None;
         }
@@ -344,6 +390,31 @@ fn output_cap(limit: &OutputBufferLimit) -> usize {
         Ok(0) | Err(_) => usize::MAX,
         Ok(hard) => hard,
     }
+}
+
+/// Whether a pending reply is a blocking command waiting on its node (BLPOP ..., XREAD BLOCK).
+fn is_blocked((pending, track): &(Pending, Track)) -> bool {
+    pending.is_dedicated()
+        && track
+            .command
+            .and_then(|i| crate::command::table::COMMANDS.get(usize::from(i)))
+            .is_some_and(|spec| spec.has(crate::command::spec::flags::BLOCKING))
+}
+
+/// The subcommand of a request whose command has subcommands (CONFIG GET, XINFO STREAM ...).
+fn container_subcommand(request: &crate::protocol::Request) -> Option<&[u8]> {
+    let name = request.args.first()?;
+    // Every container's name is 3 to 7 bytes long: most requests are ruled out by length.
+    if !(3..=7).contains(&name.len()) {
+        return None;
+    }
+    if !super::registry::CONTAINERS
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+    {
+        return None;
+    }
+    request.args.get(1).map(|a| a.as_ref())
 }
 
 fn is_reset(request: &crate::protocol::Request) -> bool {

@@ -48,6 +48,18 @@ fn is_control(name: &[u8]) -> bool {
 }
 
 impl Transaction {
+    /// Commands queued and their bytes, or `None` outside MULTI (CLIENT LIST's `multi=` and
+    /// `multi-mem=`).
+    pub fn queued(&self) -> Option<(usize, usize)> {
+        self.queued.as_ref().map(|q| {
+            let bytes = q
+                .iter()
+                .map(|(_, r)| r.args.iter().map(|a| a.len()).sum::<usize>())
+                .sum();
+            (q.len(), bytes)
+        })
+    }
+
     /// Whether this session has anything to do with the request: inside MULTI every command,
     /// outside it the transaction commands.
     pub fn takes(&self, request: &Request) -> bool {

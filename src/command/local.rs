@@ -341,36 +341,19 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
             client.set_name(&String::from_utf8_lossy(name));
             Ok(Reply::ok())
         }),
-        "setinfo" => check(4).and_then(|()| {
-            let attr = args.get(2).map_or(&b""[..], |a| a);
-            let value = args.get(3).map(|v| String::from_utf8_lossy(v).into_owned());
-            if value
-                .as_deref()
-                .is_some_and(|v| v.bytes().any(|c| !(b'!'..=b'~').contains(&c)))
-            {
-                let attr = String::from_utf8_lossy(attr).to_ascii_lowercase();
-                return Err(Reply::error(format!(
-                    "ERR {attr} cannot contain spaces, newlines or special characters."
-                )));
-            }
-            if attr.eq_ignore_ascii_case(b"lib-name") {
-                client.set_lib(value.as_deref(), None);
-            } else if attr.eq_ignore_ascii_case(b"lib-ver") {
-                client.set_lib(None, value.as_deref());
-            } else {
-                let attr = String::from_utf8_lossy(attr);
-                return Err(Reply::error(format!("ERR Unrecognized option '{attr}'")));
-            }
-            Ok(Reply::ok())
-        }),
         "info" => check(2)
             .map(|()| Reply::text(format!("{}\n", client.describe(introspect::command_name)))),
         "list" => check(-2).map(|()| client_list(worker, args)),
-        "no-evict" | "no-touch" => check(3).map(|()| Reply::ok()),
+        "no-evict" => check(3).and_then(|()| match args.get(2) {
+            Some(v) if v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"off") => {
+                Ok(Reply::ok())
+            }
+            _ => Err(Reply::error_static("ERR syntax error")),
+        }),
         "help" => Ok(help(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "ID, GETNAME, SETNAME <name>, SETINFO <LIB-NAME|LIB-VER> <value>, INFO,",
-            "LIST [TYPE normal] [ID id ...], NO-EVICT <ON|OFF>, NO-TOUCH <ON|OFF>,",
+            "ID, GETNAME, SETNAME <name>, INFO,",
+            "LIST [TYPE normal|pubsub] [ID id ...], NO-EVICT <ON|OFF>,",
             "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [SKIPME yes|no]",
             "(strata's own client connections; PAUSE and tracking are not supported)",
         ])),
@@ -393,6 +376,8 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
 /// CLIENT LIST [TYPE normal|...] [ID id ...]: strata's own client connections.
 fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
+    // TYPE normal or pubsub: subscribed or not (strata has no master/replica clients).
+    let mut subscribed: Option<bool> = None;
     let mut i = 2;
     while let Some(opt) = args.get(i) {
         if opt.eq_ignore_ascii_case(b"TYPE") {
@@ -401,8 +386,9 @@ fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
             };
             let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
             match kind.as_str() {
-                "normal" => {}
-                "master" | "replica" | "slave" | "pubsub" => ids = Some(Vec::new()),
+                "normal" => subscribed = Some(false),
+                "pubsub" => subscribed = Some(true),
+                "master" | "replica" | "slave" => ids = Some(Vec::new()),
                 _ => return Reply::error(format!("ERR Unknown client type '{kind}'")),
             }
             i += 2;
@@ -423,7 +409,9 @@ fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
     }
     let mut out = String::new();
     for c in worker.shared.clients.all() {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
+            || subscribed.is_some_and(|s| s != c.is_subscribed())
+        {
             continue;
         }
         out.push_str(&c.describe(introspect::command_name));

@@ -139,6 +139,10 @@ fn connection(s: &mut Seq, proto: u8) {
     s.args(&[b"CLIENT", b"SETNAME", b"a b"]);
     s.cmd("CLIENT NO-EVICT on");
     s.cmd("CLIENT NO-EVICT off");
+    s.cmd("CLIENT NO-EVICT maybe");
+    // Redis 7.2's subcommands, unknown to 7.0.
+    s.cmd("CLIENT SETINFO lib-name x");
+    s.cmd("CLIENT NO-TOUCH on");
     s.cmd("CLIENT BOGUS");
     s.cmd("FOOBAR a b");
 }
