@@ -328,6 +328,10 @@ fn limits_are_checked_and_reported_by_the_config() {
             "soft (2mb) must not be above hard (1mb)",
         ),
         (
+            "limits: {client_output_buffer_limit: {pubsub: {hard: 1kb, soft: 0, soft_seconds: 0}}}",
+            "limits.client_output_buffer_limit.pubsub.hard: must be 0 (no limit) or at least 16kb",
+        ),
+        (
             "limits: {client_query_buffer_limit: 10kb}",
             "limits.client_query_buffer_limit: must be at least 1mb",
         ),

@@ -60,6 +60,11 @@ impl OutputLimit {
         Ok(())
     }
 
+    /// The output is below every limit there can be: the soft clock stops.
+    pub fn clear(&mut self) {
+        self.soft_since = None;
+    }
+
     /// When the soft limit runs out, if the client is past it now.
     pub fn soft_deadline(&self, limit: &OutputBufferLimit) -> Option<Instant> {
         self.soft_since

@@ -62,16 +62,6 @@ pub struct SessionState {
     pub fd: std::sync::atomic::AtomicI64,
 }
 
-/// Commands with subcommands: CLIENT LIST shows `name|subcommand` for them, as Redis 7 does.
-pub const CONTAINERS: &[&str] = &[
-    "acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
-    "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
-];
-
-/// Whether `name` (a command-table name) has subcommands.
-pub fn has_subcommands(name: &str) -> bool {
-    CONTAINERS.contains(&name)
-}
 
 impl ClientInfo {
     pub fn proto(&self) -> u8 {
@@ -149,7 +139,7 @@ impl ClientInfo {
             0 => "NULL".to_string(),
             i => {
                 let name = command_name(i - 1);
-                if has_subcommands(name) && !names.last_subcommand.is_empty() {
+                if crate::command::spec::has_subcommands(name) && !names.last_subcommand.is_empty() {
                     format!("{name}|{}", names.last_subcommand)
                 } else {
                     name.to_string()

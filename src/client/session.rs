@@ -34,6 +34,10 @@ use crate::server::Worker;
 
 /// Smallest free space offered to a read.
 const READ_SIZE: usize = 16 * 1024;
+/// The smallest `client_query_buffer_limit` config accepts (below it no check is needed).
+const MIN_QUERY_BUFFER_LIMIT: usize = crate::config::MIN_QUERY_BUFFER_LIMIT as usize;
+/// The smallest non-zero `client_output_buffer_limit` config accepts.
+const MIN_OUTPUT_BUFFER_LIMIT: usize = crate::config::MIN_OUTPUT_BUFFER_LIMIT as usize;
 /// Largest read-ahead when a big bulk argument is arriving.
 const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
 
@@ -67,6 +71,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
     // `limits.client_output_buffer_limit`.
     let mut output = Output::default();
     let mut output_limit = OutputLimit::default();
+    // The client's output limit as last read (refreshed whenever the output is checked).
+    let mut class = output_class(worker, false);
     // What CLIENT LIST shows of this session.
     let state = &client.state;
     state
@@ -135,11 +141,6 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                     state.ssub.store(ssub, Ordering::Relaxed);
                 }
                 Ok(Parsed::Request(request)) => {
-                    if request.args.len() > 1 {
-                        if let Some(sub) = container_subcommand(&request) {
-                            client.set_subcommand(sub);
-                        }
-                    }
                     let done = dispatch(worker, client, request, started).await;
                     if done.spec.is_some() {
                         last_spec = done.spec;
@@ -182,16 +183,19 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
             }
         }
         // The query buffer holds at most one request still arriving (every complete one is
-        // parsed above) unless the pipeline is full.
-        let query_limit = worker
-            .shared
-            .settings
-            .load()
-            .config
-            .limits
-            .client_query_buffer_limit;
-        if input.len() as u64 > query_limit.bytes() {
-            break Some(Cut::Query(query_limit.bytes()));
+        // parsed above) unless the pipeline is full. Below the smallest limit the settings
+        // need not be read.
+        if input.len() > MIN_QUERY_BUFFER_LIMIT {
+            let limit = worker
+                .shared
+                .settings
+                .load()
+                .config
+                .limits
+                .client_query_buffer_limit;
+            if input.len() as u64 > limit.bytes() {
+                break Some(Cut::Query(limit.bytes()));
+            }
         }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
         if can_read {
@@ -209,7 +213,6 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 hedge.as_mut().reset(at);
             }
         }
-        let class = output_class(worker, pubsub.active());
         let soft_at = output_limit
             .soft_deadline(&class)
             .map(tokio::time::Instant::from_std);
@@ -282,9 +285,15 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
             _ = &mut soft_timer, if soft_at.is_some() => true,
         };
         if added {
-            let class = output_class(worker, pubsub.active());
-            if let Err(exceeded) = output_limit.check(output.len(), &class, Instant::now()) {
-                break Some(Cut::Output(exceeded));
+            if output.len() > MIN_OUTPUT_BUFFER_LIMIT {
+                // Read each time: a reload applies to open connections.
+                class = output_class(worker, pubsub.active());
+                if let Err(exceeded) = output_limit.check(output.len(), &class, Instant::now()) {
+                    break Some(Cut::Output(exceeded));
+                }
+            } else {
+                // Below every limit there can be.
+                output_limit.clear();
             }
         }
         // Before the replies leave: a client that has a reply sees the state that follows it.
@@ -399,22 +408,6 @@ fn is_blocked((pending, track): &(Pending, Track)) -> bool {
             .command
             .and_then(|i| crate::command::table::COMMANDS.get(usize::from(i)))
             .is_some_and(|spec| spec.has(crate::command::spec::flags::BLOCKING))
-}
-
-/// The subcommand of a request whose command has subcommands (CONFIG GET, XINFO STREAM ...).
-fn container_subcommand(request: &crate::protocol::Request) -> Option<&[u8]> {
-    let name = request.args.first()?;
-    // Every container's name is 3 to 7 bytes long: most requests are ruled out by length.
-    if !(3..=7).contains(&name.len()) {
-        return None;
-    }
-    if !super::registry::CONTAINERS
-        .iter()
-        .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
-    {
-        return None;
-    }
-    request.args.get(1).map(|a| a.as_ref())
 }
 
 fn is_reset(request: &crate::protocol::Request) -> bool {

@@ -203,3 +203,15 @@ pub fn parse_count(arg: &Bytes) -> Option<usize> {
     }
     Some(n)
 }
+
+/// Commands with subcommands (CONFIG GET, XINFO STREAM ...): CLIENT LIST shows
+/// `name|subcommand` for them, as Redis 7 does.
+const CONTAINERS: &[&str] = &[
+    "acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
+    "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
+];
+
+/// Whether the command-table name `name` has subcommands.
+pub fn has_subcommands(name: &str) -> bool {
+    CONTAINERS.contains(&name)
+}

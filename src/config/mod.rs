@@ -18,6 +18,12 @@ mod sections;
 pub use bytesize::ByteSize;
 pub use sections::*;
 
+/// Smallest `limits.client_query_buffer_limit` (Redis's minimum too).
+pub const MIN_QUERY_BUFFER_LIMIT: u64 = 1 << 20;
+/// Smallest non-zero `limits.client_output_buffer_limit` hard or soft limit: a client's output
+/// is checked once it passes this size.
+pub const MIN_OUTPUT_BUFFER_LIMIT: u64 = 16 * 1024;
+
 /// Largest node weight (a node owns `ring.vnodes × weight` ring points).
 pub const MAX_WEIGHT: u32 = 1000;
 
@@ -238,7 +244,7 @@ impl Config {
             );
         }
         let query_limit = self.limits.client_query_buffer_limit.bytes();
-        if query_limit < 1 << 20 || query_limit < self.limits.max_bulk_len as u64 {
+        if query_limit < MIN_QUERY_BUFFER_LIMIT || query_limit < self.limits.max_bulk_len as u64 {
             return Err(format!(
                 "limits.client_query_buffer_limit: must be at least 1mb and at least limits.max_bulk_len ({}), got {}",
                 self.limits.max_bulk_len, self.limits.client_query_buffer_limit
@@ -248,6 +254,13 @@ impl Config {
             ("normal", self.limits.client_output_buffer_limit.normal),
             ("pubsub", self.limits.client_output_buffer_limit.pubsub),
         ] {
+            for (name, size) in [("hard", limit.hard), ("soft", limit.soft)] {
+                if size.bytes() > 0 && size.bytes() < MIN_OUTPUT_BUFFER_LIMIT {
+                    return Err(format!(
+                        "limits.client_output_buffer_limit.{class}.{name}: must be 0 (no limit) or at least 16kb, got {size}"
+                    ));
+                }
+            }
             if limit.soft.bytes() > 0 && limit.hard.bytes() > 0 && limit.soft > limit.hard {
                 return Err(format!(
                     "limits.client_output_buffer_limit.{class}: soft ({}) must not be above hard ({})",

@@ -108,6 +108,11 @@ pub async fn dispatch(
     track.outcome = traits.outcome;
     let lane = client.lane();
     track.proto = lane.proto;
+    if traits.subcommands {
+        if let Some(sub) = request.args.get(1) {
+            client.set_subcommand(sub);
+        }
+    }
     match spec.route {
         Route::Split(split) => {
             let stride = if split == Split::Mset { 2 } else { 1 };

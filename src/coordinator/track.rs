@@ -50,12 +50,15 @@ pub struct Traits {
     pub class: Class,
     /// The TTL policy may rewrite it (see `policy::ttl`).
     pub ttl_rule: bool,
+    /// It has subcommands (CLIENT LIST shows `name|subcommand`).
+    pub subcommands: bool,
 }
 
 const NO_TRAITS: Traits = Traits {
     outcome: Outcome::Skip,
     class: Class::Other,
     ttl_rule: false,
+    subcommands: false,
 };
 
 fn traits_of(spec: &CommandSpec) -> Traits {
@@ -87,6 +90,7 @@ fn traits_of(spec: &CommandSpec) -> Traits {
     Traits {
         outcome,
         class,
+        subcommands: crate::command::spec::has_subcommands(spec.name),
         // Not tied to the WRITE flag: XGROUP (no flags of its own) creates a stream with
         // MKSTREAM.
         ttl_rule: crate::policy::ttl::has_rule(spec.name),

@@ -30,13 +30,15 @@ impl NodeReply {
 /// Decodes the next complete reply, in the protocol the connection speaks, at the start of
 /// `buf`, removing its bytes; `Ok(None)` when more bytes are needed. An error means the node
 /// sent something that is not RESP: the connection cannot be trusted any more.
+#[inline]
 pub fn decode_reply_as(buf: &mut BytesMut, proto: Proto) -> Result<Option<NodeReply>, String> {
+    // The commonest replies look the same in both protocols.
+    if let Some(reply) = decode_common(buf) {
+        return Ok(Some(reply));
+    }
     match proto {
-        Proto::Resp2 => decode_reply(buf),
+        Proto::Resp2 => decode_general(buf),
         Proto::Resp3 => {
-            if let Some(reply) = decode_common(buf) {
-                return Ok(Some(reply));
-            }
             if buf.starts_with(NULL3) {
                 buf.advance(NULL3.len());
                 return Ok(Some(NodeReply {
@@ -54,9 +56,11 @@ const NULL3: &[u8] = b"_\r\n";
 
 /// Decodes the next complete RESP2 reply at the start of `buf` (see [`decode_reply_as`]).
 pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
-    if let Some(reply) = decode_common(buf) {
-        return Ok(Some(reply));
-    }
+    decode_reply_as(buf, Proto::Resp2)
+}
+
+/// A RESP2 reply the short path did not take, by `redis-protocol`'s parser.
+fn decode_general(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
     match decode_bytes_mut(buf) {
         Ok(Some((frame, _, raw))) => Ok(Some(NodeReply { frame, raw })),
         Ok(None) => Ok(None),
@@ -79,6 +83,7 @@ pub fn bulk_reply_len(buf: &[u8]) -> Option<usize> {
 
 /// `+OK`, `:<n>`, `$-1` and `$<len>` replies that are complete in `buf`; `None` for anything
 /// else (incomplete, other types, or not quite well-formed: the general parser decides).
+#[inline]
 fn decode_common(buf: &mut BytesMut) -> Option<NodeReply> {
     const OK: &[u8] = b"+OK\r\n";
     const NIL: &[u8] = b"$-1\r\n";
