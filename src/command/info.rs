@@ -1,19 +1,18 @@
 //! INFO and CONFIG GET: what strata tells tools about itself.
 //!
 //! INFO has Redis's `server`, `clients`, `stats`, `commandstats` and `keyspace` sections (the
-//! keyspace summed over the nodes, asked with `INFO keyspace` at the time of the request) and
+//! keyspace asked of the nodes at the time of the request, each key counted once:
+//! `coordinator::keyspace`) and
 //! strata's own `layers`, `latency`, `nodes` and `ring` sections (rendered in `report.rs`).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::coordinator::merge::MergePlan;
-use crate::coordinator::plan::fan_out;
-use crate::coordinator::Pending;
-use crate::protocol::reply::command_bytes;
+use crate::coordinator::{Pending, TaskOutput};
 use crate::protocol::Reply;
-use crate::server::Worker;
+use crate::server::{Shared, Worker};
 
 use super::local::Done;
 use super::report;
@@ -21,7 +20,7 @@ use super::report;
 /// The Redis version strata reports (`redis_version`, HELLO): the command set it implements.
 pub const REDIS_VERSION: &str = "7.0.0";
 
-/// Every section, in output order; the ones after `keyspace` follow the nodes' keyspace.
+/// Every section, in output order.
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -41,9 +40,10 @@ fn is_default(section: &str) -> bool {
     section != "commandstats"
 }
 
-/// INFO [section ...].
-pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
-    let mut wanted: Vec<&str> = Vec::new();
+/// INFO [section ...]. With the keyspace section it is a task: every section is rendered once
+/// the nodes have answered.
+pub async fn info(worker: &Arc<Worker>, client_id: u64, args: &[Bytes]) -> Done {
+    let mut wanted: Vec<&'static str> = Vec::new();
     for arg in args.iter().skip(1) {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match name.as_str() {
@@ -59,67 +59,48 @@ pub async fn info(worker: &Worker, client_id: u64, args: &[Bytes]) -> Done {
     if args.len() == 1 {
         wanted.extend(SECTIONS.iter().filter(|s| is_default(s)));
     }
-    let keyspace_at = SECTIONS.iter().position(|s| *s == "keyspace").unwrap_or(0);
-    let shared = &worker.shared;
-    let mut before = String::new();
-    let mut after = String::new();
+    if !wanted.contains(&"keyspace") {
+        return Done::reply(Reply::text(render(&worker.shared, &wanted, None)));
+    }
+    let worker = worker.clone();
+    Done::from(Pending::task(async move {
+        let keyspace = crate::coordinator::keyspace::info_section(&worker, client_id).await;
+        TaskOutput {
+            reply: Reply::text(render(&worker.shared, &wanted, Some(keyspace))),
+            applied: Vec::new(),
+        }
+    }))
+}
+
+/// The wanted sections in INFO order, `keyspace` as gathered from the nodes.
+fn render(shared: &Shared, wanted: &[&str], keyspace: Option<String>) -> String {
+    let mut out = String::new();
     for section in SECTIONS {
-        // The keyspace section is gathered from the nodes and spliced in by the merge.
-        if !wanted.contains(section) || *section == "keyspace" {
+        if !wanted.contains(section) {
             continue;
         }
-        let out = if SECTIONS
-            .iter()
-            .position(|s| s == section)
-            .is_some_and(|i| i > keyspace_at)
-        {
-            &mut after
-        } else {
-            &mut before
-        };
         if !out.is_empty() {
             out.push_str("\r\n");
         }
         match *section {
-            "server" => server(shared, out),
-            "clients" => clients(shared, out),
-            "stats" => stats(shared, out),
-            "commandstats" => report::commandstats_section(shared, out),
-            "layers" => report::layers_section(shared, out),
-            "latency" => report::latency_section(shared, out),
-            "nodes" => report::nodes_section(shared, out),
-            "repair" => report::repair_section(shared, out),
-            "rebalance" => report::rebalance_section(shared, out),
-            "ring" => ring(shared, out),
+            "server" => server(shared, &mut out),
+            "clients" => clients(shared, &mut out),
+            "stats" => stats(shared, &mut out),
+            "commandstats" => report::commandstats_section(shared, &mut out),
+            "keyspace" => out.push_str(keyspace.as_deref().unwrap_or("# Keyspace\r\n")),
+            "layers" => report::layers_section(shared, &mut out),
+            "latency" => report::latency_section(shared, &mut out),
+            "nodes" => report::nodes_section(shared, &mut out),
+            "repair" => report::repair_section(shared, &mut out),
+            "rebalance" => report::rebalance_section(shared, &mut out),
+            "ring" => ring(shared, &mut out),
             _ => {}
         }
     }
-    if !wanted.contains(&"keyspace") {
-        let mut text = before;
-        if !text.is_empty() && !after.is_empty() {
-            text.push_str("\r\n");
-        }
-        text.push_str(&after);
-        return Done::from(Pending::ready(Reply::text(text)));
-    }
-    if !before.is_empty() {
-        before.push_str("\r\n");
-    }
-    if !after.is_empty() {
-        after.insert_str(0, "\r\n");
-    }
-    let payload = command_bytes([&b"INFO"[..], b"keyspace"].into_iter());
-    fan_out(
-        worker,
-        client_id,
-        payload,
-        MergePlan::Info { before, after },
-    )
-    .await
-    .into()
+    out
 }
 
-fn server(shared: &crate::server::Shared, out: &mut String) {
+fn server(shared: &Shared, out: &mut String) {
     let uptime = shared.started.elapsed().as_secs();
     let config_file = shared
         .config_path
@@ -141,7 +122,7 @@ fn server(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-fn clients(shared: &crate::server::Shared, out: &mut String) {
+fn clients(shared: &Shared, out: &mut String) {
     let _ = write!(
         out,
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
@@ -150,7 +131,7 @@ fn clients(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-fn stats(shared: &crate::server::Shared, out: &mut String) {
+fn stats(shared: &Shared, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let t = shared.stats.totals();
     let _ = write!(
@@ -165,7 +146,7 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-fn ring(shared: &crate::server::Shared, out: &mut String) {
+fn ring(shared: &Shared, out: &mut String) {
     let settings = shared.settings.load();
     let config = &settings.config;
     let topology = shared.topology.load();

@@ -6,6 +6,7 @@
 
 pub mod blocking;
 pub mod invalidate;
+pub mod keyspace;
 pub mod layer_keys;
 pub mod merge;
 pub mod pending;
