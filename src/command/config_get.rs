@@ -1,0 +1,187 @@
+//! CONFIG GET pattern [pattern ...]: the parameters strata owns (those describing the proxy:
+//! its port, address, client limit, ...) answered by strata, every other parameter by the
+//! first node that is up (`Topology::first_up`), merged as Redis 7 answers several patterns:
+//! each parameter once, a literal name as it was typed, a glob (`*`, `?`, `[...]`, no case)
+//! with the parameter's own name. A request naming only strata's parameters does not ask a node.
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+
+use crate::coordinator::scan::ask;
+use crate::protocol::{Reply, Request};
+use crate::server::Worker;
+
+/// strata's own parameters and their values. redis-benchmark asks for `save` and
+/// `appendonly` (strata persists nothing itself); the rest describe the proxy, not a node.
+fn own_params(worker: &Worker) -> Vec<(&'static str, String)> {
+    let settings = worker.shared.settings.load();
+    let config = &settings.config;
+    vec![
+        ("appendonly", "no".into()),
+        ("bind", worker.shared.local_addr.ip().to_string()),
+        ("cluster-enabled", "no".into()),
+        ("databases", "1".into()),
+        ("maxclients", config.limits.max_clients.to_string()),
+        ("port", worker.shared.local_addr.port().to_string()),
+        ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
+        ("save", String::new()),
+        ("timeout", "0".into()),
+    ]
+}
+
+/// Redis takes a pattern with `[`, `*` or `?` for a glob, anything else for a name.
+fn is_glob(pattern: &[u8]) -> bool {
+    pattern.iter().any(|c| matches!(c, b'[' | b'*' | b'?'))
+}
+
+/// CONFIG GET with its patterns (`args` from the command name on).
+pub async fn config_get(worker: &Worker, client_id: u64, request: &Request) -> Reply {
+    let patterns = request.args.get(2..).unwrap_or_default();
+    let own = own_params(worker);
+    let is_own = |p: &[u8]| {
+        own.iter()
+            .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(p))
+    };
+    let only_own = patterns.iter().all(|p| !is_glob(p) && is_own(p));
+    let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
+    if !only_own {
+        let Some(node) = worker.shared.topology.load().first_up() else {
+            return Reply::error_static("ERR strata: no node is up");
+        };
+        let args: Vec<&[u8]> = request.args.iter().map(|a| a.as_ref()).collect();
+        match ask(worker, client_id, node, &args).await {
+            Err(e) => return e,
+            Ok(reply) => match node_pairs(reply.frame) {
+                Some(p) => pairs = p,
+                None => return Reply::error_static("ERR strata: unexpected reply from node"),
+            },
+        }
+    }
+    // strata's values replace the node's ...
+    for (name, value) in pairs.iter_mut() {
+        if let Some((_, v)) = own
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        {
+            *value = Bytes::from(v.clone());
+        }
+    }
+    // ... and come in where the node did not give them (not asked).
+    for pattern in patterns {
+        for (name, value) in &own {
+            let matched = if is_glob(pattern) {
+                glob_match(pattern, name.as_bytes())
+            } else {
+                pattern.eq_ignore_ascii_case(name.as_bytes())
+            };
+            let listed = pairs
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+            if matched && !listed {
+                let shown = if is_glob(pattern) {
+                    Bytes::from_static(name.as_bytes())
+                } else {
+                    pattern.clone()
+                };
+                pairs.push((shown, Bytes::from(value.clone())));
+            }
+        }
+    }
+    Reply::Array(
+        pairs
+            .into_iter()
+            .flat_map(|(n, v)| [Reply::Bulk(n), Reply::Bulk(v)])
+            .collect(),
+    )
+}
+
+/// A node's CONFIG GET reply (a flat name/value array) as pairs.
+fn node_pairs(frame: BytesFrame) -> Option<Vec<(Bytes, Bytes)>> {
+    let BytesFrame::Array(items) = frame else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let mut pairs = Vec::new();
+    while let Some(name) = items.next() {
+        match (name, items.next()) {
+            (BytesFrame::BulkString(n), Some(BytesFrame::BulkString(v))) => pairs.push((n, v)),
+            _ => return None,
+        }
+    }
+    Some(pairs)
+}
+
+/// Case-insensitive glob match (`*`, `?`, `[...]`, `\x`), as Redis's `stringmatchlen` with
+/// nocase, for CONFIG GET patterns.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let lower = |c: u8| c.to_ascii_lowercase();
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            (0..=text.len()).any(|i| glob_match(rest, text.get(i..).unwrap_or_default()))
+        }
+        Some((b'?', rest)) => match text.split_first() {
+            Some((_, t)) => glob_match(rest, t),
+            None => false,
+        },
+        Some((b'[', rest)) => {
+            let Some((&c, t)) = text.split_first() else {
+                return false;
+            };
+            let (negate, mut set) = match rest.split_first() {
+                Some((b'^', r)) => (true, r),
+                _ => (false, rest),
+            };
+            let mut matched = false;
+            loop {
+                match set {
+                    [] => return false,
+                    [b']', tail @ ..] => {
+                        set = tail;
+                        break;
+                    }
+                    [b'\\', x, tail @ ..] => {
+                        matched |= lower(*x) == lower(c);
+                        set = tail;
+                    }
+                    [a, b'-', z, tail @ ..] if *z != b']' => {
+                        let (lo, hi) = if a <= z { (*a, *z) } else { (*z, *a) };
+                        matched |= (lower(lo)..=lower(hi)).contains(&lower(c));
+                        set = tail;
+                    }
+                    [x, tail @ ..] => {
+                        matched |= lower(*x) == lower(c);
+                        set = tail;
+                    }
+                }
+            }
+            matched != negate && glob_match(set, t)
+        }
+        Some((b'\\', [x, rest @ ..])) => match text.split_first() {
+            Some((c, t)) => lower(*c) == lower(*x) && glob_match(rest, t),
+            None => false,
+        },
+        Some((p, rest)) => match text.split_first() {
+            Some((c, t)) => lower(*c) == lower(*p) && glob_match(rest, t),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{glob_match, is_glob};
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*", b"save"));
+        assert!(glob_match(b"SAVE", b"save"));
+        assert!(glob_match(b"s?ve", b"save"));
+        assert!(glob_match(b"*max*", b"maxclients"));
+        assert!(glob_match(b"[a-c]ind", b"bind"));
+        assert!(!glob_match(b"[^a-c]ind", b"bind"));
+        assert!(!glob_match(b"save?", b"save"));
+        assert!(glob_match(b"a\\*", b"a*"));
+        assert!(is_glob(b"max*") && is_glob(b"[ab]") && !is_glob(b"maxmemory"));
+    }
+}
