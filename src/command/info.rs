@@ -1,14 +1,16 @@
 //! INFO: what strata tells tools about itself (CONFIG GET is in `config_get.rs`).
 //!
-//! INFO has Redis's `server`, `clients`, `stats`, `commandstats` and `keyspace` sections (the
-//! keyspace asked of the nodes at the time of the request, each key counted once:
-//! `coordinator::keyspace`) and
-//! strata's own `layers`, `latency`, `nodes` and `ring` sections (rendered in `report.rs`).
+//! INFO has Redis's `server`, `clients`, `memory`, `stats`, `commandstats` and `keyspace`
+//! sections and strata's own `layers`, `latency`, `nodes`, `repair`, `rebalance` and `ring`
+//! (rendered in `report.rs`). Every figure is counted by strata or read from the nodes when
+//! INFO runs: the keyspace (each key counted once: `coordinator::keyspace`) and the nodes'
+//! `maxmemory` / `maxmemory_policy` (the first node that is up).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
 
 use crate::coordinator::{Pending, TaskOutput};
 use crate::protocol::Reply;
@@ -24,6 +26,7 @@ pub const REDIS_VERSION: &str = "7.0.0";
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
+    "memory",
     "stats",
     "commandstats",
     "keyspace",
@@ -35,13 +38,22 @@ const SECTIONS: &[&str] = &[
     "ring",
 ];
 
+/// The event notification tokio (mio) uses on this platform.
+const MULTIPLEXING_API: &str = if cfg!(any(target_os = "linux", target_os = "android")) {
+    "epoll"
+} else if cfg!(windows) {
+    "iocp"
+} else {
+    "kqueue"
+};
+
 /// What plain `INFO` (or `INFO default`) shows: all but commandstats, as Redis does.
 fn is_default(section: &str) -> bool {
     section != "commandstats"
 }
 
-/// INFO [section ...]. With the keyspace section it is a task: every section is rendered once
-/// the nodes have answered.
+/// INFO [section ...]. Sections that need the nodes (the keyspace) make it a task: every
+/// section is rendered once the nodes have answered.
 pub async fn info(worker: &Arc<Worker>, client_id: u64, args: &[Bytes]) -> Done {
     let mut wanted: Vec<&'static str> = Vec::new();
     for arg in args.iter().skip(1) {
@@ -59,21 +71,42 @@ pub async fn info(worker: &Arc<Worker>, client_id: u64, args: &[Bytes]) -> Done 
     if args.len() == 1 {
         wanted.extend(SECTIONS.iter().filter(|s| is_default(s)));
     }
-    if !wanted.contains(&"keyspace") {
-        return Done::reply(Reply::text(render(&worker.shared, &wanted, None)));
+    let asks_nodes = wanted.contains(&"keyspace") || wanted.contains(&"memory");
+    if !asks_nodes {
+        return Done::reply(Reply::text(render(
+            &worker.shared,
+            &wanted,
+            &Gathered::default(),
+        )));
     }
     let worker = worker.clone();
     Done::from(Pending::task(async move {
-        let keyspace = crate::coordinator::keyspace::info_section(&worker, client_id).await;
+        let mut gathered = Gathered::default();
+        if wanted.contains(&"keyspace") {
+            let keyspace = crate::coordinator::keyspace::info_section(&worker, client_id).await;
+            gathered.keyspace = Some(keyspace);
+        }
+        if wanted.contains(&"memory") {
+            gathered.memory = node_memory(&worker, client_id).await;
+        }
         TaskOutput {
-            reply: Reply::text(render(&worker.shared, &wanted, Some(keyspace))),
+            reply: Reply::text(render(&worker.shared, &wanted, &gathered)),
             applied: Vec::new(),
         }
     }))
 }
 
-/// The wanted sections in INFO order, `keyspace` as gathered from the nodes.
-fn render(shared: &Shared, wanted: &[&str], keyspace: Option<String>) -> String {
+/// What INFO read from the nodes.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// The `# Keyspace` section.
+    keyspace: Option<String>,
+    /// `maxmemory`, `maxmemory_human`, `maxmemory_policy` lines of the first node up.
+    memory: Option<String>,
+}
+
+/// The wanted sections in INFO order.
+fn render(shared: &Shared, wanted: &[&str], gathered: &Gathered) -> String {
     let mut out = String::new();
     for section in SECTIONS {
         if !wanted.contains(section) {
@@ -85,9 +118,10 @@ fn render(shared: &Shared, wanted: &[&str], keyspace: Option<String>) -> String 
         match *section {
             "server" => server(shared, &mut out),
             "clients" => clients(shared, &mut out),
+            "memory" => memory(gathered.memory.as_deref(), &mut out),
             "stats" => stats(shared, &mut out),
             "commandstats" => report::commandstats_section(shared, &mut out),
-            "keyspace" => out.push_str(keyspace.as_deref().unwrap_or("# Keyspace\r\n")),
+            "keyspace" => out.push_str(gathered.keyspace.as_deref().unwrap_or("# Keyspace\r\n")),
             "layers" => report::layers_section(shared, &mut out),
             "latency" => report::latency_section(shared, &mut out),
             "nodes" => report::nodes_section(shared, &mut out),
@@ -100,6 +134,64 @@ fn render(shared: &Shared, wanted: &[&str], keyspace: Option<String>) -> String 
     out
 }
 
+/// The lines of the first node up's `INFO memory` that describe its limit; None when no node
+/// answers (the lines are then left out rather than made up).
+async fn node_memory(worker: &Worker, client_id: u64) -> Option<String> {
+    let node = worker.shared.topology.load().first_up()?;
+    let reply = crate::coordinator::scan::ask(worker, client_id, node, &[b"INFO", b"memory"])
+        .await
+        .ok()?;
+    let BytesFrame::BulkString(text) = reply.frame else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(&text);
+    let mut out = String::new();
+    for field in ["maxmemory", "maxmemory_human", "maxmemory_policy"] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+        let _ = write!(out, "{field}:{}\r\n", value.trim());
+    }
+    Some(out)
+}
+
+/// strata's resident set size in bytes (Linux: `VmRSS` of /proc/self/status); None elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Redis's `bytesToHuman`: `512B`, `1.50K`, `2.00M`, ...
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut value = n as f64 / 1024.0;
+    for unit in UNITS {
+        if value < 1024.0 {
+            return format!("{value:.2}{unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{n}B")
+}
+
+/// `# Memory`: strata's own resident memory as `used_memory`, and the first node up's limit.
+fn memory(node: Option<&str>, out: &mut String) {
+    out.push_str("# Memory\r\n");
+    if let Some(rss) = resident_bytes() {
+        let _ = write!(
+            out,
+            "used_memory:{rss}\r\nused_memory_human:{}\r\n",
+            human_bytes(rss)
+        );
+    }
+    out.push_str(node.unwrap_or_default());
+}
+
 fn server(shared: &Shared, out: &mut String) {
     let uptime = shared.started.elapsed().as_secs();
     let config_file = shared
@@ -110,7 +202,7 @@ fn server(shared: &Shared, out: &mut String) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:{MULTIPLEXING_API}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
@@ -125,22 +217,32 @@ fn server(shared: &Shared, out: &mut String) {
 fn clients(shared: &Shared, out: &mut String) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
         shared.clients.count(),
         shared.settings.load().config.limits.max_clients,
+        shared.stats.blocked_clients.get(),
     );
 }
 
 fn stats(shared: &Shared, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let t = shared.stats.totals();
+    let [ops, input, output] = shared.stats.instantaneous.rates();
+    let (mut hits, mut misses) = (0, 0);
+    for (_, layer) in shared.layers.load().iter() {
+        let l = layer.stats.totals();
+        hits += l.hits;
+        misses += l.misses;
+    }
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nstrata_error_replies:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nstrata_error_replies:{}\r\n",
         shared.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
         t.net_output_bytes,
+        input as f64 / 1024.0,
+        output as f64 / 1024.0,
         shared.stats.rejected_connections.load(Relaxed),
         t.errors,
     );
@@ -159,4 +261,18 @@ fn ring(shared: &Shared, out: &mut String) {
         config.ring.hash_tag,
         topology.version,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn human_bytes_as_redis() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.50K");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.00M");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.00G");
+    }
 }

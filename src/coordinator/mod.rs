@@ -28,6 +28,7 @@ use crate::client::registry::ClientInfo;
 use crate::command::classify::classify;
 use crate::command::local;
 use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
+use crate::command::table;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -98,7 +99,16 @@ pub async fn dispatch(
         .allow_dangerous_commands;
     let spec = match classify(&request, allow_dangerous) {
         Ok(spec) => spec,
-        Err(reply) => return Dispatched::reply(reply, started),
+        Err(reply) => {
+            let mut refused = Dispatched::reply(reply, started);
+            // A known command refused before it ran is one of its `rejected_calls`.
+            let known = request.args.first().and_then(|n| table::lookup(n));
+            refused.track.command = known
+                .and_then(crate::command::introspect::command_index)
+                .and_then(|i| u16::try_from(i).ok());
+            refused.track.rejected = true;
+            return refused;
+        }
     };
     let index = crate::command::introspect::command_index(spec);
     let traits = track::traits(index);

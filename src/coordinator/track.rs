@@ -122,6 +122,9 @@ pub struct Track {
     pub rewrites: u32,
     /// The RESP3 type of the reply, for clients that speak RESP3.
     pub shape: crate::protocol::resp3::Shape,
+    /// Refused before it ran (arity, disabled): counted as the command's `rejected_calls`,
+    /// not as a call.
+    pub rejected: bool,
 }
 
 impl Track {
@@ -136,6 +139,7 @@ impl Track {
             keys: 1,
             rewrites: 0,
             shape: crate::protocol::resp3::Shape::Plain,
+            rejected: false,
         }
     }
 
@@ -190,12 +194,16 @@ impl<'a> Recorder<'a> {
         .unwrap_or(u64::MAX);
         let failed = is_error(reply);
         if let (Some(stats), Some(cmd)) = (self.stats, track.command) {
-            if let Some(c) = stats.by_command.get(usize::from(cmd)) {
-                c.calls.incr();
-                c.usec.add(usec);
-                if failed {
-                    c.failed.incr();
+            match stats.by_command.get(usize::from(cmd)) {
+                Some(c) if track.rejected => c.rejected.incr(),
+                Some(c) => {
+                    c.calls.incr();
+                    c.usec.add(usec);
+                    if failed {
+                        c.failed.incr();
+                    }
                 }
+                None => {}
             }
         }
         self.record_latency(track.layer, track.class, usec);
