@@ -2,7 +2,9 @@
 //! `policy` (the layer of the request's keys: TTL rules, statistics) → `plan` (ring, split per
 //! node, TTL rewrite, send) → [`Pending`] (awaited by the session in request order) → `merge`
 //! (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
-//! session hands to the statistics with the reply (`track.rs`).
+//! session hands to the statistics with the reply (`track.rs`). The keyspace-wide reads (KEYS,
+//! SCAN, DBSIZE, RANDOMKEY, INFO's keyspace) count each key once whatever its copies
+//! (`keyspace/`).
 
 pub mod blocking;
 pub mod invalidate;
