@@ -25,7 +25,8 @@
 //! - [`client`]: client sessions and the client registry (CLIENT LIST).
 //! - [`protocol`]: request parser, reply encoding, node reply decoding.
 //! - [`command`]: the command table, classification, locally answered commands, INFO.
-//! - [`coordinator`]: planning, pending replies, merging.
+//! - [`coordinator`]: planning, pending replies, merging; the keyspace-wide reads, each key
+//!   once.
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: node connections, pools, node status.
 //! - [`health`]: node up/down state with hysteresis; heartbeats.

@@ -426,6 +426,7 @@ fn run_worker(
         });
         tokio::spawn(worker.tails.clone().watch());
         if index == 0 {
+            tokio::spawn(sample_rates(shared.clone()));
             tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
             crate::health::heartbeat::start(&worker);
             tokio::spawn(reload_on_request(worker.clone()));
@@ -448,6 +449,20 @@ fn run_worker(
         }
     });
     // Dropping the runtime cancels every session and node connection of this worker.
+}
+
+/// Feeds INFO's instantaneous rates (`stats::instant`) a sample every 100 ms.
+async fn sample_rates(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(crate::stats::instant::SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let t = shared.stats.totals();
+        shared.stats.instantaneous.sample(
+            Instant::now(),
+            [t.commands, t.net_input_bytes, t.net_output_bytes],
+        );
+    }
 }
 
 /// Reloads the configuration each time SIGHUP asks (see [`ServerHandle::request_reload`]).
@@ -484,10 +499,6 @@ fn accept_loop(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        shared
-            .stats
-            .connections_received
-            .fetch_add(1, Ordering::Relaxed);
         if shared.connected.load(Ordering::Relaxed) >= max_clients {
             shared
                 .stats
@@ -497,6 +508,11 @@ fn accept_loop(
             let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
             continue;
         }
+        // Redis counts a connection received once it is accepted as a client.
+        shared
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         shared.connected.fetch_add(1, Ordering::Relaxed);
         let Some(worker) = workers.get(next % workers.len().max(1)) else {

@@ -105,6 +105,13 @@ impl Topology {
         self.member_nodes().find(|n| n.id == id)
     }
 
+    /// The first member not marked down: the node strata asks about the nodes' own settings
+    /// (CONFIG GET, INFO `maxmemory`).
+    pub fn first_up(&self) -> Option<usize> {
+        let up = |&s: &usize| self.node(s).is_some_and(|n| !n.health.is_down());
+        self.members.iter().copied().find(up)
+    }
+
     /// A member picked by `n` (spreads keyless requests over the members).
     pub fn pick(&self, n: u64) -> usize {
         let count = self.members.len().max(1) as u64;

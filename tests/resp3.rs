@@ -81,6 +81,19 @@ fn maps_sets_doubles_and_nulls_as_redis_gives_them() {
         Value::Map(pairs) => assert_eq!(pairs[0].0, bulk("maxclients")),
         other => panic!("CONFIG GET: {other:?}"),
     }
+    // Parameters from a node merged with strata's own: still one map, each name once.
+    match query(&mut con, &["CONFIG", "GET", "maxmemory*", "save", "max*"]) {
+        Value::Map(pairs) => {
+            let mut names: Vec<Value> = pairs.iter().map(|(k, _)| k.clone()).collect();
+            assert!(names.contains(&bulk("maxmemory")) && names.contains(&bulk("save")));
+            assert!(names.contains(&bulk("maxclients")), "{names:?}");
+            let all = names.len();
+            names.sort_by_key(|n| format!("{n:?}"));
+            names.dedup();
+            assert_eq!(names.len(), all, "a name twice in {pairs:?}");
+        }
+        other => panic!("CONFIG GET: {other:?}"),
+    }
     // A RESP2 client of the same strata (and nodes) still gets RESP2.
     let mut c = strata.raw();
     assert_eq!(c.call(&["GET", "missing"]), Resp::Nil);

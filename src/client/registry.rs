@@ -62,7 +62,6 @@ pub struct SessionState {
     pub fd: std::sync::atomic::AtomicI64,
 }
 
-
 impl ClientInfo {
     pub fn proto(&self) -> u8 {
         self.proto.load(Ordering::Relaxed)
@@ -139,7 +138,8 @@ impl ClientInfo {
             0 => "NULL".to_string(),
             i => {
                 let name = command_name(i - 1);
-                if crate::command::spec::has_subcommands(name) && !names.last_subcommand.is_empty() {
+                if crate::command::spec::has_subcommands(name) && !names.last_subcommand.is_empty()
+                {
                     format!("{name}|{}", names.last_subcommand)
                 } else {
                     name.to_string()

@@ -1,20 +1,21 @@
-//! INFO and CONFIG GET: what strata tells tools about itself.
+//! INFO: what strata tells tools about itself (CONFIG GET is in `config_get.rs`).
 //!
-//! INFO has Redis's `server`, `clients`, `stats`, `commandstats` and `keyspace` sections (the
-//! keyspace summed over the nodes, asked with `INFO keyspace` at the time of the request) and
-//! strata's own `layers`, `latency`, `nodes` and `ring` sections (rendered in `report.rs`).
+//! INFO has Redis's `server`, `clients`, `memory`, `stats`, `commandstats` and `keyspace`
+//! sections and strata's own `layers`, `latency`, `nodes`, `repair`, `rebalance` and `ring`
+//! (rendered in `report.rs`). Every figure is counted by strata or read from the nodes when
+//! INFO runs: the keyspace (each key counted once: `coordinator::keyspace`) and the nodes'
+//! `maxmemory` / `maxmemory_policy` (the first node that is up).
 
 use crate::backend::Lane;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
 
-use crate::coordinator::merge::MergePlan;
-use crate::coordinator::plan::fan_out;
-use crate::coordinator::Pending;
-use crate::protocol::reply::command_bytes;
+use crate::coordinator::{Pending, TaskOutput};
 use crate::protocol::Reply;
-use crate::server::Worker;
+use crate::server::{Shared, Worker};
 
 use super::local::Done;
 use super::report;
@@ -22,10 +23,11 @@ use super::report;
 /// The Redis version strata reports (`redis_version`, HELLO): the command set it implements.
 pub const REDIS_VERSION: &str = "7.0.0";
 
-/// Every section, in output order; the ones after `keyspace` follow the nodes' keyspace.
+/// Every section, in output order.
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
+    "memory",
     "stats",
     "commandstats",
     "keyspace",
@@ -37,14 +39,24 @@ const SECTIONS: &[&str] = &[
     "ring",
 ];
 
+/// The event notification tokio (mio) uses on this platform.
+const MULTIPLEXING_API: &str = if cfg!(any(target_os = "linux", target_os = "android")) {
+    "epoll"
+} else if cfg!(windows) {
+    "iocp"
+} else {
+    "kqueue"
+};
+
 /// What plain `INFO` (or `INFO default`) shows: all but commandstats, as Redis does.
 fn is_default(section: &str) -> bool {
     section != "commandstats"
 }
 
-/// INFO [section ...].
-pub async fn info(worker: &Worker, lane: Lane, args: &[Bytes]) -> Done {
-    let mut wanted: Vec<&str> = Vec::new();
+/// INFO [section ...]. Sections that need the nodes (the keyspace) make it a task: every
+/// section is rendered once the nodes have answered.
+pub async fn info(worker: &Arc<Worker>, lane: Lane, args: &[Bytes]) -> Done {
+    let mut wanted: Vec<&'static str> = Vec::new();
     for arg in args.iter().skip(1) {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match name.as_str() {
@@ -60,62 +72,128 @@ pub async fn info(worker: &Worker, lane: Lane, args: &[Bytes]) -> Done {
     if args.len() == 1 {
         wanted.extend(SECTIONS.iter().filter(|s| is_default(s)));
     }
-    let keyspace_at = SECTIONS.iter().position(|s| *s == "keyspace").unwrap_or(0);
-    let shared = &worker.shared;
-    let mut before = String::new();
-    let mut after = String::new();
+    let asks_nodes = wanted.contains(&"keyspace") || wanted.contains(&"memory");
+    if !asks_nodes {
+        return Done::reply(Reply::text(render(
+            &worker.shared,
+            &wanted,
+            &Gathered::default(),
+        )));
+    }
+    let worker = worker.clone();
+    Done::from(Pending::task(async move {
+        let mut gathered = Gathered::default();
+        if wanted.contains(&"keyspace") {
+            let keyspace = crate::coordinator::keyspace::info_section(&worker, lane).await;
+            gathered.keyspace = Some(keyspace);
+        }
+        if wanted.contains(&"memory") {
+            gathered.memory = node_memory(&worker, lane).await;
+        }
+        TaskOutput {
+            reply: Reply::text(render(&worker.shared, &wanted, &gathered)),
+            applied: Vec::new(),
+        }
+    }))
+}
+
+/// What INFO read from the nodes.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// The `# Keyspace` section.
+    keyspace: Option<String>,
+    /// `maxmemory`, `maxmemory_human`, `maxmemory_policy` lines of the first node up.
+    memory: Option<String>,
+}
+
+/// The wanted sections in INFO order.
+fn render(shared: &Shared, wanted: &[&str], gathered: &Gathered) -> String {
+    let mut out = String::new();
     for section in SECTIONS {
-        // The keyspace section is gathered from the nodes and spliced in by the merge.
-        if !wanted.contains(section) || *section == "keyspace" {
+        if !wanted.contains(section) {
             continue;
         }
-        let out = if SECTIONS
-            .iter()
-            .position(|s| s == section)
-            .is_some_and(|i| i > keyspace_at)
-        {
-            &mut after
-        } else {
-            &mut before
-        };
         if !out.is_empty() {
             out.push_str("\r\n");
         }
         match *section {
-            "server" => server(shared, out),
-            "clients" => clients(shared, out),
-            "stats" => stats(shared, out),
-            "commandstats" => report::commandstats_section(shared, out),
-            "layers" => report::layers_section(shared, out),
-            "latency" => report::latency_section(shared, out),
-            "nodes" => report::nodes_section(shared, out),
-            "repair" => report::repair_section(shared, out),
-            "rebalance" => report::rebalance_section(shared, out),
-            "ring" => ring(shared, out),
+            "server" => server(shared, &mut out),
+            "clients" => clients(shared, &mut out),
+            "memory" => memory(gathered.memory.as_deref(), &mut out),
+            "stats" => stats(shared, &mut out),
+            "commandstats" => report::commandstats_section(shared, &mut out),
+            "keyspace" => out.push_str(gathered.keyspace.as_deref().unwrap_or("# Keyspace\r\n")),
+            "layers" => report::layers_section(shared, &mut out),
+            "latency" => report::latency_section(shared, &mut out),
+            "nodes" => report::nodes_section(shared, &mut out),
+            "repair" => report::repair_section(shared, &mut out),
+            "rebalance" => report::rebalance_section(shared, &mut out),
+            "ring" => ring(shared, &mut out),
             _ => {}
         }
     }
-    if !wanted.contains(&"keyspace") {
-        let mut text = before;
-        if !text.is_empty() && !after.is_empty() {
-            text.push_str("\r\n");
-        }
-        text.push_str(&after);
-        return Done::from(Pending::ready(Reply::text(text)));
-    }
-    if !before.is_empty() {
-        before.push_str("\r\n");
-    }
-    if !after.is_empty() {
-        after.insert_str(0, "\r\n");
-    }
-    let payload = command_bytes([&b"INFO"[..], b"keyspace"].into_iter());
-    fan_out(worker, lane, payload, MergePlan::Info { before, after })
-        .await
-        .into()
+    out
 }
 
-fn server(shared: &crate::server::Shared, out: &mut String) {
+/// The lines of the first node up's `INFO memory` that describe its limit; None when no node
+/// answers (the lines are then left out rather than made up).
+async fn node_memory(worker: &Worker, lane: Lane) -> Option<String> {
+    let node = worker.shared.topology.load().first_up()?;
+    let reply = crate::coordinator::scan::ask(worker, lane, node, &[b"INFO", b"memory"])
+        .await
+        .ok()?;
+    let BytesFrame::BulkString(text) = reply.frame else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(&text);
+    let mut out = String::new();
+    for field in ["maxmemory", "maxmemory_human", "maxmemory_policy"] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+        let _ = write!(out, "{field}:{}\r\n", value.trim());
+    }
+    Some(out)
+}
+
+/// strata's resident set size in bytes (Linux: `VmRSS` of /proc/self/status); None elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Redis's `bytesToHuman`: `512B`, `1.50K`, `2.00M`, ...
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut value = n as f64 / 1024.0;
+    for unit in UNITS {
+        if value < 1024.0 {
+            return format!("{value:.2}{unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{n}B")
+}
+
+/// `# Memory`: strata's own resident memory as `used_memory`, and the first node up's limit.
+fn memory(node: Option<&str>, out: &mut String) {
+    out.push_str("# Memory\r\n");
+    if let Some(rss) = resident_bytes() {
+        let _ = write!(
+            out,
+            "used_memory:{rss}\r\nused_memory_human:{}\r\n",
+            human_bytes(rss)
+        );
+    }
+    out.push_str(node.unwrap_or_default());
+}
+
+fn server(shared: &Shared, out: &mut String) {
     let uptime = shared.started.elapsed().as_secs();
     let config_file = shared
         .config_path
@@ -125,7 +203,7 @@ fn server(shared: &crate::server::Shared, out: &mut String) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:{MULTIPLEXING_API}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
@@ -137,25 +215,35 @@ fn server(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-fn clients(shared: &crate::server::Shared, out: &mut String) {
+fn clients(shared: &Shared, out: &mut String) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
         shared.clients.count(),
         shared.settings.load().config.limits.max_clients,
+        shared.stats.blocked_clients.get(),
     );
 }
 
-fn stats(shared: &crate::server::Shared, out: &mut String) {
+fn stats(shared: &Shared, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let t = shared.stats.totals();
+    let [ops, input, output] = shared.stats.instantaneous.rates();
+    let (mut hits, mut misses) = (0, 0);
+    for (_, layer) in shared.layers.load().iter() {
+        let l = layer.stats.totals();
+        hits += l.hits;
+        misses += l.misses;
+    }
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_error_replies:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nstrata_error_replies:{}\r\n",
         shared.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
         t.net_output_bytes,
+        input as f64 / 1024.0,
+        output as f64 / 1024.0,
         shared.stats.rejected_connections.load(Relaxed),
         shared.stats.query_limit_disconnections.load(Relaxed),
         shared.stats.output_limit_disconnections.load(Relaxed),
@@ -163,7 +251,7 @@ fn stats(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-fn ring(shared: &crate::server::Shared, out: &mut String) {
+fn ring(shared: &Shared, out: &mut String) {
     let settings = shared.settings.load();
     let config = &settings.config;
     let topology = shared.topology.load();
@@ -178,102 +266,16 @@ fn ring(shared: &crate::server::Shared, out: &mut String) {
     );
 }
 
-/// CONFIG GET pattern [pattern ...]: strata's own view of the parameters tools ask about
-/// (redis-benchmark asks for `save` and `appendonly`). Values describe the proxy, not a node.
-pub fn config_get(worker: &Worker, patterns: &[Bytes]) -> Reply {
-    let settings = worker.shared.settings.load();
-    let config = &settings.config;
-    let params: Vec<(&str, String)> = vec![
-        ("appendonly", "no".into()),
-        ("bind", worker.shared.local_addr.ip().to_string()),
-        ("cluster-enabled", "no".into()),
-        ("databases", "1".into()),
-        ("maxclients", config.limits.max_clients.to_string()),
-        ("port", worker.shared.local_addr.port().to_string()),
-        ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
-        ("save", String::new()),
-        ("timeout", "0".into()),
-    ];
-    let mut out = Vec::new();
-    for (name, value) in params {
-        if patterns.iter().any(|p| glob_match(p, name.as_bytes())) {
-            out.push(Reply::bulk(name.as_bytes().to_vec()));
-            out.push(Reply::text(value));
-        }
-    }
-    Reply::Array(out)
-}
-
-/// Case-insensitive glob match (`*`, `?`, `[...]`, `\x`), as Redis's `stringmatchlen` with
-/// nocase, for CONFIG GET patterns.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let lower = |c: u8| c.to_ascii_lowercase();
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => {
-            (0..=text.len()).any(|i| glob_match(rest, text.get(i..).unwrap_or_default()))
-        }
-        Some((b'?', rest)) => match text.split_first() {
-            Some((_, t)) => glob_match(rest, t),
-            None => false,
-        },
-        Some((b'[', rest)) => {
-            let Some((&c, t)) = text.split_first() else {
-                return false;
-            };
-            let (negate, mut set) = match rest.split_first() {
-                Some((b'^', r)) => (true, r),
-                _ => (false, rest),
-            };
-            let mut matched = false;
-            loop {
-                match set {
-                    [] => return false,
-                    [b']', tail @ ..] => {
-                        set = tail;
-                        break;
-                    }
-                    [b'\\', x, tail @ ..] => {
-                        matched |= lower(*x) == lower(c);
-                        set = tail;
-                    }
-                    [a, b'-', z, tail @ ..] if *z != b']' => {
-                        let (lo, hi) = if a <= z { (*a, *z) } else { (*z, *a) };
-                        matched |= (lower(lo)..=lower(hi)).contains(&lower(c));
-                        set = tail;
-                    }
-                    [x, tail @ ..] => {
-                        matched |= lower(*x) == lower(c);
-                        set = tail;
-                    }
-                }
-            }
-            matched != negate && glob_match(set, t)
-        }
-        Some((b'\\', [x, rest @ ..])) => match text.split_first() {
-            Some((c, t)) => lower(*c) == lower(*x) && glob_match(rest, t),
-            None => false,
-        },
-        Some((p, rest)) => match text.split_first() {
-            Some((c, t)) => lower(*c) == lower(*p) && glob_match(rest, t),
-            None => false,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::human_bytes;
 
     #[test]
-    fn globs() {
-        assert!(glob_match(b"*", b"save"));
-        assert!(glob_match(b"SAVE", b"save"));
-        assert!(glob_match(b"s?ve", b"save"));
-        assert!(glob_match(b"*max*", b"maxclients"));
-        assert!(glob_match(b"[a-c]ind", b"bind"));
-        assert!(!glob_match(b"[^a-c]ind", b"bind"));
-        assert!(!glob_match(b"save?", b"save"));
-        assert!(glob_match(b"a\\*", b"a*"));
+    fn human_bytes_as_redis() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.50K");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.00M");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.00G");
     }
 }

@@ -217,10 +217,10 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
     let args = &request.args;
     let sub = sub(args);
     match sub.as_str() {
-        "get" => Done::reply(sub_arity("config", "get", args.len(), -3).map_or_else(
-            |e| e,
-            |()| info::config_get(worker, args.get(2..).unwrap_or_default()),
-        )),
+        "get" => Done::reply(match sub_arity("config", "get", args.len(), -3) {
+            Err(e) => e,
+            Ok(()) => super::config_get::config_get(worker, client.lane(), request).await,
+        }),
         "set" => {
             if let Err(e) = sub_arity("config", "set", args.len(), -4) {
                 return Done::reply(e);
@@ -250,8 +250,9 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
         }
         "help" => Done::reply(help(&[
             "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GET <pattern>",
-            "    Return strata's parameters matching the glob-like <pattern>.",
+            "GET <pattern> [<pattern> ...]",
+            "    Return the parameters matching the glob-like <pattern>s: strata's own, the",
+            "    others from the first node that is up.",
             "SET <directive> <value>",
             "    Set a parameter on every node (needs security.allow_dangerous_commands).",
             "RESETSTAT",

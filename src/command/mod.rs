@@ -2,6 +2,7 @@
 //! itself.
 
 pub mod classify;
+pub mod config_get;
 pub mod info;
 pub mod introspect;
 pub mod keys;

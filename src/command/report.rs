@@ -199,21 +199,26 @@ pub fn rebalance_section(shared: &Shared, out: &mut String) {
     );
 }
 
-/// INFO `# Commandstats`, in Redis's format, for the commands called at least once.
+/// INFO `# Commandstats`, in Redis's format, for the commands called or refused at least once.
 pub fn commandstats_section(shared: &Shared, out: &mut String) {
     out.push_str("# Commandstats\r\n");
     for index in 0..COMMANDS.len() {
         let c = shared.stats.command(index);
-        if c.calls == 0 {
+        if c.calls == 0 && c.rejected == 0 {
             continue;
         }
+        let per_call = if c.calls == 0 {
+            0.0
+        } else {
+            c.usec as f64 / c.calls as f64
+        };
         let _ = write!(
             out,
-            "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls=0,failed_calls={}\r\n",
+            "cmdstat_{}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
             command_name(index),
             c.calls,
             c.usec,
-            c.usec as f64 / c.calls as f64,
+            c.rejected,
             c.failed,
         );
     }

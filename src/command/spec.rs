@@ -126,19 +126,17 @@ pub enum Split {
 /// How the replies of a fanned-out command are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
-    /// Integers summed (DBSIZE).
-    Sum,
-    /// Arrays concatenated (KEYS).
-    Concat,
     /// `+OK` when every node said OK, else the first error (FLUSHDB, FLUSHALL, CONFIG SET, ...).
     AllOk,
-    /// The first non-nil reply (RANDOMKEY).
-    FirstNonNil,
     /// Per-element AND of integer arrays (SCRIPT EXISTS).
     AllOfArrays,
     /// The first node's reply, once every node agreed to succeed (SCRIPT LOAD: the SHA).
     FirstReply,
-    /// SCAN: cursor carries the node index (handled by the SCAN plan).
+    /// The keyspace reads, each key counted once whatever its copies
+    /// (`coordinator::keyspace`): DBSIZE, KEYS, RANDOMKEY, SCAN (its cursor names the node).
+    DbSize,
+    Keys,
+    RandomKey,
     Scan,
 }
 

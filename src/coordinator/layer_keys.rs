@@ -1,6 +1,7 @@
-//! The layer key count: every `stats.layer_keys_interval`, a SCAN of every node sorts its keys
-//! into layers, and each layer's `keys` figure (INFO, STRATA LAYERS, `/metrics`) is replaced by
-//! the new count. A pass that cannot finish (a node down) leaves the previous figures.
+//! The layer key count: every `stats.layer_keys_interval`, a SCAN of every live node sorts the
+//! keys it owns (each key once, whatever its copies: `keyspace::owner`) into layers, and each
+//! layer's `keys` figure (INFO, STRATA LAYERS, `/metrics`) is replaced by the new count. A pass
+//! that cannot finish (a node failing) leaves the previous figures.
 
 use std::sync::Arc;
 
@@ -33,13 +34,14 @@ pub async fn run(worker: Arc<Worker>) {
     }
 }
 
-/// One pass over every node.
+/// One pass over every live node.
 pub async fn count_once(worker: &Worker) -> Result<(), String> {
     let shared = &worker.shared;
-    let mut counts = vec![0u64; shared.layers.load().len()];
+    let layers = shared.layers.load_full();
+    let owners = super::keyspace::owners_now(shared);
+    let mut counts = vec![0u64; layers.len()];
     let batch = shared.settings.load().config.limits.scan_count;
-    let members = shared.topology.load().members.clone();
-    for node in members {
+    for node in owners.live_members() {
         let mut scan = NodeScan::new(node, None, batch);
         loop {
             match scan
@@ -47,10 +49,8 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
                 .await
             {
                 Ok(Some(keys)) => {
-                    for key in keys {
-                        if let Some(c) =
-                            counts.get_mut(usize::from(shared.layers.load().resolve(&key)))
-                        {
+                    for key in keys.iter().filter(|k| owners.reports(node, k)) {
+                        if let Some(c) = counts.get_mut(usize::from(layers.resolve(key))) {
                             *c += 1;
                         }
                     }
@@ -60,7 +60,7 @@ pub async fn count_once(worker: &Worker) -> Result<(), String> {
             }
         }
     }
-    for ((_, layer), n) in shared.layers.load().iter().zip(counts) {
+    for ((_, layer), n) in layers.iter().zip(counts) {
         layer.stats.set_keys(n);
     }
     Ok(())

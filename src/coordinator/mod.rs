@@ -2,10 +2,13 @@
 //! `policy` (the layer of the request's keys: TTL rules, statistics) → `plan` (ring, split per
 //! node, TTL rewrite, send) → [`Pending`] (awaited by the session in request order) → `merge`
 //! (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
-//! session hands to the statistics with the reply (`track.rs`).
+//! session hands to the statistics with the reply (`track.rs`). The keyspace-wide reads (KEYS,
+//! SCAN, DBSIZE, RANDOMKEY, INFO's keyspace) count each key once whatever its copies
+//! (`keyspace/`).
 
 pub mod blocking;
 pub mod invalidate;
+pub mod keyspace;
 pub mod layer_keys;
 pub mod merge;
 pub mod pending;
@@ -27,6 +30,7 @@ use crate::client::registry::ClientInfo;
 use crate::command::classify::classify;
 use crate::command::local;
 use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
+use crate::command::table;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -97,7 +101,16 @@ pub async fn dispatch(
         .allow_dangerous_commands;
     let spec = match classify(&request, allow_dangerous) {
         Ok(spec) => spec,
-        Err(reply) => return Dispatched::reply(reply, started),
+        Err(reply) => {
+            let mut refused = Dispatched::reply(reply, started);
+            // A known command refused before it ran is one of its `rejected_calls`.
+            let known = request.args.first().and_then(|n| table::lookup(n));
+            refused.track.command = known
+                .and_then(crate::command::introspect::command_index)
+                .and_then(|i| u16::try_from(i).ok());
+            refused.track.rejected = true;
+            return refused;
+        }
     };
     let index = crate::command::introspect::command_index(spec);
     let traits = track::traits(index);

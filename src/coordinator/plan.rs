@@ -13,7 +13,7 @@ use crate::protocol::reply::{append_args, append_encoded, command_bytes};
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
-use super::merge::{decode_scan_cursor, MergePlan};
+use super::merge::MergePlan;
 use super::pending::{Gather, Pending};
 use super::track::Track;
 
@@ -406,52 +406,22 @@ pub async fn plan_split(
     Pending::gather(gather)
 }
 
-/// Routes keyspace-wide commands to every node.
-pub async fn plan_fan_out(worker: &Worker, lane: Lane, merge: Merge, request: Request) -> Pending {
+/// Routes keyspace-wide commands to every node; the keyspace reads count each key once
+/// (`keyspace/`).
+pub async fn plan_fan_out(
+    worker: &std::sync::Arc<Worker>,
+    lane: Lane,
+    merge: Merge,
+    request: Request,
+) -> Pending {
     let plan = match merge {
-        Merge::Sum => MergePlan::Sum,
-        Merge::Concat => MergePlan::Concat,
         Merge::AllOk => MergePlan::AllOk,
-        Merge::FirstNonNil => MergePlan::FirstNonNil,
         Merge::AllOfArrays => MergePlan::AllOfArrays,
         Merge::FirstReply => MergePlan::FirstReply,
-        Merge::Scan => return plan_scan(worker, lane, request).await,
+        Merge::DbSize => return super::keyspace::dbsize(worker, lane),
+        Merge::Keys => return super::keyspace::keys(worker, lane, request),
+        Merge::RandomKey => return super::keyspace::randomkey(worker, lane),
+        Merge::Scan => return super::keyspace::scan(worker, lane, request),
     };
     fan_out(worker, lane, payload(&request), plan).await
-}
-
-/// SCAN: the cursor names the node (its position among the members); the node's own cursor
-/// replaces it in the request.
-async fn plan_scan(worker: &Worker, lane: Lane, request: Request) -> Pending {
-    let members = worker.shared.topology.load().members.clone();
-    let node_count = members.len();
-    // Redis reads an empty cursor as 0.
-    let cursor = match request.args.get(1) {
-        Some(c) if c.is_empty() => Some(0),
-        c => c
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse::<u64>().ok()),
-    };
-    let Some((node, node_cursor)) = cursor.and_then(|c| decode_scan_cursor(c, node_count)) else {
-        return Pending::ready(Reply::error_static("ERR invalid cursor"));
-    };
-    let node_cursor = node_cursor.to_string();
-    let args = request.args.iter().enumerate().map(|(i, a)| {
-        if i == 1 {
-            node_cursor.as_bytes()
-        } else {
-            a.as_ref()
-        }
-    });
-    let args: Vec<&[u8]> = args.collect();
-    let Some(conn) = members
-        .get(node)
-        .and_then(|&slot| worker.connection(slot, lane))
-    else {
-        return Pending::ready(Reply::error_static("ERR invalid cursor"));
-    };
-    let rx = conn.send(command_bytes(args.into_iter())).await;
-    let mut gather = Gather::new(MergePlan::Scan { node, node_count });
-    gather.push(rx, conn.node().clone());
-    Pending::gather(gather)
 }

@@ -1,5 +1,7 @@
 //! strata's own walks over a node's keys: SCAN with an optional MATCH pattern, batch by batch,
-//! and UNLINK of the keys found. Used by STRATA INVALIDATE and the layer key count.
+//! and UNLINK of the keys found. Used by STRATA INVALIDATE, the layer key count and the
+//! keyspace-wide commands (`keyspace/`); and [`ask`] / [`ask_each`], one command to one node or
+//! to several, waited for.
 
 use crate::backend::Lane;
 use bytes::Bytes;
@@ -27,6 +29,36 @@ pub async fn ask(
         Ok(reply) => Ok(reply),
         Err(e) => Err(Reply::error(e.to_string())),
     }
+}
+
+/// Sends one command to each of `nodes` (every one sent before any reply is awaited, so the
+/// nodes work at once) and waits for the replies, in the order of `nodes`.
+pub async fn ask_each(
+    worker: &Worker,
+    lane: Lane,
+    nodes: &[usize],
+    args: &[&[u8]],
+) -> Vec<Result<NodeReply, Reply>> {
+    let payload = command_bytes(args.iter().copied());
+    let mut sent = Vec::with_capacity(nodes.len());
+    for &node in nodes {
+        sent.push(match worker.connection(node, lane) {
+            Some(conn) => Ok((conn.send(payload.clone()).await, conn.node().clone())),
+            None => Err(Reply::error_static("ERR strata: no such node")),
+        });
+    }
+    let mut out = Vec::with_capacity(sent.len());
+    for one in sent {
+        out.push(match one {
+            Err(e) => Err(e),
+            Ok((rx, node)) => match settle(&node, rx.await) {
+                Ok(reply) if reply.is_error() => Err(Reply::Raw(reply.raw)),
+                Ok(reply) => Ok(reply),
+                Err(e) => Err(Reply::error(e.to_string())),
+            },
+        });
+    }
+    out
 }
 
 /// A SCAN of one node in progress.
@@ -63,25 +95,31 @@ impl NodeScan {
         args.push(b"COUNT");
         args.push(self.count.as_bytes());
         let reply = ask(worker, lane, self.node, &args).await?;
-        let BytesFrame::Array(mut parts) = reply.frame else {
-            return Err(unexpected());
-        };
-        let (Some(BytesFrame::Array(keys)), Some(BytesFrame::BulkString(cursor))) =
-            (parts.pop(), parts.pop())
-        else {
-            return Err(unexpected());
-        };
+        let (cursor, keys) = scan_page(reply.frame).ok_or_else(unexpected)?;
         self.done = cursor.as_ref() == b"0";
         self.cursor = cursor;
-        Ok(Some(
-            keys.into_iter()
-                .filter_map(|k| match k {
-                    BytesFrame::BulkString(k) => Some(k),
-                    _ => None,
-                })
-                .collect(),
-        ))
+        Ok(Some(keys))
     }
+}
+
+/// A node's SCAN reply: its next cursor and the keys.
+pub fn scan_page(frame: BytesFrame) -> Option<(Bytes, Vec<Bytes>)> {
+    let BytesFrame::Array(mut parts) = frame else {
+        return None;
+    };
+    let (Some(BytesFrame::Array(keys)), Some(BytesFrame::BulkString(cursor)), true) =
+        (parts.pop(), parts.pop(), parts.is_empty())
+    else {
+        return None;
+    };
+    let keys = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            BytesFrame::BulkString(k) => Some(k),
+            _ => None,
+        })
+        .collect();
+    Some((cursor, keys))
 }
 
 /// UNLINKs `keys` on `node`; returns how many existed.

@@ -130,6 +130,9 @@ pub struct Track {
     /// The RESP3 type of a reply strata builds itself, for clients that speak RESP3 (node
     /// replies come from RESP3 connections and are written as they are).
     pub shape: crate::protocol::resp3::Shape,
+    /// Refused before it ran (arity, disabled): counted as the command's `rejected_calls`,
+    /// not as a call.
+    pub rejected: bool,
 }
 
 impl Track {
@@ -145,6 +148,7 @@ impl Track {
             rewrites: 0,
             proto: crate::protocol::Proto::Resp2,
             shape: crate::protocol::resp3::Shape::Plain,
+            rejected: false,
         }
     }
 
@@ -206,12 +210,16 @@ impl<'a> Recorder<'a> {
         .unwrap_or(u64::MAX);
         let failed = is_error(reply);
         if let (Some(stats), Some(cmd)) = (self.stats, track.command) {
-            if let Some(c) = stats.by_command.get(usize::from(cmd)) {
-                c.calls.incr();
-                c.usec.add(usec);
-                if failed {
-                    c.failed.incr();
+            match stats.by_command.get(usize::from(cmd)) {
+                Some(c) if track.rejected => c.rejected.incr(),
+                Some(c) => {
+                    c.calls.incr();
+                    c.usec.add(usec);
+                    if failed {
+                        c.failed.incr();
+                    }
                 }
+                None => {}
             }
         }
         self.record_latency(track.layer, track.class, usec);

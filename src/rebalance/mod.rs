@@ -82,6 +82,12 @@ impl Rebalance {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Membership changes whose keys a rebalance has not moved yet (their previous owners
+    /// may still hold keys).
+    pub fn pending_rings(&self) -> usize {
+        self.previous.load().len()
+    }
+
     /// The figures, as (name, value), for INFO `# Rebalance`, STRATA STATS and `/metrics`.
     pub fn figures(&self) -> Vec<(&'static str, u64)> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -94,7 +100,7 @@ impl Rebalance {
             ("keys_failed", get(&self.failed)),
             ("last_ring_version", get(&self.last_version)),
             ("last_ms", get(&self.last_ms)),
-            ("rings_pending", self.previous.load().len() as u64),
+            ("rings_pending", self.pending_rings() as u64),
         ]
     }
 

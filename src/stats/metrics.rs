@@ -127,6 +127,12 @@ impl Collector for StrataCollector {
         )?;
         gauge(
             &mut e,
+            "blocked_clients",
+            "Clients waiting on a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).",
+            i64::try_from(s.stats.blocked_clients.get()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            &mut e,
             "background_in_flight",
             "Write tails and read repairs running in the background.",
             i64::try_from(s.background.in_flight()).unwrap_or(i64::MAX),

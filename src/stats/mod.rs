@@ -6,6 +6,8 @@
 //! contends and takes no global lock; readers sum the workers.
 
 pub mod counter;
+pub mod gauge;
+pub mod instant;
 pub mod latency;
 pub mod layer;
 pub mod metrics;
@@ -14,6 +16,8 @@ pub mod node;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use counter::Counter;
+pub use gauge::{Gauge, GaugeGuard};
+pub use instant::Instantaneous;
 pub use latency::{Latency, SharedLatency, PERCENTILES};
 pub use layer::{Class, LayerStats, LayerTotals, LayerWorker};
 pub use node::{NodeStats, NodeTotals, NodeWorker};
@@ -26,6 +30,8 @@ pub struct CommandCounters {
     pub usec: Counter,
     /// Calls answered with an error.
     pub failed: Counter,
+    /// Requests refused before they ran (wrong arity, disabled): Redis's `rejected_calls`.
+    pub rejected: Counter,
 }
 
 /// One worker's counters, padded to a cache line of its own.
@@ -61,6 +67,10 @@ pub struct Stats {
     /// Clients disconnected past `limits.client_query_buffer_limit`
     /// (`client_query_buffer_limit_disconnections`).
     pub query_limit_disconnections: AtomicU64,
+    /// Clients waiting on the reply of a blocking command (`blocked_clients`).
+    pub blocked_clients: Gauge,
+    /// `instantaneous_ops_per_sec` and the `_kbps` rates.
+    pub instantaneous: Instantaneous,
 }
 
 /// A sum over the workers, for INFO.
@@ -78,6 +88,7 @@ pub struct CommandTotals {
     pub calls: u64,
     pub usec: u64,
     pub failed: u64,
+    pub rejected: u64,
 }
 
 impl Stats {
@@ -113,6 +124,7 @@ impl Stats {
                 t.calls += c.calls.get();
                 t.usec += c.usec.get();
                 t.failed += c.failed.get();
+                t.rejected += c.rejected.get();
             }
         }
         t
@@ -140,6 +152,7 @@ impl Stats {
                 c.calls.reset();
                 c.usec.reset();
                 c.failed.reset();
+                c.rejected.reset();
             }
             for l in &w.keyless_latency {
                 l.reset();

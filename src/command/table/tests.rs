@@ -138,12 +138,15 @@ fn spot_checks() {
     assert_eq!(lookup(b"object").unwrap().keys, KeySpec::SubcommandKey);
     assert_eq!(lookup(b"memory").unwrap().route, Route::SameNode);
 
-    assert_eq!(lookup(b"dbsize").unwrap().route, Route::FanOut(Merge::Sum));
-    assert_eq!(lookup(b"keys").unwrap().route, Route::FanOut(Merge::Concat));
+    assert_eq!(
+        lookup(b"dbsize").unwrap().route,
+        Route::FanOut(Merge::DbSize)
+    );
+    assert_eq!(lookup(b"keys").unwrap().route, Route::FanOut(Merge::Keys));
     assert_eq!(lookup(b"scan").unwrap().route, Route::FanOut(Merge::Scan));
     assert_eq!(
         lookup(b"randomkey").unwrap().route,
-        Route::FanOut(Merge::FirstNonNil)
+        Route::FanOut(Merge::RandomKey)
     );
     assert_eq!(
         lookup(b"flushall").unwrap().route,
