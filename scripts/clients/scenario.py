@@ -528,6 +528,41 @@ def main():
 
     s("pipeline 400 × (SET 64 KiB, GET)", lambda: write_then_read(400, 65536, rounds=2))
     s("pipeline 2000 × (SET 4 KiB, GET)", lambda: write_then_read(2000, 4096, rounds=5))
+
+    def async_write_then_read(n, size):
+        # The same with redis.asyncio, whose pipelines also send everything before reading.
+        import asyncio
+        import redis.asyncio as aioredis
+
+        async def run():
+            c = aioredis.Redis(
+                host="127.0.0.1",
+                port=a.port,
+                protocol=a.protocol,
+                socket_timeout=a.timeout,
+                socket_connect_timeout=a.timeout,
+            )
+            try:
+                p = c.pipeline(transaction=False)
+                value = b"y" * size
+                for i in range(n):
+                    p.set(f"abig:{i}", value)
+                    p.get(f"abig:{i}")
+                out = await asyncio.wait_for(p.execute(raise_on_error=False), timeout=4 * a.timeout)
+                return {
+                    "replies": len(out),
+                    "set_ok": sum(1 for x in out[0::2] if x is True),
+                    "get_equal": sum(1 for x in out[1::2] if x == value),
+                }
+            finally:
+                await c.aclose() if hasattr(c, "aclose") else await c.close()
+
+        try:
+            return asyncio.run(run())
+        except asyncio.TimeoutError:
+            return {"error": "timeout"}
+
+    s("asyncio pipeline 400 × (SET 64 KiB, GET)", lambda: async_write_then_read(400, 65536))
     s("pipeline after the big ones: PING", r.ping)
 
     # --- transactions --------------------------------------------------------------------------
