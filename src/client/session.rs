@@ -18,7 +18,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
@@ -52,7 +52,7 @@ pub async fn run(worker: Arc<Worker>, stream: TcpStream) {
     serve(&worker, &registration, stream).instrument(span).await;
 }
 
-async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStream) {
+async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: TcpStream) {
     let client = &registration.info;
     tracing::debug!("connected");
 
@@ -78,6 +78,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
     state
         .fd
         .store(i64::from(stream.as_raw_fd()), Ordering::Relaxed);
+    // Reads through the read half (tokio's read path, which notices a drained socket without
+    // a second read); readiness and writes on the socket itself.
+    let (mut reader, writer) = stream.split();
+    let socket: &TcpStream = writer.as_ref();
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
     let mut transaction = super::transaction::Transaction::default();
@@ -234,25 +238,21 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
                 }
                 true
             }
-            ready = stream.writable(), if !output.is_empty() => {
+            // poll_write_ready rather than writable(): it uses the socket's one waker slot
+            // instead of registering a waiter in a locked list on every pass.
+            ready = poll_fn(|cx| socket.poll_write_ready(cx)), if !output.is_empty() => {
                 if ready.is_err() {
                     break None;
                 }
                 false
             }
-            ready = stream.readable(), if can_read => {
-                if ready.is_err() {
-                    eof = true;
-                } else {
-                    match stream.try_read_buf(&mut input) {
-                        Ok(0) => eof = true,
-                        Ok(n) => {
-                            if let Some(s) = stats {
-                                s.net_input_bytes.add(n as u64);
-                            }
+            read = reader.read_buf(&mut input), if can_read => {
+                match read {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) => {
+                        if let Some(s) = stats {
+                            s.net_input_bytes.add(n as u64);
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => eof = true,
                     }
                 }
                 false
@@ -303,7 +303,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
         // Write what the socket takes now; the rest waits for it to be writable again, while
         // requests keep being read.
         if !output.is_empty() {
-            match output.flush(&stream) {
+            match output.flush(socket) {
                 Ok(written) => {
                     if let Some(s) = stats {
                         s.net_output_bytes.add(written as u64);
@@ -344,7 +344,6 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, stream: TcpStr
             cut.setting()
         );
     }
-    let mut stream = stream;
     let _ = stream.shutdown().await;
     tracing::debug!("disconnected");
 }
