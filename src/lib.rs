@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! TcpStream
-//!   → client::session      read buffer, resumable Redis-exact parser, pipeline of pending replies
+//!   → client::session      read buffer, resumable Redis-exact parser, pipeline of pending replies;
+//!                          keeps reading while replies wait (client::output, bounded by
+//!                          client::output_limit)
 //!   → protocol::Request    arguments as slices of one frozen buffer (no copy)
 //!   → command::classify    static command table: arity, flags, key positions, route
 //!   → policy::Layers       the key's layer (longest prefix): TTL rules, statistics
@@ -12,7 +14,9 @@
 //!   → coordinator::replicate  layers with several copies: replicas and key groups, then
 //!                          write_flight (every replica written, W of N acks), read_one (one
 //!                          replica, hedged), read_flight (failover, R of N compared, repaired)
-//!   → backend::Connection  per worker and node: multiplexed, pipelined, FIFO reply matching
+//!   → backend::Connection  per worker, node and protocol (a RESP3 client's requests go to RESP3
+//!                          node connections, so replies pass unchanged): multiplexed,
+//!                          pipelined, FIFO reply matching
 //!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
 //!   → client::session      replies written in request order, batched, counted
 //! ```
@@ -22,13 +26,16 @@
 //! - [`config`]: `config.yaml` schema, defaults, validation.
 //! - [`server`]: listener, worker threads (one event loop and one set of node connections
 //!   each), connection limit.
-//! - [`client`]: client sessions and the client registry (CLIENT LIST).
-//! - [`protocol`]: request parser, reply encoding, node reply decoding.
+//! - [`client`]: client sessions, their output queue and limits, and the client registry
+//!   (CLIENT LIST).
+//! - [`protocol`]: request parser, reply encoding (RESP2, RESP3), node reply decoding (RESP2,
+//!   RESP3), Redis's glob patterns.
 //! - [`command`]: the command table, classification, locally answered commands, INFO.
 //! - [`coordinator`]: planning, pending replies, merging; the keyspace-wide reads, each key
 //!   once.
 //! - [`ring`]: the consistent-hash ring and preference lists.
-//! - [`backend`]: node connections, pools, node status.
+//! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated connections,
+//!   pools, node status.
 //! - [`health`]: node up/down state with hysteresis; heartbeats.
 //! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
 //! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
