@@ -14,10 +14,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{encode_cmd, free_port, poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
+use common::{encode_cmd, poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
 
 /// Sends `requests` from a thread of its own (so a server that stops reading cannot block the
 /// test), then reads exactly `reply_bytes` bytes of replies within `deadline`; returns them.
@@ -130,76 +129,6 @@ fn skip_hello_3_reply(c: &mut RawClient) {
     );
 }
 
-/// The strata binary (so its memory can be read from /proc) with `limits` in its config.
-struct Binary {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Binary {
-    fn start(nodes: &[RedisNode], limits: &str) -> Binary {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut yaml = format!(
-            "listen: 127.0.0.1:{port}\nworkers: 1\ntimeouts: {{connect: 500ms, request: 5s}}\nlimits: {limits}\nnodes:\n"
-        );
-        for (i, n) in nodes.iter().enumerate() {
-            yaml.push_str(&format!(
-                "  - {{id: node{}, addr: '{}'}}\n",
-                i + 1,
-                n.addr()
-            ));
-        }
-        let path = dir.path().join("strata.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let b = Binary {
-            child,
-            port,
-            _dir: dir,
-        };
-        poll_until(DEADLINE, "strata to answer PING", || {
-            let mut c = RawClient::try_connect(&b.addr()).ok()?;
-            (c.try_call(&["PING"])? == Resp::status("PONG")).then_some(())
-        });
-        b
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// A field of /proc/<pid>/status in bytes (VmRSS, VmHWM).
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .unwrap_or_else(|| panic!("no {field} in /proc status"));
-        let kb: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kb * 1024
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn info_field(c: &mut RawClient, field: &str) -> u64 {
     let info = c.call(&["INFO", "stats"]).text();
     info.lines()
@@ -215,10 +144,12 @@ fn a_client_that_never_reads_is_cut_off_at_the_hard_limit() {
     const HARD: u64 = 16 << 20;
     const VALUE: usize = 1 << 20;
     let nodes = RedisNode::start_many(2);
-    let strata = Binary::start(
-        &nodes,
-        "{client_output_buffer_limit: {normal: {hard: 16mb, soft: 0, soft_seconds: 0}}}",
-    );
+    // The binary, so its memory can be read from /proc.
+    let strata = Strata::builder(&nodes)
+        .workers(1)
+        .section("timeouts: {connect: 500ms, request: 5s}")
+        .section("limits: {client_output_buffer_limit: {normal: {hard: 16mb, soft: 0, soft_seconds: 0}}}")
+        .spawn();
     let addr = strata.addr();
     let mut other = RawClient::connect(&addr);
     let value = "v".repeat(VALUE);

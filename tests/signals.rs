@@ -11,95 +11,28 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
+use common::{poll_until, RedisNode, Resp, Strata, StrataProcess, DEADLINE};
 
 /// The strata binary serving `nodes` on a free port, with a long request timeout (so a
 /// SIGSTOPped node holds a request up rather than failing it).
-struct Binary {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+struct Binary;
 
 impl Binary {
-    fn start(nodes: &[RedisNode], drain_timeout: &str) -> Binary {
+    fn start(nodes: &[RedisNode], drain_timeout: &str) -> StrataProcess {
         Binary::start_with(nodes, drain_timeout, "")
     }
 
     /// With `extra` YAML (top-level sections) in the config file.
-    fn start_with(nodes: &[RedisNode], drain_timeout: &str, extra: &str) -> Binary {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut yaml = format!(
-            "listen: 127.0.0.1:{port}\nworkers: 2\ntimeouts: {{connect: 500ms, request: 20s}}\n\
-             health: {{heartbeat_interval: 1s, node_timeout: 60s, failure_threshold: 1000, recovery_threshold: 1}}\n\
-             shutdown: {{drain_timeout: {drain_timeout}}}\n{extra}\nnodes:\n"
-        );
-        for (i, n) in nodes.iter().enumerate() {
-            yaml.push_str(&format!(
-                "  - {{id: node{}, addr: '{}'}}\n",
-                i + 1,
-                n.addr()
-            ));
-        }
-        let path = dir.path().join("strata.yaml");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+    fn start_with(nodes: &[RedisNode], drain_timeout: &str, extra: &str) -> StrataProcess {
+        Strata::builder(nodes)
+            .workers(2)
+            .section("timeouts: {connect: 500ms, request: 20s}")
+            .section("health: {heartbeat_interval: 1s, node_timeout: 60s, failure_threshold: 1000, recovery_threshold: 1}")
+            .section(&format!("shutdown: {{drain_timeout: {drain_timeout}}}"))
+            .section(extra)
             .spawn()
-            .unwrap();
-        poll_until(DEADLINE, "strata to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
-        Binary {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn config_path(&self) -> std::path::PathBuf {
-        self._dir.path().join("strata.yaml")
-    }
-
-    fn client(&self) -> RawClient {
-        RawClient::connect(&format!("127.0.0.1:{}", self.port))
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        poll_until(within, "strata to exit", || self.child.try_wait().unwrap())
-    }
-
-    fn refuses_connections(&self) -> bool {
-        TcpStream::connect(("127.0.0.1", self.port)).is_err()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -390,6 +390,91 @@ impl StrataBuilder {
     }
 }
 
+/// The `strata` binary as a process of its own, started by [`StrataBuilder::spawn`]: for what
+/// an in-process server cannot show (signals, exit status, the process's memory). Killed on
+/// drop.
+pub struct StrataProcess {
+    pub child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl StrataBuilder {
+    /// Writes the config (listening on a free port) and starts the binary on it; returns once
+    /// it accepts connections.
+    pub fn spawn(self) -> StrataProcess {
+        let port = free_port();
+        let yaml = self.section(&format!("listen: 127.0.0.1:{port}")).yaml();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("strata.yaml");
+        std::fs::write(&path, &yaml).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the strata binary");
+        poll_until(DEADLINE, "strata to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        StrataProcess { child, port, dir }
+    }
+}
+
+impl StrataProcess {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("strata.yaml")
+    }
+
+    pub fn client(&self) -> RawClient {
+        RawClient::connect(&self.addr())
+    }
+
+    /// Sends signal `name` (TERM, HUP, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        poll_until(within, "strata to exit", || self.child.try_wait().unwrap())
+    }
+
+    pub fn refuses_connections(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_err()
+    }
+
+    /// A `/proc/<pid>/status` memory field (VmRSS, VmHWM), in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        kb * 1024
+    }
+}
+
+impl Drop for StrataProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Strata {
     /// strata over `nodes` with the default test configuration.
     pub fn start(nodes: &[RedisNode]) -> Strata {
