@@ -250,8 +250,15 @@ fn reads_find_keys_not_moved_yet_while_a_rebalance_runs() {
 
     c.call(&["STRATA", "REBALANCE"]);
     assert_eq!(rebalance_info(&mut c)["rebalance_running"], "1");
-    // A key deleted before the rebalance moved it does not come back from its old copy.
-    let deleted = moved.last().unwrap().to_string();
+    // A key deleted before the rebalance moved it does not come back from its old copy. The
+    // run is already moving keys (100 a second, node by node in slot order): take one held by
+    // node3, the last node it walks, so the DEL comes well before its batch.
+    let deleted = moved
+        .iter()
+        .rev()
+        .find(|k| all[2].exists(k) && !fourth.exists(k))
+        .expect("a moved key still on node3")
+        .to_string();
     assert_eq!(
         c.call(&["DEL", &deleted]),
         Resp::Int(0),
