@@ -9,7 +9,7 @@ use strata::server::Server;
 
 /// mimalloc instead of the system allocator: a request allocates a few small short-lived
 /// buffers (reply slots, key lists, replica state), and glibc's malloc spent a sixth of the
-/// replicated write path's time on them (measured with perf; README "Performance").
+/// replicated write path's time on them (measured with perf; docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -186,7 +186,7 @@ fn a_client_that_never_reads_is_cut_off_at_the_hard_limit() {
         "the greedy client got every reply: {total} bytes"
     );
     // strata's peak memory: its resident set before, plus the client's limit, plus slack for
-    // the replies read from the node and encoded in one batch (documented in the README).
+    // the replies read from the node and encoded in one batch (documented in docs/configuration.md).
     let peak = strata.memory("VmHWM");
     let slack = 24 << 20;
     assert!(

@@ -9,7 +9,7 @@
 //!
 //! Three explicit lists say what is not compared byte for byte, and why:
 //! - [`NOT_COMPARED`]: commands of strata's command table without a case;
-//! - [`REFUSED`]: commands strata refuses through the proxy (README, "not supported"): only
+//! - [`REFUSED`]: commands strata refuses through the proxy (docs/commands.md, "not supported"): only
 //!   strata is asked, and its refusal is asserted;
 //! - [`ALLOWED`]: steps whose replies legitimately differ, each with the rule they are compared
 //!   by instead (a field masked, an order ignored, strata's documented answer).
@@ -48,7 +48,7 @@ const NOT_COMPARED: &[(&str, &str)] = &[
     (
         "info",
         "answered by strata with its own body: strata's sections (# Layers, # Nodes, # Ring, \
-         ...) and figures, the nodes' keyspace summed (README, 'answered by strata')",
+         ...) and figures, the nodes' keyspace summed (docs/commands.md, 'answered by strata')",
     ),
     (
         "time",
@@ -76,7 +76,7 @@ const SUBCOMMANDS_NOT_COMPARED: &[(&str, &str)] = &[
     ("CLIENT HELP", "strata lists the subcommands it implements"),
     (
         "CONFIG GET",
-        "strata's own parameters (README: CONFIG GET is strata's view)",
+        "strata's own parameters (docs/commands.md: CONFIG GET)",
     ),
     ("CONFIG HELP", "strata describes its own CONFIG"),
     ("MEMORY STATS", "memory figures of two different processes"),
@@ -93,7 +93,7 @@ const SUBCOMMANDS_NOT_COMPARED: &[(&str, &str)] = &[
     ("LOLWUT VERSION 5", "random art"),
 ];
 
-/// Commands strata refuses through the proxy (README's "not supported" list): only strata is
+/// Commands strata refuses through the proxy (the "not supported" list of docs/commands.md): only strata is
 /// asked, and it must answer `-ERR strata: '<cmd>' is not supported through the proxy` and keep
 /// the connection open.
 const REFUSED: &[&str] = &[
@@ -206,7 +206,7 @@ const ALLOWED: &[Allowed] = &[
     Allowed {
         matches: Match::Command("SCAN"),
         rule: Rule::ScanAsSet,
-        why: "strata's cursor carries the node index (README: cursor = node cursor x 1024 + \
+        why: "strata's cursor carries the node index (docs/commands.md: cursor = node cursor x 1024 + \
               node), so cursors, batch sizes and order differ; a full iteration returns the \
               same keys",
     },
@@ -257,7 +257,7 @@ const ALLOWED: &[Allowed] = &[
     Allowed {
         matches: Match::Exact("SUNION dfa dfb"),
         rule: Rule::StrataAnswers("-CROSSSLOT Keys in request don't hash to the same slot\r\n"),
-        why: "keys on two nodes: a command that cannot be split per node is refused (README, \
+        why: "keys on two nodes: a command that cannot be split per node is refused (docs/commands.md, \
               'same-node multi-key'); one Redis server runs it",
     },
 ];

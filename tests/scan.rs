@@ -363,7 +363,7 @@ fn a_scan_survives_a_node_failing_mid_way() {
     let keys = insert_layered(&mut c, 300);
 
     // Scan until the middle of node2's turn (the turn is the cursor's low 10 bits, the node's
-    // own cursor above bit 21: see README, SCAN).
+    // own cursor above bit 21: see docs/commands.md, SCAN).
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut cursor = "0".to_string();
     let mut pages = 0;

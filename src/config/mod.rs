@@ -1,7 +1,7 @@
 //! Configuration: the top level of `config.yaml` (its sections are in `sections.rs`), loading,
 //! and validation into the [`Settings`] the rest of strata runs on.
 //!
-//! Every field has a default (see the doc comment on the field and README's configuration table),
+//! Every field has a default (see the doc comment on the field and docs/configuration.md),
 //! unknown keys are rejected, and durations are human strings such as `250ms`, `5s` or `10m`.
 
 use std::collections::HashSet;
@@ -56,7 +56,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Worker threads, each with its own event loop and backend connections. Default 1: on a
     /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
-    /// least CPU on cross-core wake-ups (see README, Benchmarks). `0` means one per CPU core.
+    /// least CPU on cross-core wake-ups (see docs/benchmarks.md). `0` means one per CPU core.
     pub workers: usize,
     /// The Redis nodes keys are spread over. At least one; ids and addresses unique.
     pub nodes: Vec<NodeConfig>,

@@ -4,7 +4,7 @@
 //! timeout. The shared connections never carry them, so other clients are not held up.
 //!
 //! With replication the command runs on the key's primary only: a pop is not replicated to the
-//! other copies (queues belong in a one-copy layer; see README).
+//! other copies (queues belong in a one-copy layer; see docs/commands.md).
 
 use crate::backend::Lane;
 use std::sync::Arc;

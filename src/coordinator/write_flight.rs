@@ -10,7 +10,7 @@
 //! - No timer of its own: every reply arrives or fails within `timeouts.request` of being
 //!   written (the node connection fails requests older than that), which bounds the wait as
 //!   it bounds a request to one node. This keeps the commonest replicated request free of
-//!   timer-wheel work (measured: README "Performance").
+//!   timer-wheel work (measured: docs/benchmarks.md).
 
 use crate::backend::Lane;
 use std::future::Future;
