@@ -1,0 +1,185 @@
+//! `redis-server` child processes on free loopback ports, killed on drop.
+
+use super::*;
+
+/// One `redis-server` child process on 127.0.0.1, killed on drop.
+pub struct RedisNode {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisNode {
+    /// Starts a redis-server on a free port and waits until it answers PING.
+    pub fn start() -> RedisNode {
+        let dir = tempfile::tempdir().expect("tempdir for redis-server");
+        let mut last_error = String::new();
+        for _ in 0..20 {
+            let port = free_port();
+            match spawn_redis(dir.path(), port) {
+                Ok(child) => {
+                    return RedisNode {
+                        child: Some(child),
+                        port,
+                        dir,
+                    }
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("cannot start redis-server: {last_error}");
+    }
+
+    /// Starts `n` nodes.
+    pub fn start_many(n: usize) -> Vec<RedisNode> {
+        (0..n).map(|_| RedisNode::start()).collect()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id of the running redis-server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node is not running").id()
+    }
+
+    /// SIGKILL, then reap the process: once this returns the port is closed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node again on the same port (empty: nothing is persisted) and waits until it
+    /// answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let end = Instant::now() + DEADLINE;
+        loop {
+            match spawn_redis(self.dir.path(), self.port) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(e) if Instant::now() >= end => {
+                    panic!("cannot restart redis-server on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(POLL_STEP),
+            }
+        }
+    }
+
+    /// Sends a signal to the process with the `kill` tool (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// A fresh connection of the `redis` crate straight to the node.
+    pub fn conn(&self) -> redis::Connection {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
+        let con = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect to node");
+        con.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        con
+    }
+
+    /// GET straight on the node.
+    pub fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query(&mut self.conn()).unwrap()
+    }
+
+    /// EXISTS straight on the node.
+    pub fn exists(&self, key: &str) -> bool {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(key)
+            .query(&mut self.conn())
+            .unwrap();
+        n == 1
+    }
+
+    /// DBSIZE straight on the node.
+    pub fn dbsize(&self) -> i64 {
+        redis::cmd("DBSIZE").query(&mut self.conn()).unwrap()
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns redis-server on `port` and waits until *this* process answers PING (checked by its
+/// process id, so a server some other test started on the same port is never mistaken for it).
+fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .args(["--logfile", "redis.log"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn redis-server (is it on PATH?): {e}"))?;
+    let pid = child.id();
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+            let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            return Err(format!(
+                "redis-server on port {port} exited ({status}): {tail}"
+            ));
+        }
+        if answers_as(port, pid) {
+            return Ok(child);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "redis-server on port {port} not ready in {DEADLINE:?}"
+            ));
+        }
+        std::thread::sleep(POLL_STEP);
+    }
+}
+
+/// True when the server on `port` answers PING and INFO says it is process `pid`.
+fn answers_as(port: u16, pid: u32) -> bool {
+    let Ok(mut c) = RawClient::try_connect(&format!("127.0.0.1:{port}")) else {
+        return false;
+    };
+    if c.try_call(&["PING"]) != Some(Resp::status("PONG")) {
+        return false;
+    }
+    match c.try_call(&["INFO", "server"]) {
+        Some(Resp::Bulk(text)) => String::from_utf8_lossy(&text)
+            .lines()
+            .any(|l| l.trim() == format!("process_id:{pid}")),
+        _ => false,
+    }
+}
