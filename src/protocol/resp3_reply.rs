@@ -255,4 +255,68 @@ mod tests {
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(decode(&mut BytesMut::from(&deep[..])).is_err());
     }
+
+    /// Arbitrary input built from pieces of RESP3 (so it often looks almost valid) never
+    /// panics: it decodes, needs more, or is refused, and a decoded frame takes exactly its bytes.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        // Whole pieces of RESP3 and stray bytes, so inputs are often almost valid.
+        const PIECES: &[&[u8]] = &[
+            b"*2\r\n",
+            b"*1\r\n",
+            b"%1\r\n",
+            b"~2\r\n",
+            b">1\r\n",
+            b"|1\r\n",
+            b"*-1\r\n",
+            b":7\r\n",
+            b"$3\r\nabc\r\n",
+            b"$-1\r\n",
+            b"_\r\n",
+            b",1.5\r\n",
+            b"#t\r\n",
+            b"=7\r\ntxt:abc\r\n",
+            b"!3\r\nERR\r\n",
+            b"(12\r\n",
+            b"+OK\r\n",
+            b"-ERR x\r\n",
+            b"$",
+            b"*",
+            b"9",
+            b"-",
+            b"\r",
+            b"\n",
+            b"?",
+            b"$99999999999999999999\r\n",
+        ];
+        let mut seed: u64 = 0x5eed;
+        let (mut decoded, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pieces = (seed >> 60) as usize;
+            for _ in 0..pieces {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                input.extend_from_slice(PIECES[(seed >> 33) as usize % PIECES.len()]);
+            }
+            let mut buf = BytesMut::from(&input[..]);
+            match decode(&mut buf) {
+                Ok(Some((_, raw))) => {
+                    assert_eq!(raw.len() + buf.len(), input.len());
+                    decoded += 1;
+                }
+                Ok(None) => assert_eq!(buf.len(), input.len()),
+                Err(_) => refused += 1,
+            }
+        }
+        // The generator reaches both outcomes, so the loop tests something.
+        assert!(
+            decoded > 100 && refused > 100,
+            "{decoded} decoded, {refused} refused"
+        );
+    }
 }
