@@ -32,6 +32,8 @@ use crate::server::Worker;
 pub struct Transaction {
     /// Commands queued since MULTI; `None` outside MULTI.
     queued: Option<Vec<(&'static CommandSpec, Request)>>,
+    /// Bytes of the queued commands' arguments (CLIENT LIST's `multi-mem`), kept as they queue.
+    queued_bytes: usize,
     /// A command was refused at queue time: EXEC answers EXECABORT.
     dirty: bool,
     /// The node of the WATCH in force (known before its command ran).
@@ -51,13 +53,7 @@ impl Transaction {
     /// Commands queued and their bytes, or `None` outside MULTI (CLIENT LIST's `multi=` and
     /// `multi-mem=`).
     pub fn queued(&self) -> Option<(usize, usize)> {
-        self.queued.as_ref().map(|q| {
-            let bytes = q
-                .iter()
-                .map(|(_, r)| r.args.iter().map(|a| a.len()).sum::<usize>())
-                .sum();
-            (q.len(), bytes)
-        })
+        self.queued.as_ref().map(|q| (q.len(), self.queued_bytes))
     }
 
     /// Whether this session has anything to do with the request: inside MULTI every command,
@@ -83,6 +79,7 @@ impl Transaction {
             }
             ("multi", false) if arity_ok(1) => {
                 self.queued = Some(Vec::new());
+                self.queued_bytes = 0;
                 self.dirty = false;
                 Pending::ready(Reply::ok())
             }
@@ -128,6 +125,7 @@ impl Transaction {
             )));
         }
         if let Some(queued) = self.queued.as_mut() {
+            self.queued_bytes += request.args.iter().map(|a| a.len()).sum::<usize>();
             queued.push((spec, request));
         }
         Pending::ready(Reply::status("QUEUED"))
