@@ -56,7 +56,8 @@ pub struct SessionState {
     pub oll: AtomicUsize,
     /// Bytes of the requests queued after MULTI.
     pub multi_mem: AtomicUsize,
-    /// Requests waiting on a blocking command (BLPOP ...) or a transaction's node.
+    /// The session waits on a blocking command (BLPOP ..., XREAD BLOCK): flag `b`, and INFO's
+    /// `blocked_clients`.
     pub blocked: std::sync::atomic::AtomicBool,
     /// The socket's file descriptor.
     pub fd: std::sync::atomic::AtomicI64,
@@ -227,6 +228,19 @@ impl ClientRegistry {
 
     pub fn count(&self) -> usize {
         self.clients.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Clients whose session waits on a blocking command (INFO's `blocked_clients`); a client
+    /// that goes away leaves the registry, and the count, with its session.
+    pub fn blocked(&self) -> usize {
+        self.clients
+            .lock()
+            .map(|c| {
+                c.values()
+                    .filter(|i| i.state.blocked.load(Ordering::Relaxed))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// A snapshot, ordered by id.

@@ -319,10 +319,6 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         state.omem.store(output.len(), Ordering::Relaxed);
         state.obl.store(output.tail_len(), Ordering::Relaxed);
         state.oll.store(output.queued(), Ordering::Relaxed);
-        state.blocked.store(
-            pending.front().is_some_and(|(p, _)| p.is_dedicated()),
-            Ordering::Relaxed,
-        );
         if eof && pending.is_empty() && output.is_empty() && !closing {
             break None;
         }
@@ -400,13 +396,17 @@ fn output_cap(limit: &OutputBufferLimit) -> usize {
     }
 }
 
-/// Whether a pending reply is a blocking command waiting on its node (BLPOP ..., XREAD BLOCK).
+/// Whether a pending reply is a blocking command waiting on its node (BLPOP ..., XREAD BLOCK,
+/// WAIT).
 fn is_blocked((pending, track): &(Pending, Track)) -> bool {
     pending.is_dedicated()
         && track
             .command
             .and_then(|i| crate::command::table::COMMANDS.get(usize::from(i)))
-            .is_some_and(|spec| spec.has(crate::command::spec::flags::BLOCKING))
+            .is_some_and(|spec| {
+                spec.has(crate::command::spec::flags::BLOCKING)
+                    || spec.route == crate::command::spec::Route::Blocking
+            })
 }
 
 fn is_reset(request: &crate::protocol::Request) -> bool {

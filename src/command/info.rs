@@ -221,7 +221,7 @@ fn clients(shared: &Shared, out: &mut String) {
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
         shared.clients.count(),
         shared.settings.load().config.limits.max_clients,
-        shared.stats.blocked_clients.get(),
+        shared.clients.blocked(),
     );
 }
 

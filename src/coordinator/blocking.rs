@@ -36,9 +36,6 @@ pub fn plan_blocking(
     let payload = plan::payload(&request);
     let worker = worker.clone();
     Pending::Dedicated(Box::pin(async move {
-        // INFO `blocked_clients`: while the command waits for its reply; the guard goes when
-        // the reply is in, or with this future when the client goes away.
-        let _blocked = worker.shared.stats.blocked_clients.enter();
         let reply = match worker.dedicated_lease(slot, lane.proto).await {
             Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {

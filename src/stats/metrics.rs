@@ -129,7 +129,7 @@ impl Collector for StrataCollector {
             &mut e,
             "blocked_clients",
             "Clients waiting on a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).",
-            i64::try_from(s.stats.blocked_clients.get()).unwrap_or(i64::MAX),
+            i64::try_from(s.clients.blocked()).unwrap_or(i64::MAX),
         )?;
         gauge(
             &mut e,

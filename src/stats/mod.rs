@@ -6,7 +6,6 @@
 //! contends and takes no global lock; readers sum the workers.
 
 pub mod counter;
-pub mod gauge;
 pub mod instant;
 pub mod latency;
 pub mod layer;
@@ -16,7 +15,6 @@ pub mod node;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use counter::Counter;
-pub use gauge::{Gauge, GaugeGuard};
 pub use instant::Instantaneous;
 pub use latency::{Latency, SharedLatency, PERCENTILES};
 pub use layer::{Class, LayerStats, LayerTotals, LayerWorker};
@@ -67,8 +65,6 @@ pub struct Stats {
     /// Clients disconnected past `limits.client_query_buffer_limit`
     /// (`client_query_buffer_limit_disconnections`).
     pub query_limit_disconnections: AtomicU64,
-    /// Clients waiting on the reply of a blocking command (`blocked_clients`).
-    pub blocked_clients: Gauge,
     /// `instantaneous_ops_per_sec` and the `_kbps` rates.
     pub instantaneous: Instantaneous,
 }
