@@ -64,24 +64,20 @@ pub async fn forward_then(
     payload: Bytes,
     rewrite: impl FnOnce(Bytes) -> Reply + Send + 'static,
 ) -> Pending {
-    match worker.connection(node, lane) {
-        Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
-        Some(conn) => {
-            let rx = conn.send(payload).await;
-            let node = conn.node().clone();
-            Pending::task(async move {
-                let reply = match crate::backend::settle(&node, rx.await) {
-                    Ok(reply) if reply.is_error() => Reply::Raw(reply.raw),
-                    Ok(reply) => rewrite(reply.raw),
-                    Err(e) => Reply::error(e.to_string()),
-                };
-                crate::coordinator::TaskOutput {
-                    reply,
-                    applied: Vec::new(),
-                }
-            })
-        }
-        None => Pending::ready(Reply::error_static("ERR strata: no such node")),
+    match forward(worker, lane, node, payload).await {
+        Pending::Forward { rx, node } => Pending::task(async move {
+            let reply = match crate::backend::settle(&node, rx.await) {
+                Ok(reply) if reply.is_error() => Reply::Raw(reply.raw),
+                Ok(reply) => rewrite(reply.raw),
+                Err(e) => Reply::error(e.to_string()),
+            };
+            crate::coordinator::TaskOutput {
+                reply,
+                applied: Vec::new(),
+            }
+        }),
+        // Not sent (node down or unknown): its error as it is.
+        other => other,
     }
 }
 
