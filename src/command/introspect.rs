@@ -54,11 +54,17 @@ fn entry(spec: &CommandSpec) -> Reply {
 pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
     let args = &request.args;
     let node = || worker.shared.topology.load().pick(lane.client);
-    let Some(sub) = args.get(1) else {
+    // COMMAND and COMMAND INFO without names: Redis's entries, then strata's own.
+    let every_entry = args.len() == 1
+        || (args.len() == 2 && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"info")));
+    if every_entry {
         let add = move |raw| with_strata_entry(raw, lane.proto);
         return forward_then(worker, lane, node(), payload(request), add)
             .await
             .into();
+    }
+    let Some(sub) = args.get(1) else {
+        return Done::from(crate::coordinator::Pending::ready(wrong_arity("command")));
     };
     let sub_name = String::from_utf8_lossy(sub).to_ascii_lowercase();
     let reply = match sub_name.as_str() {
@@ -88,12 +94,6 @@ pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
                 .await
                 .into();
         }
-        "info" if args.len() == 2 => {
-            let add = move |raw| with_strata_entry(raw, lane.proto);
-            return forward_then(worker, lane, node(), payload(request), add)
-                .await
-                .into();
-        }
         "info" => {
             // Redis answers nil for STRATA, which it does not know: strata's entry goes there.
             let ours: Vec<bool> = args
@@ -109,8 +109,7 @@ pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
         "getkeys" if args.len() >= 4 => getkeys(args.get(2..).unwrap_or_default()),
         "getkeys" => wrong_arity("command|getkeys"),
         "docs" => {
-            let node = worker.shared.topology.load().pick(lane.client);
-            return forward(worker, lane, node, payload(request)).await.into();
+            return forward(worker, lane, node(), payload(request)).await.into();
         }
         "help" => help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

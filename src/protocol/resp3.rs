@@ -5,7 +5,7 @@
 //! Redis's RESP3 reply and is written unchanged. What strata builds (local commands, merged
 //! replies, errors) is encoded here: nils become `_`, and by command the reply takes the type
 //! Redis gives it: a map (HELLO, CONFIG GET), a verbatim string (INFO, CLIENT LIST, CLIENT
-//! INFO), sets inside COMMAND INFO entries. Pub/Sub frames become push frames (`>`).
+//! INFO), sets inside strata's own COMMAND INFO entry. Pub/Sub frames become push frames (`>`).
 
 use bytes::{BufMut, BytesMut};
 
@@ -22,9 +22,6 @@ pub enum Shape {
     Map,
     /// A bulk string becomes a verbatim string of format `txt`.
     Verbatim,
-    /// COMMAND / COMMAND INFO: each entry's flags, ACL categories, tips, key specs and
-    /// subcommands are sets.
-    CommandInfo,
 }
 
 /// The shape of the reply strata builds for `request` (a command it answers itself).
@@ -40,7 +37,6 @@ pub fn shape_of(name: &str, request: &Request) -> Shape {
         "config" if sub(b"get") => Shape::Map,
         "info" => Shape::Verbatim,
         "client" if sub(b"list") || sub(b"info") => Shape::Verbatim,
-        "command" if request.args.len() == 1 || sub(b"info") => Shape::CommandInfo,
         _ => Shape::Plain,
     }
 }
@@ -61,12 +57,6 @@ pub fn encode(reply: &Reply, shape: Shape, out: &mut BytesMut) {
             header(out, b'%', items.len() / 2);
             for item in items {
                 encode(item, Shape::Plain, out);
-            }
-        }
-        (Reply::Array(entries), Shape::CommandInfo) => {
-            header(out, b'*', entries.len());
-            for entry in entries {
-                encode_command_entry(entry, out);
             }
         }
         (Reply::Array(items), _) => {
@@ -168,12 +158,11 @@ mod tests {
             Reply::Integer(1),
             Reply::Array(vec![]),
         ]);
+        let mut out = BytesMut::new();
+        encode_command_entry(&entry, &mut out);
         assert_eq!(
-            enc(
-                Reply::Array(vec![entry, Reply::NilArray]),
-                Shape::CommandInfo
-            ),
-            "*2\r\n*7\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n~0\r\n_\r\n"
+            String::from_utf8(out.to_vec()).unwrap(),
+            "*7\r\n$3\r\nget\r\n:2\r\n~1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n~0\r\n"
         );
         let mut out = BytesMut::new();
         push(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n", &mut out);
