@@ -109,15 +109,13 @@ pub fn dbsize(worker: &Arc<Worker>, lane: Lane) -> Pending {
     let worker = worker.clone();
     Pending::task(async move {
         if !owners.by_owner() {
-            let mut sum: i64 = 0;
-            for reply in ask_each(&worker, lane, &nodes, &[b"DBSIZE"]).await {
-                match reply.map(|r| r.frame) {
-                    Ok(BytesFrame::Integer(n)) => sum = sum.saturating_add(n),
-                    Ok(_) => return done(unexpected()),
-                    Err(e) => return done(e),
-                }
-            }
-            return done(Reply::Integer(sum));
+            return done(match dbsizes(&worker, lane, &nodes).await {
+                Ok(sizes) => Reply::Integer(
+                    i64::try_from(sizes.iter().fold(0u64, |a, &n| a.saturating_add(n)))
+                        .unwrap_or(i64::MAX),
+                ),
+                Err(e) => e,
+            });
         }
         let mut total = Count::default();
         for walk in count_owned(&worker, lane, owners, false).await {
@@ -130,6 +128,18 @@ pub fn dbsize(worker: &Arc<Worker>, lane: Lane) -> Pending {
             i64::try_from(total.keys).unwrap_or(i64::MAX),
         ))
     })
+}
+
+/// Each node's own DBSIZE, in the order of `nodes`; the first failure or odd reply as the error.
+async fn dbsizes(worker: &Worker, lane: Lane, nodes: &[usize]) -> Result<Vec<u64>, Reply> {
+    let mut sizes = Vec::with_capacity(nodes.len());
+    for reply in ask_each(worker, lane, nodes, &[b"DBSIZE"]).await {
+        match reply?.frame {
+            BytesFrame::Integer(n) => sizes.push(u64::try_from(n).unwrap_or(0)),
+            _ => return Err(unexpected()),
+        }
+    }
+    Ok(sizes)
 }
 
 /// A random number below `n` (0 for 0): std's per-instance random hash keys, no RNG crate.
@@ -152,15 +162,11 @@ pub fn randomkey(worker: &Arc<Worker>, lane: Lane) -> Pending {
     }
     let worker = worker.clone();
     Pending::task(async move {
-        let mut sizes = Vec::with_capacity(nodes.len());
-        for reply in ask_each(&worker, lane, &nodes, &[b"DBSIZE"]).await {
-            match reply.map(|r| r.frame) {
-                Ok(BytesFrame::Integer(n)) => sizes.push(u64::try_from(n).unwrap_or(0)),
-                Ok(_) => return done(unexpected()),
-                Err(e) => return done(e),
-            }
-        }
-        let total: u64 = sizes.iter().sum();
+        let sizes = match dbsizes(&worker, lane, &nodes).await {
+            Ok(sizes) => sizes,
+            Err(e) => return done(e),
+        };
+        let total = sizes.iter().fold(0u64, |a, &n| a.saturating_add(n));
         let mut last: Option<Bytes> = None;
         for _ in 0..RANDOMKEY_TRIES {
             if total == 0 {
