@@ -207,6 +207,35 @@ start_nodes() {
     done
 }
 
+# strata_nodes_yaml PORT... - the `nodes:` section of a strata config for local redis-servers
+# on PORTs, named node1, node2, ... in order.
+strata_nodes_yaml() {
+    local i=0 p
+    printf 'nodes:\n'
+    for p in "$@"; do
+        i=$((i + 1))
+        printf '  - { id: node%d, addr: 127.0.0.1:%s }\n' "$i" "$p"
+    done
+}
+
+# start_strata BIN CONFIG PORT DIR - checks CONFIG with `BIN check`, runs `BIN serve --config
+# CONFIG` (log in DIR/strata.log) for cleanup on exit, leaves its pid in STRATA_PID, and waits
+# until it answers PING on 127.0.0.1:PORT; dies with the log's tail otherwise.
+start_strata() {
+    local bin="$1" cfg="$2" port="$3" dir="$4"
+    if ! "$bin" check --config "$cfg" >"$dir/strata-check.log" 2>&1; then
+        cat "$cfg" "$dir/strata-check.log" >&2
+        die "strata check rejected the generated config"
+    fi
+    NO_COLOR=1 "$bin" serve --config "$cfg" </dev/null >"$dir/strata.log" 2>&1 &
+    STRATA_PID=$!
+    register_pid "$STRATA_PID"
+    if ! wait_port "$port" 30; then
+        tail -n 30 "$dir/strata.log" >&2 || true
+        die "strata did not answer PING on 127.0.0.1:$port"
+    fi
+}
+
 # require_positive NAME... - dies unless each named variable holds a positive integer.
 require_positive() {
     local v
