@@ -57,20 +57,18 @@
 
 pub mod admin;
 pub mod backend;
+pub mod builtin;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod control;
 pub mod coordinator;
 pub mod health;
 pub mod latch;
 pub mod policy;
 pub mod protocol;
-pub mod rebalance;
-pub mod reload;
 pub mod repair;
-pub mod ring;
 pub mod server;
-pub mod shutdown;
 pub mod stats;
-pub mod topology;
 pub mod warm;

@@ -18,14 +18,15 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::admin::{AdminHandle, HttpResponse};
-use crate::backend::{ConnectionSettings, NodeInfo, Pool};
-use crate::client::registry::ClientRegistry;
+use crate::backend::{ConnectionSettings, Pool};
 use crate::client::session;
+use crate::cluster::topology::Topology;
+use crate::cluster::NodeInfo;
 use crate::command::table::COMMANDS;
 use crate::config::Settings;
+use crate::control::clients::ClientRegistry;
 use crate::policy::Layers;
 use crate::stats::Stats;
-use crate::topology::Topology;
 
 /// State shared by every worker.
 pub struct Shared {
@@ -47,9 +48,9 @@ pub struct Shared {
     /// SIGHUP: asks worker 0 to reload the configuration (`reload.rs`).
     pub reload_requests: tokio::sync::Notify,
     /// Graceful shutdown in progress (`shutdown.rs`).
-    pub drain: crate::shutdown::Drain,
+    pub drain: crate::control::shutdown::Drain,
     /// Moving keys after membership changes (`STRATA REBALANCE`).
-    pub rebalance: crate::rebalance::Rebalance,
+    pub rebalance: crate::control::rebalance::Rebalance,
     /// Budget and figures of background convergence work (write tails, repairs).
     pub background: Arc<crate::repair::Background>,
     pub started: Instant,
@@ -185,7 +186,7 @@ impl Server {
                 Arc::new(
                     NodeInfo::new(i, n.id.clone(), n.addr.clone(), n.weight, settings.workers)
                         .configured(
-                            crate::health::Thresholds::from(&settings.config.health),
+                            crate::cluster::health::Thresholds::from(&settings.config.health),
                             settings.config.repair.max_hints_per_node,
                         ),
                 )
@@ -206,8 +207,8 @@ impl Server {
             settings: ArcSwap::from_pointee(settings),
             topology: ArcSwap::from_pointee(topology),
             membership: Mutex::new(()),
-            rebalance: crate::rebalance::Rebalance::default(),
-            drain: crate::shutdown::Drain::default(),
+            rebalance: crate::control::rebalance::Rebalance::default(),
+            drain: crate::control::shutdown::Drain::default(),
             reload_requests: tokio::sync::Notify::new(),
             timeouts: Arc::new(crate::backend::connection::LiveTimeouts::new(
                 timeouts.connect,
@@ -348,12 +349,12 @@ const ADMIN_CONNECTIONS: usize = 16;
 
 /// What the admin endpoint answers: `/metrics` and `/healthz`.
 fn admin_handler(shared: Arc<Shared>) -> crate::admin::Handler {
-    let registry = crate::stats::metrics::registry(shared.clone());
+    let registry = crate::builtin::metrics::registry(shared.clone());
     Arc::new(move |path: &str| match path {
         "/metrics" => HttpResponse {
             status: 200,
-            content_type: crate::stats::metrics::CONTENT_TYPE,
-            body: crate::stats::metrics::render(&registry),
+            content_type: crate::builtin::metrics::CONTENT_TYPE,
+            body: crate::builtin::metrics::render(&registry),
         },
         "/healthz" => health(&shared),
         _ => HttpResponse::text(404, "not found: try /metrics or /healthz\n"),
@@ -427,7 +428,7 @@ fn run_worker(
         tokio::spawn(worker.tails.clone().watch());
         if index == 0 {
             tokio::spawn(sample_rates(shared.clone()));
-            tokio::spawn(crate::coordinator::layer_keys::run(worker.clone()));
+            tokio::spawn(crate::control::layer_keys::run(worker.clone()));
             crate::health::heartbeat::start(&worker);
             tokio::spawn(reload_on_request(worker.clone()));
         }
@@ -469,7 +470,7 @@ async fn sample_rates(shared: Arc<Shared>) {
 async fn reload_on_request(worker: Arc<Worker>) {
     loop {
         worker.shared.reload_requests.notified().await;
-        if let Err(reason) = crate::reload::reload(&worker) {
+        if let Err(reason) = crate::control::reload::reload(&worker) {
             tracing::error!(%reason, "reload refused: running configuration kept");
         }
     }

@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::node::{NodeError, NodeInfo};
 use super::queue::{InFlight, RequestQueue};
+use crate::cluster::node::{NodeError, NodeInfo};
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
 /// What a request gets back: the node's reply or why there is none.

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::node::NodeInfo;
+use crate::cluster::NodeInfo;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
 /// Idle connections kept per node and worker; more are closed.

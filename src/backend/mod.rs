@@ -3,10 +3,10 @@
 pub mod connect;
 pub mod connection;
 pub mod dedicated;
-pub mod node;
+pub use crate::cluster::node::NodeError;
 pub mod pool;
 pub mod queue;
 
 pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
-pub use node::{NodeError, NodeInfo, NodeStatus};
+
 pub use pool::{Lane, Pool};

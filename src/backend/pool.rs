@@ -12,7 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::connection::{Connection, ConnectionSettings};
-use super::node::NodeInfo;
+use crate::cluster::NodeInfo;
 use crate::protocol::Proto;
 
 /// Which of a node's connections a client's requests take: the client's (its id keeps its

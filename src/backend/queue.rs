@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn test_error() -> super::super::NodeError {
-        let node = Arc::new(super::super::NodeInfo::new(
+        let node = Arc::new(crate::cluster::NodeInfo::new(
             0,
             "n".into(),
             "h:1".into(),

@@ -1,8 +1,8 @@
-//! The client side: one session per connection, and the registry of connected clients.
+//! The client side: one session per connection, its output queue and limits, transactions
+//! and pub/sub.
 
 pub mod output;
 pub mod output_limit;
 pub mod pubsub;
-pub mod registry;
 pub mod session;
 pub mod transaction;

@@ -24,10 +24,10 @@ use tracing::Instrument;
 
 use super::output::Output;
 use super::output_limit::{Exceeded, OutputLimit};
-use super::registry::Registration;
-use crate::command::introspect::command_index;
+use crate::builtin::introspect::command_index;
 use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
+use crate::control::clients::Registration;
 use crate::coordinator::{dispatch, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 use crate::server::Worker;

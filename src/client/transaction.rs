@@ -292,7 +292,7 @@ fn common_node(
 
 /// The command's bytes after the layers' TTL policy, and its TTL followers.
 fn rewrite(worker: &Worker, spec: &'static CommandSpec, request: &Request) -> (Bytes, Vec<Bytes>) {
-    let index = crate::command::introspect::command_index(spec);
+    let index = crate::builtin::introspect::command_index(spec);
     let traits = track::traits(index);
     let mut track = Track::new(std::time::Instant::now());
     track.layer = request

@@ -1,15 +1,7 @@
-//! Commands: the static table, classification, key positions, and the commands strata answers
-//! itself.
+//! Commands as data: the static table (arity, flags, key positions, route), classification of a
+//! request, and finding its keys. The commands strata answers itself are in `builtin`.
 
 pub mod classify;
-pub mod config_get;
-pub mod info;
-pub mod introspect;
 pub mod keys;
-pub mod local;
-pub mod membership;
-pub mod pubsub_info;
-pub mod report;
 pub mod spec;
-pub mod strata;
 pub mod table;

@@ -10,10 +10,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{resolve_layers, LayerSpec};
+use layers::{resolve_layers, LayerSpec};
 
 mod bytesize;
+pub mod layers;
 mod sections;
+pub mod template;
 
 pub use bytesize::ByteSize;
 pub use sections::*;

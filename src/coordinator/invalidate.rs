@@ -8,7 +8,7 @@
 use crate::backend::Lane;
 use bytes::Bytes;
 
-use crate::policy::template::escape_glob;
+use crate::config::template::escape_glob;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
 use crate::server::Worker;

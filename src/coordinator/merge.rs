@@ -126,7 +126,8 @@ fn merge_all_of(frames: Vec<BytesFrame>) -> Reply {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::backend::{NodeError, NodeInfo};
+    use crate::backend::NodeError;
+    use crate::cluster::NodeInfo;
     use crate::protocol::NodeReply;
     use bytes::Bytes;
     use std::sync::Arc;

@@ -9,7 +9,6 @@
 pub mod blocking;
 pub mod invalidate;
 pub mod keyspace;
-pub mod layer_keys;
 pub mod merge;
 pub mod pending;
 pub mod plan;
@@ -26,11 +25,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::client::registry::ClientInfo;
+use crate::builtin::local;
 use crate::command::classify::classify;
-use crate::command::local;
 use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
 use crate::command::table;
+use crate::control::clients::ClientInfo;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
@@ -106,13 +105,13 @@ pub async fn dispatch(
             // A known command refused before it ran is one of its `rejected_calls`.
             let known = request.args.first().and_then(|n| table::lookup(n));
             refused.track.command = known
-                .and_then(crate::command::introspect::command_index)
+                .and_then(crate::builtin::introspect::command_index)
                 .and_then(|i| u16::try_from(i).ok());
             refused.track.rejected = true;
             return refused;
         }
     };
-    let index = crate::command::introspect::command_index(spec);
+    let index = crate::builtin::introspect::command_index(spec);
     let traits = track::traits(index);
     let layers = worker.shared.layers.load();
     let mut track = Track::new(started);
@@ -215,7 +214,7 @@ pub async fn dispatch(
         }
         Route::Local | Route::Subcommand => {
             // Local commands may describe the client (CLIENT LIST / INFO): record it first.
-            client.touch(crate::command::introspect::command_index(spec));
+            client.touch(crate::builtin::introspect::command_index(spec));
             // Built by strata, these replies take their RESP3 types here. The shape is known
             // before the command runs, the protocol after (HELLO 3 answers in RESP3).
             let shape = crate::protocol::resp3::shape_of(spec.name, &request);

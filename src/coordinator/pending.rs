@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::backend::{settle, NodeInfo, NodeResult, PendingReply};
+use crate::backend::{settle, NodeResult, PendingReply};
+use crate::cluster::NodeInfo;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
 

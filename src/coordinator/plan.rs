@@ -31,7 +31,7 @@ pub fn payload(request: &Request) -> Bytes {
 
 /// The reply of a request whose node is marked down: not sent (a hung node would hold it for
 /// the whole request timeout), answered at once and counted as an error of the node.
-fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::backend::NodeInfo>) -> Pending {
+fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::cluster::NodeInfo>) -> Pending {
     if let Some(w) = node.stats.worker(worker.index) {
         w.errors.add(1);
     }

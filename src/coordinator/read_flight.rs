@@ -20,7 +20,8 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tokio::time::{Instant, Sleep};
 
-use crate::backend::{settle, NodeError, NodeInfo, NodeResult, PendingReply};
+use crate::backend::{settle, NodeError, NodeResult, PendingReply};
+use crate::cluster::NodeInfo;
 use crate::config::ReadConsistency;
 use crate::policy::LayerId;
 use crate::protocol::{NodeReply, Reply};

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::backend::{settle, NodeInfo, NodeResult, PendingReply};
+use crate::backend::{settle, NodeResult, PendingReply};
+use crate::cluster::NodeInfo;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
 use crate::server::Worker;

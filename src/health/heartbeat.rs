@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::backend::NodeInfo;
+use crate::cluster::NodeInfo;
 use crate::server::Worker;
 
 /// Starts one heartbeat task per member node on the current runtime.

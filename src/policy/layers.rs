@@ -1,191 +1,18 @@
-//! Layers: the config's `layers` and `defaults` resolved into one [`LayerSpec`] per layer, and
-//! the runtime [`Layers`] that finds a key's layer by longest prefix and holds its statistics.
+//! The runtime [`Layers`]: a key's layer by longest prefix, each layer's statistics and TTL
+//! rules. Layers as configured ([`LayerSpec`]) are resolved in `config::layers`.
 
-use std::time::Duration;
-
-use serde::Serialize;
-
-use super::template::KeyTemplate;
 use super::ttl::TtlLimits;
-use crate::config::{Config, ReadConsistency, WriteConsistency};
+pub use crate::config::layers::{resolve_layers, LayerSpec, DEFAULT_LAYER, MAX_REPLICAS};
+use crate::config::{ReadConsistency, WriteConsistency};
 use crate::stats::LayerStats;
 
-/// Most copies of a key a layer may ask for.
-pub const MAX_REPLICAS: u8 = 16;
-
-/// Name of the layer of keys that match no prefix.
-pub const DEFAULT_LAYER: &str = "default";
-
-/// A layer with every field resolved (what `strata check` prints).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LayerSpec {
-    pub name: String,
-    /// Empty for the default layer.
-    pub prefix: String,
-    #[serde(serialize_with = "template_text")]
-    pub key: Option<KeyTemplate>,
-    /// Default TTL of keys written without one.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Option<Duration>,
-    /// Largest TTL a key of the layer may have.
-    #[serde(with = "humantime_serde")]
-    pub max_ttl: Option<Duration>,
-    pub replication: usize,
-    pub write_consistency: WriteConsistency,
-    pub read_consistency: ReadConsistency,
-    /// A miss on the first replica asks the next (and copies a hit back).
-    pub miss_failover: bool,
-    /// A down node leaves the layer's ring until it recovers.
-    pub eject_on_down: bool,
-}
-
-fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(t.as_str()),
-        None => s.serialize_none(),
+/// The TTL rules of a layer, in the form the TTL rewriter takes.
+pub fn ttl_limits(spec: &LayerSpec) -> TtlLimits<'_> {
+    TtlLimits {
+        layer: &spec.name,
+        ttl_ms: spec.ttl_ms(),
+        max_ttl_ms: spec.max_ttl_ms(),
     }
-}
-
-/// `0` in the config means "none".
-fn non_zero(d: Option<Duration>) -> Option<Duration> {
-    d.filter(|d| !d.is_zero())
-}
-
-fn millis(d: Option<Duration>) -> Option<u64> {
-    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
-}
-
-impl LayerSpec {
-    pub fn ttl_ms(&self) -> Option<u64> {
-        millis(self.ttl)
-    }
-
-    pub fn max_ttl_ms(&self) -> Option<u64> {
-        millis(self.max_ttl)
-    }
-
-    /// The layer's TTL rules, in the form the TTL rewriter takes.
-    pub fn ttl_limits(&self) -> TtlLimits<'_> {
-        TtlLimits {
-            layer: &self.name,
-            ttl_ms: self.ttl_ms(),
-            max_ttl_ms: self.max_ttl_ms(),
-        }
-    }
-}
-
-/// Resolves `layers` against `defaults` and checks them; the default layer comes last.
-pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
-    let d = &config.defaults;
-    let nodes = config.nodes.len();
-    let mut out: Vec<LayerSpec> = Vec::with_capacity(config.layers.len() + 1);
-    for (i, l) in config.layers.iter().enumerate() {
-        let at = format!("layers[{i}]");
-        let valid_name = !l.name.is_empty()
-            && l.name.len() <= 64
-            && l.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            return Err(format!(
-                "{at}.name: letters, digits, '_' and '-' only (1 to 64), got {:?}",
-                l.name
-            ));
-        }
-        if l.name == DEFAULT_LAYER {
-            return Err(format!(
-                "{at}.name: \"{DEFAULT_LAYER}\" is the layer of keys matching no prefix; configure it under `defaults`"
-            ));
-        }
-        if out.iter().any(|o| o.name == l.name) {
-            return Err(format!("{at}.name: duplicate layer name {:?}", l.name));
-        }
-        if l.prefix.is_empty() {
-            return Err(format!("{at}.prefix: must not be empty"));
-        }
-        if let Some(o) = out.iter().find(|o| o.prefix == l.prefix) {
-            return Err(format!(
-                "{at}.prefix: {:?} is already the prefix of layer {:?}",
-                l.prefix, o.name
-            ));
-        }
-        let key = match &l.key {
-            None => None,
-            Some(text) => {
-                let t = KeyTemplate::parse(text).map_err(|e| format!("{at}.key: {e}"))?;
-                if !text.starts_with(&l.prefix) {
-                    return Err(format!(
-                        "{at}.key: template {text:?} must start with the prefix {:?}",
-                        l.prefix
-                    ));
-                }
-                Some(t)
-            }
-        };
-        out.push(LayerSpec {
-            name: l.name.clone(),
-            prefix: l.prefix.clone(),
-            key,
-            ttl: non_zero(l.ttl.or(d.ttl)),
-            max_ttl: non_zero(l.max_ttl.or(d.max_ttl)),
-            replication: l.replication.unwrap_or(d.replication),
-            write_consistency: l.write_consistency.unwrap_or(d.write_consistency),
-            read_consistency: l.read_consistency.unwrap_or(d.read_consistency),
-            miss_failover: false,
-            eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
-        });
-        let replication = l.replication.unwrap_or(d.replication);
-        if let Some(last) = out.last_mut() {
-            last.miss_failover = l
-                .miss_failover
-                .or(d.miss_failover)
-                .unwrap_or(replication > 1);
-        }
-    }
-    out.push(LayerSpec {
-        name: DEFAULT_LAYER.to_string(),
-        prefix: String::new(),
-        key: None,
-        ttl: non_zero(d.ttl),
-        max_ttl: non_zero(d.max_ttl),
-        replication: d.replication,
-        write_consistency: d.write_consistency,
-        read_consistency: d.read_consistency,
-        miss_failover: d.miss_failover.unwrap_or(d.replication > 1),
-        eject_on_down: d.eject_on_down,
-    });
-    for (i, l) in out.iter().enumerate() {
-        let at = if l.name == DEFAULT_LAYER {
-            "defaults".to_string()
-        } else {
-            format!("layers[{i}]")
-        };
-        if let (Some(ttl), Some(max)) = (l.ttl, l.max_ttl) {
-            if ttl > max {
-                return Err(format!(
-                    "{at}.ttl: {} is longer than max_ttl {}",
-                    humantime::format_duration(ttl),
-                    humantime::format_duration(max)
-                ));
-            }
-        }
-        if l.replication == 0 {
-            return Err(format!("{at}.replication: must be at least 1"));
-        }
-        if l.replication > nodes {
-            return Err(format!(
-                "{at}.replication: {} copies need at least {} nodes, {nodes} configured",
-                l.replication, l.replication
-            ));
-        }
-        if l.replication > usize::from(MAX_REPLICAS) {
-            return Err(format!(
-                "{at}.replication: at most {MAX_REPLICAS} copies, got {}",
-                l.replication
-            ));
-        }
-    }
-    Ok(out)
 }
 
 /// Index of a layer in [`Layers`].
@@ -207,7 +34,7 @@ pub struct Layer {
 
 impl Layer {
     fn new(spec: LayerSpec, workers: usize) -> Layer {
-        let set_suffix = spec.ttl_limits().default_ms().map(|ms| {
+        let set_suffix = ttl_limits(&spec).default_ms().map(|ms| {
             let ms = ms.to_string();
             crate::protocol::reply::encode_args([&b"PX"[..], ms.as_bytes()].into_iter())
         });
@@ -373,7 +200,7 @@ impl Layers {
     /// The TTL rules of `key`'s layer.
     pub fn ttl_limits(&self, key: &[u8]) -> TtlLimits<'_> {
         match self.of(key) {
-            Some(l) => l.spec.ttl_limits(),
+            Some(l) => ttl_limits(&l.spec),
             None => TtlLimits {
                 layer: DEFAULT_LAYER,
                 ttl_ms: None,
@@ -394,6 +221,7 @@ impl Layers {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn config(layers: &str) -> Result<Vec<LayerSpec>, String> {
         let text = format!("nodes:\n  - {{id: a, addr: 'h:1'}}\n{layers}");

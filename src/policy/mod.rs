@@ -6,8 +6,8 @@
 //! keys follow the layer's TTL rules.
 
 pub mod layers;
-pub mod template;
+
 pub mod ttl;
 
+pub use crate::config::template::KeyTemplate;
 pub use layers::{resolve_layers, Layer, LayerId, LayerSpec, Layers, DEFAULT_LAYER};
-pub use template::KeyTemplate;

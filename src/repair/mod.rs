@@ -5,7 +5,6 @@
 
 pub mod copy;
 pub mod handoff;
-pub mod hints;
 pub mod tails;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::{NodeInfo, PendingReply};
+use crate::backend::PendingReply;
+use crate::cluster::NodeInfo;
 use crate::policy::LayerId;
 use crate::server::Worker;
 

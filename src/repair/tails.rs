@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use crate::backend::{settle, NodeInfo, PendingReply};
+use crate::backend::{settle, PendingReply};
+use crate::cluster::NodeInfo;
 
 use super::{Keys, Ticket};
 

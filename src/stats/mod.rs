@@ -1,6 +1,6 @@
 //! strata's statistics: process-wide counters (INFO `# Stats`), per-command calls
 //! (`# Commandstats`), per-layer figures (`layer.rs`) and per-node figures (`node.rs`), and
-//! their Prometheus rendering (`metrics.rs`).
+//! readers (INFO, STRATA STATS, `/metrics`: `builtin`).
 //!
 //! Each worker thread counts into memory of its own (cache-line aligned), so the hot path never
 //! contends and takes no global lock; readers sum the workers.
@@ -9,7 +9,6 @@ pub mod counter;
 pub mod instant;
 pub mod latency;
 pub mod layer;
-pub mod metrics;
 pub mod node;
 
 use std::sync::atomic::{AtomicU64, Ordering};

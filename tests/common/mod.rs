@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use strata::ring::Ring;
+use strata::cluster::ring::Ring;
 use strata::server::{Server, ServerHandle};
 
 /// Default deadline for anything the tests wait on.

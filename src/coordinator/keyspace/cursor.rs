@@ -187,10 +187,10 @@ pub fn reply(next: Option<u64>, keys: Vec<Bytes>) -> Reply {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::backend::NodeInfo;
+    use crate::cluster::topology::Topology;
+    use crate::cluster::NodeInfo;
     use crate::config::Config;
     use crate::policy::Layers;
-    use crate::topology::Topology;
     use std::sync::Arc;
 
     fn owners(layers: &str, live: [bool; 3]) -> Owners {

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
+use crate::cluster::topology::Topology;
 use crate::policy::Layers;
-use crate::topology::Topology;
 
 /// The ring, the layers and the live nodes of one keyspace-wide command.
 pub struct Owners {
@@ -129,7 +129,7 @@ impl Owners {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::backend::NodeInfo;
+    use crate::cluster::NodeInfo;
     use crate::config::{Config, Settings};
 
     fn settings(layers: &str) -> Settings {

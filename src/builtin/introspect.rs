@@ -10,11 +10,11 @@ use crate::protocol::Proto;
 use crate::protocol::{Reply, Request};
 use crate::server::Worker;
 
-use super::classify::{unknown_subcommand, wrong_arity};
-use super::keys::key_positions;
 use super::local::{help, Done};
-use super::spec::{flags, CommandSpec};
-use super::table::{lookup, COMMANDS};
+use crate::command::classify::{unknown_subcommand, wrong_arity};
+use crate::command::keys::key_positions;
+use crate::command::spec::{flags, CommandSpec};
+use crate::command::table::{lookup, COMMANDS};
 
 /// The name of the command at `index` in the table (CLIENT LIST's `cmd=`).
 pub fn command_name(index: usize) -> &'static str {

@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use crate::backend::NodeInfo;
+use crate::cluster::ring::{Ring, RingNode};
+use crate::cluster::NodeInfo;
 use crate::config::HashTag;
-use crate::ring::{Ring, RingNode};
 
 /// Nodes, members and ring at one moment.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::backend::NodeInfo;
+use crate::cluster::NodeInfo;
 use crate::config::{Config, Settings};
 use crate::policy::Layers;
 use crate::server::Worker;
@@ -86,7 +86,7 @@ pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
                         settings.workers,
                     )
                     .configured(
-                        crate::health::Thresholds::from(&settings.config.health),
+                        crate::cluster::health::Thresholds::from(&settings.config.health),
                         settings.config.repair.max_hints_per_node,
                     ),
                 );
@@ -115,7 +115,7 @@ pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
         layers: layers.len(),
         restart_needed,
     };
-    let thresholds = crate::health::Thresholds::from(&settings.config.health);
+    let thresholds = crate::cluster::health::Thresholds::from(&settings.config.health);
     for node in topology.nodes.iter() {
         node.health.set_thresholds(thresholds);
     }
@@ -140,7 +140,7 @@ pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
         node.retire();
     }
     if membership_changed && auto_rebalance {
-        let _ = crate::rebalance::Rebalance::start(worker);
+        let _ = crate::control::rebalance::Rebalance::start(worker);
     }
     tracing::info!(
         ring_version = report.ring_version,

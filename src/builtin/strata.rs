@@ -3,17 +3,17 @@
 
 use bytes::Bytes;
 
-use crate::client::registry::ClientInfo;
+use crate::control::clients::ClientInfo;
 use crate::coordinator::invalidate;
 use crate::coordinator::plan::plan_same_node;
 use crate::coordinator::track::Track;
 use crate::protocol::{parse_i64, Reply, Request};
 use crate::server::Worker;
 
-use super::classify::{unknown_subcommand, wrong_arity};
 use super::local::{help, Done};
 use super::report;
-use super::table::lookup;
+use crate::command::classify::{unknown_subcommand, wrong_arity};
+use crate::command::table::lookup;
 
 pub async fn strata(
     worker: &std::sync::Arc<Worker>,
@@ -78,7 +78,7 @@ pub async fn strata(
 
 /// STRATA RELOAD: config.yaml again (`reload.rs`).
 fn reload(worker: &std::sync::Arc<Worker>) -> Reply {
-    match crate::reload::reload(worker) {
+    match crate::control::reload::reload(worker) {
         Ok(report) => Reply::Array(vec![
             Reply::bulk("reloaded"),
             Reply::Integer(1),

@@ -11,8 +11,8 @@ use crate::coordinator::scan::ask;
 use crate::protocol::Reply;
 use crate::server::Worker;
 
-use super::classify::{unknown_subcommand, wrong_arity};
 use super::local::help;
+use crate::command::classify::{unknown_subcommand, wrong_arity};
 
 pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
     let sub = args

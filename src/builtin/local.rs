@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::client::registry::ClientInfo;
+use crate::control::clients::ClientInfo;
 use crate::coordinator::merge::MergePlan;
 use crate::coordinator::plan::{fan_out, forward, payload};
 use crate::coordinator::Pending;
@@ -15,9 +15,9 @@ use crate::server::Worker;
 
 use crate::policy::LayerId;
 
-use super::classify::{disabled, unknown_subcommand, unsupported, wrong_arity};
-use super::spec::CommandSpec;
 use super::{info, introspect, strata};
+use crate::command::classify::{disabled, unknown_subcommand, unsupported, wrong_arity};
+use crate::command::spec::CommandSpec;
 
 /// A local command's outcome.
 pub struct Done {

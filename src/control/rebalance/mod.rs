@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::cluster::topology::Topology;
 use crate::protocol::NodeReply;
 use crate::server::Worker;
-use crate::topology::Topology;
 
 use direct::Direct;
 

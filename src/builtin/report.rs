@@ -9,7 +9,7 @@ use crate::server::Shared;
 use crate::stats::{Class, Latency, LayerTotals, PERCENTILES};
 
 use super::introspect::command_name;
-use super::table::COMMANDS;
+use crate::command::table::COMMANDS;
 
 /// `hit_rate` with four decimals.
 fn rate(t: &LayerTotals) -> String {
@@ -161,7 +161,7 @@ pub fn nodes_section(shared: &Shared, out: &mut String) {
 pub fn repair_section(shared: &Shared, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let b = &shared.background;
-    let mut hints = crate::repair::hints::HintTotals::default();
+    let mut hints = crate::cluster::hints::HintTotals::default();
     let topology = shared.topology.load();
     for node in topology.nodes.iter() {
         let h = node.hints.totals();

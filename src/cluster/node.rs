@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::health::{NodeHealth, Thresholds, Transition};
-use crate::repair::hints::Hints;
+use crate::cluster::health::{NodeHealth, Thresholds, Transition};
+use crate::cluster::hints::Hints;
 use crate::stats::NodeStats;
 
 /// Identity and status of one configured node.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::server::Worker;
 
-use super::scan::NodeScan;
+use crate::coordinator::scan::NodeScan;
 
 /// The client id the counter's requests use (picks its backend connection).
 const COUNTER_CLIENT: u64 = u64::MAX;
@@ -38,7 +38,7 @@ pub async fn run(worker: Arc<Worker>) {
 pub async fn count_once(worker: &Worker) -> Result<(), String> {
     let shared = &worker.shared;
     let layers = shared.layers.load_full();
-    let owners = super::keyspace::owners_now(shared);
+    let owners = crate::coordinator::keyspace::owners_now(shared);
     let mut counts = vec![0u64; layers.len()];
     let batch = shared.settings.load().config.limits.scan_count;
     for node in owners.live_members() {

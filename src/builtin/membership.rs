@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::NodeInfo;
+use crate::cluster::topology::Topology;
+use crate::cluster::NodeInfo;
 use crate::config::{split_host_port, MAX_WEIGHT};
 use crate::protocol::{parse_i64, Reply};
 use crate::server::{Shared, Worker};
-use crate::topology::Topology;
 
-use super::classify::{unknown_subcommand, wrong_arity};
+use crate::command::classify::{unknown_subcommand, wrong_arity};
 
 /// A membership change to make.
 pub enum Change {
@@ -83,7 +83,7 @@ pub async fn rebalance(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
     };
     let topology = worker.shared.topology.load_full();
     if !dry {
-        return match crate::rebalance::Rebalance::start(worker) {
+        return match crate::control::rebalance::Rebalance::start(worker) {
             Ok(()) => Reply::Array(vec![
                 Reply::bulk("started"),
                 Reply::Integer(1),
@@ -93,7 +93,7 @@ pub async fn rebalance(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
             Err(e) => Reply::error(format!("ERR strata: {e}")),
         };
     }
-    let summary = crate::rebalance::walk(worker, &topology, true).await;
+    let summary = crate::control::rebalance::walk(worker, &topology, true).await;
     let nodes = summary
         .nodes
         .iter()
@@ -223,7 +223,7 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
     }
     if shared.settings.load().config.rebalance.auto {
         // A run in progress starts over on the new ring by itself.
-        let _ = crate::rebalance::Rebalance::start(worker);
+        let _ = crate::control::rebalance::Rebalance::start(worker);
     }
     tracing::info!(
         action = applied.action,
@@ -286,7 +286,7 @@ fn new_node(
             shared.settings.load().workers,
         )
         .configured(
-            crate::health::Thresholds::from(&config.health),
+            crate::cluster::health::Thresholds::from(&config.health),
             config.repair.max_hints_per_node,
         ),
     ))

@@ -15,11 +15,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::latency::Latency;
-use super::LayerTotals;
-use crate::command::introspect::command_name;
+use crate::builtin::introspect::command_name;
 use crate::command::table::COMMANDS;
 use crate::server::Shared;
+use crate::stats::latency::Latency;
+use crate::stats::LayerTotals;
 
 /// Reads strata's statistics on each scrape.
 pub struct StrataCollector {
@@ -228,7 +228,7 @@ impl Collector for StrataCollector {
             t.net_output_bytes,
         )?;
 
-        let commands: Vec<(&str, super::CommandTotals)> = (0..COMMANDS.len())
+        let commands: Vec<(&str, crate::stats::CommandTotals)> = (0..COMMANDS.len())
             .map(|i| (command_name(i), s.stats.command(i)))
             .filter(|(_, c)| c.calls > 0)
             .collect();
@@ -324,7 +324,7 @@ impl Collector for StrataCollector {
                 MetricType::Histogram,
             )?;
             for (name, t) in &layers {
-                for class in super::Class::ALL {
+                for class in crate::stats::Class::ALL {
                     if let Some(l) = t.latency.get(class as usize) {
                         histogram(&mut m, &[("layer", *name), ("class", class.name())], l)?;
                     }
@@ -333,7 +333,7 @@ impl Collector for StrataCollector {
         }
 
         let topology = s.topology.load();
-        let nodes: Vec<(&str, &crate::backend::NodeInfo, super::NodeTotals)> = topology
+        let nodes: Vec<(&str, &crate::cluster::NodeInfo, crate::stats::NodeTotals)> = topology
             .member_nodes()
             .map(|n| (n.id.as_str(), n.as_ref(), n.stats.totals()))
             .collect();
@@ -401,7 +401,7 @@ impl Collector for StrataCollector {
                 .iter()
                 .map(|(id, n, _)| (*id, n.health.transitions().1)),
         )?;
-        let hints: Vec<(&str, crate::repair::hints::HintTotals)> = nodes
+        let hints: Vec<(&str, crate::cluster::hints::HintTotals)> = nodes
             .iter()
             .map(|(id, n, _)| (*id, n.hints.totals()))
             .collect();

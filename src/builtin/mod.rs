@@ -1,0 +1,12 @@
+//! The commands strata answers itself (PING, HELLO, INFO, CONFIG, COMMAND, CLIENT, STRATA ...)
+//! and the `/metrics` rendering: above the coordinator, whose planning they use to ask nodes.
+
+pub mod config_get;
+pub mod info;
+pub mod introspect;
+pub mod local;
+pub mod membership;
+pub mod metrics;
+pub mod pubsub_info;
+pub mod report;
+pub mod strata;
