@@ -1,48 +1,51 @@
 //! strata: a Redis-protocol cache proxy that shards keys over plain Redis nodes.
 //!
-//! # Request path
+//! # The path of a `GET key`
 //!
 //! ```text
-//! TcpStream
-//!   → client::session      read buffer, resumable Redis-exact parser, pipeline of pending replies;
-//!                          keeps reading while replies wait (client::output, bounded by
-//!                          client::output_limit)
-//!   → protocol::Request    arguments as slices of one frozen buffer (no copy)
-//!   → command::classify    static command table: arity, flags, key positions, route
-//!   → policy::Layers       the key's layer (longest prefix): TTL rules, statistics
-//!   → coordinator::plan    ring → owning node; TTL rewrite; multi-key split per node; fan-out
-//!   → coordinator::replicate  layers with several copies: replicas and key groups, then
-//!                          write_flight (every replica written, W of N acks), read_one (one
-//!                          replica, hedged), read_flight (failover, R of N compared, repaired)
-//!   → backend::Connection  per worker, node and protocol (a RESP3 client's requests go to RESP3
-//!                          node connections, so replies pass unchanged): multiplexed,
-//!                          pipelined, FIFO reply matching
-//!   → coordinator::merge   one reply from several nodes (MGET order, sums, SCAN cursors)
-//!   → client::session      replies written in request order, batched, counted
+//! server.rs                  acceptor thread hands the socket to a worker (one event loop each)
+//! client/session.rs          reads, parses (protocol/request.rs), keeps the pipeline in order
+//! client/dispatch.rs         loads the request's one View (cluster/view.rs), then:
+//! coordinator/mod.rs         classify: command/classify.rs + command/table, the key's layer
+//!                            (policy/layers.rs), the statistics record (coordinator/track.rs)
+//! coordinator/plan.rs        the planner: one copy → the key's node (cluster/ring.rs), sent
+//!                            as received; several copies → replicate.rs → read_one.rs /
+//!                            read_flight.rs (failover, R of N, repair) or write_flight.rs
+//! backend/router.rs          the worker's connection to that node (backend/pool.rs)
+//! backend/connection.rs      multiplexed, pipelined, FIFO replies (backend/queue.rs);
+//!                            replies decoded by protocol/codec.rs
+//! coordinator/pending.rs     the pending reply the session polls
+//! client/session.rs          counts it (coordinator/track.rs → stats/) and writes it
+//!                            (client/output.rs)
 //! ```
 //!
-//! # Modules
+//! Commands strata answers itself (PING, INFO, CONFIG, CLIENT, COMMAND, STRATA ...) leave the
+//! path at `client/dispatch.rs` for `builtin/`.
 //!
-//! - [`config`]: `config.yaml` schema, defaults, validation.
-//! - [`server`]: listener, worker threads (one event loop and one set of node connections
-//!   each), connection limit.
-//! - [`client`]: client sessions, their output queue and limits, and the client registry
-//!   (CLIENT LIST).
-//! - [`protocol`]: request parser, reply encoding (RESP2, RESP3), node reply decoding (RESP2,
-//!   RESP3), Redis's glob patterns.
-//! - [`command`]: the command table, classification, locally answered commands, INFO.
-//! - [`coordinator`]: planning, pending replies, merging; the keyspace-wide reads, each key
-//!   once.
-//! - [`ring`]: the consistent-hash ring and preference lists.
-//! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated connections,
-//!   pools, node status.
-//! - [`health`]: node up/down state with hysteresis; heartbeats.
-//! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
-//! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
-//! - [`stats`]: per-worker counters and latency histograms behind INFO, STRATA STATS and
-//!   `/metrics`.
-//! - [`admin`]: the HTTP admin endpoint (`/metrics`, `/healthz`).
-//! - [`warm`]: `strata warm`, loading a file of entries through a running proxy.
+//! # Layers
+//!
+//! Modules depend one way, lower layers first (`tests/layering.rs` checks every import):
+//!
+//! - [`protocol`], [`config`], [`latch`], [`admin`]: RESP parsing, encoding and node reply
+//!   decoding; the config schema and the layers as configured; a one-shot latch; the HTTP
+//!   server of the admin endpoint.
+//! - [`command`]: the command table, classification, key positions.
+//! - [`stats`]: per-worker counters and latency histograms.
+//! - [`policy`]: the runtime layers (longest-prefix match, statistics) and TTL rules.
+//! - [`cluster`]: node records (identity, health state, hints owed), the ring, the topology
+//!   and the [`cluster::View`] a request loads once (settings, topology, layers), swapped
+//!   whole by reloads and membership changes; the state of a rebalance that reads consult.
+//! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated
+//!   connections, pools, and each worker's [`backend::Router`] to the nodes.
+//! - [`repair`], [`health`]: convergence (write tails, read repair, hinted handoff) and
+//!   heartbeats.
+//! - [`coordinator`]: classify → plan (one planner, one or several copies) → flights → merge.
+//! - [`control`]: the client registry, reload, membership changes, rebalance, shutdown,
+//!   layer key counts, and the process-wide [`control::Control`] handle.
+//! - [`builtin`]: the commands strata answers itself and the `/metrics` rendering.
+//! - [`client`]: sessions, their output and limits, transactions, pub/sub.
+//! - [`server`], [`signals`]: the composition root (threads, listeners, signals); `main.rs`
+//!   parses the command line. [`warm`] is `strata warm`, a client of a running proxy.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -70,5 +73,6 @@ pub mod policy;
 pub mod protocol;
 pub mod repair;
 pub mod server;
+pub mod signals;
 pub mod stats;
 pub mod warm;

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             // SIGTERM) can reach strata as soon as it listens.
             let path = cli.config.clone();
             let start = || Server::bind(settings, Some(path))?.start();
-            match strata::control::shutdown::serve_until_signalled(start) {
+            match strata::signals::serve_until_signalled(start) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("strata: cannot start: {e}");

@@ -9,116 +9,34 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use crate::admin::{AdminHandle, HttpResponse};
-use crate::backend::{ConnectionSettings, Pool};
+use crate::backend::connection::LiveTimeouts;
+use crate::backend::{ConnectionSettings, Pool, Router};
 use crate::client::session;
 use crate::cluster::topology::Topology;
-use crate::cluster::NodeInfo;
+use crate::cluster::{LiveView, NodeInfo, View};
 use crate::command::table::COMMANDS;
 use crate::config::Settings;
 use crate::control::clients::ClientRegistry;
+use crate::control::Control;
+use crate::coordinator::Coordinator;
 use crate::policy::Layers;
+use crate::repair::Repairs;
 use crate::stats::Stats;
-
-/// State shared by every worker.
-pub struct Shared {
-    /// The running configuration; swapped whole by a reload (`reload.rs`).
-    pub settings: ArcSwap<Settings>,
-    /// Nodes, members and ring; swapped whole by membership changes (`topology.rs`).
-    pub topology: ArcSwap<Topology>,
-    /// Held while a membership change builds and swaps a new topology (one at a time).
-    pub membership: Mutex<()>,
-    /// Key layers: policy and statistics; swapped whole by a reload (statistics carried over
-    /// by layer name).
-    pub layers: ArcSwap<Layers>,
-    pub clients: ClientRegistry,
-    /// Client connections open right now (enforces `limits.max_clients`).
-    pub connected: AtomicUsize,
-    pub stats: Stats,
-    /// `timeouts.connect` / `timeouts.request` as every node connection reads them.
-    pub timeouts: Arc<crate::backend::connection::LiveTimeouts>,
-    /// SIGHUP: asks worker 0 to reload the configuration (`reload.rs`).
-    pub reload_requests: tokio::sync::Notify,
-    /// Graceful shutdown in progress (`shutdown.rs`).
-    pub drain: crate::control::shutdown::Drain,
-    /// Moving keys after membership changes (`STRATA REBALANCE`).
-    pub rebalance: crate::control::rebalance::Rebalance,
-    /// Budget and figures of background convergence work (write tails, repairs).
-    pub background: Arc<crate::repair::Background>,
-    pub started: Instant,
-    pub started_wall: SystemTime,
-    /// The address actually bound (differs from the config with port 0).
-    pub local_addr: SocketAddr,
-    pub config_path: Option<PathBuf>,
-}
-
-/// What one worker's tasks share: the process state plus this worker's node connections.
-pub struct Worker {
-    pub index: usize,
-    pub shared: Arc<Shared>,
-    pub pool: Pool,
-    /// Idle dedicated connections (blocking commands).
-    pub dedicated: Arc<crate::backend::dedicated::DedicatedPool>,
-    /// Replicated writes' replies not waited for (`repair::tails`).
-    pub tails: Arc<crate::repair::tails::Tails>,
-}
-
-impl Worker {
-    /// A dedicated connection to the node in `slot`, speaking `proto` (`backend::dedicated`);
-    /// the error reply
-    /// when the node is unknown, marked down, unreachable or at `limits.max_dedicated_per_node`.
-    pub async fn dedicated_lease(
-        &self,
-        slot: usize,
-        proto: crate::protocol::Proto,
-    ) -> Result<crate::backend::dedicated::Lease, crate::protocol::Reply> {
-        use crate::protocol::Reply;
-        let Some(node) = self.shared.topology.load().node(slot).cloned() else {
-            return Err(Reply::error_static("ERR strata: no such node"));
-        };
-        if node.health.is_down() {
-            return Err(Reply::error(node.down_error().to_string()));
-        }
-        let max = self
-            .shared
-            .settings
-            .load()
-            .config
-            .limits
-            .max_dedicated_per_node;
-        self.dedicated
-            .lease(&node, proto, max, self.shared.timeouts.connect())
-            .await
-            .map_err(|e| Reply::error(format!("ERR strata: {e}")))
-    }
-
-    /// The connection `lane` takes to the node in `slot` (opened on first use for nodes added
-    /// after start, and for RESP3); `None` for an unknown slot.
-    pub fn connection(
-        &self,
-        slot: usize,
-        lane: crate::backend::Lane,
-    ) -> Option<&crate::backend::Connection> {
-        self.pool.connection(slot, lane, || {
-            self.shared.topology.load().node(slot).cloned()
-        })
-    }
-}
 
 /// A bound server, not yet running.
 pub struct Server {
     listener: TcpListener,
     /// The admin endpoint's listener, when `admin_listen` is set.
     admin: Option<TcpListener>,
-    shared: Arc<Shared>,
+    control: Arc<Control>,
 }
 
 /// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
@@ -126,41 +44,11 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// The admin endpoint's address, when it runs.
     pub admin_addr: Option<SocketAddr>,
-    pub shared: Arc<Shared>,
+    pub control: Arc<Control>,
     admin: Option<AdminHandle>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
-}
-
-impl Shared {
-    /// Runs `f` on worker `worker`'s figures of layer `layer` (in the layers as they are now;
-    /// a layer gone by a reload counts nothing).
-    pub fn layer_figures(
-        &self,
-        layer: crate::policy::LayerId,
-        worker: usize,
-        f: impl FnOnce(&crate::stats::LayerWorker),
-    ) {
-        if let Some(w) = self
-            .layers
-            .load()
-            .get(layer)
-            .and_then(|l| l.stats.worker(worker))
-        {
-            f(w);
-        }
-    }
-
-    /// CONFIG RESETSTAT: every statistic strata keeps (not the key counts, which are gauges).
-    pub fn reset_stats(&self) {
-        self.stats.reset();
-        self.layers.load().reset_stats();
-        for node in self.topology.load().nodes.iter() {
-            node.stats.reset();
-            node.hints.reset();
-        }
-    }
 }
 
 impl Server {
@@ -203,18 +91,17 @@ impl Server {
         );
         let background_budget = settings.config.repair.max_in_flight;
         let timeouts = settings.config.timeouts.clone();
-        let shared = Arc::new(Shared {
-            settings: ArcSwap::from_pointee(settings),
-            topology: ArcSwap::from_pointee(topology),
-            membership: Mutex::new(()),
-            rebalance: crate::control::rebalance::Rebalance::default(),
+        let view = View {
+            settings: Arc::new(settings),
+            topology: Arc::new(topology),
+            layers: Arc::new(layers),
+        };
+        let control = Arc::new(Control {
+            live: Arc::new(LiveView::new(view)),
+            rebalance: Arc::default(),
             drain: crate::control::shutdown::Drain::default(),
             reload_requests: tokio::sync::Notify::new(),
-            timeouts: Arc::new(crate::backend::connection::LiveTimeouts::new(
-                timeouts.connect,
-                timeouts.request,
-            )),
-            layers: ArcSwap::from_pointee(layers),
+            timeouts: Arc::new(LiveTimeouts::new(timeouts.connect, timeouts.request)),
             clients: ClientRegistry::default(),
             connected: AtomicUsize::new(0),
             stats: Stats::new(workers, COMMANDS.len()),
@@ -227,21 +114,21 @@ impl Server {
         Ok(Server {
             listener,
             admin,
-            shared,
+            control,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.control.local_addr
     }
 
     /// Starts the workers and the acceptor in background threads.
     pub fn start(self) -> std::io::Result<ServerHandle> {
-        let shared = self.shared;
+        let control = self.control;
         let admin = match self.admin {
             Some(listener) => Some(crate::admin::start(
                 listener,
-                admin_handler(shared.clone()),
+                admin_handler(control.clone()),
                 ADMIN_CONNECTIONS,
             )?),
             None => None,
@@ -249,37 +136,38 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mut senders = Vec::new();
         let mut workers = Vec::new();
-        for index in 0..shared.settings.load().workers {
+        let workers_wanted = control.live.load().settings.workers;
+        for index in 0..workers_wanted {
             let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
             senders.push(tx);
-            let shared = shared.clone();
+            let control = control.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("strata-worker-{index}"))
-                .spawn(move || run_worker(index, shared, rx))?;
+                .spawn(move || run_worker(index, control, rx))?;
             workers.push(handle);
         }
         let acceptor = {
-            let shared = shared.clone();
+            let control = control.clone();
             let stop = stop.clone();
             let listener = self.listener;
             std::thread::Builder::new()
                 .name("strata-accept".into())
-                .spawn(move || accept_loop(listener, shared, senders, stop))?
+                .spawn(move || accept_loop(listener, control, senders, stop))?
         };
         tracing::info!(
-            listen = %shared.local_addr,
-            workers = shared.settings.load().workers,
-            nodes = shared.topology.load().members.len(),
+            listen = %control.local_addr,
+            workers = workers_wanted,
+            nodes = control.live.load().topology.members.len(),
             "strata ready"
         );
         if let Some(a) = &admin {
             tracing::info!(admin = %a.addr(), "admin endpoint ready (/metrics, /healthz)");
         }
         Ok(ServerHandle {
-            addr: shared.local_addr,
+            addr: control.local_addr,
             admin_addr: admin.as_ref().map(|a| a.addr()),
             admin,
-            shared,
+            control,
             stop,
             acceptor: Some(acceptor),
             workers,
@@ -308,7 +196,7 @@ impl ServerHandle {
     /// sent and is closed; workers end once drained (`shutdown.rs`). [`ServerHandle::join`]
     /// waits for that.
     pub fn begin_drain(&self) {
-        self.shared.drain.begin();
+        self.control.drain.begin();
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() with a connection of our own.
         let _ = std::net::TcpStream::connect(self.addr);
@@ -316,7 +204,7 @@ impl ServerHandle {
 
     /// Asks for a configuration reload (SIGHUP); the outcome is logged.
     pub fn request_reload(&self) {
-        self.shared.reload_requests.notify_one();
+        self.control.reload_requests.notify_one();
     }
 
     /// Waits for the acceptor and the workers to end (after [`ServerHandle::begin_drain`]),
@@ -348,27 +236,28 @@ impl ServerHandle {
 const ADMIN_CONNECTIONS: usize = 16;
 
 /// What the admin endpoint answers: `/metrics` and `/healthz`.
-fn admin_handler(shared: Arc<Shared>) -> crate::admin::Handler {
-    let registry = crate::builtin::metrics::registry(shared.clone());
+fn admin_handler(control: Arc<Control>) -> crate::admin::Handler {
+    let registry = crate::builtin::metrics::registry(control.clone());
     Arc::new(move |path: &str| match path {
         "/metrics" => HttpResponse {
             status: 200,
             content_type: crate::builtin::metrics::CONTENT_TYPE,
             body: crate::builtin::metrics::render(&registry),
         },
-        "/healthz" => health(&shared),
+        "/healthz" => health(&control),
         _ => HttpResponse::text(404, "not found: try /metrics or /healthz\n"),
     })
 }
 
 /// `/healthz`: 200 `ok` when every node is up, 200 `degraded` naming the nodes that are not
 /// (the keys of the others are served), 503 when no node is up (nothing can be served).
-fn health(shared: &Shared) -> HttpResponse {
-    if shared.drain.is_draining() {
+fn health(control: &Control) -> HttpResponse {
+    if control.drain.is_draining() {
         // Load balancers should stop sending clients here.
         return HttpResponse::text(503, "draining: shutting down\n");
     }
-    let topology = shared.topology.load();
+    let view = control.live.load();
+    let topology = &view.topology;
     let down: Vec<&str> = topology
         .member_nodes()
         .filter(|n| n.health.is_down())
@@ -388,7 +277,7 @@ fn health(shared: &Shared) -> HttpResponse {
 
 fn run_worker(
     index: usize,
-    shared: Arc<Shared>,
+    control: Arc<Control>,
     mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -402,10 +291,10 @@ fn run_worker(
         }
     };
     runtime.block_on(async move {
-        let settings = shared.settings.load();
-        let config = &settings.config;
+        let view = control.live.load_full();
+        let config = &view.settings.config;
         let conn_settings = ConnectionSettings {
-            timeouts: shared.timeouts.clone(),
+            timeouts: control.timeouts.clone(),
             backoff_min: config.backend.reconnect_backoff_min,
             backoff_max: config.backend.reconnect_backoff_max,
             queue_depth: config.backend.queue_depth,
@@ -413,53 +302,61 @@ fn run_worker(
             worker: index,
         };
         let pool = Pool::start(
-            &shared.topology.load().nodes,
+            &view.topology.nodes,
             config.limits.max_nodes,
             config.backend.connections_per_node,
             &conn_settings,
         );
-        let worker = Arc::new(Worker {
+        drop(view);
+        let router = Arc::new(Router::new(
             index,
-            shared: shared.clone(),
+            control.live.clone(),
             pool,
-            dedicated: Arc::default(),
-            tails: Arc::default(),
+            control.timeouts.clone(),
+        ));
+        let coord = Arc::new(Coordinator {
+            router: router.clone(),
+            repairs: Repairs {
+                tails: Arc::default(),
+                background: control.background.clone(),
+            },
+            rebalance: control.rebalance.clone(),
         });
-        tokio::spawn(worker.tails.clone().watch());
+        tokio::spawn(coord.repairs.tails.clone().watch());
         if index == 0 {
-            tokio::spawn(sample_rates(shared.clone()));
-            tokio::spawn(crate::control::layer_keys::run(worker.clone()));
-            crate::health::heartbeat::start(&worker);
-            tokio::spawn(reload_on_request(worker.clone()));
+            tokio::spawn(sample_rates(control.clone()));
+            tokio::spawn(crate::control::layer_keys::run(coord.clone()));
+            crate::health::heartbeat::start(&router);
+            tokio::spawn(reload_on_request(control.clone(), router.clone()));
         }
         while let Some(stream) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);
             match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => {
-                    tokio::spawn(session::run(worker.clone(), stream));
+                    tokio::spawn(session::run(coord.clone(), control.clone(), stream));
                 }
                 Err(e) => {
-                    shared.connected.fetch_sub(1, Ordering::Relaxed);
+                    control.connected.fetch_sub(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "cannot register client socket");
                 }
             }
         }
         // No more clients: when draining, let the open ones and background work finish.
-        if shared.drain.is_draining() {
-            shared.drain.settle(&shared).await;
+        if control.drain.is_draining() {
+            control.drain.settle(&control).await;
         }
     });
     // Dropping the runtime cancels every session and node connection of this worker.
 }
 
 /// Feeds INFO's instantaneous rates (`stats::instant`) a sample every 100 ms.
-async fn sample_rates(shared: Arc<Shared>) {
+async fn sample_rates(control: Arc<Control>) {
     let mut every = tokio::time::interval(crate::stats::instant::SAMPLE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let t = shared.stats.totals();
-        shared.stats.instantaneous.sample(
+        let t = control.stats.totals();
+        control.stats.instantaneous.sample(
             Instant::now(),
             [t.commands, t.net_input_bytes, t.net_output_bytes],
         );
@@ -467,10 +364,10 @@ async fn sample_rates(shared: Arc<Shared>) {
 }
 
 /// Reloads the configuration each time SIGHUP asks (see [`ServerHandle::request_reload`]).
-async fn reload_on_request(worker: Arc<Worker>) {
+async fn reload_on_request(control: Arc<Control>, router: Arc<Router>) {
     loop {
-        worker.shared.reload_requests.notified().await;
-        if let Err(reason) = crate::control::reload::reload(&worker) {
+        control.reload_requests.notified().await;
+        if let Err(reason) = crate::control::reload::reload(&control, &router) {
             tracing::error!(%reason, "reload refused: running configuration kept");
         }
     }
@@ -478,11 +375,11 @@ async fn reload_on_request(worker: Arc<Worker>) {
 
 fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    control: Arc<Control>,
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     stop: Arc<AtomicBool>,
 ) {
-    let max_clients = shared.settings.load().config.limits.max_clients;
+    let max_clients = control.live.load().settings.config.limits.max_clients;
     let mut next = 0usize;
     loop {
         let (mut stream, _) = match listener.accept() {
@@ -500,8 +397,8 @@ fn accept_loop(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        if shared.connected.load(Ordering::Relaxed) >= max_clients {
-            shared
+        if control.connected.load(Ordering::Relaxed) >= max_clients {
+            control
                 .stats
                 .rejected_connections
                 .fetch_add(1, Ordering::Relaxed);
@@ -510,18 +407,18 @@ fn accept_loop(
             continue;
         }
         // Redis counts a connection received once it is accepted as a client.
-        shared
+        control
             .stats
             .connections_received
             .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        shared.connected.fetch_add(1, Ordering::Relaxed);
+        control.connected.fetch_add(1, Ordering::Relaxed);
         let Some(worker) = workers.get(next % workers.len().max(1)) else {
             return;
         };
         next = next.wrapping_add(1);
         if worker.send(stream).is_err() {
-            shared.connected.fetch_sub(1, Ordering::Relaxed);
+            control.connected.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

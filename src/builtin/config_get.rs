@@ -9,22 +9,23 @@ use crate::protocol::glob::glob_match;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::backend::Router;
+use crate::control::Control;
 use crate::coordinator::scan::ask;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
 
 /// strata's own parameters and their values. redis-benchmark asks for `save` and
 /// `appendonly` (strata persists nothing itself); the rest describe the proxy, not a node.
-fn own_params(worker: &Worker) -> Vec<(&'static str, String)> {
-    let settings = worker.shared.settings.load();
-    let config = &settings.config;
+fn own_params(control: &Control) -> Vec<(&'static str, String)> {
+    let view = control.live.load();
+    let config = &view.settings.config;
     vec![
         ("appendonly", "no".into()),
-        ("bind", worker.shared.local_addr.ip().to_string()),
+        ("bind", control.local_addr.ip().to_string()),
         ("cluster-enabled", "no".into()),
         ("databases", "1".into()),
         ("maxclients", config.limits.max_clients.to_string()),
-        ("port", worker.shared.local_addr.port().to_string()),
+        ("port", control.local_addr.port().to_string()),
         ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
         ("save", String::new()),
         ("timeout", "0".into()),
@@ -37,9 +38,14 @@ fn is_glob(pattern: &[u8]) -> bool {
 }
 
 /// CONFIG GET with its patterns (`args` from the command name on).
-pub async fn config_get(worker: &Worker, lane: Lane, request: &Request) -> Reply {
+pub async fn config_get(
+    router: &Router,
+    control: &Control,
+    lane: Lane,
+    request: &Request,
+) -> Reply {
     let patterns = request.args.get(2..).unwrap_or_default();
-    let own = own_params(worker);
+    let own = own_params(control);
     let is_own = |p: &[u8]| {
         own.iter()
             .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(p))
@@ -47,11 +53,11 @@ pub async fn config_get(worker: &Worker, lane: Lane, request: &Request) -> Reply
     let only_own = patterns.iter().all(|p| !is_glob(p) && is_own(p));
     let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
     if !only_own {
-        let Some(node) = worker.shared.topology.load().first_up() else {
+        let Some(node) = router.view().topology.first_up() else {
             return Reply::error_static("ERR strata: no node is up");
         };
         let args: Vec<&[u8]> = request.args.iter().map(|a| a.as_ref()).collect();
-        match ask(worker, lane, node, &args).await {
+        match ask(router, lane, node, &args).await {
             Err(e) => return e,
             Ok(reply) => match node_pairs(reply.frame) {
                 Some(p) => pairs = p,

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::control::Control;
+use crate::coordinator::Coordinator;
 use crate::coordinator::{Pending, TaskOutput};
 use crate::protocol::Reply;
-use crate::server::{Shared, Worker};
 
 use super::local::Done;
 use super::report;
@@ -55,7 +56,12 @@ fn is_default(section: &str) -> bool {
 
 /// INFO [section ...]. Sections that need the nodes (the keyspace) make it a task: every
 /// section is rendered once the nodes have answered.
-pub async fn info(worker: &Arc<Worker>, lane: Lane, args: &[Bytes]) -> Done {
+pub async fn info(
+    coord: &Arc<Coordinator>,
+    control: &Arc<Control>,
+    lane: Lane,
+    args: &[Bytes],
+) -> Done {
     let mut wanted: Vec<&'static str> = Vec::new();
     for arg in args.iter().skip(1) {
         let name = String::from_utf8_lossy(arg).to_ascii_lowercase();
@@ -74,24 +80,23 @@ pub async fn info(worker: &Arc<Worker>, lane: Lane, args: &[Bytes]) -> Done {
     }
     let asks_nodes = wanted.contains(&"keyspace") || wanted.contains(&"memory");
     if !asks_nodes {
-        return Done::reply(Reply::text(render(
-            &worker.shared,
-            &wanted,
-            &Gathered::default(),
-        )));
+        return Done::reply(Reply::text(render(control, &wanted, &Gathered::default())));
     }
-    let worker = worker.clone();
+    let (coord, control) = (coord.clone(), control.clone());
     Done::from(Pending::task(async move {
         let mut gathered = Gathered::default();
         if wanted.contains(&"keyspace") {
-            let keyspace = crate::coordinator::keyspace::info_section(&worker, lane).await;
+            let owners =
+                crate::coordinator::keyspace::owners_now(&coord.router.view(), &coord.rebalance);
+            let keyspace =
+                crate::coordinator::keyspace::info_section(&coord.router, owners, lane).await;
             gathered.keyspace = Some(keyspace);
         }
         if wanted.contains(&"memory") {
-            gathered.memory = node_memory(&worker, lane).await;
+            gathered.memory = node_memory(&coord.router, lane).await;
         }
         TaskOutput {
-            reply: Reply::text(render(&worker.shared, &wanted, &gathered)),
+            reply: Reply::text(render(&control, &wanted, &gathered)),
             applied: Vec::new(),
         }
     }))
@@ -107,7 +112,7 @@ struct Gathered {
 }
 
 /// The wanted sections in INFO order.
-fn render(shared: &Shared, wanted: &[&str], gathered: &Gathered) -> String {
+fn render(control: &Control, wanted: &[&str], gathered: &Gathered) -> String {
     let mut out = String::new();
     for section in SECTIONS {
         if !wanted.contains(section) {
@@ -117,18 +122,18 @@ fn render(shared: &Shared, wanted: &[&str], gathered: &Gathered) -> String {
             out.push_str("\r\n");
         }
         match *section {
-            "server" => server(shared, &mut out),
-            "clients" => clients(shared, &mut out),
+            "server" => server(control, &mut out),
+            "clients" => clients(control, &mut out),
             "memory" => memory(gathered.memory.as_deref(), &mut out),
-            "stats" => stats(shared, &mut out),
-            "commandstats" => report::commandstats_section(shared, &mut out),
+            "stats" => stats(control, &mut out),
+            "commandstats" => report::commandstats_section(control, &mut out),
             "keyspace" => out.push_str(gathered.keyspace.as_deref().unwrap_or("# Keyspace\r\n")),
-            "layers" => report::layers_section(shared, &mut out),
-            "latency" => report::latency_section(shared, &mut out),
-            "nodes" => report::nodes_section(shared, &mut out),
-            "repair" => report::repair_section(shared, &mut out),
-            "rebalance" => report::rebalance_section(shared, &mut out),
-            "ring" => ring(shared, &mut out),
+            "layers" => report::layers_section(control, &mut out),
+            "latency" => report::latency_section(control, &mut out),
+            "nodes" => report::nodes_section(control, &mut out),
+            "repair" => report::repair_section(control, &mut out),
+            "rebalance" => report::rebalance_section(control, &mut out),
+            "ring" => ring(control, &mut out),
             _ => {}
         }
     }
@@ -137,9 +142,9 @@ fn render(shared: &Shared, wanted: &[&str], gathered: &Gathered) -> String {
 
 /// The lines of the first node up's `INFO memory` that describe its limit; None when no node
 /// answers (the lines are then left out rather than made up).
-async fn node_memory(worker: &Worker, lane: Lane) -> Option<String> {
-    let node = worker.shared.topology.load().first_up()?;
-    let reply = crate::coordinator::scan::ask(worker, lane, node, &[b"INFO", b"memory"])
+async fn node_memory(router: &crate::backend::Router, lane: Lane) -> Option<String> {
+    let node = router.view().topology.first_up()?;
+    let reply = crate::coordinator::scan::ask(router, lane, node, &[b"INFO", b"memory"])
         .await
         .ok()?;
     let BytesFrame::BulkString(text) = reply.frame else {
@@ -193,9 +198,9 @@ fn memory(node: Option<&str>, out: &mut String) {
     out.push_str(node.unwrap_or_default());
 }
 
-fn server(shared: &Shared, out: &mut String) {
-    let uptime = shared.started.elapsed().as_secs();
-    let config_file = shared
+fn server(control: &Control, out: &mut String) {
+    let uptime = control.started.elapsed().as_secs();
+    let config_file = control
         .config_path
         .as_ref()
         .and_then(|p| std::fs::canonicalize(p).ok())
@@ -209,28 +214,28 @@ fn server(shared: &Shared, out: &mut String) {
         std::env::consts::ARCH,
         usize::BITS,
         std::process::id(),
-        shared.local_addr.port(),
+        control.local_addr.port(),
         uptime / 86_400,
-        shared.settings.load().workers,
+        control.live.load().settings.workers,
     );
 }
 
-fn clients(shared: &Shared, out: &mut String) {
+fn clients(control: &Control, out: &mut String) {
     let _ = write!(
         out,
         "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
-        shared.clients.count(),
-        shared.settings.load().config.limits.max_clients,
-        shared.clients.blocked(),
+        control.clients.count(),
+        control.live.load().settings.config.limits.max_clients,
+        control.clients.blocked(),
     );
 }
 
-fn stats(shared: &Shared, out: &mut String) {
+fn stats(control: &Control, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
-    let t = shared.stats.totals();
-    let [ops, input, output] = shared.stats.instantaneous.rates();
+    let t = control.stats.totals();
+    let [ops, input, output] = control.stats.instantaneous.rates();
     let (mut hits, mut misses) = (0, 0);
-    for (_, layer) in shared.layers.load().iter() {
+    for (_, layer) in control.live.load().layers.iter() {
         let l = layer.stats.totals();
         hits += l.hits;
         misses += l.misses;
@@ -238,23 +243,23 @@ fn stats(shared: &Shared, out: &mut String) {
     let _ = write!(
         out,
         "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nstrata_error_replies:{}\r\n",
-        shared.stats.connections_received.load(Relaxed),
+        control.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
         t.net_output_bytes,
         input as f64 / 1024.0,
         output as f64 / 1024.0,
-        shared.stats.rejected_connections.load(Relaxed),
-        shared.stats.query_limit_disconnections.load(Relaxed),
-        shared.stats.output_limit_disconnections.load(Relaxed),
+        control.stats.rejected_connections.load(Relaxed),
+        control.stats.query_limit_disconnections.load(Relaxed),
+        control.stats.output_limit_disconnections.load(Relaxed),
         t.errors,
     );
 }
 
-fn ring(shared: &Shared, out: &mut String) {
-    let settings = shared.settings.load();
+fn ring(control: &Control, out: &mut String) {
+    let settings = control.live.load().settings.clone();
     let config = &settings.config;
-    let topology = shared.topology.load();
+    let topology = control.live.load().topology.clone();
     let _ = write!(
         out,
         "# Ring\r\nring_hash:xxh3-64\r\nring_nodes:{}\r\nring_points:{}\r\nring_vnodes:{}\r\nring_hash_tag:{}\r\nring_version:{}\r\n",

@@ -4,31 +4,17 @@
 //! table, so they say what strata accepts.
 
 use crate::backend::Lane;
+use crate::backend::Router;
 use crate::coordinator::plan::{forward, forward_then, key_error, payload};
 use crate::protocol::resp3_reply::frame_len;
 use crate::protocol::Proto;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
 
 use super::local::{help, Done};
 use crate::command::classify::{unknown_subcommand, wrong_arity};
 use crate::command::keys::key_positions;
 use crate::command::spec::{flags, CommandSpec};
 use crate::command::table::{lookup, COMMANDS};
-
-/// The name of the command at `index` in the table (CLIENT LIST's `cmd=`).
-pub fn command_name(index: usize) -> &'static str {
-    COMMANDS.get(index).map_or("NULL", |c| c.name)
-}
-
-/// The table index of a spec that came from the table.
-pub fn command_index(spec: &'static CommandSpec) -> Option<usize> {
-    let base = COMMANDS.as_ptr() as usize;
-    let at = spec as *const CommandSpec as usize;
-    let size = std::mem::size_of::<CommandSpec>().max(1);
-    let index = at.checked_sub(base)? / size;
-    (index < COMMANDS.len()).then_some(index)
-}
 
 /// One `COMMAND INFO` entry, in Redis 7's layout.
 fn entry(spec: &CommandSpec) -> Reply {
@@ -51,15 +37,15 @@ fn entry(spec: &CommandSpec) -> Reply {
     ])
 }
 
-pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
+pub async fn command(router: &Router, lane: Lane, request: &Request) -> Done {
     let args = &request.args;
-    let node = || worker.shared.topology.load().pick(lane.client);
+    let node = || router.view().topology.pick(lane.client);
     // COMMAND and COMMAND INFO without names: Redis's entries, then strata's own.
     let every_entry = args.len() == 1
         || (args.len() == 2 && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"info")));
     if every_entry {
         let add = move |raw| with_strata_entry(raw, lane.proto);
-        return forward_then(worker, lane, node(), payload(request), add)
+        return forward_then(router, lane, node(), payload(request), add)
             .await
             .into();
     }
@@ -90,7 +76,7 @@ pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
                 Reply::bulk("strata").encode(&mut name);
                 append_element(raw, &name)
             };
-            return forward_then(worker, lane, node(), payload(request), add)
+            return forward_then(router, lane, node(), payload(request), add)
                 .await
                 .into();
         }
@@ -102,14 +88,14 @@ pub async fn command(worker: &Worker, lane: Lane, request: &Request) -> Done {
                 .map(|a| a.eq_ignore_ascii_case(b"strata"))
                 .collect();
             let fill = move |raw| fill_strata_entries(raw, &ours, lane.proto);
-            return forward_then(worker, lane, node(), payload(request), fill)
+            return forward_then(router, lane, node(), payload(request), fill)
                 .await
                 .into();
         }
         "getkeys" if args.len() >= 4 => getkeys(args.get(2..).unwrap_or_default()),
         "getkeys" => wrong_arity("command|getkeys"),
         "docs" => {
-            return forward(worker, lane, node(), payload(request)).await.into();
+            return forward(router, lane, node(), payload(request)).await.into();
         }
         "help" => help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -6,12 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::backend::Router;
 use crate::control::clients::ClientInfo;
+use crate::control::Control;
 use crate::coordinator::merge::MergePlan;
 use crate::coordinator::plan::{fan_out, forward, payload};
+use crate::coordinator::Coordinator;
 use crate::coordinator::Pending;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
+use std::sync::Arc;
 
 use crate::policy::LayerId;
 
@@ -37,16 +40,22 @@ impl Done {
 
 /// Runs a `Route::Local` or `Route::Subcommand` command.
 pub async fn execute(
-    worker: &std::sync::Arc<Worker>,
+    coord: &Arc<Coordinator>,
+    control: &Arc<Control>,
     client: &ClientInfo,
     spec: &'static CommandSpec,
     request: Request,
 ) -> Done {
     let args = &request.args;
     match spec.name {
-        "pubsub" => {
-            Done::reply(Box::pin(super::pubsub_info::command(worker, client.lane(), args)).await)
-        }
+        "pubsub" => Done::reply(
+            Box::pin(super::pubsub_info::command(
+                &coord.router,
+                client.lane(),
+                args,
+            ))
+            .await,
+        ),
         "ping" => Done::reply(match args.get(1) {
             None => Reply::status("PONG"),
             Some(msg) if args.len() == 2 => Reply::Bulk(msg.clone()),
@@ -62,15 +71,15 @@ pub async fn execute(
         },
         "select" => Done::reply(select(args.get(1))),
         "auth" => Done::reply(auth(args)),
-        "hello" => Done::reply(hello(worker, client, args)),
+        "hello" => Done::reply(hello(client, args)),
         "time" => Done::reply(time()),
-        "info" => info::info(worker, client.lane(), args).await,
-        "command" => introspect::command(worker, client.lane(), &request).await,
-        "strata" => strata::strata(worker, client, &request).await,
-        "config" => config(worker, client, &request).await,
-        "client" => Done::reply(client_command(worker, client, args)),
-        "script" => script(worker, client, &request).await,
-        "function" => function(worker, client, &request).await,
+        "info" => info::info(coord, control, client.lane(), args).await,
+        "command" => introspect::command(&coord.router, client.lane(), &request).await,
+        "strata" => strata::strata(coord, control, client, &request).await,
+        "config" => config(&coord.router, control, client, &request).await,
+        "client" => Done::reply(client_command(control, client, args)),
+        "script" => script(&coord.router, client, &request).await,
+        "function" => function(&coord.router, client, &request).await,
         other => Done::reply(unsupported(other)),
     }
 }
@@ -113,7 +122,7 @@ fn auth(args: &[Bytes]) -> Reply {
 }
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only for now.
-fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
+fn hello(client: &ClientInfo, args: &[Bytes]) -> Reply {
     let mut i = 1;
     let mut proto = None;
     if let Some(ver) = args.get(1) {
@@ -153,7 +162,6 @@ fn hello(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
         // The reply goes out in the new protocol already (a map under RESP3), as Redis does.
         client.set_proto(p);
     }
-    let _ = worker;
     Reply::Array(vec![
         Reply::bulk("server"),
         Reply::bulk("redis"),
@@ -213,29 +221,33 @@ fn sub_arity(command: &str, sub: &str, argc: usize, arity: i32) -> Result<(), Re
     }
 }
 
-async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+async fn config(
+    router: &Router,
+    control: &Control,
+    client: &ClientInfo,
+    request: &Request,
+) -> Done {
     let args = &request.args;
     let sub = sub(args);
     match sub.as_str() {
         "get" => Done::reply(match sub_arity("config", "get", args.len(), -3) {
             Err(e) => e,
-            Ok(()) => super::config_get::config_get(worker, client.lane(), request).await,
+            Ok(()) => super::config_get::config_get(router, control, client.lane(), request).await,
         }),
         "set" => {
             if let Err(e) = sub_arity("config", "set", args.len(), -4) {
                 return Done::reply(e);
             }
-            if !worker
-                .shared
+            if !router
+                .view()
                 .settings
-                .load()
                 .config
                 .security
                 .allow_dangerous_commands
             {
                 return Done::reply(disabled("config|set"));
             }
-            fan_out(worker, client.lane(), payload(request), MergePlan::AllOk)
+            fan_out(router, client.lane(), payload(request), MergePlan::AllOk)
                 .await
                 .into()
         }
@@ -243,8 +255,8 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
             if let Err(e) = sub_arity("config", "resetstat", args.len(), 2) {
                 return Done::reply(e);
             }
-            worker.shared.reset_stats();
-            fan_out(worker, client.lane(), payload(request), MergePlan::AllOk)
+            control.reset_stats();
+            fan_out(router, client.lane(), payload(request), MergePlan::AllOk)
                 .await
                 .into()
         }
@@ -268,9 +280,9 @@ async fn config(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
 
 /// CLIENT KILL, old form (`<ip:port>`: OK or an error) and new form (filters: the number of
 /// clients killed). Applies to strata's own client connections.
-fn client_kill(worker: &Worker, me: &ClientInfo, args: &[Bytes]) -> Result<Reply, Reply> {
+fn client_kill(control: &Control, me: &ClientInfo, args: &[Bytes]) -> Result<Reply, Reply> {
     let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
-    let all = worker.shared.clients.all();
+    let all = control.clients.all();
     if args.len() == 3 {
         let addr = text(2).unwrap_or_default();
         return match all.iter().find(|c| c.addr.to_string() == addr) {
@@ -323,7 +335,7 @@ fn client_kill(worker: &Worker, me: &ClientInfo, args: &[Bytes]) -> Result<Reply
     Ok(Reply::Integer(killed))
 }
 
-fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply {
+fn client_command(control: &Control, client: &ClientInfo, args: &[Bytes]) -> Reply {
     let sub = sub(args);
     let check = |arity: i32| sub_arity("client", &sub, args.len(), arity);
     let result = match sub.as_str() {
@@ -343,8 +355,8 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
             Ok(Reply::ok())
         }),
         "info" => check(2)
-            .map(|()| Reply::text(format!("{}\n", client.describe(introspect::command_name)))),
-        "list" => check(-2).map(|()| client_list(worker, args)),
+            .map(|()| Reply::text(format!("{}\n", client.describe(crate::command::table::command_name)))),
+        "list" => check(-2).map(|()| client_list(control, args)),
         "no-evict" => check(3).and_then(|()| match args.get(2) {
             Some(v) if v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"off") => {
                 Ok(Reply::ok())
@@ -358,7 +370,7 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
             "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [SKIPME yes|no]",
             "(strata's own client connections; PAUSE and tracking are not supported)",
         ])),
-        "kill" => client_kill(worker, client, args),
+        "kill" => client_kill(control, client, args),
         "pause" | "unpause" => Err(Reply::error(format!(
             "ERR strata: CLIENT {} is not supported through the proxy: it would stop one node's clients, not strata's (pause the writers instead)",
             sub.to_ascii_uppercase()
@@ -375,7 +387,7 @@ fn client_command(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Reply
 }
 
 /// CLIENT LIST [TYPE normal|...] [ID id ...]: strata's own client connections.
-fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
+fn client_list(control: &Control, args: &[Bytes]) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
     // TYPE normal or pubsub: subscribed or not (strata has no master/replica clients).
     let mut subscribed: Option<bool> = None;
@@ -409,19 +421,19 @@ fn client_list(worker: &Worker, args: &[Bytes]) -> Reply {
         }
     }
     let mut out = String::new();
-    for c in worker.shared.clients.all() {
+    for c in control.clients.all() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
             || subscribed.is_some_and(|s| s != c.is_subscribed())
         {
             continue;
         }
-        out.push_str(&c.describe(introspect::command_name));
+        out.push_str(&c.describe(crate::command::table::command_name));
         out.push('\n');
     }
     Reply::text(out)
 }
 
-async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+async fn script(router: &Router, client: &ClientInfo, request: &Request) -> Done {
     let args = &request.args;
     let sub = sub(args);
     let (arity, plan) = match sub.as_str() {
@@ -430,8 +442,8 @@ async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
         "exists" => (-3, MergePlan::AllOfArrays),
         "flush" => (-2, MergePlan::AllOk),
         "help" => {
-            let node = first_node(worker, client);
-            return forward(worker, client.lane(), node, payload(request))
+            let node = first_node(router, client);
+            return forward(router, client.lane(), node, payload(request))
                 .await
                 .into();
         }
@@ -446,12 +458,12 @@ async fn script(worker: &Worker, client: &ClientInfo, request: &Request) -> Done
     if let Err(e) = sub_arity("script", &sub, args.len(), arity) {
         return Done::reply(e);
     }
-    fan_out(worker, client.lane(), payload(request), plan)
+    fan_out(router, client.lane(), payload(request), plan)
         .await
         .into()
 }
 
-async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Done {
+async fn function(router: &Router, client: &ClientInfo, request: &Request) -> Done {
     let args = &request.args;
     let sub = sub(args);
     let (arity, plan) = match sub.as_str() {
@@ -460,8 +472,8 @@ async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Do
         "flush" => (-2, MergePlan::AllOk),
         "restore" => (-3, MergePlan::AllOk),
         "list" | "dump" | "stats" | "help" => {
-            let node = first_node(worker, client);
-            return forward(worker, client.lane(), node, payload(request))
+            let node = first_node(router, client);
+            return forward(router, client.lane(), node, payload(request))
                 .await
                 .into();
         }
@@ -476,14 +488,14 @@ async fn function(worker: &Worker, client: &ClientInfo, request: &Request) -> Do
     if let Err(e) = sub_arity("function", &sub, args.len(), arity) {
         return Done::reply(e);
     }
-    fan_out(worker, client.lane(), payload(request), plan)
+    fan_out(router, client.lane(), payload(request), plan)
         .await
         .into()
 }
 
 /// The node keyless read-only requests go to.
-fn first_node(worker: &Worker, client: &ClientInfo) -> usize {
-    worker.shared.topology.load().pick(client.id)
+fn first_node(router: &Router, client: &ClientInfo) -> usize {
+    router.view().topology.pick(client.id)
 }
 
 /// A HELP reply: one status line per entry, as Redis does.

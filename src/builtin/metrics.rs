@@ -15,15 +15,15 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::builtin::introspect::command_name;
+use crate::command::table::command_name;
 use crate::command::table::COMMANDS;
-use crate::server::Shared;
+use crate::control::Control;
 use crate::stats::latency::Latency;
 use crate::stats::LayerTotals;
 
 /// Reads strata's statistics on each scrape.
 pub struct StrataCollector {
-    shared: Arc<Shared>,
+    control: Arc<Control>,
 }
 
 impl fmt::Debug for StrataCollector {
@@ -33,9 +33,9 @@ impl fmt::Debug for StrataCollector {
 }
 
 /// The registry `/metrics` encodes: every metric is named `strata_...`.
-pub fn registry(shared: Arc<Shared>) -> Registry {
+pub fn registry(control: Arc<Control>) -> Registry {
     let mut registry = Registry::with_prefix("strata");
-    registry.register_collector(Box::new(StrataCollector { shared }));
+    registry.register_collector(Box::new(StrataCollector { control }));
     registry
 }
 
@@ -111,7 +111,7 @@ fn histogram<S: prometheus_client::encoding::EncodeLabelSet>(
 
 impl Collector for StrataCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> R {
-        let s = &self.shared;
+        let s = &self.control;
         let t = s.stats.totals();
         gauge(
             &mut e,
@@ -247,7 +247,8 @@ impl Collector for StrataCollector {
             commands.iter().map(|(n, c)| (*n, c.failed)),
         )?;
 
-        let all_layers = s.layers.load();
+        let view = s.live.load();
+        let all_layers = &view.layers;
         let layers: Vec<(&str, LayerTotals)> = all_layers
             .iter()
             .map(|(_, l)| (l.spec.name.as_str(), l.stats.totals()))
@@ -332,7 +333,8 @@ impl Collector for StrataCollector {
             }
         }
 
-        let topology = s.topology.load();
+        let view = s.live.load();
+        let topology = &view.topology;
         let nodes: Vec<(&str, &crate::cluster::NodeInfo, crate::stats::NodeTotals)> = topology
             .member_nodes()
             .map(|n| (n.id.as_str(), n.as_ref(), n.stats.totals()))

@@ -5,7 +5,7 @@ pub mod config_get;
 pub mod info;
 pub mod introspect;
 pub mod local;
-pub mod membership;
+
 pub mod metrics;
 pub mod pubsub_info;
 pub mod report;

@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::backend::Router;
 use crate::coordinator::scan::ask;
 use crate::protocol::Reply;
-use crate::server::Worker;
 
 use super::local::help;
 use crate::command::classify::{unknown_subcommand, wrong_arity};
 
-pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
+pub async fn command(router: &Router, lane: Lane, args: &[Bytes]) -> Reply {
     let sub = args
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
@@ -22,9 +22,9 @@ pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
     let full = format!("pubsub|{sub}");
     let replies =
         match sub.as_str() {
-            "channels" | "shardchannels" if args.len() <= 3 => ask_all(worker, lane, args).await,
-            "numsub" | "shardnumsub" => ask_all(worker, lane, args).await,
-            "numpat" if args.len() == 2 => ask_all(worker, lane, args).await,
+            "channels" | "shardchannels" if args.len() <= 3 => ask_all(router, lane, args).await,
+            "numsub" | "shardnumsub" => ask_all(router, lane, args).await,
+            "numpat" if args.len() == 2 => ask_all(router, lane, args).await,
             "channels" | "shardchannels" | "numpat" => return wrong_arity(&full),
             "help" => return help(&[
                 "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -80,12 +80,12 @@ pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
     }
 }
 
-async fn ask_all(worker: &Worker, lane: Lane, args: &[Bytes]) -> Result<Vec<BytesFrame>, Reply> {
-    let members = worker.shared.topology.load().members.clone();
+async fn ask_all(router: &Router, lane: Lane, args: &[Bytes]) -> Result<Vec<BytesFrame>, Reply> {
+    let members = router.view().topology.members.clone();
     let parts: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
     let mut replies = Vec::with_capacity(members.len());
     for node in members {
-        replies.push(ask(worker, lane, node, &parts).await?.frame);
+        replies.push(ask(router, lane, node, &parts).await?.frame);
     }
     Ok(replies)
 }

@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
+use crate::control::Control;
 use crate::policy::Layer;
 use crate::protocol::Reply;
-use crate::server::Shared;
 use crate::stats::{Class, Latency, LayerTotals, PERCENTILES};
 
-use super::introspect::command_name;
+use crate::command::table::command_name;
 use crate::command::table::COMMANDS;
 
 /// `hit_rate` with four decimals.
@@ -54,9 +54,9 @@ fn keys(t: &LayerTotals) -> i64 {
 }
 
 /// INFO `# Layers`: one line per layer.
-pub fn layers_section(shared: &Shared, out: &mut String) {
+pub fn layers_section(control: &Control, out: &mut String) {
     out.push_str("# Layers\r\n");
-    for (_, layer) in shared.layers.load().iter() {
+    for (_, layer) in control.live.load().layers.iter() {
         let t = layer.stats.totals();
         let _ = write!(
             out,
@@ -86,9 +86,9 @@ pub fn layers_section(shared: &Shared, out: &mut String) {
 }
 
 /// Latency per command class: every layer's plus the requests without keys.
-pub fn class_latency(shared: &Shared) -> [Latency; 3] {
-    let mut by_class = shared.stats.keyless_latency();
-    for (_, layer) in shared.layers.load().iter() {
+pub fn class_latency(control: &Control) -> [Latency; 3] {
+    let mut by_class = control.stats.keyless_latency();
+    for (_, layer) in control.live.load().layers.iter() {
         let t = layer.stats.totals();
         for (sum, l) in by_class.iter_mut().zip(&t.latency) {
             sum.merge(l);
@@ -98,9 +98,9 @@ pub fn class_latency(shared: &Shared) -> [Latency; 3] {
 }
 
 /// INFO `# Latency`: request latency per command class.
-pub fn latency_section(shared: &Shared, out: &mut String) {
+pub fn latency_section(control: &Control, out: &mut String) {
     out.push_str("# Latency\r\n");
-    let by_class = class_latency(shared);
+    let by_class = class_latency(control);
     for class in Class::ALL {
         if let Some(l) = by_class.get(class as usize) {
             let _ = write!(
@@ -115,9 +115,9 @@ pub fn latency_section(shared: &Shared, out: &mut String) {
 }
 
 /// INFO `# Nodes`: one line per node.
-pub fn nodes_section(shared: &Shared, out: &mut String) {
+pub fn nodes_section(control: &Control, out: &mut String) {
     out.push_str("# Nodes\r\n");
-    let topology = shared.topology.load();
+    let topology = control.live.load().topology.clone();
     for node in topology.member_nodes() {
         let s = &node.status;
         let t = node.stats.totals();
@@ -158,11 +158,11 @@ pub fn nodes_section(shared: &Shared, out: &mut String) {
 }
 
 /// INFO `# Repair`: background convergence work (write tails, read repair, hinted handoff).
-pub fn repair_section(shared: &Shared, out: &mut String) {
+pub fn repair_section(control: &Control, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
-    let b = &shared.background;
+    let b = &control.background;
     let mut hints = crate::cluster::hints::HintTotals::default();
-    let topology = shared.topology.load();
+    let topology = control.live.load().topology.clone();
     for node in topology.nodes.iter() {
         let h = node.hints.totals();
         hints.pending += h.pending;
@@ -174,7 +174,7 @@ pub fn repair_section(shared: &Shared, out: &mut String) {
         out,
         "# Repair\r\nbackground_in_flight:{}\r\nbackground_max:{}\r\ntails_overflow:{}\r\nrepairs_skipped:{}\r\nrepairs_failed:{}\r\nhints_pending:{}\r\nhints_stored:{}\r\nhints_replayed:{}\r\nhints_dropped:{}\r\n",
         b.in_flight(),
-        shared.settings.load().config.repair.max_in_flight,
+        control.live.load().settings.config.repair.max_in_flight,
         b.tails_overflow.load(Relaxed),
         b.repairs_skipped.load(Relaxed),
         b.repairs_failed.load(Relaxed),
@@ -186,12 +186,12 @@ pub fn repair_section(shared: &Shared, out: &mut String) {
 }
 
 /// INFO `# Rebalance`: keys moved after membership changes (`rebalance/`).
-pub fn rebalance_section(shared: &Shared, out: &mut String) {
+pub fn rebalance_section(control: &Control, out: &mut String) {
     out.push_str("# Rebalance\r\n");
-    for (name, value) in shared.rebalance.figures() {
+    for (name, value) in control.rebalance.figures() {
         let _ = write!(out, "rebalance_{name}:{value}\r\n");
     }
-    let error = shared.rebalance.last_error().unwrap_or_default();
+    let error = control.rebalance.last_error().unwrap_or_default();
     let _ = write!(
         out,
         "rebalance_last_error:{}\r\n",
@@ -200,10 +200,10 @@ pub fn rebalance_section(shared: &Shared, out: &mut String) {
 }
 
 /// INFO `# Commandstats`, in Redis's format, for the commands called or refused at least once.
-pub fn commandstats_section(shared: &Shared, out: &mut String) {
+pub fn commandstats_section(control: &Control, out: &mut String) {
     out.push_str("# Commandstats\r\n");
     for index in 0..COMMANDS.len() {
-        let c = shared.stats.command(index);
+        let c = control.stats.command(index);
         if c.calls == 0 && c.rejected == 0 {
             continue;
         }
@@ -291,11 +291,12 @@ fn layer_reply(layer: &Layer) -> Reply {
 }
 
 /// STRATA LAYERS: one field/value array per layer, the default layer last.
-pub fn layers_reply(shared: &Shared) -> Reply {
+pub fn layers_reply(control: &Control) -> Reply {
     Reply::Array(
-        shared
-            .layers
+        control
+            .live
             .load()
+            .layers
             .iter()
             .map(|(_, l)| layer_reply(l))
             .collect(),
@@ -303,10 +304,10 @@ pub fn layers_reply(shared: &Shared) -> Reply {
 }
 
 /// STRATA STATS: totals, then `classes`, `layers` and `nodes`, as a field/value array.
-pub fn stats_reply(shared: &Shared) -> Reply {
+pub fn stats_reply(control: &Control) -> Reply {
     use std::sync::atomic::Ordering::Relaxed;
-    let t = shared.stats.totals();
-    let classes = class_latency(shared);
+    let t = control.stats.totals();
+    let classes = class_latency(control);
     let classes = Class::ALL
         .iter()
         .filter_map(|c| classes.get(*c as usize).map(|l| (c, l)))
@@ -321,9 +322,10 @@ pub fn stats_reply(shared: &Shared) -> Reply {
             Reply::Array(f)
         })
         .collect();
-    let nodes = shared
-        .topology
+    let nodes = control
+        .live
         .load()
+        .topology
         .member_nodes()
         .map(|n| {
             let nt = n.stats.totals();
@@ -347,11 +349,11 @@ pub fn stats_reply(shared: &Shared) -> Reply {
         .collect();
     Reply::Array(vec![
         Reply::bulk("uptime_in_seconds"),
-        int(shared.started.elapsed().as_secs()),
+        int(control.started.elapsed().as_secs()),
         Reply::bulk("connected_clients"),
-        int(shared.clients.count() as u64),
+        int(control.clients.count() as u64),
         Reply::bulk("total_connections_received"),
-        int(shared.stats.connections_received.load(Relaxed)),
+        int(control.stats.connections_received.load(Relaxed)),
         Reply::bulk("total_commands_processed"),
         int(t.commands),
         Reply::bulk("strata_error_replies"),
@@ -359,12 +361,12 @@ pub fn stats_reply(shared: &Shared) -> Reply {
         Reply::bulk("classes"),
         Reply::Array(classes),
         Reply::bulk("layers"),
-        layers_reply(shared),
+        layers_reply(control),
         Reply::bulk("nodes"),
         Reply::Array(nodes),
         Reply::bulk("rebalance"),
         Reply::Array(
-            shared
+            control
                 .rebalance
                 .figures()
                 .into_iter()

@@ -4,11 +4,12 @@
 use bytes::Bytes;
 
 use crate::control::clients::ClientInfo;
+use crate::control::Control;
 use crate::coordinator::invalidate;
-use crate::coordinator::plan::plan_same_node;
-use crate::coordinator::track::Track;
+use crate::coordinator::track::{self, Track};
+use crate::coordinator::Coordinator;
 use crate::protocol::{parse_i64, Reply, Request};
-use crate::server::Worker;
+use std::sync::Arc;
 
 use super::local::{help, Done};
 use super::report;
@@ -16,7 +17,8 @@ use crate::command::classify::{unknown_subcommand, wrong_arity};
 use crate::command::table::lookup;
 
 pub async fn strata(
-    worker: &std::sync::Arc<Worker>,
+    coord: &Arc<Coordinator>,
+    control: &Arc<Control>,
     client: &ClientInfo,
     request: &Request,
 ) -> Done {
@@ -27,21 +29,21 @@ pub async fn strata(
         .unwrap_or_default();
     let reply = match sub.as_str() {
         "ring" => match args.get(2) {
-            Some(key) if args.len() == 3 => ring(worker, key),
+            Some(key) if args.len() == 3 => ring(control, key),
             _ => wrong_arity("strata|ring"),
         },
-        "nodes" if args.len() == 2 => nodes(worker),
+        "nodes" if args.len() == 2 => nodes(control),
         "nodes" => wrong_arity("strata|nodes"),
-        "layers" if args.len() == 2 => report::layers_reply(&worker.shared),
+        "layers" if args.len() == 2 => report::layers_reply(control),
         "layers" => wrong_arity("strata|layers"),
-        "stats" if args.len() == 2 => report::stats_reply(&worker.shared),
+        "stats" if args.len() == 2 => report::stats_reply(control),
         "stats" => wrong_arity("strata|stats"),
-        "invalidate" => Box::pin(invalidate::command(worker, client.lane(), args)).await,
-        "node" => super::membership::command(worker, args),
-        "rebalance" => Box::pin(super::membership::rebalance(worker, args)).await,
-        "reload" if args.len() == 2 => reload(worker),
+        "invalidate" => Box::pin(invalidate::command(&coord.router, client.lane(), args)).await,
+        "node" => crate::control::membership::command(control, &coord.router, args),
+        "rebalance" => Box::pin(crate::control::membership::rebalance(control, args)).await,
+        "reload" if args.len() == 2 => reload(control, coord),
         "reload" => wrong_arity("strata|reload"),
-        "warm" => return warm(worker, client, args).await,
+        "warm" => return warm(coord, client, args).await,
         "help" => help(&[
             "STRATA <subcommand> [<arg> ...]. Subcommands are:",
             "RING <key>",
@@ -77,8 +79,8 @@ pub async fn strata(
 }
 
 /// STRATA RELOAD: config.yaml again (`reload.rs`).
-fn reload(worker: &std::sync::Arc<Worker>) -> Reply {
-    match crate::control::reload::reload(worker) {
+fn reload(control: &Arc<Control>, coord: &Coordinator) -> Reply {
+    match crate::control::reload::reload(control, &coord.router) {
         Ok(report) => Reply::Array(vec![
             Reply::bulk("reloaded"),
             Reply::Integer(1),
@@ -100,7 +102,7 @@ fn reload(worker: &std::sync::Arc<Worker>) -> Reply {
 
 /// STRATA WARM <key> <value> [<ttl-ms>]: a SET through the normal write path (layer TTL
 /// policy included), counted as a warm operation of the key's layer.
-async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
+async fn warm(coord: &Arc<Coordinator>, client: &ClientInfo, args: &[Bytes]) -> Done {
     let (Some(key), Some(value)) = (args.get(2), args.get(3)) else {
         return Done::reply(wrong_arity("strata|warm"));
     };
@@ -124,14 +126,26 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
     let Some(spec) = lookup(b"set") else {
         return Done::reply(Reply::error_static("ERR strata: internal error: no SET"));
     };
-    let layer = worker.shared.layers.load().resolve(key);
+    let view = coord.router.view();
+    let layer = view.layers.resolve(key);
     let mut track = Track::new(std::time::Instant::now());
     track.layer = Some(layer);
     let request = Request {
         args: set,
         raw: None,
     };
-    let pending = plan_same_node(worker, client.lane(), spec, request, true, &mut track).await;
+    // Through the planner as any SET: the layer's TTL policy and copies apply.
+    let traits = track::traits(crate::command::table::command_index(spec));
+    let pending = crate::coordinator::plan::plan(
+        coord,
+        &view,
+        client.lane(),
+        spec,
+        traits,
+        request,
+        &mut track,
+    )
+    .await;
     Done {
         layer: Some(layer),
         rewrites: track.rewrites,
@@ -140,8 +154,9 @@ async fn warm(worker: &Worker, client: &ClientInfo, args: &[Bytes]) -> Done {
 }
 
 /// STRATA RING <key>: a flat field/value array, like HELLO's.
-fn ring(worker: &Worker, key: &Bytes) -> Reply {
-    let topology = worker.shared.topology.load();
+fn ring(control: &Control, key: &Bytes) -> Reply {
+    let view = control.live.load();
+    let topology = &view.topology;
     let ring = &topology.ring;
     let hash = ring.key_hash(key);
     let nodes = ring
@@ -163,12 +178,12 @@ fn ring(worker: &Worker, key: &Bytes) -> Reply {
 }
 
 /// STRATA NODES: one array of field/value pairs per node.
-fn nodes(worker: &Worker) -> Reply {
+fn nodes(control: &Control) -> Reply {
     Reply::Array(
-        worker
-            .shared
-            .topology
+        control
+            .live
             .load()
+            .topology
             .member_nodes()
             .map(|n| {
                 let s = &n.status;

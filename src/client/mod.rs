@@ -1,6 +1,7 @@
 //! The client side: one session per connection, its output queue and limits, transactions
 //! and pub/sub.
 
+pub mod dispatch;
 pub mod output;
 pub mod output_limit;
 pub mod pubsub;

@@ -20,10 +20,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::backend::dedicated::{self, Counted};
+use crate::backend::Router;
 use crate::coordinator::pending::{Pending, TaskOutput};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{decode_reply, Reply, Request};
-use crate::server::Worker;
 
 /// Messages waiting for the client, per session; past it the node connection's reading waits
 /// (and the node's own output buffer limit applies).
@@ -153,7 +153,7 @@ impl PubSub {
 
     /// Handles a request [`PubSub::takes`].
     /// Confirmations are push frames for a RESP3 client (`resp3`).
-    pub fn handle(&mut self, worker: &Arc<Worker>, request: Request, resp3: bool) -> Pending {
+    pub fn handle(&mut self, router: &Arc<Router>, request: Request, resp3: bool) -> Pending {
         let name = lower(request.args.first());
         let Some((kind, on)) = Kind::of(&name) else {
             return self.in_subscribed_mode(&name, &request);
@@ -191,7 +191,8 @@ impl PubSub {
             return Pending::ready(reply);
         }
         // Tell the nodes: the channel's node, or every node for patterns.
-        let topology = worker.shared.topology.load();
+        let view = router.view();
+        let topology = &view.topology;
         let mut per_node: HashMap<usize, Vec<Bytes>> = HashMap::new();
         for n in changed {
             let nodes = match kind {
@@ -205,7 +206,8 @@ impl PubSub {
         let verb = kind.verb(on).to_ascii_uppercase();
         let links = self.links.clone();
         let tx = self.tx.clone();
-        let worker = worker.clone();
+        drop(view);
+        let router = router.clone();
         Pending::Dedicated(Box::pin(async move {
             let mut links = links.lock().await;
             let mut failure: Option<String> = None;
@@ -214,7 +216,7 @@ impl PubSub {
                     .chain(names.iter().map(|n| n.as_ref()))
                     .collect();
                 let command = command_bytes(args.into_iter());
-                if let Err(e) = send(&worker, &mut links, node, &tx, &command, names.len()).await {
+                if let Err(e) = send(&router, &mut links, node, &tx, &command, names.len()).await {
                     failure.get_or_insert(e);
                 }
             }
@@ -277,7 +279,7 @@ fn confirmation(verb: &str, name: Option<&Bytes>, count: usize, resp3: bool, out
 /// each name: once the client has strata's confirmation, a message published to the channel
 /// reaches it, as with Redis.
 async fn send(
-    worker: &Arc<Worker>,
+    router: &Router,
     links: &mut HashMap<usize, Link>,
     node: usize,
     tx: &mpsc::Sender<Bytes>,
@@ -287,25 +289,23 @@ async fn send(
     let link = match links.entry(node) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => {
-            let Some(info) = worker.shared.topology.load().node(node).cloned() else {
+            let (info, max) = {
+                let view = router.view();
+                let node = view.topology.node(node).cloned();
+                (node, view.settings.config.limits.max_dedicated_per_node)
+            };
+            let Some(info) = info else {
                 return Err("no such node".into());
             };
             if info.health.is_down() {
                 // Without the `ERR strata: ` prefix: the caller adds it.
                 return Err(format!("node {} ({}) is marked down", info.id, info.addr));
             }
-            let max = worker
-                .shared
-                .settings
-                .load()
-                .config
-                .limits
-                .max_dedicated_per_node;
             let (stream, counted) = dedicated::open(
                 &info,
                 crate::protocol::Proto::Resp2,
                 max,
-                worker.shared.timeouts.connect(),
+                router.timeouts().connect(),
             )
             .await?;
             let (read, write) = stream.into_split();
@@ -323,7 +323,7 @@ async fn send(
         links.remove(&node);
         return Err(format!("write failed: {e}"));
     }
-    let timeout = worker.shared.timeouts.request();
+    let timeout = router.timeouts().request();
     for _ in 0..names {
         match tokio::time::timeout(timeout, link.confirmed.recv()).await {
             Ok(Some(())) => {}

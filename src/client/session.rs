@@ -24,13 +24,13 @@ use tracing::Instrument;
 
 use super::output::Output;
 use super::output_limit::{Exceeded, OutputLimit};
-use crate::builtin::introspect::command_index;
+use crate::command::table::command_index;
 use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
 use crate::control::clients::Registration;
-use crate::coordinator::{dispatch, Pending, Recorder, Track};
+use crate::control::Control;
+use crate::coordinator::{Coordinator, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
-use crate::server::Worker;
 
 /// Smallest free space offered to a read.
 const READ_SIZE: usize = 16 * 1024;
@@ -42,21 +42,28 @@ const MIN_OUTPUT_BUFFER_LIMIT: usize = crate::config::MIN_OUTPUT_BUFFER_LIMIT as
 const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
 
 /// Serves one client until it quits, errs or goes away.
-pub async fn run(worker: Arc<Worker>, stream: TcpStream) {
+pub async fn run(coord: Arc<Coordinator>, control: Arc<Control>, stream: TcpStream) {
     let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
-        worker.shared.connected.fetch_sub(1, Ordering::Relaxed);
+        control.connected.fetch_sub(1, Ordering::Relaxed);
         return;
     };
-    let registration = Registration::new(&worker.shared, addr, laddr);
+    let registration = Registration::new(&control, addr, laddr);
     let span = tracing::debug_span!("client", client.addr = %addr, conn.id = registration.info.id);
-    serve(&worker, &registration, stream).instrument(span).await;
+    serve(&coord, &control, &registration, stream)
+        .instrument(span)
+        .await;
 }
 
-async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: TcpStream) {
+async fn serve(
+    coord: &Arc<Coordinator>,
+    control: &Arc<Control>,
+    registration: &Registration,
+    mut stream: TcpStream,
+) {
     let client = &registration.info;
     tracing::debug!("connected");
 
-    let settings = worker.shared.settings.load_full();
+    let settings = control.live.load().settings.clone();
     let limits = &settings.config.limits;
     let max_pipeline = limits.max_pipeline;
     let mut parser = RequestParser::new(ParseLimits {
@@ -64,7 +71,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         max_bulk_len: limits.max_bulk_len,
         max_inline_len: limits.max_inline_len,
     });
-    let stats = worker.shared.stats.workers.get(worker.index);
+    let stats = control.stats.workers.get(coord.router.worker);
     let mut input = BytesMut::with_capacity(READ_SIZE);
     // Replies encoded and not yet taken by the socket: strata keeps reading requests while
     // they wait (a client may send its whole pipeline before it reads), bounded in bytes by
@@ -72,7 +79,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     let mut output = Output::default();
     let mut output_limit = OutputLimit::default();
     // The client's output limit as last read (refreshed whenever the output is checked).
-    let mut class = output_class(worker, false);
+    let mut class = output_class(control, false);
     // What CLIENT LIST shows of this session.
     let state = &client.state;
     state
@@ -125,7 +132,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
                     last_spec = request.args.first().and_then(|n| lookup(n)).or(last_spec);
-                    let reply = transaction.handle(worker, client.lane(), request);
+                    let reply = transaction.handle(&coord.router, client.lane(), request);
                     pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
                     let (count, bytes) = transaction
@@ -136,7 +143,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 Ok(Parsed::Request(request)) if pubsub.takes(&request, proto.is_resp3()) => {
                     last_spec = request.args.first().and_then(|n| lookup(n)).or(last_spec);
-                    let reply = pubsub.handle(worker, request, proto.is_resp3());
+                    let reply = pubsub.handle(&coord.router, request, proto.is_resp3());
                     pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
                     let (sub, psub, ssub) = pubsub.counts();
@@ -145,7 +152,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                     state.ssub.store(ssub, Ordering::Relaxed);
                 }
                 Ok(Parsed::Request(request)) => {
-                    let done = dispatch(worker, client, request, started).await;
+                    let done =
+                        super::dispatch::dispatch(coord, control, client, request, started).await;
                     if done.spec.is_some() {
                         last_spec = done.spec;
                     }
@@ -179,7 +187,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
 
         // Shutting down: answer what was sent, then close. Clients blocked (BLPOP ...) or
         // subscribed would wait for ever: they are closed at once, as Redis does on shutdown.
-        if !closing && worker.shared.drain.is_draining() {
+        if !closing && control.drain.is_draining() {
             closing = true;
             let waits_for_ever = pubsub.active() || pending.iter().any(|(p, _)| p.is_dedicated());
             if (pending.is_empty() && output.is_empty()) || waits_for_ever {
@@ -190,10 +198,10 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         // parsed above) unless the pipeline is full. Below the smallest limit the settings
         // need not be read.
         if input.len() > MIN_QUERY_BUFFER_LIMIT {
-            let limit = worker
-                .shared
-                .settings
+            let limit = control
+                .live
                 .load()
+                .settings
                 .config
                 .limits
                 .client_query_buffer_limit;
@@ -232,7 +240,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         let added = tokio::select! {
             // Replies first: they free pipeline room and let the client make progress.
             biased;
-            drained = drain_ready(&mut pending, &mut output, output_cap(&class), worker), if !pending.is_empty() => {
+            drained = drain_ready(&mut pending, &mut output, output_cap(&class), control, coord.router.worker), if !pending.is_empty() => {
                 if let Some(s) = stats {
                     s.errors.add(drained.errors);
                 }
@@ -274,7 +282,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
                 }
                 true
             }
-            _ = worker.shared.drain.begun(), if !closing => false,
+            _ = control.drain.begun(), if !closing => false,
             _ = client.killed() => break None,
             _ = &mut hedge, if hedge_at.is_some() => {
                 if let Some((head, _)) = pending.front_mut() {
@@ -287,7 +295,7 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
         if added {
             if output.len() > MIN_OUTPUT_BUFFER_LIMIT {
                 // Read each time: a reload applies to open connections.
-                class = output_class(worker, pubsub.active());
+                class = output_class(control, pubsub.active());
                 if let Err(exceeded) = output_limit.check(output.len(), &class, Instant::now()) {
                     break Some(Cut::Output(exceeded));
                 }
@@ -330,8 +338,8 @@ async fn serve(worker: &Arc<Worker>, registration: &Registration, mut stream: Tc
     };
     if let Some(cut) = cut_off {
         let counter = match cut {
-            Cut::Output(_) => &worker.shared.stats.output_limit_disconnections,
-            Cut::Query(_) => &worker.shared.stats.query_limit_disconnections,
+            Cut::Output(_) => &control.stats.output_limit_disconnections,
+            Cut::Query(_) => &control.stats.query_limit_disconnections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -373,11 +381,11 @@ impl std::fmt::Display for Cut {
 
 /// The output limit of the client's class now (settings read each time: a reload applies to
 /// open connections).
-fn output_class(worker: &Worker, subscribed: bool) -> OutputBufferLimit {
-    let limits = worker
-        .shared
-        .settings
+fn output_class(control: &Control, subscribed: bool) -> OutputBufferLimit {
+    let limits = control
+        .live
         .load()
+        .settings
         .config
         .limits
         .client_output_buffer_limit;
@@ -430,14 +438,15 @@ async fn drain_ready(
     pending: &mut VecDeque<(Pending, Track)>,
     output: &mut Output,
     cap: usize,
-    worker: &Worker,
+    control: &Control,
+    worker: usize,
 ) -> Drained {
-    let shared = &worker.shared;
-    let stats = shared.stats.workers.get(worker.index);
+    let stats = control.stats.workers.get(worker);
     poll_fn(|cx| {
         let mut written = 0;
         let mut errors = 0;
-        let layers = shared.layers.load();
+        let view = control.live.load();
+        let layers = &view.layers;
         let mut recorder: Option<Recorder<'_>> = None;
         while let Some((head, track)) = pending.front_mut() {
             if output.len() > cap {
@@ -449,7 +458,7 @@ async fn drain_ready(
                         errors += 1;
                     }
                     recorder
-                        .get_or_insert_with(|| Recorder::new(worker.index, stats, &layers))
+                        .get_or_insert_with(|| Recorder::new(worker, stats, layers))
                         .record(track, &reply, head.applied());
                     match (&reply, track.proto) {
                         // A node's reply, in the client's protocol already.

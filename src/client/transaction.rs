@@ -17,6 +17,8 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use crate::backend::dedicated::Lease;
+use crate::backend::Router;
+use crate::cluster::View;
 use crate::command::classify::classify;
 use crate::command::keys::key_positions;
 use crate::command::spec::{CommandSpec, Route};
@@ -25,7 +27,6 @@ use crate::coordinator::plan::{self, CROSSSLOT};
 use crate::coordinator::track::{self, Track};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
 
 /// One session's transaction state.
 #[derive(Default)]
@@ -65,7 +66,7 @@ impl Transaction {
 
     /// Handles a request [`Transaction::takes`]; the reply to queue for it. The commands run
     /// on node connections in `lane`'s protocol, so the node's EXEC reply is the client's.
-    pub fn handle(&mut self, worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
+    pub fn handle(&mut self, router: &Arc<Router>, lane: Lane, request: Request) -> Pending {
         let name = request
             .args
             .first()
@@ -89,7 +90,7 @@ impl Transaction {
             ("discard", false) if arity_ok(1) => {
                 Pending::ready(Reply::error_static("ERR DISCARD without MULTI"))
             }
-            ("exec", true) if arity_ok(1) => self.exec(worker, lane),
+            ("exec", true) if arity_ok(1) => self.exec(router, lane),
             ("discard", true) if arity_ok(1) => {
                 self.queued = None;
                 self.unwatch(Reply::ok())
@@ -97,7 +98,7 @@ impl Transaction {
             ("watch", true) => {
                 Pending::ready(Reply::error_static("ERR WATCH inside MULTI is not allowed"))
             }
-            ("watch", false) if request.args.len() >= 2 => self.watch(worker, lane, request),
+            ("watch", false) if request.args.len() >= 2 => self.watch(router, lane, request),
             ("unwatch", false) if arity_ok(1) => self.unwatch(Reply::ok()),
             (_, true) => self.queue(request),
             (name, false) => Pending::ready(crate::command::classify::wrong_arity(name)),
@@ -132,11 +133,11 @@ impl Transaction {
     }
 
     /// WATCH key [key ...]: every key on one node (and on the node of a WATCH in force).
-    fn watch(&mut self, worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
+    fn watch(&mut self, router: &Arc<Router>, lane: Lane, request: Request) -> Pending {
         let Some(spec) = crate::command::table::lookup(b"watch") else {
             return Pending::ready(Reply::error_static("ERR strata: internal error: no WATCH"));
         };
-        let node = match plan::same_node(worker, lane, spec, &request) {
+        let node = match plan::same_node(&router.view(), lane, spec, &request) {
             Ok(node) => node,
             Err(reply) => return Pending::ready(reply),
         };
@@ -145,13 +146,13 @@ impl Transaction {
         }
         self.watched = Some(node);
         let watch = self.watch.clone();
-        let worker = worker.clone();
+        let router = router.clone();
         let payload = plan::payload(&request);
         Pending::Dedicated(Box::pin(async move {
             let mut held = watch.lock().await;
             let reply = async {
                 if held.is_none() {
-                    *held = Some(worker.dedicated_lease(node, lane.proto).await?);
+                    *held = Some(router.dedicated_lease(node, lane.proto).await?);
                 }
                 let w = held
                     .as_mut()
@@ -186,14 +187,16 @@ impl Transaction {
     }
 
     /// EXEC: the queued commands as one MULTI ... EXEC block on their node.
-    fn exec(&mut self, worker: &Arc<Worker>, lane: Lane) -> Pending {
+    fn exec(&mut self, router: &Arc<Router>, lane: Lane) -> Pending {
+        // Planned with one view, as any request.
+        let view = router.view_full();
         let queued = self.queued.take().unwrap_or_default();
         if std::mem::take(&mut self.dirty) {
             return self.unwatch(Reply::error_static(
                 "EXECABORT Transaction discarded because of previous errors.",
             ));
         }
-        let node = match common_node(worker, &queued) {
+        let node = match common_node(&view, &queued) {
             Ok(Some(node)) => Some(node),
             Ok(None) => None,
             Err(reply) => return self.unwatch(reply),
@@ -202,7 +205,7 @@ impl Transaction {
             (Some(a), Some(b)) if a != b => return self.unwatch(Reply::error_static(CROSSSLOT)),
             (Some(a), _) => a,
             (None, Some(b)) => b,
-            (None, None) => worker.shared.topology.load().pick(lane.client),
+            (None, None) => view.topology.pick(lane.client),
         };
         self.watched = None;
         // The block: MULTI, each command (TTL policy applied), EXEC; then the TTL followers,
@@ -212,7 +215,7 @@ impl Transaction {
         let mut followers = Vec::new();
         let mut writes = Vec::new();
         for (spec, request) in &queued {
-            let (payload, follow) = rewrite(worker, spec, request);
+            let (payload, follow) = rewrite(&view, spec, request);
             block.extend_from_slice(&payload);
             if !spec.has(crate::command::spec::flags::READONLY) {
                 writes.push(payload);
@@ -222,14 +225,15 @@ impl Transaction {
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         let count = queued.len() + 2;
         let watch = self.watch.clone();
-        let worker = worker.clone();
-        let replicas = replicas(&worker, &queued, node);
+        let replicas = replicas(&view, &queued, node);
+        drop(view);
+        let router = router.clone();
         Pending::Dedicated(Box::pin(async move {
             let held = watch.lock().await.take();
             let reply = async {
                 let mut lease = match held {
                     Some(w) => w,
-                    None => worker.dedicated_lease(node, lane.proto).await?,
+                    None => router.dedicated_lease(node, lane.proto).await?,
                 };
                 let mut replies = lease.call_many(&block, count).await.map_err(strata_error)?;
                 let exec = replies.pop().ok_or_else(|| strata_error("no EXEC reply"))?;
@@ -242,7 +246,7 @@ impl Transaction {
                         let _ = lease.call(f).await;
                     }
                     if !replicas.is_empty() && !writes.is_empty() {
-                        replicate(&worker, replicas, writes);
+                        replicate(&router, replicas, writes);
                     }
                 }
                 Ok::<_, Reply>(Reply::Raw(exec.raw))
@@ -266,10 +270,10 @@ fn strata_error(reason: impl std::fmt::Display) -> Reply {
 
 /// The node every key of the transaction is on; `None` when it names no key.
 fn common_node(
-    worker: &Worker,
+    view: &View,
     queued: &[(&'static CommandSpec, Request)],
 ) -> Result<Option<usize>, Reply> {
-    let topology = worker.shared.topology.load();
+    let topology = &view.topology;
     let mut node = None;
     let mut positions = Vec::new();
     for (spec, request) in queued {
@@ -291,15 +295,12 @@ fn common_node(
 }
 
 /// The command's bytes after the layers' TTL policy, and its TTL followers.
-fn rewrite(worker: &Worker, spec: &'static CommandSpec, request: &Request) -> (Bytes, Vec<Bytes>) {
-    let index = crate::builtin::introspect::command_index(spec);
+fn rewrite(view: &View, spec: &'static CommandSpec, request: &Request) -> (Bytes, Vec<Bytes>) {
+    let index = crate::command::table::command_index(spec);
     let traits = track::traits(index);
     let mut track = Track::new(std::time::Instant::now());
-    track.layer = request
-        .args
-        .get(1)
-        .map(|k| worker.shared.layers.load().resolve(k));
-    match plan::write_payload(worker, spec, request, traits.ttl_rule, &mut track) {
+    track.layer = request.args.get(1).map(|k| view.layers.resolve(k));
+    match plan::write_payload(view, spec, request, traits.ttl_rule, &mut track) {
         Ok((payload, followers)) => (
             payload,
             followers
@@ -314,11 +315,7 @@ fn rewrite(worker: &Worker, spec: &'static CommandSpec, request: &Request) -> (B
 
 /// The other replicas of the transaction's keys (by the first key's layer), when it has more
 /// than one copy.
-fn replicas(
-    worker: &Worker,
-    queued: &[(&'static CommandSpec, Request)],
-    node: usize,
-) -> Vec<usize> {
+fn replicas(view: &View, queued: &[(&'static CommandSpec, Request)], node: usize) -> Vec<usize> {
     let mut positions = Vec::new();
     let first = queued.iter().find_map(|(spec, request)| {
         key_positions(spec, &request.args, &mut positions).ok()?;
@@ -329,14 +326,14 @@ fn replicas(
     let Some(key) = first else {
         return Vec::new();
     };
-    let layers = worker.shared.layers.load();
+    let layers = &view.layers;
     let Some(layer) = layers.get(layers.resolve(&key)) else {
         return Vec::new();
     };
     if layer.spec.replication < 2 {
         return Vec::new();
     }
-    crate::coordinator::replicate::replicas_of(worker, &layer.spec, &key)
+    view.replicas_of(&layer.spec, &key)
         .into_iter()
         .filter(|&n| n != node)
         .collect()
@@ -344,8 +341,8 @@ fn replicas(
 
 /// Sends the transaction's writes to the other replicas as a MULTI/EXEC block each, in the
 /// background (a replica that fails is left to read repair).
-fn replicate(worker: &Arc<Worker>, replicas: Vec<usize>, writes: Vec<Bytes>) {
-    let worker = worker.clone();
+fn replicate(router: &Arc<Router>, replicas: Vec<usize>, writes: Vec<Bytes>) {
+    let router = router.clone();
     tokio::spawn(async move {
         let mut block = Vec::new();
         block.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
@@ -354,7 +351,7 @@ fn replicate(worker: &Arc<Worker>, replicas: Vec<usize>, writes: Vec<Bytes>) {
         }
         block.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         for node in replicas {
-            match worker
+            match router
                 .dedicated_lease(node, crate::protocol::Proto::Resp2)
                 .await
             {

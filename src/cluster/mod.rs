@@ -6,8 +6,11 @@
 pub mod health;
 pub mod hints;
 pub mod node;
+pub mod rebalance;
 pub mod ring;
 pub mod topology;
+pub mod view;
 
 pub use node::{NodeInfo, NodeStatus};
 pub use topology::Topology;
+pub use view::{LiveView, NodeList, View};

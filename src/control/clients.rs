@@ -255,15 +255,15 @@ impl ClientRegistry {
 /// Removes a client from the registry when its session ends, however it ends.
 pub struct Registration {
     pub info: Arc<ClientInfo>,
-    registry: Arc<crate::server::Shared>,
+    registry: Arc<super::Control>,
 }
 
 impl Registration {
-    pub fn new(shared: &Arc<crate::server::Shared>, addr: SocketAddr, laddr: SocketAddr) -> Self {
-        let info = shared.clients.register(addr, laddr);
+    pub fn new(control: &Arc<super::Control>, addr: SocketAddr, laddr: SocketAddr) -> Self {
+        let info = control.clients.register(addr, laddr);
         Registration {
             info,
-            registry: shared.clone(),
+            registry: control.clone(),
         }
     }
 }

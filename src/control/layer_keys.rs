@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::server::Worker;
+use crate::coordinator::Coordinator;
 
 use crate::coordinator::scan::NodeScan;
 
@@ -14,12 +14,12 @@ const COUNTER_CLIENT: u64 = u64::MAX;
 
 /// Runs until the worker's runtime stops; counts nothing while the interval is 0 (the
 /// interval is read again each time: a reload may change it).
-pub async fn run(worker: Arc<Worker>) {
+pub async fn run(coord: Arc<Coordinator>) {
     loop {
-        let interval = worker
-            .shared
+        let interval = coord
+            .router
+            .view()
             .settings
-            .load()
             .config
             .stats
             .layer_keys_interval;
@@ -27,7 +27,7 @@ pub async fn run(worker: Arc<Worker>) {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             continue;
         }
-        if let Err(reason) = count_once(&worker).await {
+        if let Err(reason) = count_once(&coord).await {
             tracing::debug!(%reason, "layer key count skipped");
         }
         tokio::time::sleep(interval).await;
@@ -35,17 +35,20 @@ pub async fn run(worker: Arc<Worker>) {
 }
 
 /// One pass over every live node.
-pub async fn count_once(worker: &Worker) -> Result<(), String> {
-    let shared = &worker.shared;
-    let layers = shared.layers.load_full();
-    let owners = crate::coordinator::keyspace::owners_now(shared);
+pub async fn count_once(coord: &Coordinator) -> Result<(), String> {
+    let view = coord.router.view_full();
+    let layers = &view.layers;
+    let owners = crate::coordinator::keyspace::owners_now(&view, &coord.rebalance);
     let mut counts = vec![0u64; layers.len()];
-    let batch = shared.settings.load().config.limits.scan_count;
+    let batch = view.settings.config.limits.scan_count;
     for node in owners.live_members() {
         let mut scan = NodeScan::new(node, None, batch);
         loop {
             match scan
-                .next(worker, crate::backend::Lane::internal(COUNTER_CLIENT))
+                .next(
+                    &coord.router,
+                    crate::backend::Lane::internal(COUNTER_CLIENT),
+                )
                 .await
             {
                 Ok(Some(keys)) => {

@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::backend::Router;
 use crate::cluster::NodeInfo;
+use crate::cluster::View;
 use crate::config::{Config, Settings};
 use crate::policy::Layers;
-use crate::server::Worker;
+
+use super::Control;
 
 /// What a reload did.
 #[derive(Debug, Default)]
@@ -29,19 +32,61 @@ pub struct Report {
 }
 
 /// Reloads the config file strata was started with.
-pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
-    let shared = &worker.shared;
-    let Some(path) = shared.config_path.as_ref() else {
+/// `router` is the calling worker's: nodes added by the reload get their heartbeat, and a
+/// rebalance its connections, on that worker's runtime.
+pub fn reload(control: &Arc<Control>, router: &Arc<Router>) -> Result<Report, String> {
+    let Some(path) = control.config_path.as_ref() else {
         return Err("strata was started without a config file: nothing to reload".into());
     };
     let loaded = Config::load(path).map_err(|e| e.to_string())?;
-    // One change at a time, as for STRATA NODE.
-    let _one = shared.membership.lock().unwrap_or_else(|e| e.into_inner());
-    let running = shared.settings.load_full();
-    let (settings, restart_needed) = keep_fixed(&running, loaded);
+    // One change at a time, as for STRATA NODE: the new view is built from the current one.
+    control
+        .live
+        .change(|current| swap(control, current, loaded))
+        .map(|(report, before, added, removed, auto_rebalance)| {
+            let membership_changed = !report.nodes.is_empty();
+            if membership_changed {
+                control.rebalance.remember(before);
+            }
+            for slot in added {
+                crate::health::heartbeat::start_one(router, slot);
+            }
+            for node in removed {
+                let pending = node.hints.len();
+                drop(node.hints.take(pending));
+                node.retire();
+            }
+            if membership_changed && auto_rebalance {
+                let _ = crate::control::rebalance::start(control);
+            }
+            tracing::info!(
+                ring_version = report.ring_version,
+                nodes = report.nodes.join(", "),
+                layers = report.layers,
+                restart_needed = report.restart_needed.join(", "),
+                "configuration reloaded"
+            );
+            report
+        })
+}
+
+/// What a reload swapped in, and what the caller does once it is in: the report, the
+/// topology before (its owners still hold keys), the slots added and the nodes removed, and
+/// whether to start a rebalance.
+type Swapped = (
+    Report,
+    Arc<crate::cluster::Topology>,
+    Vec<usize>,
+    Vec<Arc<NodeInfo>>,
+    bool,
+);
+
+/// The view after a reload of `loaded` onto `current`.
+fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Swapped), String> {
+    let (settings, restart_needed) = keep_fixed(&current.settings, loaded);
 
     // Nodes: one new topology for every change, checked once at the end.
-    let before = shared.topology.load_full();
+    let before = current.topology.clone();
     let most_copies = settings
         .layers
         .iter()
@@ -108,7 +153,7 @@ pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
     // Config validation already checked replication against the configured node count.
 
     // Swap everything in.
-    let layers = Layers::carried_over(&settings.layers, settings.workers, &shared.layers.load());
+    let layers = Layers::carried_over(&settings.layers, settings.workers, &current.layers);
     let report = Report {
         ring_version: topology.version,
         nodes,
@@ -119,37 +164,17 @@ pub fn reload(worker: &Arc<Worker>) -> Result<Report, String> {
     for node in topology.nodes.iter() {
         node.health.set_thresholds(thresholds);
     }
-    shared.timeouts.set(
+    control.timeouts.set(
         settings.config.timeouts.connect,
         settings.config.timeouts.request,
     );
-    let membership_changed = !report.nodes.is_empty();
     let auto_rebalance = settings.config.rebalance.auto;
-    shared.layers.store(Arc::new(layers));
-    shared.settings.store(Arc::new(settings));
-    shared.topology.store(Arc::new(topology));
-    if membership_changed {
-        shared.rebalance.remember(before);
-    }
-    for slot in added {
-        crate::health::heartbeat::start_one(worker, slot);
-    }
-    for node in removed {
-        let pending = node.hints.len();
-        drop(node.hints.take(pending));
-        node.retire();
-    }
-    if membership_changed && auto_rebalance {
-        let _ = crate::control::rebalance::Rebalance::start(worker);
-    }
-    tracing::info!(
-        ring_version = report.ring_version,
-        nodes = report.nodes.join(", "),
-        layers = report.layers,
-        restart_needed = report.restart_needed.join(", "),
-        "configuration reloaded"
-    );
-    Ok(report)
+    let view = View {
+        settings: Arc::new(settings),
+        topology: Arc::new(topology),
+        layers: Arc::new(layers),
+    };
+    Ok((view, (report, before, added, removed, auto_rebalance)))
 }
 
 /// The loaded settings with the values that cannot change while running put back, and the

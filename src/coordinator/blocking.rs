@@ -10,33 +10,35 @@ use crate::backend::Lane;
 use std::sync::Arc;
 
 use crate::backend::NodeError;
+use crate::backend::Router;
+use crate::cluster::View;
 use crate::command::spec::CommandSpec;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
 
 use super::pending::{Pending, TaskOutput};
 use super::plan;
 
 /// Plans a blocking command: the node, then a task that leases a dedicated connection.
 pub fn plan_blocking(
-    worker: &Arc<Worker>,
+    router: &Arc<Router>,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     request: Request,
 ) -> Pending {
-    let slot = match plan::same_node(worker, lane, spec, &request) {
+    let slot = match plan::same_node(view, lane, spec, &request) {
         Ok(slot) => slot,
         Err(reply) => return Pending::ready(reply),
     };
-    if let Some(node) = worker.shared.topology.load().node(slot) {
+    if let Some(node) = view.topology.node(slot) {
         if node.health.is_down() {
             return Pending::ready(Reply::error(node.down_error().to_string()));
         }
     }
     let payload = plan::payload(&request);
-    let worker = worker.clone();
+    let router = router.clone();
     Pending::Dedicated(Box::pin(async move {
-        let reply = match worker.dedicated_lease(slot, lane.proto).await {
+        let reply = match router.dedicated_lease(slot, lane.proto).await {
             Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {
                 Ok(reply) => Reply::Raw(reply.raw),

@@ -8,10 +8,10 @@
 use crate::backend::Lane;
 use bytes::Bytes;
 
+use crate::backend::Router;
 use crate::config::template::escape_glob;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
-use crate::server::Worker;
 
 use super::scan::{ask, unlink, NodeScan};
 
@@ -19,16 +19,16 @@ const USAGE: &str =
     "ERR strata: INVALIDATE takes KEY <key>, LAYER <name> or WHERE <field>=<value> [...]";
 
 /// `STRATA INVALIDATE ...` (args[0] = STRATA, args[1] = INVALIDATE).
-pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
+pub async fn command(router: &Router, lane: Lane, args: &[Bytes]) -> Reply {
     let sub = args
         .get(2)
         .map(|s| s.to_ascii_lowercase())
         .unwrap_or_default();
     let result = match (sub.as_slice(), args.get(3)) {
-        (b"key", Some(key)) if args.len() == 4 => invalidate_key(worker, lane, key).await,
-        (b"layer", Some(name)) if args.len() == 4 => invalidate_layer(worker, lane, name).await,
+        (b"key", Some(key)) if args.len() == 4 => invalidate_key(router, lane, key).await,
+        (b"layer", Some(name)) if args.len() == 4 => invalidate_layer(router, lane, name).await,
         (b"where", Some(_)) => {
-            invalidate_where(worker, lane, args.get(3..).unwrap_or_default()).await
+            invalidate_where(router, lane, args.get(3..).unwrap_or_default()).await
         }
         _ => Err(Reply::error_static(USAGE)),
     };
@@ -39,35 +39,36 @@ pub async fn command(worker: &Worker, lane: Lane, args: &[Bytes]) -> Reply {
 }
 
 /// Adds `n` removed keys to the layer's invalidations.
-fn count(worker: &Worker, layer: LayerId, n: u64) {
-    worker
-        .shared
-        .layer_figures(layer, worker.index, |w| w.invalidations.add(n));
+fn count(router: &Router, layer: LayerId, n: u64) {
+    router
+        .live()
+        .layer_figures(layer, router.worker, |w| w.invalidations.add(n));
 }
 
 /// Removes the key from each of its replicas; 1 when some replica had it.
-async fn invalidate_key(worker: &Worker, lane: Lane, key: &Bytes) -> Result<u64, Reply> {
-    let shared = &worker.shared;
-    let layer = shared.layers.load().resolve(key);
-    let copies = shared
-        .layers
-        .load()
-        .get(layer)
-        .map_or(1, |l| l.spec.replication.max(1));
+async fn invalidate_key(router: &Router, lane: Lane, key: &Bytes) -> Result<u64, Reply> {
+    let (layer, nodes) = {
+        let view = router.view();
+        let layer = view.layers.resolve(key);
+        let copies = view
+            .layers
+            .get(layer)
+            .map_or(1, |l| l.spec.replication.max(1));
+        (layer, view.topology.ring.preference_list(key, copies))
+    };
     let mut removed = 0;
-    let nodes = shared.topology.load().ring.preference_list(key, copies);
     for node in nodes {
-        let reply = ask(worker, lane, node, &[b"UNLINK", key]).await?;
+        let reply = ask(router, lane, node, &[b"UNLINK", key]).await?;
         if let redis_protocol::resp2::types::BytesFrame::Integer(n) = reply.frame {
             removed = removed.max(u64::try_from(n).unwrap_or(0));
         }
     }
-    count(worker, layer, removed);
+    count(router, layer, removed);
     Ok(removed)
 }
 
-async fn invalidate_layer(worker: &Worker, lane: Lane, name: &Bytes) -> Result<u64, Reply> {
-    let layers = worker.shared.layers.load();
+async fn invalidate_layer(router: &Router, lane: Lane, name: &Bytes) -> Result<u64, Reply> {
+    let layers = router.view().layers.clone();
     let Some((id, layer)) = layers.by_name(name) else {
         return Err(Reply::error(format!(
             "ERR strata: no layer named '{}'",
@@ -83,10 +84,10 @@ async fn invalidate_layer(worker: &Worker, lane: Lane, name: &Bytes) -> Result<u
         p.push(b'*');
         Some(p)
     };
-    remove_matching(worker, lane, id, pattern).await
+    remove_matching(router, lane, id, pattern).await
 }
 
-async fn invalidate_where(worker: &Worker, lane: Lane, conditions: &[Bytes]) -> Result<u64, Reply> {
+async fn invalidate_where(router: &Router, lane: Lane, conditions: &[Bytes]) -> Result<u64, Reply> {
     let mut values: Vec<(&str, &[u8])> = Vec::with_capacity(conditions.len());
     for c in conditions {
         let parsed = c.iter().position(|&b| b == b'=').and_then(|at| {
@@ -103,10 +104,9 @@ async fn invalidate_where(worker: &Worker, lane: Lane, conditions: &[Bytes]) -> 
             }
         }
     }
-    let targets: Vec<(LayerId, Vec<u8>)> = worker
-        .shared
+    let targets: Vec<(LayerId, Vec<u8>)> = router
+        .view()
         .layers
-        .load()
         .iter()
         .filter_map(|(id, l)| Some((id, l.spec.key.as_ref()?.pattern(&values)?)))
         .collect();
@@ -119,33 +119,35 @@ async fn invalidate_where(worker: &Worker, lane: Lane, conditions: &[Bytes]) -> 
     }
     let mut total = 0;
     for (id, pattern) in targets {
-        total += remove_matching(worker, lane, id, Some(pattern)).await?;
+        total += remove_matching(router, lane, id, Some(pattern)).await?;
     }
     Ok(total)
 }
 
 /// Scans every node for keys matching `pattern` that belong to `layer`, and unlinks them.
 async fn remove_matching(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     layer: LayerId,
     pattern: Option<Vec<u8>>,
 ) -> Result<u64, Reply> {
-    let shared = &worker.shared;
-    let batch = shared.settings.load().config.limits.scan_count;
+    let (batch, members) = {
+        let view = router.view();
+        let members = view.topology.members.clone();
+        (view.settings.config.limits.scan_count, members)
+    };
     let mut removed = 0;
-    let members = shared.topology.load().members.clone();
     for node in members {
         let mut scan = NodeScan::new(node, pattern.clone(), batch);
-        while let Some(keys) = scan.next(worker, lane).await? {
+        while let Some(keys) = scan.next(router, lane).await? {
             let mine: Vec<Bytes> = keys
                 .into_iter()
-                .filter(|k| shared.layers.load().resolve(k) == layer)
+                .filter(|k| router.view().layers.resolve(k) == layer)
                 .collect();
             for chunk in mine.chunks(batch) {
-                let n = unlink(worker, lane, node, chunk).await?;
+                let n = unlink(router, lane, node, chunk).await?;
                 removed += n;
-                count(worker, layer, n);
+                count(router, layer, n);
             }
         }
     }

@@ -1,7 +1,7 @@
-//! The coordinator: takes a parsed request to its reply. `classify` (command table) →
-//! `policy` (the layer of the request's keys: TTL rules, statistics) → `plan` (ring, split per
-//! node, TTL rewrite, send) → [`Pending`] (awaited by the session in request order) → `merge`
-//! (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
+//! The coordinator: takes a request to its pending reply. [`classify`] (command table, the
+//! layer of the request's keys) → [`route`] → `plan` (the one planner: the keys' node or
+//! replicas, split per node, TTL rewrite, send; flights for several copies) → [`Pending`]
+//! (awaited by the session in request order) → `merge` (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
 //! session hands to the statistics with the reply (`track.rs`). The keyspace-wide reads (KEYS,
 //! SCAN, DBSIZE, RANDOMKEY, INFO's keyspace) count each key once whatever its copies
 //! (`keyspace/`).
@@ -14,7 +14,6 @@ pub mod pending;
 pub mod plan;
 pub mod read_flight;
 pub mod read_one;
-pub mod replicate;
 pub mod scan;
 pub mod track;
 pub mod vote;
@@ -25,16 +24,25 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::builtin::local;
-use crate::command::classify::classify;
+use crate::backend::{Lane, Router};
+use crate::cluster::rebalance::Rebalance;
+use crate::cluster::View;
 use crate::command::spec::{CommandSpec, KeySpec, Route, Split};
 use crate::command::table;
-use crate::control::clients::ClientInfo;
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
+use crate::repair::Repairs;
 
 pub use pending::{Gather, Pending, TaskOutput};
-pub use track::{Recorder, Track};
+pub use track::{Recorder, Track, Traits};
+
+/// One worker's coordinator: its router to the nodes, its convergence work (write tails,
+/// repairs) and the state of key moves after membership changes. Flights keep a reference to
+/// it until they land.
+pub struct Coordinator {
+    pub router: Arc<Router>,
+    pub repairs: Repairs,
+    pub rebalance: Arc<Rebalance>,
+}
 
 /// What the session gets back for one request.
 pub struct Dispatched {
@@ -48,7 +56,7 @@ pub struct Dispatched {
 }
 
 impl Dispatched {
-    fn reply(reply: Reply, started: Instant) -> Dispatched {
+    pub fn reply(reply: Reply, started: Instant) -> Dispatched {
         Dispatched {
             pending: Pending::ready(reply),
             close: false,
@@ -83,164 +91,81 @@ fn first_key<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Option<&'a Bytes> {
     }
 }
 
-/// Runs one request: returns its pending reply once every node involved has been sent its part.
+/// A request classified: its command, what the command is (for statistics and planning), and
+/// the statistics record its reply will be counted in.
+pub struct Classified {
+    pub spec: &'static CommandSpec,
+    pub traits: Traits,
+    pub track: Track,
+}
+
+/// Classifies `request` (command table, arity, dangerous commands) and opens its statistics
+/// record with the layer of its keys; a refused request comes back as its finished reply.
 /// `started` is when the request was read (for latency figures).
-pub async fn dispatch(
-    worker: &Arc<Worker>,
-    client: &ClientInfo,
-    request: Request,
+pub fn classify(
+    view: &View,
+    lane: Lane,
+    request: &Request,
     started: Instant,
-) -> Dispatched {
-    let allow_dangerous = worker
-        .shared
-        .settings
-        .load()
-        .config
-        .security
-        .allow_dangerous_commands;
-    let spec = match classify(&request, allow_dangerous) {
+) -> Result<Classified, Box<Dispatched>> {
+    let allow_dangerous = view.settings.config.security.allow_dangerous_commands;
+    let spec = match crate::command::classify::classify(request, allow_dangerous) {
         Ok(spec) => spec,
         Err(reply) => {
             let mut refused = Dispatched::reply(reply, started);
             // A known command refused before it ran is one of its `rejected_calls`.
             let known = request.args.first().and_then(|n| table::lookup(n));
             refused.track.command = known
-                .and_then(crate::builtin::introspect::command_index)
+                .and_then(table::command_index)
                 .and_then(|i| u16::try_from(i).ok());
             refused.track.rejected = true;
-            return refused;
+            return Err(Box::new(refused));
         }
     };
-    let index = crate::builtin::introspect::command_index(spec);
+    let index = table::command_index(spec);
     let traits = track::traits(index);
-    let layers = worker.shared.layers.load();
+    let layers = &view.layers;
     let mut track = Track::new(started);
     track.command = index.and_then(|i| u16::try_from(i).ok());
     track.class = traits.class;
     track.outcome = traits.outcome;
-    let lane = client.lane();
     track.proto = lane.proto;
-    if traits.subcommands {
-        if let Some(sub) = request.args.get(1) {
-            client.set_subcommand(sub);
-        }
-    }
     match spec.route {
         Route::Split(split) => {
             let stride = if split == Split::Mset { 2 } else { 1 };
-            track.set_keys(&layers, &request.args, stride);
+            track.set_keys(layers, &request.args, stride);
         }
         _ => track.layer = first_key(spec, &request.args).map(|k| layers.resolve(k)),
     }
     if spec.name == "msetnx" {
-        track.set_keys(&layers, &request.args, 2);
+        track.set_keys(layers, &request.args, 2);
     }
-    if matches!(spec.name, "sort" | "sort_ro") {
-        if let Err(reply) = plan::sort_patterns(worker, &request) {
-            return Dispatched::reply(reply, started);
-        }
-    }
-    // Blocking commands (and XREAD/XREADGROUP with BLOCK) never use a shared connection.
-    let blocks = spec.route == Route::Blocking
-        || (spec.has(crate::command::spec::flags::BLOCKING)
-            && crate::command::classify::has_block_option(&request));
-    if blocks {
-        return Dispatched {
-            pending: blocking::plan_blocking(worker, lane, spec, request),
-            close: false,
-            spec: Some(spec),
-            track,
-        };
-    }
-    // Layers with several copies (or ejecting down nodes) take the replicated path; while a
-    // rebalance runs every key does (its reads fall back to the key's previous owners).
-    let rebalancing = worker.shared.rebalance.is_running();
-    let replicated = (layers.any_replicated() || rebalancing)
-        && match spec.route {
-            Route::SameNode => {
-                rebalancing
-                    || track
-                        .layer
-                        .and_then(|l| layers.get(l))
-                        .is_some_and(|l| l.replicated)
-            }
-            Route::Split(_) => true,
-            _ => false,
-        };
-    if replicated {
-        let pending = match spec.route {
-            Route::Split(split) => {
-                replicate::plan_split(worker, lane, spec, split, request, traits.ttl_rule, &track)
-                    .await
-            }
-            _ => {
-                let layer = track.layer.unwrap_or_default();
-                replicate::plan_same_node(
-                    worker,
-                    lane,
-                    spec,
-                    request,
-                    traits.ttl_rule,
-                    &mut track,
-                    layer,
-                )
-                .await
-            }
-        };
-        return Dispatched {
-            pending,
-            close: false,
-            spec: Some(spec),
-            track,
-        };
-    }
-    let (pending, close) = match spec.route {
-        Route::SameNode => (
-            plan::plan_same_node(worker, lane, spec, request, traits.ttl_rule, &mut track).await,
-            false,
-        ),
-        Route::Split(split) => (
-            plan::plan_split(worker, lane, spec, split, request, traits.ttl_rule).await,
-            false,
-        ),
-        Route::FanOut(merge) => (
-            plan::plan_fan_out(worker, lane, merge, request).await,
-            false,
-        ),
-        Route::AnyNode => {
-            let node = worker.shared.topology.load().pick(lane.client);
-            let payload = plan::payload(&request);
-            (plan::forward(worker, lane, node, payload).await, false)
-        }
-        Route::Local | Route::Subcommand => {
-            // Local commands may describe the client (CLIENT LIST / INFO): record it first.
-            client.touch(crate::builtin::introspect::command_index(spec));
-            // Built by strata, these replies take their RESP3 types here. The shape is known
-            // before the command runs, the protocol after (HELLO 3 answers in RESP3).
-            let shape = crate::protocol::resp3::shape_of(spec.name, &request);
-            // Boxed: local commands are rare, and their large future would otherwise make
-            // every request's dispatch future as large.
-            let done = Box::pin(local::execute(worker, client, spec, request)).await;
-            track.proto = client.lane().proto;
-            track.shape = shape;
-            if let Some(layer) = done.layer {
-                // STRATA WARM: a write of one key, counted as a warm operation.
-                track.layer = Some(layer);
-                track.outcome = track::Outcome::Warm;
-                track.class = crate::stats::Class::Write;
-                track.rewrites = done.rewrites;
-            }
-            (done.pending, done.close)
-        }
-        Route::Blocking => (blocking::plan_blocking(worker, lane, spec, request), false),
-        Route::Unsupported => (
-            Pending::ready(crate::command::classify::unsupported(spec.name)),
-            false,
-        ),
-    };
+    Ok(Classified {
+        spec,
+        traits,
+        track,
+    })
+}
+
+/// Plans and sends a request that goes to the nodes (every route but the commands strata
+/// answers itself, which `builtin` runs): returns its pending reply once every node involved
+/// has been sent its part. `view` is the request's one snapshot.
+pub async fn route(
+    coord: &Arc<Coordinator>,
+    view: &View,
+    lane: Lane,
+    classified: Classified,
+    request: Request,
+) -> Dispatched {
+    let Classified {
+        spec,
+        traits,
+        mut track,
+    } = classified;
+    let pending = plan::plan(coord, view, lane, spec, traits, request, &mut track).await;
     Dispatched {
         pending,
-        close,
+        close: false,
         spec: Some(spec),
         track,
     }

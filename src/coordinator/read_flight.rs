@@ -22,13 +22,15 @@ use tokio::time::{Instant, Sleep};
 
 use crate::backend::{settle, NodeError, NodeResult, PendingReply};
 use crate::cluster::NodeInfo;
+use crate::cluster::View;
 use crate::config::ReadConsistency;
 use crate::policy::LayerId;
 use crate::protocol::{NodeReply, Reply};
 use crate::repair::Keys;
-use crate::server::Worker;
 
-use super::replicate::NodeList;
+use super::Coordinator;
+
+use crate::cluster::NodeList;
 
 use super::track::Outcome;
 use super::vote::{self, is_miss};
@@ -60,7 +62,7 @@ struct Replica {
 
 /// A request in flight to the replicas of its keys.
 pub struct Flight {
-    worker: Arc<Worker>,
+    coord: Arc<Coordinator>,
     lane: Lane,
     layer: LayerId,
     op: ReadOp,
@@ -113,14 +115,14 @@ enum Event {
 impl Flight {
     /// The flight before anything is sent: every replica unsent, or down.
     fn new(
-        worker: &Arc<Worker>,
+        coord: &Arc<Coordinator>,
+        view: &View,
         lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
     ) -> Flight {
-        let shared = &worker.shared;
-        let topology = shared.topology.load();
+        let topology = &view.topology;
         let replicas = request
             .nodes
             .iter()
@@ -135,10 +137,9 @@ impl Flight {
                 },
             })
             .collect();
-        let deadline =
-            Instant::from_std(request.started) + shared.settings.load().config.timeouts.request;
+        let deadline = Instant::from_std(request.started) + view.settings.config.timeouts.request;
         Flight {
-            worker: worker.clone(),
+            coord: coord.clone(),
             lane,
             layer,
             op,
@@ -151,13 +152,14 @@ impl Flight {
 
     /// Sends the read to as many replicas as the level asks first.
     pub async fn start(
-        worker: &Arc<Worker>,
+        coord: &Arc<Coordinator>,
+        view: &View,
         lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
     ) -> Flight {
-        let mut flight = Flight::new(worker, lane, layer, op, request);
+        let mut flight = Flight::new(coord, view, lane, layer, op, request);
         let first = match op.level {
             ReadConsistency::One => 1,
             _ => flight.need(),
@@ -174,7 +176,7 @@ impl Flight {
     /// on: that replica missed, failed, or is slow (`first` still waiting), so the next
     /// replica is asked and the flight lands as [`Flight::land`] would.
     pub async fn continue_one(
-        worker: &Arc<Worker>,
+        coord: &Arc<Coordinator>,
         lane: Lane,
         layer: LayerId,
         op: ReadOp,
@@ -182,7 +184,10 @@ impl Flight {
         position: usize,
         first: NodeOutcome,
     ) -> Landed {
-        let mut flight = Flight::new(worker, lane, layer, op, request);
+        // Later than the request's planning: the view as it is now.
+        let view = coord.router.view();
+        let mut flight = Flight::new(coord, &view, lane, layer, op, request);
+        drop(view);
         let slow = matches!(first, NodeOutcome::Waiting(_));
         if let Some(r) = flight.replicas.get_mut(position) {
             r.state = match first {
@@ -223,7 +228,7 @@ impl Flight {
         if !matches!(r.state, State::Unsent) {
             return;
         }
-        let Some(conn) = self.worker.connection(r.index, self.lane) else {
+        let Some(conn) = self.coord.router.connection(r.index, self.lane) else {
             r.state = State::Failed(NodeError::new(&r.node, "no connection"));
             return;
         };
@@ -251,12 +256,14 @@ impl Flight {
         if !self.send_next().await {
             return false;
         }
-        self.worker
-            .shared
-            .layer_figures(self.layer, self.worker.index, |s| match why {
+        self.coord.router.live().layer_figures(
+            self.layer,
+            self.coord.router.worker,
+            |s| match why {
                 Counted::Failover => s.failovers.add(1),
                 Counted::MissFailover => s.miss_failovers.add(1),
-            });
+            },
+        );
         true
     }
 
@@ -457,7 +464,8 @@ impl Flight {
         if !losers.is_empty() {
             if let Some(source) = self.replicas.get(winner).map(|r| r.index) {
                 crate::repair::spawn_repair(
-                    &self.worker,
+                    &self.coord.router,
+                    &self.coord.repairs.background,
                     self.layer,
                     self.keys.clone(),
                     source,
@@ -494,7 +502,8 @@ impl Flight {
         }
         if let Some(source) = self.replicas.get(hit).map(|r| r.index) {
             crate::repair::spawn_repair(
-                &self.worker,
+                &self.coord.router,
+                &self.coord.repairs.background,
                 self.layer,
                 self.keys.clone(),
                 source,

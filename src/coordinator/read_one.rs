@@ -17,9 +17,11 @@ use std::time::Instant;
 
 use crate::backend::{settle, NodeResult, PendingReply};
 use crate::cluster::NodeInfo;
+use crate::cluster::View;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
-use crate::server::Worker;
+
+use super::Coordinator;
 
 use super::pending::TaskOutput;
 use super::read_flight::{Flight, Landed, NodeOutcome, ReadOp, ReadRequest};
@@ -30,7 +32,7 @@ pub type Continued = Pin<Box<dyn Future<Output = TaskOutput> + Send>>;
 
 /// A `one` read waiting for the first replica it asked.
 pub struct ReadOne {
-    worker: Arc<Worker>,
+    coord: Arc<Coordinator>,
     lane: Lane,
     layer: LayerId,
     op: ReadOp,
@@ -49,14 +51,14 @@ impl ReadOne {
     /// Sends the read to the first replica that is up; gives the request back when there is
     /// none (the flight reports the failure).
     pub async fn start(
-        worker: &Arc<Worker>,
+        coord: &Arc<Coordinator>,
+        view: &View,
         lane: Lane,
         layer: LayerId,
         op: ReadOp,
         request: ReadRequest,
     ) -> Result<Box<ReadOne>, ReadRequest> {
-        let shared = &worker.shared;
-        let topology = shared.topology.load();
+        let topology = &view.topology;
         let up = |&n: &usize| topology.node(n).is_some_and(|n| !n.health.is_down());
         let Some(position) = request.nodes.iter().position(up) else {
             return Err(request);
@@ -70,16 +72,16 @@ impl ReadOne {
         let Some(conn) = request
             .nodes
             .get(position)
-            .and_then(|&n| worker.connection(n, lane))
+            .and_then(|&n| coord.router.connection(n, lane))
         else {
             return Err(request);
         };
         let rx = conn.send(request.payload.clone()).await;
         // As the flight would: an equal share of the request timeout for each replica.
-        let timeout = shared.settings.load().config.timeouts.request;
+        let timeout = view.settings.config.timeouts.request;
         let hedge_at = (others > 0).then(|| request.started + timeout / (others as u32 + 1));
         Ok(Box::new(ReadOne {
-            worker: worker.clone(),
+            coord: coord.clone(),
             lane,
             layer,
             op,
@@ -124,7 +126,7 @@ impl ReadOne {
     /// The read as a flight, from where the first replica stands (`None`: still waiting).
     fn go_on(self: Box<Self>, first: Option<NodeOutcome>) -> Continued {
         let ReadOne {
-            worker,
+            coord,
             lane,
             layer,
             op,
@@ -136,7 +138,7 @@ impl ReadOne {
         let first = first.unwrap_or(NodeOutcome::Waiting(rx));
         Box::pin(async move {
             let landed =
-                Flight::continue_one(&worker, lane, layer, op, request, position, first).await;
+                Flight::continue_one(&coord, lane, layer, op, request, position, first).await;
             output(landed)
         })
     }

@@ -8,19 +8,19 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::backend::settle;
+use crate::backend::Router;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{NodeReply, Reply};
-use crate::server::Worker;
 
 /// Sends one command to `node` on the connection of `lane` and waits for the reply.
 /// A node that cannot be reached, or answers with an error, gives the error reply.
 pub async fn ask(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     node: usize,
     args: &[&[u8]],
 ) -> Result<NodeReply, Reply> {
-    let Some(conn) = worker.connection(node, lane) else {
+    let Some(conn) = router.connection(node, lane) else {
         return Err(Reply::error_static("ERR strata: no such node"));
     };
     let rx = conn.send(command_bytes(args.iter().copied())).await;
@@ -34,7 +34,7 @@ pub async fn ask(
 /// Sends one command to each of `nodes` (every one sent before any reply is awaited, so the
 /// nodes work at once) and waits for the replies, in the order of `nodes`.
 pub async fn ask_each(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     nodes: &[usize],
     args: &[&[u8]],
@@ -42,7 +42,7 @@ pub async fn ask_each(
     let payload = command_bytes(args.iter().copied());
     let mut sent = Vec::with_capacity(nodes.len());
     for &node in nodes {
-        sent.push(match worker.connection(node, lane) {
+        sent.push(match router.connection(node, lane) {
             Some(conn) => Ok((conn.send(payload.clone()).await, conn.node().clone())),
             None => Err(Reply::error_static("ERR strata: no such node")),
         });
@@ -83,7 +83,7 @@ impl NodeScan {
     }
 
     /// The next batch of keys (possibly empty); `Ok(None)` once the scan is complete.
-    pub async fn next(&mut self, worker: &Worker, lane: Lane) -> Result<Option<Vec<Bytes>>, Reply> {
+    pub async fn next(&mut self, router: &Router, lane: Lane) -> Result<Option<Vec<Bytes>>, Reply> {
         if self.done {
             return Ok(None);
         }
@@ -94,7 +94,7 @@ impl NodeScan {
         }
         args.push(b"COUNT");
         args.push(self.count.as_bytes());
-        let reply = ask(worker, lane, self.node, &args).await?;
+        let reply = ask(router, lane, self.node, &args).await?;
         let (cursor, keys) = scan_page(reply.frame).ok_or_else(unexpected)?;
         self.done = cursor.as_ref() == b"0";
         self.cursor = cursor;
@@ -124,7 +124,7 @@ pub fn scan_page(frame: BytesFrame) -> Option<(Bytes, Vec<Bytes>)> {
 
 /// UNLINKs `keys` on `node`; returns how many existed.
 pub async fn unlink(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     node: usize,
     keys: &[Bytes],
@@ -135,7 +135,7 @@ pub async fn unlink(
     let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
     args.push(b"UNLINK");
     args.extend(keys.iter().map(|k| k.as_ref()));
-    match ask(worker, lane, node, &args).await?.frame {
+    match ask(router, lane, node, &args).await?.frame {
         BytesFrame::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
         _ => Err(unexpected()),
     }

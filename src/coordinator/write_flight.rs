@@ -22,11 +22,13 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::backend::{NodeError, PendingReply};
+use crate::cluster::View;
 use crate::config::WriteConsistency;
 use crate::policy::LayerId;
 use crate::protocol::Reply;
 use crate::repair::Keys;
-use crate::server::Worker;
+
+use super::Coordinator;
 
 enum State {
     /// Marked down when the write was sent: not sent, hinted.
@@ -50,7 +52,7 @@ struct Replica {
 
 /// A write to the replicas of its keys, in preference order (the primary first).
 pub struct WriteFlight {
-    worker: Arc<Worker>,
+    coord: Arc<Coordinator>,
     layer: LayerId,
     level: WriteConsistency,
     keys: Keys,
@@ -76,7 +78,8 @@ impl WriteFlight {
     /// in the client's queue of pending replies.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
-        worker: &Arc<Worker>,
+        coord: &Arc<Coordinator>,
+        view: &View,
         lane: Lane,
         layer: LayerId,
         level: WriteConsistency,
@@ -86,7 +89,7 @@ impl WriteFlight {
         keys: Keys,
     ) -> Box<WriteFlight> {
         let mut flight = Box::new(WriteFlight {
-            worker: worker.clone(),
+            coord: coord.clone(),
             layer,
             level,
             keys,
@@ -94,7 +97,7 @@ impl WriteFlight {
             decided: None,
             applied: 0,
         });
-        let topology = worker.shared.topology.load();
+        let topology = &view.topology;
         for &index in nodes {
             let Some(node) = topology.node(index) else {
                 continue;
@@ -108,7 +111,7 @@ impl WriteFlight {
                 for key in &flight.keys {
                     node.hints.add(key);
                 }
-            } else if let Some(conn) = worker.connection(index, lane) {
+            } else if let Some(conn) = coord.router.connection(index, lane) {
                 replica.state = State::Waiting(conn.send(payload.clone()).await);
                 for f in followers {
                     replica.followers.push(conn.send(f.clone()).await);
@@ -191,7 +194,7 @@ impl WriteFlight {
                     r.state = match got {
                         Ok(Ok(reply)) => State::Answered(reply.raw),
                         Ok(Err(e)) => State::Failed(e),
-                        Err(_) => match self.worker.shared.topology.load().node(r.index) {
+                        Err(_) => match self.coord.router.view().topology.node(r.index) {
                             Some(node) => State::Failed(NodeError::new(node, "connection lost")),
                             None => State::Done,
                         },
@@ -234,7 +237,7 @@ impl WriteFlight {
             // usual write has every replica answered).
             let node = match state {
                 State::Waiting(_) | State::Failed(_) => {
-                    self.worker.shared.topology.load().node(r.index).cloned()
+                    self.coord.router.view().topology.node(r.index).cloned()
                 }
                 _ => None,
             };
@@ -248,7 +251,7 @@ impl WriteFlight {
                 }
                 State::Waiting(rx) => {
                     if let Some(node) = node {
-                        crate::repair::watch_tail(&self.worker, rx, node, self.keys.clone());
+                        crate::repair::watch_tail(&self.coord.repairs, rx, node, self.keys.clone());
                     }
                 }
                 State::Failed(e) => {
@@ -265,9 +268,12 @@ impl WriteFlight {
         self.decided = Some(match reply {
             Some(answer) if acks >= need => (Ok(answer), chosen),
             _ => {
-                self.worker
-                    .shared
-                    .layer_figures(self.layer, self.worker.index, |s| s.write_failures.add(1));
+                self.coord
+                    .router
+                    .live()
+                    .layer_figures(self.layer, self.coord.router.worker, |s| {
+                        s.write_failures.add(1)
+                    });
                 let error = Reply::error(format!(
                     "ERR strata: write reached {acks} of {total} replicas ({} needs {need})",
                     self.level_name()

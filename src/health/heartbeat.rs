@@ -10,34 +10,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::backend::Router;
 use crate::cluster::NodeInfo;
-use crate::server::Worker;
 
 /// Starts one heartbeat task per member node on the current runtime.
-pub fn start(worker: &Arc<Worker>) {
-    let members = worker.shared.topology.load().members.clone();
+pub fn start(router: &Arc<Router>) {
+    let members = router.view().topology.members.clone();
     for slot in members {
-        start_one(worker, slot);
+        start_one(router, slot);
     }
 }
 
 /// Starts the heartbeat of the node in `slot` (a node added at run time) on the current
 /// runtime. It stops when the node is removed.
-pub fn start_one(worker: &Arc<Worker>, slot: usize) {
-    tokio::spawn(beat(worker.clone(), slot));
+pub fn start_one(router: &Arc<Router>, slot: usize) {
+    tokio::spawn(beat(router.clone(), slot));
 }
 
-async fn beat(worker: Arc<Worker>, index: usize) {
-    let Some(node) = worker.shared.topology.load().node(index).cloned() else {
+async fn beat(router: Arc<Router>, index: usize) {
+    let Some(node) = router.view().topology.node(index).cloned() else {
         return;
     };
-    let mut interval = worker
-        .shared
-        .settings
-        .load()
-        .config
-        .health
-        .heartbeat_interval;
+    let mut interval = router.view().settings.config.health.heartbeat_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut conn: Option<TcpStream> = None;
@@ -49,8 +43,8 @@ async fn beat(worker: Arc<Worker>, index: usize) {
         }
         // A reload may have changed the interval or the connect timeout.
         let (now_interval, connect_timeout) = {
-            let settings = worker.shared.settings.load();
-            let c = &settings.config;
+            let view = router.view();
+            let c = &view.settings.config;
             (c.health.heartbeat_interval, c.timeouts.connect)
         };
         if now_interval != interval {
@@ -80,7 +74,7 @@ async fn beat(worker: Arc<Worker>, index: usize) {
         let idle = replay.as_ref().is_none_or(|r| r.is_finished());
         if idle && !node.health.is_down() && !node.hints.is_empty() {
             replay = Some(tokio::spawn(crate::repair::handoff::replay(
-                worker.clone(),
+                router.clone(),
                 index,
             )));
         }

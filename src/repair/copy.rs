@@ -6,8 +6,8 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::backend::settle;
+use crate::backend::Router;
 use crate::protocol::reply::command_bytes;
-use crate::server::Worker;
 
 /// The client id strata's own copies use (picks their backend connection).
 pub const COPY_CLIENT: u64 = u64::MAX - 1;
@@ -20,12 +20,12 @@ enum Source {
 
 /// Copies `key` from node `source` to every node of `targets`.
 pub async fn copy_key(
-    worker: &Worker,
+    router: &Router,
     key: &Bytes,
     source: usize,
     targets: &[usize],
 ) -> Result<(), String> {
-    let value = read_source(worker, key, source).await?;
+    let value = read_source(router, key, source).await?;
     let ttl;
     let command = match &value {
         Source::Absent => command_bytes([&b"DEL"[..], key].into_iter()),
@@ -36,7 +36,7 @@ pub async fn copy_key(
     };
     let mut pending = Vec::with_capacity(targets.len());
     for &target in targets {
-        let conn = worker
+        let conn = router
             .connection(target, crate::backend::Lane::internal(COPY_CLIENT))
             .ok_or("no such node")?;
         pending.push((conn.node().clone(), conn.send(command.clone()).await));
@@ -60,8 +60,8 @@ fn restore_ttl(pttl_ms: i64) -> i64 {
     }
 }
 
-async fn read_source(worker: &Worker, key: &Bytes, source: usize) -> Result<Source, String> {
-    let conn = worker
+async fn read_source(router: &Router, key: &Bytes, source: usize) -> Result<Source, String> {
+    let conn = router
         .connection(source, crate::backend::Lane::internal(COPY_CLIENT))
         .ok_or("no such node")?;
     let dump = conn

@@ -4,18 +4,17 @@
 
 use std::sync::Arc;
 
-use crate::server::Worker;
+use crate::backend::Router;
 
 use super::copy::copy_key;
 
 /// Copies the hinted keys of node `target` to it, batch by batch, while it stays up. Returns
 /// how many hints were replayed.
-pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
-    let shared = &worker.shared;
-    let Some(node) = shared.topology.load().node(target).cloned() else {
+pub async fn replay(router: Arc<Router>, target: usize) -> u64 {
+    let Some(node) = router.view().topology.node(target).cloned() else {
         return 0;
     };
-    let batch = shared.settings.load().config.repair.replay_batch;
+    let batch = router.view().settings.config.repair.replay_batch;
     let mut replayed = 0;
     while !node.health.is_down() {
         let keys = node.hints.take(batch);
@@ -23,25 +22,22 @@ pub async fn replay(worker: Arc<Worker>, target: usize) -> u64 {
             break;
         }
         for (i, key) in keys.iter().enumerate() {
-            let replication = shared
-                .layers
-                .load()
-                .of(key)
-                .map_or(1, |l| l.spec.replication);
-            let topology = shared.topology.load();
+            let view = router.view();
+            let replication = view.layers.of(key).map_or(1, |l| l.spec.replication);
+            let topology = &view.topology;
             let source = topology
                 .ring
                 .preference_list(key, replication)
                 .into_iter()
                 .filter(|&n| n != target)
                 .find(|&n| topology.node(n).is_some_and(|n| !n.health.is_down()));
-            drop(topology);
+            drop(view);
             let Some(source) = source else {
                 // No live copy to take the value from.
                 node.hints.dropped(1);
                 continue;
             };
-            match copy_key(&worker, key, source, &[target]).await {
+            match copy_key(&router, key, source, &[target]).await {
                 Ok(()) => {
                     node.hints.replayed(1);
                     replayed += 1;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backend::PendingReply;
+use crate::backend::{PendingReply, Router};
 use crate::cluster::NodeInfo;
 use crate::policy::LayerId;
-use crate::server::Worker;
+use tails::Tails;
 
 /// The keys of one request, as hinted or repaired together: inline for the usual one key.
 pub type Keys = smallvec::SmallVec<[Bytes; 1]>;
@@ -69,11 +69,17 @@ impl Background {
     }
 }
 
+/// One worker's convergence work: its write tails, and the process's budget.
+pub struct Repairs {
+    pub tails: Arc<Tails>,
+    pub background: Arc<Background>,
+}
+
 /// Watches a replica's reply to a write the client was already answered for; when it fails,
 /// the keys are hinted for that node. Without budget, the keys are hinted at once (the copy
 /// later is harmless when the write did land).
-pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: Keys) {
-    let background = &worker.shared.background;
+pub fn watch_tail(repairs: &Repairs, rx: PendingReply, node: Arc<NodeInfo>, keys: Keys) {
+    let background = &repairs.background;
     let Some(ticket) = background.begin() else {
         if background.tails_overflow.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
             tracing::warn!(node = %node.id, "background budget spent: write outcome not watched, keys hinted");
@@ -83,41 +89,38 @@ pub fn watch_tail(worker: &Worker, rx: PendingReply, node: Arc<NodeInfo>, keys: 
         }
         return;
     };
-    worker.tails.push(rx, node, keys, ticket);
+    repairs.tails.push(rx, node, keys, ticket);
 }
 
 /// Read repair: copies `keys` from `source` to `targets` in the background, counting each key
 /// repaired in `layer`'s `repairs`.
 pub fn spawn_repair(
-    worker: &Arc<Worker>,
+    router: &Arc<Router>,
+    background: &Arc<Background>,
     layer: LayerId,
     keys: Keys,
     source: usize,
     targets: Vec<usize>,
 ) {
-    let background = &worker.shared.background;
     let Some(ticket) = background.begin() else {
         if background.repairs_skipped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
             tracing::warn!("background budget spent: read repair skipped");
         }
         return;
     };
-    let worker = worker.clone();
+    let router = router.clone();
+    let background = background.clone();
     tokio::spawn(async move {
         let _ticket = ticket;
         for key in keys.iter() {
-            match copy::copy_key(&worker, key, source, &targets).await {
+            match copy::copy_key(&router, key, source, &targets).await {
                 Ok(()) => {
-                    worker.shared.layer_figures(layer, worker.index, |w| {
+                    router.live().layer_figures(layer, router.worker, |w| {
                         w.repairs.add(targets.len() as u64)
                     });
                 }
                 Err(reason) => {
-                    worker
-                        .shared
-                        .background
-                        .repairs_failed
-                        .fetch_add(1, Ordering::Relaxed);
+                    background.repairs_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%reason, "read repair failed");
                 }
             }

@@ -44,7 +44,7 @@ pub struct WorkerStats {
     /// Requests answered with an error reply produced by strata (unknown command, arity,
     /// CROSSSLOT, node unavailable, ...).
     pub errors: Counter,
-    /// Per command-table entry (see `command::introspect::command_index`).
+    /// Per command-table entry (see `command::table::command_index`).
     pub by_command: Box<[CommandCounters]>,
     /// Latency by [`Class`] of requests without keys (requests with keys count in their layer).
     pub keyless_latency: [SharedLatency; 3],

@@ -226,7 +226,7 @@ impl Strata {
 
     /// The ring as it is now (a copy: membership changes swap it).
     pub fn ring(&self) -> Ring {
-        self.handle().shared.topology.load().ring.clone()
+        self.handle().control.live.load().topology.ring.clone()
     }
 
     /// Index of the node that must hold `key`.

@@ -365,5 +365,19 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     index().get(&*lower).copied()
 }
 
+/// The name of the command at `index` in the table (CLIENT LIST's `cmd=`).
+pub fn command_name(index: usize) -> &'static str {
+    COMMANDS.get(index).map_or("NULL", |c| c.name)
+}
+
+/// The table index of a spec that came from the table.
+pub fn command_index(spec: &'static CommandSpec) -> Option<usize> {
+    let base = COMMANDS.as_ptr() as usize;
+    let at = spec as *const CommandSpec as usize;
+    let size = std::mem::size_of::<CommandSpec>().max(1);
+    let index = at.checked_sub(base)? / size;
+    (index < COMMANDS.len()).then_some(index)
+}
+
 #[cfg(test)]
 mod tests;

@@ -11,49 +11,19 @@
 mod direct;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
-use crate::cluster::topology::Topology;
+use crate::cluster::View;
 use crate::protocol::NodeReply;
-use crate::server::Worker;
+
+use super::Control;
 
 use direct::Direct;
-
-/// Deleted keys remembered during one run; past it deletes are not remembered (and a key
-/// deleted then may come back from its old copy).
-const MAX_TOMBSTONES: usize = 100_000;
-
-/// Rings before changes not rebalanced yet, kept at most (older ones are forgotten).
-const MAX_PREVIOUS: usize = 8;
-
-/// The rebalancer's state and figures (INFO `# Rebalance`, STRATA STATS, `/metrics`).
-#[derive(Default)]
-pub struct Rebalance {
-    running: AtomicBool,
-    /// Topologies before the changes not rebalanced yet, oldest first.
-    /// Keys deleted by clients while a run goes on (at most `MAX_TOMBSTONES`): a copy the
-    /// run restored on a new owner after such a delete is unlinked again.
-    tombstones: Mutex<std::collections::HashSet<Bytes>>,
-    /// Read by every read while a rebalance runs: swapped whole, never locked.
-    previous: arc_swap::ArcSwap<Vec<Arc<Topology>>>,
-    /// Runs completed.
-    pub runs: AtomicU64,
-    /// Keys looked at, moved, left alone because their new owner already had a value, and
-    /// not moved because of an error (they stay where they were).
-    pub scanned: AtomicU64,
-    pub moved: AtomicU64,
-    pub skipped: AtomicU64,
-    pub failed: AtomicU64,
-    /// Ring version of the last completed run, and its duration.
-    pub last_version: AtomicU64,
-    pub last_ms: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
 
 /// What a walk found (DRY) or did.
 #[derive(Debug, Default, Clone)]
@@ -69,104 +39,29 @@ pub struct Summary {
     pub unreachable: Vec<(String, String)>,
 }
 
-impl Rebalance {
-    pub fn is_running(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
+/// Starts a rebalance in the background on the current runtime; `Err` when one runs.
+pub fn start(control: &Arc<Control>) -> Result<(), String> {
+    let me = &control.rebalance;
+    if me
+        .running
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err("a rebalance is already running".into());
     }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.lock_error().clone()
-    }
-
-    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Membership changes whose keys a rebalance has not moved yet (their previous owners
-    /// may still hold keys).
-    pub fn pending_rings(&self) -> usize {
-        self.previous.load().len()
-    }
-
-    /// The figures, as (name, value), for INFO `# Rebalance`, STRATA STATS and `/metrics`.
-    pub fn figures(&self) -> Vec<(&'static str, u64)> {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        vec![
-            ("running", u64::from(self.is_running())),
-            ("runs", get(&self.runs)),
-            ("keys_scanned", get(&self.scanned)),
-            ("keys_moved", get(&self.moved)),
-            ("keys_skipped", get(&self.skipped)),
-            ("keys_failed", get(&self.failed)),
-            ("last_ring_version", get(&self.last_version)),
-            ("last_ms", get(&self.last_ms)),
-            ("rings_pending", self.pending_rings() as u64),
-        ]
-    }
-
-    /// A client deleted `key`: while a run goes on, remember it so that the run does not bring
-    /// it back from an old copy.
-    pub fn deleted(&self, key: &Bytes) {
-        if !self.is_running() {
-            return;
-        }
-        let mut t = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
-        if t.len() < MAX_TOMBSTONES {
-            t.insert(key.clone());
-        }
-    }
-
-    fn is_tombstone(&self, key: &Bytes) -> bool {
-        self.tombstones
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
-    }
-
-    /// Remembers the ring before a membership change (its owners still hold the keys).
-    pub fn remember(&self, before: Arc<Topology>) {
-        // Changes are made one at a time (the membership lock), so a plain store is enough.
-        let mut previous: Vec<Arc<Topology>> = self.previous.load().as_ref().clone();
-        previous.push(before);
-        if previous.len() > MAX_PREVIOUS {
-            previous.remove(0);
-        }
-        self.previous.store(Arc::new(previous));
-    }
-
-    /// While a rebalance runs: the rings whose owners a missing read also asks.
-    pub fn fallback(&self) -> Option<Arc<Vec<Arc<Topology>>>> {
-        if !self.is_running() {
-            return None;
-        }
-        let previous = self.previous.load_full();
-        (!previous.is_empty()).then_some(previous)
-    }
-
-    /// Starts a rebalance in the background on the current runtime; `Err` when one runs.
-    pub fn start(worker: &Arc<Worker>) -> Result<(), String> {
-        let me = &worker.shared.rebalance;
-        if me
-            .running
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return Err("a rebalance is already running".into());
-        }
-        tokio::spawn(run(worker.clone()));
-        Ok(())
-    }
+    tokio::spawn(run(control.clone()));
+    Ok(())
 }
 
 /// Runs until a walk completes on the ring that is still current.
-async fn run(worker: Arc<Worker>) {
-    let shared = &worker.shared;
-    let me = &shared.rebalance;
+async fn run(control: Arc<Control>) {
+    let me = &control.rebalance;
     loop {
-        let topology = shared.topology.load_full();
+        let view = control.live.load_full();
+        let topology = &view.topology;
         let started = Instant::now();
         tracing::info!(ring_version = topology.version, "rebalance started");
-        let summary = walk(&worker, &topology, false).await;
+        let summary = walk(&control, &view, false).await;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         me.last_ms.store(ms, Ordering::Relaxed);
         me.last_version.store(topology.version, Ordering::Relaxed);
@@ -190,12 +85,9 @@ async fn run(worker: Arc<Worker>) {
             "rebalance finished"
         );
         *me.lock_error() = error;
-        me.tombstones
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        if shared.drain.is_draining() || shared.topology.load().version == topology.version {
-            me.previous.store(Arc::default());
+        me.forget_deleted();
+        if control.drain.is_draining() || control.live.load().topology.version == topology.version {
+            me.forget_previous();
             break;
         }
     }
@@ -204,10 +96,9 @@ async fn run(worker: Arc<Worker>) {
 
 /// Walks every node of `topology` (members, and removed nodes still reachable) and moves, or
 /// with `dry` only counts, the keys each holds but should not.
-pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
-    let shared = &worker.shared;
-    let settings = shared.settings.load();
-    let config = &settings.config;
+pub async fn walk(control: &Control, view: &View, dry: bool) -> Summary {
+    let topology = &view.topology;
+    let config = &view.settings.config;
     let mut summary = Summary::default();
     let mut targets: HashMap<usize, Direct> = HashMap::new();
     let mut pace = Pace::new(config.rebalance.max_keys_per_sec);
@@ -245,7 +136,7 @@ pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
         let mut node_moved = 0;
         let mut cursor = Bytes::from_static(b"0");
         loop {
-            if shared.drain.is_draining() {
+            if control.drain.is_draining() {
                 // Shutting down: stop between two batches (what is not moved stays put).
                 summary
                     .unreachable
@@ -276,17 +167,13 @@ pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
             let page = keys.len() as u64;
             node_scanned += page;
             if !dry {
-                shared.rebalance.scanned.fetch_add(page, Ordering::Relaxed);
+                control.rebalance.scanned.fetch_add(page, Ordering::Relaxed);
             }
             // Keys this node should not hold, with where they belong.
             let moves: Vec<(Bytes, Vec<usize>)> = keys
                 .into_iter()
                 .filter_map(|key| {
-                    let copies = shared
-                        .layers
-                        .load()
-                        .of(&key)
-                        .map_or(1, |l| l.spec.replication);
+                    let copies = view.layers.of(&key).map_or(1, |l| l.spec.replication);
                     let owners = topology.ring.preference_list(&key, copies);
                     (!owners.contains(&slot)).then_some((key, owners))
                 })
@@ -294,11 +181,11 @@ pub async fn walk(worker: &Worker, topology: &Topology, dry: bool) -> Summary {
             if dry {
                 node_moved += moves.len() as u64;
             } else if !moves.is_empty() {
-                let done = move_keys(worker, topology, &mut source, &mut targets, moves).await;
+                let done = move_keys(control, view, &mut source, &mut targets, moves).await;
                 node_moved += done.moved;
                 summary.skipped += done.skipped;
                 summary.failed += done.failed;
-                let me = &shared.rebalance;
+                let me = &control.rebalance;
                 me.moved.fetch_add(done.moved, Ordering::Relaxed);
                 me.skipped.fetch_add(done.skipped, Ordering::Relaxed);
                 me.failed.fetch_add(done.failed, Ordering::Relaxed);
@@ -329,14 +216,14 @@ struct Moved {
 /// Copies each key to its owners that lack it, then unlinks it on `source` when every owner
 /// has it.
 async fn move_keys(
-    worker: &Worker,
-    topology: &Topology,
+    control: &Control,
+    view: &View,
     source: &mut Direct,
     targets: &mut HashMap<usize, Direct>,
     moves: Vec<(Bytes, Vec<usize>)>,
 ) -> Moved {
-    let settings = worker.shared.settings.load();
-    let config = &settings.config;
+    let topology = &view.topology;
+    let config = &view.settings.config;
     let mut out = Moved::default();
     let reads: Vec<Vec<Bytes>> = moves
         .iter()
@@ -429,7 +316,7 @@ async fn move_keys(
                             out.skipped += 1;
                         } else if let Some((key, ..)) = copies.get(i) {
                             // Deleted by a client meanwhile: the restored copy goes too.
-                            if worker.shared.rebalance.is_tombstone(key) {
+                            if control.rebalance.is_tombstone(key) {
                                 undo.push(vec![Bytes::from_static(b"UNLINK"), key.clone()]);
                             }
                         }

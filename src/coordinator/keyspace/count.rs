@@ -10,9 +10,9 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::backend::settle;
+use crate::backend::Router;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::Reply;
-use crate::server::Worker;
 
 use super::super::scan::NodeScan;
 use super::owner::Owners;
@@ -47,15 +47,15 @@ impl Count {
 
 /// Walks every live node at once; one result per node (its error reply when it failed).
 pub async fn count_owned(
-    worker: &Arc<Worker>,
+    router: &Arc<Router>,
     lane: Lane,
     owners: Arc<Owners>,
     ttl: bool,
 ) -> Vec<Result<Count, Reply>> {
     let mut walks = tokio::task::JoinSet::new();
     for node in owners.live_members() {
-        let (worker, owners) = (worker.clone(), owners.clone());
-        walks.spawn(async move { walk(&worker, lane, &owners, node, ttl).await });
+        let (router, owners) = (router.clone(), owners.clone());
+        walks.spawn(async move { walk(&router, lane, &owners, node, ttl).await });
     }
     let mut out = Vec::new();
     while let Some(done) = walks.join_next().await {
@@ -66,16 +66,16 @@ pub async fn count_owned(
 
 /// One node's walk.
 async fn walk(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     owners: &Owners,
     node: usize,
     ttl: bool,
 ) -> Result<Count, Reply> {
-    let batch = worker.shared.settings.load().config.limits.scan_count;
+    let batch = router.view().settings.config.limits.scan_count;
     let mut scan = NodeScan::new(node, None, batch);
     let mut count = Count::default();
-    while let Some(keys) = scan.next(worker, lane).await? {
+    while let Some(keys) = scan.next(router, lane).await? {
         if !ttl {
             count.keys += keys.iter().filter(|k| owners.reports(node, k)).count() as u64;
             continue;
@@ -86,7 +86,7 @@ async fn walk(
             .collect();
         count.keys += owned.len() as u64;
         if !owned.is_empty() {
-            let (expires, ttl_ms) = ttls(worker, lane, node, &owned).await?;
+            let (expires, ttl_ms) = ttls(router, lane, node, &owned).await?;
             count.expires += expires;
             count.ttl_ms += ttl_ms;
         }
@@ -96,12 +96,12 @@ async fn walk(
 
 /// PTTL of each key, pipelined: how many have a TTL, and the sum of those TTLs.
 async fn ttls(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     node: usize,
     keys: &[Bytes],
 ) -> Result<(u64, u128), Reply> {
-    let Some(conn) = worker.connection(node, lane) else {
+    let Some(conn) = router.connection(node, lane) else {
         return Err(Reply::error_static("ERR strata: no such node"));
     };
     let mut sent = Vec::with_capacity(keys.len());

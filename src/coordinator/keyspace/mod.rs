@@ -23,8 +23,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::backend::Router;
+use crate::cluster::rebalance::Rebalance;
+use crate::cluster::View;
 use crate::protocol::{Reply, Request};
-use crate::server::{Shared, Worker};
 
 use super::pending::{Pending, TaskOutput};
 use super::scan::{ask, ask_each, scan_page};
@@ -37,21 +39,19 @@ use owner::Owners;
 const RANDOMKEY_TRIES: usize = 32;
 
 /// The owners as they are now (the nodes not marked down are live).
-pub fn owners_now(shared: &Shared) -> Owners {
+pub fn owners_now(view: &View, rebalance: &Rebalance) -> Owners {
     Owners::now(
-        shared.topology.load_full(),
-        shared.layers.load_full(),
-        counts_by_owner(shared),
+        view.topology.clone(),
+        view.layers.clone(),
+        counts_by_owner(view, rebalance),
     )
 }
 
 /// True when the sum of the nodes' own key counts may count a key more than once or count
 /// keys no read finds: a layer keeps several copies or ejects down nodes, or keys may still
 /// sit on their owners before a membership change (a rebalance runs or is owed).
-pub fn counts_by_owner(shared: &Shared) -> bool {
-    shared.layers.load().any_replicated()
-        || shared.rebalance.is_running()
-        || shared.rebalance.pending_rings() > 0
+pub fn counts_by_owner(view: &View, rebalance: &Rebalance) -> bool {
+    view.layers.any_replicated() || rebalance.is_running() || rebalance.pending_rings() > 0
 }
 
 fn no_node_up() -> Reply {
@@ -70,16 +70,15 @@ fn unexpected() -> Reply {
 }
 
 /// KEYS pattern: every live node's matches, each kept by its owner only.
-pub fn keys(worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
-    let owners = owners_now(&worker.shared);
+pub fn keys(router: &Arc<Router>, owners: Owners, lane: Lane, request: Request) -> Pending {
     let nodes = owners.live_members();
     if nodes.is_empty() {
         return Pending::ready(no_node_up());
     }
-    let worker = worker.clone();
+    let router = router.clone();
     Pending::task(async move {
         let args: Vec<&[u8]> = request.args.iter().map(|a| a.as_ref()).collect();
-        let replies = ask_each(&worker, lane, &nodes, &args).await;
+        let replies = ask_each(&router, lane, &nodes, &args).await;
         let mut out = Vec::new();
         for (&node, reply) in nodes.iter().zip(replies) {
             match reply.map(|r| r.frame) {
@@ -100,16 +99,16 @@ pub fn keys(worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
 }
 
 /// DBSIZE: the nodes' DBSIZE summed, or the owned keys counted (see the module doc).
-pub fn dbsize(worker: &Arc<Worker>, lane: Lane) -> Pending {
-    let owners = Arc::new(owners_now(&worker.shared));
+pub fn dbsize(router: &Arc<Router>, owners: Owners, lane: Lane) -> Pending {
+    let owners = Arc::new(owners);
     let nodes = owners.live_members();
     if nodes.is_empty() {
         return Pending::ready(no_node_up());
     }
-    let worker = worker.clone();
+    let router = router.clone();
     Pending::task(async move {
         if !owners.by_owner() {
-            return done(match dbsizes(&worker, lane, &nodes).await {
+            return done(match dbsizes(&router, lane, &nodes).await {
                 Ok(sizes) => Reply::Integer(
                     i64::try_from(sizes.iter().fold(0u64, |a, &n| a.saturating_add(n)))
                         .unwrap_or(i64::MAX),
@@ -118,7 +117,7 @@ pub fn dbsize(worker: &Arc<Worker>, lane: Lane) -> Pending {
             });
         }
         let mut total = Count::default();
-        for walk in count_owned(&worker, lane, owners, false).await {
+        for walk in count_owned(&router, lane, owners, false).await {
             match walk {
                 Ok(c) => total.add(c),
                 Err(e) => return done(e),
@@ -131,9 +130,9 @@ pub fn dbsize(worker: &Arc<Worker>, lane: Lane) -> Pending {
 }
 
 /// Each node's own DBSIZE, in the order of `nodes`; the first failure or odd reply as the error.
-async fn dbsizes(worker: &Worker, lane: Lane, nodes: &[usize]) -> Result<Vec<u64>, Reply> {
+async fn dbsizes(router: &Router, lane: Lane, nodes: &[usize]) -> Result<Vec<u64>, Reply> {
     let mut sizes = Vec::with_capacity(nodes.len());
-    for reply in ask_each(worker, lane, nodes, &[b"DBSIZE"]).await {
+    for reply in ask_each(router, lane, nodes, &[b"DBSIZE"]).await {
         match reply?.frame {
             BytesFrame::Integer(n) => sizes.push(u64::try_from(n).unwrap_or(0)),
             _ => return Err(unexpected()),
@@ -154,15 +153,14 @@ fn random_below(n: u64) -> u64 {
 
 /// RANDOMKEY: a node picked in proportion to its DBSIZE, then its RANDOMKEY, kept when that
 /// node owns the key (every key is then equally likely, whatever its number of copies).
-pub fn randomkey(worker: &Arc<Worker>, lane: Lane) -> Pending {
-    let owners = owners_now(&worker.shared);
+pub fn randomkey(router: &Arc<Router>, owners: Owners, lane: Lane) -> Pending {
     let nodes = owners.live_members();
     if nodes.is_empty() {
         return Pending::ready(no_node_up());
     }
-    let worker = worker.clone();
+    let router = router.clone();
     Pending::task(async move {
-        let sizes = match dbsizes(&worker, lane, &nodes).await {
+        let sizes = match dbsizes(&router, lane, &nodes).await {
             Ok(sizes) => sizes,
             Err(e) => return done(e),
         };
@@ -183,7 +181,7 @@ pub fn randomkey(worker: &Arc<Worker>, lane: Lane) -> Pending {
             let Some(&node) = nodes.get(at) else {
                 break;
             };
-            match ask(&worker, lane, node, &[b"RANDOMKEY"]).await {
+            match ask(&router, lane, node, &[b"RANDOMKEY"]).await {
                 Err(e) => return done(e),
                 Ok(reply) => match reply.frame {
                     BytesFrame::BulkString(key) if owners.reports(node, &key) => {
@@ -202,14 +200,13 @@ pub fn randomkey(worker: &Arc<Worker>, lane: Lane) -> Pending {
 
 /// SCAN cursor [MATCH ..] [COUNT ..] [TYPE ..]: one node's page of the current turn, filtered
 /// (see `cursor.rs`); MATCH, COUNT and TYPE go to the node as they are.
-pub fn scan(worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
-    let owners = owners_now(&worker.shared);
+pub fn scan(router: &Arc<Router>, owners: Owners, lane: Lane, request: Request) -> Pending {
     let members = owners.topology().members.clone();
     let Some(at) = cursor::client_cursor(&request).and_then(|c| cursor::decode(c, members.len()))
     else {
         return Pending::ready(Reply::error_static("ERR invalid cursor"));
     };
-    let worker = worker.clone();
+    let router = router.clone();
     Pending::task(async move {
         let (at, node) = match cursor::next_scan(at, &members, &owners) {
             Step::End => return done(cursor::reply(Some(0), Vec::new())),
@@ -228,7 +225,7 @@ pub fn scan(worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
                 }
             })
             .collect();
-        let page = match ask(&worker, lane, node, &args).await {
+        let page = match ask(&router, lane, node, &args).await {
             Err(e) => return done(e),
             Ok(reply) => scan_page(reply.frame),
         };
@@ -252,15 +249,15 @@ pub fn scan(worker: &Arc<Worker>, lane: Lane, request: Request) -> Pending {
 
 /// INFO `# Keyspace`: the nodes' `INFO keyspace` summed, or (see the module doc) the owned
 /// keys counted with their TTLs. Nodes that do not answer are left out: INFO still answers.
-pub async fn info_section(worker: &Arc<Worker>, lane: Lane) -> String {
-    let owners = Arc::new(owners_now(&worker.shared));
+pub async fn info_section(router: &Arc<Router>, owners: Owners, lane: Lane) -> String {
+    let owners = Arc::new(owners);
     let nodes = owners.live_members();
     if !owners.by_owner() {
-        let replies = ask_each(worker, lane, &nodes, &[b"INFO", b"keyspace"]).await;
+        let replies = ask_each(router, lane, &nodes, &[b"INFO", b"keyspace"]).await;
         return summed_keyspace(replies.into_iter().flatten().map(|r| r.frame));
     }
     let mut total = Count::default();
-    for c in count_owned(worker, lane, owners, true)
+    for c in count_owned(router, lane, owners, true)
         .await
         .into_iter()
         .flatten()

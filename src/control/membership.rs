@@ -9,11 +9,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::backend::Router;
 use crate::cluster::topology::Topology;
 use crate::cluster::NodeInfo;
+use crate::cluster::View;
+use crate::config::Settings;
 use crate::config::{split_host_port, MAX_WEIGHT};
 use crate::protocol::{parse_i64, Reply};
-use crate::server::{Shared, Worker};
+
+use super::Control;
 
 use crate::command::classify::{unknown_subcommand, wrong_arity};
 
@@ -34,7 +38,7 @@ pub enum Change {
 }
 
 /// STRATA NODE <ADD|REMOVE|WEIGHT> ...
-pub fn command(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
+pub fn command(control: &Arc<Control>, router: &Arc<Router>, args: &[Bytes]) -> Reply {
     let sub = args
         .get(2)
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
@@ -67,7 +71,7 @@ pub fn command(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
         ("", _) => return wrong_arity("strata|node"),
         _ => return unknown_subcommand("strata", args.get(2).map_or(&b""[..], |s| s)),
     };
-    match apply(worker, change) {
+    match apply(control, router, change) {
         Ok(done) => done.reply(),
         Err(text) => Reply::error(format!("ERR strata: {text}")),
     }
@@ -75,15 +79,16 @@ pub fn command(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
 
 /// STRATA REBALANCE [DRY]: starts moving keys to their owners (in the background: progress in
 /// INFO `# Rebalance`), or with DRY walks the nodes and counts what would move.
-pub async fn rebalance(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
+pub async fn rebalance(control: &Arc<Control>, args: &[Bytes]) -> Reply {
     let dry = match args.get(2) {
         None => false,
         Some(a) if args.len() == 3 && a.eq_ignore_ascii_case(b"dry") => true,
         Some(_) => return Reply::error_static("ERR syntax error"),
     };
-    let topology = worker.shared.topology.load_full();
+    let view = control.live.load_full();
+    let topology = &view.topology;
     if !dry {
-        return match crate::control::rebalance::Rebalance::start(worker) {
+        return match crate::control::rebalance::start(control) {
             Ok(()) => Reply::Array(vec![
                 Reply::bulk("started"),
                 Reply::Integer(1),
@@ -93,7 +98,7 @@ pub async fn rebalance(worker: &Arc<Worker>, args: &[Bytes]) -> Reply {
             Err(e) => Reply::error(format!("ERR strata: {e}")),
         };
     }
-    let summary = crate::control::rebalance::walk(worker, &topology, true).await;
+    let summary = crate::control::rebalance::walk(control, &view, true).await;
     let nodes = summary
         .nodes
         .iter()
@@ -165,23 +170,63 @@ impl Applied {
 
 /// Makes one membership change: checks it against the current topology, swaps the new one
 /// in, starts or stops what the node needs (heartbeat, connections). `Err` says why not.
-pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
-    let shared = &worker.shared;
-    // One change at a time: each builds on the topology the previous one left.
-    let _one = shared.membership.lock().unwrap_or_else(|e| e.into_inner());
-    let old = shared.topology.load_full();
+pub fn apply(
+    control: &Arc<Control>,
+    router: &Arc<Router>,
+    change: Change,
+) -> Result<Applied, String> {
+    // One change at a time: each builds on the view the previous one left.
+    let (applied, old, added, removed, auto) =
+        control.live.change(|current| changed(current, change))?;
+    control.rebalance.remember(old);
+    if let Some(slot) = added {
+        crate::health::heartbeat::start_one(router, slot);
+    }
+    if let Some(node) = removed {
+        // Its hints can never be replayed; its connections close once idle.
+        let pending = node.hints.len();
+        drop(node.hints.take(pending));
+        node.retire();
+    }
+    if auto {
+        // A run in progress starts over on the new ring by itself.
+        let _ = crate::control::rebalance::start(control);
+    }
+    tracing::info!(
+        action = applied.action,
+        node = %applied.id,
+        members = applied.members,
+        moved = format!("{:.4}", applied.moved),
+        ring_version = applied.version,
+        "membership changed"
+    );
+    Ok(applied)
+}
+
+/// What a membership change did, and what its caller does once it is in: the topology before
+/// (its owners still hold keys), the slot added, the node removed, whether to rebalance.
+type Made = (
+    Applied,
+    Arc<Topology>,
+    Option<usize>,
+    Option<Arc<NodeInfo>>,
+    bool,
+);
+
+/// The view after `change`, checked against `current`.
+fn changed(current: &View, change: Change) -> Result<(View, Made), String> {
+    let old = current.topology.clone();
     let (action, id, new, added, removed) = match change {
         Change::Add { id, addr, weight } => {
-            let node = new_node(shared, &old, &id, &addr, weight)?;
+            let node = new_node(&current.settings, &old, &id, &addr, weight)?;
             let new = old.with_added(node.clone());
             ("add", id, new, Some(node.index), None)
         }
         Change::Remove { id } => {
             let node = member(&old, &id)?.clone();
             let left = old.members.len() - 1;
-            let most = shared
+            let most = current
                 .layers
-                .load()
                 .iter()
                 .map(|(_, l)| (l.spec.replication, l.spec.name.clone()))
                 .max_by_key(|(r, _)| *r);
@@ -210,30 +255,13 @@ pub fn apply(worker: &Arc<Worker>, change: Change) -> Result<Applied, String> {
         moved,
         version: new.version,
     };
-    shared.topology.store(Arc::new(new));
-    shared.rebalance.remember(old.clone());
-    if let Some(slot) = added {
-        crate::health::heartbeat::start_one(worker, slot);
-    }
-    if let Some(node) = removed {
-        // Its hints can never be replayed; its connections close once idle.
-        let pending = node.hints.len();
-        drop(node.hints.take(pending));
-        node.retire();
-    }
-    if shared.settings.load().config.rebalance.auto {
-        // A run in progress starts over on the new ring by itself.
-        let _ = crate::control::rebalance::Rebalance::start(worker);
-    }
-    tracing::info!(
-        action = applied.action,
-        node = %applied.id,
-        members = applied.members,
-        moved = format!("{:.4}", applied.moved),
-        ring_version = applied.version,
-        "membership changed"
-    );
-    Ok(applied)
+    let auto = current.settings.config.rebalance.auto;
+    let view = View {
+        settings: current.settings.clone(),
+        topology: Arc::new(new),
+        layers: current.layers.clone(),
+    };
+    Ok((view, (applied, old, added, removed, auto)))
 }
 
 fn member<'t>(topology: &'t Topology, id: &str) -> Result<&'t Arc<NodeInfo>, String> {
@@ -244,7 +272,7 @@ fn member<'t>(topology: &'t Topology, id: &str) -> Result<&'t Arc<NodeInfo>, Str
 
 /// A node for a new slot, after the checks config.yaml's nodes get.
 fn new_node(
-    shared: &Shared,
+    settings: &Settings,
     topology: &Topology,
     id: &str,
     addr: &str,
@@ -268,7 +296,6 @@ fn new_node(
     if let Some(other) = topology.member_nodes().find(|n| n.addr == addr) {
         return Err(format!("address {addr} is already node '{}'", other.id));
     }
-    let settings = shared.settings.load();
     let config = &settings.config;
     let slot = topology.nodes.len();
     if slot >= config.limits.max_nodes {
@@ -283,7 +310,7 @@ fn new_node(
             id.to_string(),
             addr.to_string(),
             weight,
-            shared.settings.load().workers,
+            settings.workers,
         )
         .configured(
             crate::cluster::health::Thresholds::from(&config.health),

@@ -1,5 +1,11 @@
-//! Planning: which nodes a request goes to, in what pieces, and how the replies come back
-//! together. Sends the pieces and returns the [`Pending`] reply.
+//! The planner: which nodes a request goes to, in what pieces, and how the replies come back
+//! together; sends the pieces and returns the [`Pending`] reply. [`plan`] is the one entry for
+//! every request that goes to nodes, planned with the request's one [`View`]: layers with one
+//! copy here, layers with several (and every key while a rebalance runs) in `copies.rs`. The
+//! sending helpers ([`forward`], [`fan_out`]) and the request rewrites ([`write_payload`]) are
+//! also what transactions and the built-in commands use.
+
+mod copies;
 
 use crate::backend::Lane;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,15 +13,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::command::keys::key_positions;
-use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Split};
+use std::sync::Arc;
+
+use crate::backend::Router;
+use crate::cluster::View;
+use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Route, Split};
 use crate::policy::ttl::{self, TtlPlan};
 use crate::protocol::reply::{append_args, append_encoded, command_bytes};
 use crate::protocol::{Reply, Request};
-use crate::server::Worker;
 
-use super::merge::MergePlan;
-use super::pending::{Gather, Pending};
-use super::track::Track;
+use crate::coordinator::merge::MergePlan;
+use crate::coordinator::pending::{Gather, Pending};
+use crate::coordinator::track::{Track, Traits};
+use crate::coordinator::Coordinator;
 
 /// `CROSSSLOT` is Redis Cluster's error for keys that do not share a slot; clients already know
 /// what it means and how to fix it (hash tags).
@@ -31,19 +41,19 @@ pub fn payload(request: &Request) -> Bytes {
 
 /// The reply of a request whose node is marked down: not sent (a hung node would hold it for
 /// the whole request timeout), answered at once and counted as an error of the node.
-fn down_reply(worker: &Worker, node: &std::sync::Arc<crate::cluster::NodeInfo>) -> Pending {
-    if let Some(w) = node.stats.worker(worker.index) {
+fn down_reply(router: &Router, node: &std::sync::Arc<crate::cluster::NodeInfo>) -> Pending {
+    if let Some(w) = node.stats.worker(router.worker) {
         w.errors.add(1);
     }
     Pending::ready(Reply::error(node.down_error().to_string()))
 }
 
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
-pub async fn forward(worker: &Worker, lane: Lane, node: usize, payload: Bytes) -> Pending {
-    match worker.connection(node, lane) {
+pub async fn forward(router: &Router, lane: Lane, node: usize, payload: Bytes) -> Pending {
+    match router.connection(node, lane) {
         // A node marked down is not sent requests: its clients get the error at once
         // instead of waiting out a hung node.
-        Some(conn) if conn.node().health.is_down() => down_reply(worker, conn.node()),
+        Some(conn) if conn.node().health.is_down() => down_reply(router, conn.node()),
         Some(conn) => {
             let rx = conn.send(payload).await;
             Pending::Forward {
@@ -58,13 +68,13 @@ pub async fn forward(worker: &Worker, lane: Lane, node: usize, payload: Bytes) -
 /// Like [`forward`], with the node's reply (when it is not an error) rewritten by `rewrite`
 /// (strata's own additions to a reply Redis gives, such as its STRATA command in COMMAND).
 pub async fn forward_then(
-    worker: &Worker,
+    router: &Router,
     lane: Lane,
     node: usize,
     payload: Bytes,
     rewrite: impl FnOnce(Bytes) -> Reply + Send + 'static,
 ) -> Pending {
-    match forward(worker, lane, node, payload).await {
+    match forward(router, lane, node, payload).await {
         Pending::Forward { rx, node } => Pending::task(async move {
             let reply = match crate::backend::settle(&node, rx.await) {
                 Ok(reply) if reply.is_error() => Reply::Raw(reply.raw),
@@ -82,11 +92,11 @@ pub async fn forward_then(
 }
 
 /// Sends the same payload to every node and merges the replies.
-pub async fn fan_out(worker: &Worker, lane: Lane, payload: Bytes, plan: MergePlan) -> Pending {
+pub async fn fan_out(router: &Router, lane: Lane, payload: Bytes, plan: MergePlan) -> Pending {
     let mut gather = Gather::new(plan);
-    let members = worker.shared.topology.load().members.clone();
+    let members = router.view().topology.members.clone();
     for node in members {
-        if let Some(conn) = worker.connection(node, lane) {
+        if let Some(conn) = router.connection(node, lane) {
             let rx = conn.send(payload.clone()).await;
             gather.push(rx, conn.node().clone());
         }
@@ -97,12 +107,12 @@ pub async fn fan_out(worker: &Worker, lane: Lane, payload: Bytes, plan: MergePla
 /// The node every key of the request hashes to; a keyless request goes to a node picked by
 /// client id (spreads keyless scripts and the like).
 pub fn same_node(
-    worker: &Worker,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     request: &Request,
 ) -> Result<usize, Reply> {
-    let topology = worker.shared.topology.load();
+    let topology = &view.topology;
     let ring = &topology.ring;
     // The common case, one key at position 1, without collecting positions.
     if spec.keys
@@ -136,8 +146,8 @@ pub fn same_node(
 /// SORT / SORT_RO with BY or GET patterns: the keys a pattern forms must be on the sorted
 /// key's node, which is only known when the pattern has a hash tag placing it there (or there
 /// is one node); else `CROSSSLOT`. `BY nosort` and `GET #` form no key.
-pub fn sort_patterns(worker: &Worker, request: &Request) -> Result<(), Reply> {
-    let topology = worker.shared.topology.load();
+pub fn sort_patterns(view: &View, request: &Request) -> Result<(), Reply> {
+    let topology = &view.topology;
     let ring = &topology.ring;
     let Some(key) = request.args.get(1) else {
         return Ok(());
@@ -181,11 +191,11 @@ pub fn key_error(command: &str, e: KeyError) -> Reply {
 /// Applies the layers' TTL policy to a write (`policy::ttl`); `Ok(None)` when it changes
 /// nothing, `Err` with the refusal when the policy forbids it.
 pub fn ttl_plan(
-    worker: &Worker,
+    view: &View,
     spec: &CommandSpec,
     request: &Request,
 ) -> Result<Option<TtlPlan>, Reply> {
-    let layers = worker.shared.layers.load();
+    let layers = &view.layers;
     // The clock is read only for absolute expiry times; most writes do not need it.
     let now_ms = if ttl::needs_clock(spec.name, &request.args) {
         SystemTime::now()
@@ -216,31 +226,33 @@ fn with_appended(request: &Request, extra: &[Bytes]) -> Bytes {
 /// Sends `payload` to `node`, then the TTL followers, each to its key's node. Without
 /// followers this is [`forward`].
 async fn send_followed(
-    worker: &Worker,
+    router: &Router,
+    view: &View,
     lane: Lane,
     node: usize,
     payload: Bytes,
     followers: Vec<Vec<Bytes>>,
 ) -> Pending {
     if followers.is_empty() {
-        return forward(worker, lane, node, payload).await;
+        return forward(router, lane, node, payload).await;
     }
-    let Some(conn) = worker.connection(node, lane) else {
+    let Some(conn) = router.connection(node, lane) else {
         return Pending::ready(Reply::error_static("ERR strata: no such node"));
     };
     if conn.node().health.is_down() {
-        return down_reply(worker, conn.node());
+        return down_reply(router, conn.node());
     }
     let mut gather = Gather::new(MergePlan::Forward);
     gather.push(conn.send(payload).await, conn.node().clone());
-    send_followers(worker, lane, &mut gather, followers).await;
+    send_followers(router, view, lane, &mut gather, followers).await;
     Pending::gather(gather)
 }
 
 /// Sends each follower command to the node owning its key (its second argument). The
 /// client's own connection to that node carries it, right behind the write it follows.
 async fn send_followers(
-    worker: &Worker,
+    router: &Router,
+    view: &View,
     lane: Lane,
     gather: &mut Gather,
     followers: Vec<Vec<Bytes>>,
@@ -249,9 +261,9 @@ async fn send_followers(
         let Some(key) = follower.get(1) else {
             continue;
         };
-        let node = worker.shared.topology.load().ring.primary(key);
-        let layer = worker.shared.layers.load().resolve(key);
-        if let Some(conn) = worker.connection(node, lane) {
+        let node = view.route(key);
+        let layer = view.layers.resolve(key);
+        if let Some(conn) = router.connection(node, lane) {
             let rx = conn
                 .send(command_bytes(follower.iter().map(|a| a.as_ref())))
                 .await;
@@ -260,35 +272,38 @@ async fn send_followers(
     }
 }
 
-/// Routes a key-addressed command (`Route::SameNode`), applying the TTL policy to writes
-/// that have a TTL rule when some layer has one.
-pub async fn plan_same_node(
-    worker: &Worker,
+/// A key-addressed command (`Route::SameNode`) of a one-copy layer: to the node of its keys,
+/// with the TTL policy applied to writes that have a TTL rule when some layer has one.
+async fn one_copy(
+    router: &Router,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     request: Request,
     ttl_rule: bool,
     track: &mut Track,
 ) -> Pending {
-    let node = match same_node(worker, lane, spec, &request) {
+    let node = match same_node(view, lane, spec, &request) {
         Ok(node) => node,
         Err(reply) => return Pending::ready(reply),
     };
-    match write_payload(worker, spec, &request, ttl_rule, track) {
+    match write_payload(view, spec, &request, ttl_rule, track) {
         Err(reply) => Pending::ready(reply),
-        Ok((payload, followers)) => send_followed(worker, lane, node, payload, followers).await,
+        Ok((payload, followers)) => {
+            send_followed(router, view, lane, node, payload, followers).await
+        }
     }
 }
 
 /// The bytes of a write after the TTL policy, and the TTL followers to send behind it.
 pub fn write_payload(
-    worker: &Worker,
+    view: &View,
     spec: &CommandSpec,
     request: &Request,
     ttl_rule: bool,
     track: &mut Track,
 ) -> Result<(Bytes, Vec<Vec<Bytes>>), Reply> {
-    if !ttl_rule || !worker.shared.layers.load().any_ttl() {
+    if !ttl_rule || !view.layers.any_ttl() {
         return Ok((payload(request), Vec::new()));
     }
     // The commonest write of a TTL layer, `SET key value`, gains the layer's `PX <ttl>`
@@ -299,14 +314,13 @@ pub fn write_payload(
         &request.raw,
         track.layer,
     ) {
-        let layers = worker.shared.layers.load();
-        let suffix = layers.get(layer).and_then(|l| l.set_suffix.as_ref());
+        let suffix = view.layers.get(layer).and_then(|l| l.set_suffix.as_ref());
         if let Some(payload) = suffix.and_then(|s| append_encoded(raw, 3, s, 2)) {
             track.rewrites = 1;
             return Ok((payload, Vec::new()));
         }
     }
-    match ttl_plan(worker, spec, request)? {
+    match ttl_plan(view, spec, request)? {
         None => Ok((payload(request), Vec::new())),
         Some(plan) => {
             track.rewrites = plan.rewrites;
@@ -324,9 +338,8 @@ pub fn write_payload(
 
 /// Groups argument positions by owning node, keeping argument order inside each group.
 /// `stride` is 1 for key lists, 2 for key/value pairs.
-fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
-    let topology = worker.shared.topology.load();
-    let ring = &topology.ring;
+fn group_by_node(view: &View, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
+    let ring = &view.topology.ring;
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut pos = 1;
     while let Some(key) = request.args.get(pos) {
@@ -340,10 +353,11 @@ fn group_by_node(worker: &Worker, request: &Request, stride: usize) -> Vec<(usiz
     groups
 }
 
-/// Routes MGET / MSET / DEL / UNLINK / EXISTS / TOUCH: one sub-command per node, merged.
-/// MSET's keys get the TTL policy's followers.
-pub async fn plan_split(
-    worker: &Worker,
+/// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when every layer has one copy: one
+/// sub-command per node, merged. MSET's keys get the TTL policy's followers.
+async fn split_one_copy(
+    router: &Router,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     split: Split,
@@ -359,18 +373,18 @@ pub async fn plan_split(
         }
         Split::Mget | Split::SumKeys => 1,
     };
-    let followers = if ttl_rule && worker.shared.layers.load().any_ttl() {
-        match ttl_plan(worker, spec, &request) {
+    let followers = if ttl_rule && view.layers.any_ttl() {
+        match ttl_plan(view, spec, &request) {
             Err(reply) => return Pending::ready(reply),
             Ok(plan) => plan.map(|p| p.followers).unwrap_or_default(),
         }
     } else {
         Vec::new()
     };
-    let groups = group_by_node(worker, &request, stride);
+    let groups = group_by_node(view, &request, stride);
     if let [(node, _)] = groups.as_slice() {
         // Every key on one node: forward the request as it is.
-        return send_followed(worker, lane, *node, payload(&request), followers).await;
+        return send_followed(router, view, lane, *node, payload(&request), followers).await;
     }
     let name = request.args.first().cloned().unwrap_or_default();
     let total = request.args.len().saturating_sub(1) / stride;
@@ -381,11 +395,11 @@ pub async fn plan_split(
             (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
         }));
         let args: Vec<&[u8]> = args.collect();
-        let Some(conn) = worker.connection(node, lane) else {
+        let Some(conn) = router.connection(node, lane) else {
             continue;
         };
         if conn.node().health.is_down() {
-            return down_reply(worker, conn.node());
+            return down_reply(router, conn.node());
         }
         let rx = conn.send(command_bytes(args.into_iter())).await;
         gather.push(rx, conn.node().clone());
@@ -398,26 +412,125 @@ pub async fn plan_split(
     };
     let mut gather = gather;
     gather.set_plan(plan);
-    send_followers(worker, lane, &mut gather, followers).await;
+    send_followers(router, view, lane, &mut gather, followers).await;
     Pending::gather(gather)
 }
 
 /// Routes keyspace-wide commands to every node; the keyspace reads count each key once
 /// (`keyspace/`).
-pub async fn plan_fan_out(
-    worker: &std::sync::Arc<Worker>,
+async fn fan_out_merged(
+    coord: &Arc<Coordinator>,
+    view: &View,
     lane: Lane,
     merge: Merge,
     request: Request,
 ) -> Pending {
+    let router = &coord.router;
+    let owners = || crate::coordinator::keyspace::owners_now(view, &coord.rebalance);
     let plan = match merge {
         Merge::AllOk => MergePlan::AllOk,
         Merge::AllOfArrays => MergePlan::AllOfArrays,
         Merge::FirstReply => MergePlan::FirstReply,
-        Merge::DbSize => return super::keyspace::dbsize(worker, lane),
-        Merge::Keys => return super::keyspace::keys(worker, lane, request),
-        Merge::RandomKey => return super::keyspace::randomkey(worker, lane),
-        Merge::Scan => return super::keyspace::scan(worker, lane, request),
+        Merge::DbSize => return crate::coordinator::keyspace::dbsize(router, owners(), lane),
+        Merge::Keys => return crate::coordinator::keyspace::keys(router, owners(), lane, request),
+        Merge::RandomKey => return crate::coordinator::keyspace::randomkey(router, owners(), lane),
+        Merge::Scan => return crate::coordinator::keyspace::scan(router, owners(), lane, request),
     };
-    fan_out(worker, lane, payload(&request), plan).await
+    fan_out(router, lane, payload(&request), plan).await
+}
+
+/// The planner: where a request goes and how, by its route and its keys' layers. Every
+/// request that goes to nodes comes through here with its one snapshot (`view`):
+///
+/// - blocking commands → a dedicated connection (`blocking.rs`);
+/// - key commands and splittable multi-key commands of layers with one copy → the owning
+///   node's shared connection, TTL policy applied ([`one_copy`], [`split_one_copy`]);
+/// - the same of layers with several copies (or ejecting down nodes), and every key command
+///   while a rebalance runs (reads fall back to the keys' previous owners) → flights to the
+///   keys' replicas (`copies.rs`);
+/// - keyspace-wide commands → every node, merged; keyless ones → a node picked by client.
+pub async fn plan(
+    coord: &Arc<Coordinator>,
+    view: &View,
+    lane: Lane,
+    spec: &'static CommandSpec,
+    traits: Traits,
+    request: Request,
+    track: &mut Track,
+) -> Pending {
+    let router = &coord.router;
+    if matches!(spec.name, "sort" | "sort_ro") {
+        if let Err(reply) = sort_patterns(view, &request) {
+            return Pending::ready(reply);
+        }
+    }
+    // Blocking commands (and XREAD/XREADGROUP with BLOCK) never use a shared connection.
+    let blocks = spec.route == Route::Blocking
+        || (spec.has(crate::command::spec::flags::BLOCKING)
+            && crate::command::classify::has_block_option(&request));
+    if blocks {
+        return crate::coordinator::blocking::plan_blocking(router, view, lane, spec, request);
+    }
+    let layers = &view.layers;
+    let rebalancing = coord.rebalance.is_running();
+    let copies = (layers.any_replicated() || rebalancing)
+        && match spec.route {
+            Route::SameNode => {
+                rebalancing
+                    || track
+                        .layer
+                        .and_then(|l| layers.get(l))
+                        .is_some_and(|l| l.replicated)
+            }
+            Route::Split(_) => true,
+            _ => false,
+        };
+    match spec.route {
+        Route::SameNode if copies => {
+            let layer = track.layer.unwrap_or_default();
+            copies::key_command(
+                coord,
+                view,
+                lane,
+                spec,
+                request,
+                traits.ttl_rule,
+                track,
+                layer,
+            )
+            .await
+        }
+        Route::Split(split) if copies => {
+            copies::split(
+                coord,
+                view,
+                lane,
+                spec,
+                split,
+                request,
+                traits.ttl_rule,
+                track,
+            )
+            .await
+        }
+        Route::SameNode => {
+            one_copy(router, view, lane, spec, request, traits.ttl_rule, track).await
+        }
+        Route::Split(split) => {
+            split_one_copy(router, view, lane, spec, split, request, traits.ttl_rule).await
+        }
+        Route::FanOut(merge) => fan_out_merged(coord, view, lane, merge, request).await,
+        Route::AnyNode => {
+            let node = view.topology.pick(lane.client);
+            forward(router, lane, node, payload(&request)).await
+        }
+        Route::Blocking => {
+            crate::coordinator::blocking::plan_blocking(router, view, lane, spec, request)
+        }
+        Route::Unsupported => Pending::ready(crate::command::classify::unsupported(spec.name)),
+        // Answered by `builtin`, never planned.
+        Route::Local | Route::Subcommand => Pending::ready(Reply::error_static(
+            "ERR strata: internal error: a local command reached the planner",
+        )),
+    }
 }

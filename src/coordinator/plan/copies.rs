@@ -1,5 +1,5 @@
-//! Planning for layers that keep several copies of a key (`replication` above 1) or that
-//! eject down nodes: which nodes are the key's replicas, whether the request is a write or a
+//! The planner's part for layers that keep several copies of a key (`replication` above 1) or
+//! that eject down nodes, and for every key while a rebalance runs: which nodes are the key's replicas, whether the request is a write or a
 //! read, and the [`Flight`]s that carry it. Multi-key commands are cut into groups of keys that
 //! share their replicas and layer; each group is one flight, merged as without replication.
 
@@ -9,6 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::coordinator::Coordinator;
+
+use crate::cluster::{NodeList, View};
 use crate::command::keys::key_positions;
 use crate::command::spec::{flags, CommandSpec, KeySpec, Split};
 use crate::config::ReadConsistency;
@@ -16,50 +19,29 @@ use crate::policy::{LayerId, LayerSpec};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{NodeReply, Reply, Request};
 use crate::repair::Keys;
-use crate::server::Worker;
 
-use super::merge::{merge, MergePlan};
-use super::pending::{Pending, TaskOutput};
-use super::plan::{self, key_error, CROSSSLOT};
-use super::read_flight::{Flight, ReadOp, ReadRequest};
-use super::read_one::{output, ReadOne};
-use super::track::Track;
-use super::write_flight::WriteFlight;
-
-/// A key's replicas, primary first: inline for the usual few.
-pub type NodeList = SmallVec<[usize; 4]>;
-
-/// The replicas of `key` under `layer`, primary first. With `eject_on_down`, down nodes are
-/// passed over (the key moves to the next nodes while they are down).
-pub fn replicas_of(worker: &Worker, layer: &LayerSpec, key: &[u8]) -> NodeList {
-    let topology = worker.shared.topology.load();
-    let ring = &topology.ring;
-    let hash = ring.key_hash(key);
-    if layer.eject_on_down {
-        ring.node_iter(hash)
-            .filter(|&n| topology.node(n).is_some_and(|n| !n.health.is_down()))
-            .take(layer.replication)
-            .collect()
-    } else {
-        match ring.replicas(hash, layer.replication) {
-            Some(table) => table.iter().map(|&o| usize::from(o)).collect(),
-            None => ring.node_iter(hash).take(layer.replication).collect(),
-        }
-    }
-}
+use super as plan;
+use super::{key_error, CROSSSLOT};
+use crate::coordinator::merge::{merge, MergePlan};
+use crate::coordinator::pending::{Pending, TaskOutput};
+use crate::coordinator::read_flight::{Flight, ReadOp, ReadRequest};
+use crate::coordinator::read_one::{output, ReadOne};
+use crate::coordinator::track::Track;
+use crate::coordinator::write_flight::WriteFlight;
 
 /// While a rebalance runs: appends to `nodes` the key's owners on the rings before the change
 /// that are still members (a key not moved yet is there). True when any was added.
 fn with_previous_owners(
-    worker: &Worker,
+    coord: &Coordinator,
+    view: &View,
     layer: &LayerSpec,
     key: &[u8],
     nodes: &mut NodeList,
 ) -> bool {
-    let Some(previous) = worker.shared.rebalance.fallback() else {
+    let Some(previous) = coord.rebalance.fallback() else {
         return false;
     };
-    let topology = worker.shared.topology.load();
+    let topology = &view.topology;
     let before = nodes.len();
     for ring in previous.iter().rev().map(|t| &t.ring) {
         for slot in ring.preference_list(key, layer.replication) {
@@ -75,21 +57,22 @@ fn with_previous_owners(
 /// While a rebalance runs, a deleted key may still have its old copy on a previous owner, which
 /// the rebalance would move back: it is unlinked there too (the reply is not waited for).
 async fn unlink_on_previous_owners(
-    worker: &Worker,
+    coord: &Coordinator,
+    view: &View,
     lane: Lane,
     layer: &LayerSpec,
     keys: &[Bytes],
     nodes: &[usize],
 ) {
     for key in keys {
-        worker.shared.rebalance.deleted(key);
+        coord.rebalance.deleted(key);
         let mut all: NodeList = nodes.iter().copied().collect();
-        if !with_previous_owners(worker, layer, key, &mut all) {
+        if !with_previous_owners(coord, view, layer, key, &mut all) {
             continue;
         }
         let command = command_bytes([&b"UNLINK"[..], key].into_iter());
         for &old in all.iter().skip(nodes.len()) {
-            if let Some(conn) = worker.connection(old, lane) {
+            if let Some(conn) = coord.router.connection(old, lane) {
                 drop(conn.send(command.clone()).await);
             }
         }
@@ -133,8 +116,10 @@ fn request_keys(spec: &CommandSpec, request: &Request) -> Result<Keys, Reply> {
 
 /// A key-addressed command (`Route::SameNode`) of a replicated layer. Every key must have the
 /// same replicas (hash tags), else `CROSSSLOT`.
-pub async fn plan_same_node(
-    worker: &Arc<Worker>,
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn key_command(
+    coord: &Arc<Coordinator>,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     request: Request,
@@ -142,8 +127,7 @@ pub async fn plan_same_node(
     track: &mut Track,
     layer_id: LayerId,
 ) -> Pending {
-    let layers = worker.shared.layers.load();
-    let Some(layer) = layers.get(layer_id) else {
+    let Some(layer) = view.layers.get(layer_id) else {
         return Pending::ready(Reply::error_static("ERR strata: internal error: no layer"));
     };
     let keys = match request_keys(spec, &request) {
@@ -153,9 +137,9 @@ pub async fn plan_same_node(
     let Some(first) = keys.first() else {
         return Pending::ready(Reply::error_static("ERR strata: internal error: no key"));
     };
-    let nodes = replicas_of(worker, &layer.spec, first);
+    let nodes = view.replicas_of(&layer.spec, first);
     for key in keys.iter().skip(1) {
-        if replicas_of(worker, &layer.spec, key) != nodes {
+        if view.replicas_of(&layer.spec, key) != nodes {
             return Pending::ready(Reply::error_static(CROSSSLOT));
         }
     }
@@ -165,7 +149,7 @@ pub async fn plan_same_node(
     if let Some(mut op) = read_op(spec, &layer.spec, track) {
         let mut nodes = nodes;
         if op.level == ReadConsistency::One
-            && with_previous_owners(worker, &layer.spec, first, &mut nodes)
+            && with_previous_owners(coord, view, &layer.spec, first, &mut nodes)
         {
             // A key not moved yet is still on a previous owner: a miss asks on.
             op.miss_failover = true;
@@ -177,27 +161,28 @@ pub async fn plan_same_node(
             started: track.started,
         };
         if op.level == ReadConsistency::One {
-            match ReadOne::start(worker, lane, layer_id, op, read).await {
+            match ReadOne::start(coord, view, lane, layer_id, op, read).await {
                 Ok(one) => return Pending::ReadOne(one),
                 Err(back) => read = back,
             }
         }
-        let flight = Flight::start(worker, lane, layer_id, op, read).await;
+        let flight = Flight::start(coord, view, lane, layer_id, op, read).await;
         return Pending::task(async move { output(flight.land().await) });
     }
-    let (payload, followers) = match plan::write_payload(worker, spec, &request, ttl_rule, track) {
+    let (payload, followers) = match plan::write_payload(view, spec, &request, ttl_rule, track) {
         Ok(built) => built,
         Err(reply) => return Pending::ready(reply),
     };
     if spec.name == "getdel" {
-        unlink_on_previous_owners(worker, lane, &layer.spec, &keys, &nodes).await;
+        unlink_on_previous_owners(coord, view, lane, &layer.spec, &keys, &nodes).await;
     }
     let followers: SmallVec<[Bytes; 1]> = followers
         .iter()
         .map(|f| command_bytes(f.iter().map(|a| a.as_ref())))
         .collect();
     let flight = WriteFlight::start(
-        worker,
+        coord,
+        view,
         lane,
         layer_id,
         layer.spec.write_consistency,
@@ -237,8 +222,10 @@ struct Group {
 }
 
 /// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when a key's layer is replicated.
-pub async fn plan_split(
-    worker: &Arc<Worker>,
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn split(
+    coord: &Arc<Coordinator>,
+    view: &View,
     lane: Lane,
     spec: &CommandSpec,
     split: Split,
@@ -250,9 +237,9 @@ pub async fn plan_split(
     if stride == 2 && request.args.len() % 2 == 0 {
         return Pending::ready(crate::command::classify::wrong_arity(spec.name));
     }
-    let layers = worker.shared.layers.load();
+    let layers = &view.layers;
     let followers = if ttl_rule && layers.any_ttl() {
-        match plan::ttl_plan(worker, spec, &request) {
+        match plan::ttl_plan(view, spec, &request) {
             Err(reply) => return Pending::ready(reply),
             Ok(plan) => plan.map(|p| p.followers).unwrap_or_default(),
         }
@@ -266,7 +253,7 @@ pub async fn plan_split(
         let Some(spec_of) = layers.get(layer).map(|l| &l.spec) else {
             return Pending::ready(Reply::error_static("ERR strata: internal error: no layer"));
         };
-        let nodes = replicas_of(worker, spec_of, key);
+        let nodes = view.replicas_of(spec_of, key);
         if nodes.is_empty() {
             return no_node(spec_of);
         }
@@ -302,7 +289,7 @@ pub async fn plan_split(
             .collect();
         let payload = command_bytes(args.into_iter());
         if matches!(split, Split::SumKeys) && matches!(spec.name, "del" | "unlink") {
-            unlink_on_previous_owners(worker, lane, &layer.spec, &keys, &group.nodes).await;
+            unlink_on_previous_owners(coord, view, lane, &layer.spec, &keys, &group.nodes).await;
         }
         let flight = match read_op(spec, &layer.spec, track) {
             Some(op) => {
@@ -313,7 +300,7 @@ pub async fn plan_split(
                     started: track.started,
                 };
                 GroupFlight::Read(Box::new(
-                    Flight::start(worker, lane, group.layer, op, read).await,
+                    Flight::start(coord, view, lane, group.layer, op, read).await,
                 ))
             }
             None => {
@@ -325,7 +312,8 @@ pub async fn plan_split(
                     .collect();
                 GroupFlight::Write(
                     WriteFlight::start(
-                        worker,
+                        coord,
+                        view,
                         lane,
                         group.layer,
                         layer.spec.write_consistency,

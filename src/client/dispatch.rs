@@ -1,0 +1,69 @@
+//! A request's way from the session: classified once against the request's view, then
+//! answered by strata itself (`builtin`: PING, INFO, CONFIG, CLIENT, STRATA ...) or planned and
+//! sent to the nodes (`coordinator`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::command::spec::Route;
+use crate::command::table::command_index;
+use crate::control::clients::ClientInfo;
+use crate::control::Control;
+use crate::coordinator::{self, track, Classified, Coordinator, Dispatched};
+use crate::protocol::Request;
+
+/// Runs one request: returns its pending reply once every node involved has been sent its
+/// part. `started` is when the request was read (for latency figures).
+pub async fn dispatch(
+    coord: &Arc<Coordinator>,
+    control: &Arc<Control>,
+    client: &ClientInfo,
+    request: Request,
+    started: Instant,
+) -> Dispatched {
+    let view = coord.router.view();
+    let lane = client.lane();
+    let classified = match coordinator::classify(&view, lane, &request, started) {
+        Ok(classified) => classified,
+        Err(refused) => return *refused,
+    };
+    if classified.traits.subcommands {
+        if let Some(sub) = request.args.get(1) {
+            client.set_subcommand(sub);
+        }
+    }
+    if !matches!(classified.spec.route, Route::Local | Route::Subcommand) {
+        return coordinator::route(coord, &view, lane, classified, request).await;
+    }
+    // Built-in commands load what they need themselves (some wait on nodes for long).
+    drop(view);
+    let Classified {
+        spec, mut track, ..
+    } = classified;
+    // Local commands may describe the client (CLIENT LIST / INFO): record it first.
+    client.touch(command_index(spec));
+    // Built by strata, these replies take their RESP3 types here. The shape is known before
+    // the command runs, the protocol after (HELLO 3 answers in RESP3).
+    let shape = crate::protocol::resp3::shape_of(spec.name, &request);
+    // Boxed: built-in commands are rare, and their large future would otherwise make every
+    // request's dispatch future as large.
+    let done = Box::pin(crate::builtin::local::execute(
+        coord, control, client, spec, request,
+    ))
+    .await;
+    track.proto = client.lane().proto;
+    track.shape = shape;
+    if let Some(layer) = done.layer {
+        // STRATA WARM: a write of one key, counted as a warm operation.
+        track.layer = Some(layer);
+        track.outcome = track::Outcome::Warm;
+        track.class = crate::stats::Class::Write;
+        track.rewrites = done.rewrites;
+    }
+    Dispatched {
+        pending: done.pending,
+        close: done.close,
+        spec: Some(spec),
+        track,
+    }
+}

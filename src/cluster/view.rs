@@ -1,0 +1,98 @@
+//! The [`View`] a request sees: the running settings, the topology (members and ring) and the
+//! layers, all from one moment. A request loads it once and plans with it; a reload or a
+//! membership change builds the next view and swaps it in whole ([`LiveView::change`]), so no
+//! request sees the layers of one configuration with the ring of another.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use crate::policy::{LayerId, LayerSpec, Layers};
+use crate::stats::LayerWorker;
+
+use super::ring::NodeIter;
+use super::topology::Topology;
+
+/// A key's replicas, primary first: inline for the usual few.
+pub type NodeList = smallvec::SmallVec<[usize; 4]>;
+
+/// Settings, topology and layers at one moment.
+pub struct View {
+    pub settings: Arc<Settings>,
+    pub topology: Arc<Topology>,
+    pub layers: Arc<Layers>,
+}
+
+impl View {
+    /// The node owning `key` (its primary).
+    pub fn route(&self, key: &[u8]) -> usize {
+        self.topology.ring.primary(key)
+    }
+
+    /// The replicas of `key` under `layer`, primary first. With `eject_on_down`, down nodes are
+    /// passed over (the key moves to the next nodes while they are down).
+    pub fn replicas_of(&self, layer: &LayerSpec, key: &[u8]) -> NodeList {
+        let topology = &self.topology;
+        let ring = &topology.ring;
+        let hash = ring.key_hash(key);
+        if layer.eject_on_down {
+            let up = |&n: &usize| topology.node(n).is_some_and(|n| !n.health.is_down());
+            let walk: NodeIter<'_> = ring.node_iter(hash);
+            walk.filter(up).take(layer.replication).collect()
+        } else {
+            match ring.replicas(hash, layer.replication) {
+                Some(table) => table.iter().map(|&o| usize::from(o)).collect(),
+                None => ring.node_iter(hash).take(layer.replication).collect(),
+            }
+        }
+    }
+}
+
+/// The current [`View`], shared by every worker; read on every request, changed rarely.
+pub struct LiveView {
+    current: ArcSwap<View>,
+    /// Held while a change builds the next view from the current one (one change at a time:
+    /// a reload and a membership change never overwrite each other's view).
+    changing: Mutex<()>,
+}
+
+impl LiveView {
+    pub fn new(view: View) -> LiveView {
+        LiveView {
+            current: ArcSwap::from_pointee(view),
+            changing: Mutex::new(()),
+        }
+    }
+
+    /// The view as it is now. Cheap (no reference count touched on the usual path); keep it
+    /// for the request, not longer.
+    pub fn load(&self) -> arc_swap::Guard<Arc<View>> {
+        self.current.load()
+    }
+
+    /// The view as it is now, to keep (background tasks, reports).
+    pub fn load_full(&self) -> Arc<View> {
+        self.current.load_full()
+    }
+
+    /// Runs `change` on the current view, one change at a time, and swaps in the view it
+    /// returns (nothing changes when it returns an error). Returns what `change` returned
+    /// besides the view.
+    pub fn change<T, E>(&self, change: impl FnOnce(&View) -> Result<(View, T), E>) -> Result<T, E> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        let (next, out) = change(&current)?;
+        self.current.store(Arc::new(next));
+        Ok(out)
+    }
+
+    /// Runs `f` on worker `worker`'s figures of layer `layer` in the layers as they are now (a
+    /// layer gone by a reload counts nothing; figures carry over a reload by layer name).
+    pub fn layer_figures(&self, layer: LayerId, worker: usize, f: impl FnOnce(&LayerWorker)) {
+        let view = self.current.load();
+        if let Some(w) = view.layers.get(layer).and_then(|l| l.stats.worker(worker)) {
+            f(w);
+        }
+    }
+}
