@@ -1,12 +1,18 @@
-//! The node side: multiplexed pipelined connections, per-worker pools, node identity and status.
+//! The node side: multiplexed pipelined connections, per-worker pools, node identity and
+//! status, and the typed errors of node failures (`error.rs`).
 
 pub mod connect;
 pub mod connection;
 pub mod dedicated;
+pub mod error;
 pub mod node;
 pub mod pool;
 pub mod queue;
 
 pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
-pub use node::{NodeError, NodeInfo, NodeStatus};
+pub use error::{ErrorKind, Failure, NodeError};
+pub use node::{NodeInfo, NodeStatus};
 pub use pool::{Lane, Pool};
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,11 @@
-//! A node as strata knows it: its identity, its live status (shared by every worker's
-//! connections, read by INFO), and the error a request gets when it cannot be reached.
+//! A node as strata knows it: its identity and its live status (shared by every worker's
+//! connections, read by INFO). The error a request gets when it cannot be reached is
+//! `error.rs`.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::error::{ErrorKind, NodeError};
 use crate::health::{NodeHealth, Thresholds, Transition};
 use crate::repair::hints::Hints;
 use crate::stats::NodeStats;
@@ -104,7 +105,7 @@ impl NodeInfo {
             || "marked down".to_string(),
             |r| format!("marked down: {r}"),
         );
-        NodeError::new(self, &reason)
+        NodeError::new(self, ErrorKind::Down, &reason)
     }
 }
 
@@ -170,52 +171,9 @@ impl NodeStatus {
     }
 }
 
-/// Why a request could not be answered by its node. Cheap to clone: one error is handed to
-/// every request that was waiting on the same connection.
-#[derive(Debug, Clone)]
-pub struct NodeError {
-    pub node: Arc<NodeInfo>,
-    pub reason: Arc<str>,
-}
-
-impl NodeError {
-    pub fn new(node: &Arc<NodeInfo>, reason: &str) -> NodeError {
-        NodeError {
-            node: node.clone(),
-            reason: Arc::from(reason),
-        }
-    }
-}
-
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ERR strata: node {} ({}) unavailable: {}",
-            self.node.id, self.node.addr, self.reason
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_text_names_node_and_reason() {
-        let node = Arc::new(NodeInfo::new(
-            0,
-            "node1".into(),
-            "127.0.0.1:7001".into(),
-            1,
-            1,
-        ));
-        let e = NodeError::new(&node, "Connection refused (os error 111)");
-        assert_eq!(
-            e.to_string(),
-            "ERR strata: node node1 (127.0.0.1:7001) unavailable: Connection refused (os error 111)"
-        );
-    }
 
     #[test]
     fn state_follows_connections_and_errors() {

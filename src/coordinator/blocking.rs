@@ -40,7 +40,7 @@ pub fn plan_blocking(
             Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {
                 Ok(reply) => Reply::Raw(reply.raw),
-                Err(e) => Reply::error(NodeError::new(lease.node(), &e).to_string()),
+                Err(e) => Reply::error(NodeError::of(lease.node(), &e).to_string()),
             },
         };
         TaskOutput {
