@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::layers::*;
 use common::{poll_until, RedisNode, Resp, DEADLINE};
 
@@ -132,3 +134,93 @@ fn metrics_and_healthz_over_http() {
 // ---------------------------------------------------------------------------------------------
 // STRATA INVALIDATE
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Node failures by kind
+// ---------------------------------------------------------------------------------------------
+
+/// `strata_node_errors_by_kind_total{node,kind}` for every counted kind of `node`.
+fn errors_by_kind(body: &str, node: &str) -> BTreeMap<&'static str, u64> {
+    ["refused", "timed_out", "closed", "protocol"]
+        .into_iter()
+        .map(|kind| {
+            let series =
+                format!("strata_node_errors_by_kind_total{{node=\"{node}\",kind=\"{kind}\"}}");
+            let n = sample(body, &series)
+                .unwrap_or_else(|| panic!("{series} in\n{body}"))
+                .parse()
+                .unwrap();
+            (kind, n)
+        })
+        .collect()
+}
+
+fn node_sample(body: &str, metric: &str, node: &str) -> u64 {
+    let series = format!("{metric}{{node=\"{node}\"}}");
+    sample(body, &series)
+        .unwrap_or_else(|| panic!("{series} in\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+/// Resumes a SIGSTOPped node even when the test fails half-way.
+struct Stopped<'a>(&'a RedisNode);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+/// A hung node's request counts as `timed_out` (as `strata_node_timeouts_total` does), a killed
+/// node's as `refused` or `closed`; the kinds of a node sum to `strata_node_errors_total`.
+#[test]
+fn node_errors_are_counted_by_kind() {
+    let mut nodes = RedisNode::start_many(2);
+    let strata = start(&nodes, "");
+    let admin = strata.handle().admin_addr.expect("admin endpoint");
+    let mut c = strata.raw();
+    wait_all_up(&mut c);
+    let k0 = strata.key_on(0, "plain:", &[]);
+    let k1 = strata.key_on(1, "plain:", &[]);
+    assert_eq!(call(&mut c, &["SET", &k0, "v"]), Resp::ok());
+    assert_eq!(call(&mut c, &["SET", &k1, "v"]), Resp::ok());
+    assert_eq!(call(&mut c, &["CONFIG", "RESETSTAT"]), Resp::ok());
+
+    {
+        nodes[0].signal("STOP");
+        let _stopped = Stopped(&nodes[0]);
+        // timeouts.request is 1s in the test configuration.
+        let reply = call(&mut c, &["GET", &k0]);
+        assert!(reply.error_text().contains("timed out"), "{reply:?}");
+    }
+    let body = metrics(admin);
+    let kinds = errors_by_kind(&body, "node1");
+    let timeouts = node_sample(&body, "strata_node_timeouts_total", "node1");
+    assert!(timeouts >= 1, "{body}");
+    assert_eq!(kinds["timed_out"], timeouts, "{kinds:?}");
+    assert_eq!(
+        kinds.values().sum::<u64>(),
+        node_sample(&body, "strata_node_errors_total", "node1"),
+        "{kinds:?}"
+    );
+    assert!(
+        errors_by_kind(&body, "node2").values().all(|&n| n == 0),
+        "{body}"
+    );
+
+    nodes[1].kill();
+    let body = poll_until(DEADLINE, "an error counted for node2", || {
+        assert!(call(&mut c, &["GET", &k1]).is_error());
+        let body = metrics(admin);
+        (node_sample(&body, "strata_node_errors_total", "node2") > 0).then_some(body)
+    });
+    let kinds = errors_by_kind(&body, "node2");
+    assert_eq!(
+        kinds["refused"] + kinds["closed"],
+        node_sample(&body, "strata_node_errors_total", "node2"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds["timed_out"] + kinds["protocol"], 0, "{kinds:?}");
+    assert_eq!(node_sample(&body, "strata_node_timeouts_total", "node2"), 0);
+}

@@ -21,8 +21,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::error::{ErrorKind, Failure, NodeError};
 use super::queue::{InFlight, RequestQueue};
-use crate::cluster::node::{NodeError, NodeInfo};
+use crate::cluster::NodeInfo;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
 /// What a request gets back: the node's reply or why there is none.
@@ -136,7 +137,7 @@ pub fn settle(
 ) -> NodeResult {
     match got {
         Ok(result) => result,
-        Err(_) => Err(NodeError::new(node, "connection lost")),
+        Err(_) => Err(NodeError::connection_lost(node)),
     }
 }
 
@@ -166,7 +167,7 @@ async fn drive(
                 match outcome {
                     Served::Closed => return,
                     Served::Broken(reason) => {
-                        tracing::warn!(node = %node.id, addr = %node.addr, %reason, "node connection lost");
+                        tracing::warn!(node = %node.id, addr = %node.addr, %reason, kind = reason.kind.label(), "node connection lost");
                         // A connection that served a while was healthy: retry soon. One that
                         // broke at once (a node that accepts and hangs up) keeps backing off,
                         // so it cannot make strata spin.
@@ -179,12 +180,12 @@ async fn drive(
             }
             Err(reason) => reason,
         };
-        node.failed(&failure);
-        if node.status.set_error(&failure) {
-            tracing::warn!(node = %node.id, addr = %node.addr, reason = %failure, "cannot reach node");
+        node.failed(&failure.detail);
+        if node.status.set_error(&failure.detail) {
+            tracing::warn!(node = %node.id, addr = %node.addr, reason = %failure, kind = failure.kind.label(), "cannot reach node");
         }
         // Until the next attempt, answer this node's requests with the error at once.
-        let error = NodeError::new(&node, &failure);
+        let error = NodeError::of(&node, &failure);
         let retry_at = Instant::now() + backoff;
         let mut batch = Vec::new();
         loop {
@@ -197,7 +198,7 @@ async fn drive(
                     }
                     queue.take(&mut batch);
                     if let Some(w) = node.stats.worker(settings.worker) {
-                        w.errors.add(batch.len() as u64);
+                        w.failed(error.kind.index(), batch.len() as u64);
                     }
                     for request in batch.drain(..) {
                         let _ = request.reply.send(Err(error.clone()));
@@ -214,7 +215,7 @@ fn retire_queue(node: &Arc<NodeInfo>, queue: &RequestQueue) {
     queue.close();
     let mut batch = Vec::new();
     queue.take(&mut batch);
-    let error = NodeError::new(node, "node removed from the cluster");
+    let error = NodeError::new(node, ErrorKind::Down, "node removed from the cluster");
     for request in batch {
         let _ = request.reply.send(Err(error.clone()));
     }
@@ -224,7 +225,7 @@ enum Served {
     /// Every handle was dropped: the driver ends.
     Closed,
     /// The connection failed; the reason is logged and shown in INFO.
-    Broken(String),
+    Broken(Failure),
 }
 
 /// Writes requests as they come until the connection breaks or the handles are gone.
@@ -252,7 +253,9 @@ async fn serve(
         tokio::select! {
             biased;
             ended = &mut reader => {
-                break Served::Broken(ended.unwrap_or_else(|e| format!("reader failed: {e}")));
+                break Served::Broken(ended.unwrap_or_else(|e| {
+                    Failure::new(ErrorKind::Closed, format!("reader failed: {e}"))
+                }));
             }
             // Removed from the cluster: no new requests; what is queued is still written.
             _ = node.retired(), if !retiring => {
@@ -284,13 +287,8 @@ async fn serve(
         let request_timeout = settings.timeouts.request();
         match tokio::time::timeout(request_timeout, write).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => break Served::Broken(format!("write failed: {e}")),
-            Err(_) => {
-                break Served::Broken(format!(
-                    "request timed out after {}",
-                    humantime::format_duration(request_timeout)
-                ))
-            }
+            Ok(Err(e)) => break Served::Broken(Failure::io("write", &e)),
+            Err(_) => break Served::Broken(request_timed_out(request_timeout)),
         }
     };
     if retiring {
@@ -339,6 +337,17 @@ async fn write_all(out: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>) -> std::io:
     Ok(())
 }
 
+/// The failure of a request the node did not answer within `timeout`.
+fn request_timed_out(timeout: Duration) -> Failure {
+    Failure::new(
+        ErrorKind::TimedOut,
+        format!(
+            "request timed out after {}",
+            humantime::format_duration(timeout)
+        ),
+    )
+}
+
 /// Reads replies and matches them to requests in order. Returns why it stopped, after failing
 /// every request still waiting with that reason.
 async fn read_replies(
@@ -348,12 +357,11 @@ async fn read_replies(
     timeouts: Arc<LiveTimeouts>,
     worker: usize,
     proto: Proto,
-) -> String {
+) -> Failure {
     let stats = node.stats.worker(worker);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let timer = tokio::time::sleep(timeouts.request());
     tokio::pin!(timer);
-    let mut timed_out = false;
     let mut since_yield = 0usize;
     let reason = loop {
         // A node streaming large replies keeps this task busy for many reads; let the clients'
@@ -382,17 +390,14 @@ async fn read_replies(
                     timer.as_mut().reset(deadline);
                 }
                 tokio::select! {
-                    _ = &mut timer => {
-                        timed_out = true;
-                        break format!("request timed out after {}", humantime::format_duration(timeout));
-                    }
+                    _ = &mut timer => break request_timed_out(timeout),
                     read = read_half.read_buf(&mut buf) => read,
                 }
             }
         };
         let read_now = match read {
-            Ok(0) => break "connection closed by node".to_string(),
-            Err(e) => break format!("read failed: {e}"),
+            Ok(0) => break Failure::closed_by_node(),
+            Err(e) => break Failure::io("read", &e),
             Ok(n) => n,
         };
         let mut failure = None;
@@ -411,13 +416,14 @@ async fn read_replies(
                         drop(tx.send(Ok(reply)));
                     }
                     None => {
-                        failure = Some("reply without a request".to_string());
+                        failure =
+                            Some(Failure::new(ErrorKind::Protocol, "reply without a request"));
                         break;
                     }
                 },
                 Ok(None) => break,
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(Failure::from(e));
                     break;
                 }
             }
@@ -429,11 +435,12 @@ async fn read_replies(
         }
         since_yield += read_now;
     };
-    let error = NodeError::new(&node, &reason);
+    let error = NodeError::of(&node, &reason);
     let failed = in_flight.drain();
     if let Some(s) = stats {
-        s.errors.add(failed.len() as u64);
-        if timed_out {
+        s.failed(error.kind.index(), failed.len() as u64);
+        // The only timeout the reader meets is the request timer's.
+        if error.kind == ErrorKind::TimedOut {
             s.timeouts.add(failed.len() as u64);
         }
     }

@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::error::{ErrorKind, Failure};
 use crate::cluster::NodeInfo;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
@@ -38,19 +39,22 @@ pub async fn open(
     proto: Proto,
     max: usize,
     connect_timeout: Duration,
-) -> Result<(TcpStream, Counted), String> {
+) -> Result<(TcpStream, Counted), Failure> {
     if node.dedicated.fetch_add(1, Ordering::SeqCst) >= max {
         node.dedicated.fetch_sub(1, Ordering::SeqCst);
-        return Err(format!(
-            "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
-            node.id
+        return Err(Failure::new(
+            ErrorKind::Busy,
+            format!(
+                "node {} has {max} dedicated connections in use (limits.max_dedicated_per_node)",
+                node.id
+            ),
         ));
     }
     // Counted from here: any failure below gives the unit back.
     let counted = Counted(node.clone());
     let stream = super::connect::open(&node.addr, proto, connect_timeout)
         .await
-        .map_err(|e| format!("node {} ({}): {e}", node.id, node.addr))?;
+        .map_err(|e| Failure::new(e.kind, format!("node {} ({}): {e}", node.id, node.addr)))?;
     Ok((stream, counted))
 }
 
@@ -62,11 +66,11 @@ pub async fn exchange(
     buf: &mut BytesMut,
     payload: &[u8],
     count: usize,
-) -> Result<Vec<NodeReply>, String> {
+) -> Result<Vec<NodeReply>, Failure> {
     stream
         .write_all(payload)
         .await
-        .map_err(|e| format!("write failed: {e}"))?;
+        .map_err(|e| Failure::io("write", &e))?;
     let mut replies = Vec::with_capacity(count);
     while replies.len() < count {
         if let Some(reply) = decode_reply_as(buf, proto)? {
@@ -77,9 +81,9 @@ pub async fn exchange(
         let n = stream
             .read_buf(buf)
             .await
-            .map_err(|e| format!("read failed: {e}"))?;
+            .map_err(|e| Failure::io("read", &e))?;
         if n == 0 {
-            return Err("connection closed by node".into());
+            return Err(Failure::closed_by_node());
         }
     }
     Ok(replies)
@@ -118,7 +122,7 @@ impl DedicatedPool {
         proto: Proto,
         max: usize,
         connect_timeout: Duration,
-    ) -> Result<Lease, String> {
+    ) -> Result<Lease, Failure> {
         let idle = self.lock().get_mut(&(node.index, proto)).and_then(Vec::pop);
         let stream = match idle {
             Some(open) => open,
@@ -138,11 +142,11 @@ impl DedicatedPool {
 impl Lease {
     /// Sends one command and waits for its whole reply, however long the node takes (a
     /// blocking command's own timeout decides).
-    pub async fn call(&mut self, payload: &[u8]) -> Result<NodeReply, String> {
+    pub async fn call(&mut self, payload: &[u8]) -> Result<NodeReply, Failure> {
         self.call_many(payload, 1)
             .await?
             .pop()
-            .ok_or_else(|| "no reply".to_string())
+            .ok_or_else(|| Failure::new(ErrorKind::Protocol, "no reply"))
     }
 
     /// Sends `payload` (several commands) and reads `count` replies, in order.
@@ -150,10 +154,10 @@ impl Lease {
         &mut self,
         payload: &[u8],
         count: usize,
-    ) -> Result<Vec<NodeReply>, String> {
+    ) -> Result<Vec<NodeReply>, Failure> {
         self.clean = false;
         let Some((stream, _)) = self.stream.as_mut() else {
-            return Err("connection closed".into());
+            return Err(Failure::new(ErrorKind::Closed, "connection closed"));
         };
         let replies = exchange(stream, self.proto, &mut self.buf, payload, count).await?;
         self.clean = self.buf.is_empty();

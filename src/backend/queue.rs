@@ -296,6 +296,6 @@ mod tests {
             1,
             1,
         ));
-        super::super::NodeError::new(&node, "test")
+        super::super::NodeError::new(&node, super::super::ErrorKind::Closed, "test")
     }
 }

@@ -78,7 +78,7 @@ impl Router {
             return Err(Reply::error_static("ERR strata: no such node"));
         };
         if node.health.is_down() {
-            return Err(Reply::error(node.down_error().to_string()));
+            return Err(Reply::error(super::NodeError::down(&node).to_string()));
         }
         self.dedicated
             .lease(&node, proto, max, self.timeouts.connect())

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::backend::ErrorKind;
 use crate::command::table::command_name;
 use crate::command::table::COMMANDS;
 use crate::control::Control;
@@ -371,6 +372,21 @@ impl Collector for StrataCollector {
             "node",
             nodes.iter().map(|(id, _, t)| (*id, t.errors)),
         )?;
+        {
+            let mut m = e.encode_descriptor(
+                "node_errors_by_kind",
+                "Requests that got no reply from the node, by kind of failure (refused, timed_out, closed, protocol); they sum to node_errors.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (id, _, t) in &nodes {
+                for kind in ErrorKind::COUNTED {
+                    let n = t.errors_by_kind.get(kind.index()).copied().unwrap_or(0);
+                    let labels = [("node", *id), ("kind", kind.label())];
+                    ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
         counters(
             &mut e,
             "node_timeouts",

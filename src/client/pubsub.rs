@@ -307,7 +307,8 @@ async fn send(
                 max,
                 router.timeouts().connect(),
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
             let (read, write) = stream.into_split();
             let (confirm, confirmed) = mpsc::channel(QUEUE);
             let reader = tokio::spawn(forward_messages(read, tx.clone(), confirm));

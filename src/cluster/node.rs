@@ -1,9 +1,9 @@
-//! A node as strata knows it: its identity, its live status (shared by every worker's
-//! connections, read by INFO), and the error a request gets when it cannot be reached.
+//! A node as strata knows it: its identity and its live status (shared by every worker's
+//! connections, read by INFO). The error a request gets when it cannot be reached is
+//! `error.rs`.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::cluster::health::{NodeHealth, Thresholds, Transition};
 use crate::cluster::hints::Hints;
@@ -98,13 +98,12 @@ impl NodeInfo {
         self.log_transition(self.health.failure(reason));
     }
 
-    /// The error a request gets when its node is marked down (it is not sent).
-    pub fn down_error(self: &Arc<Self>) -> NodeError {
-        let reason = self.health.reason().map_or_else(
+    /// Why the node is marked down, as a request refused for it says.
+    pub fn down_reason(&self) -> String {
+        self.health.reason().map_or_else(
             || "marked down".to_string(),
             |r| format!("marked down: {r}"),
-        );
-        NodeError::new(self, &reason)
+        )
     }
 }
 
@@ -170,52 +169,9 @@ impl NodeStatus {
     }
 }
 
-/// Why a request could not be answered by its node. Cheap to clone: one error is handed to
-/// every request that was waiting on the same connection.
-#[derive(Debug, Clone)]
-pub struct NodeError {
-    pub node: Arc<NodeInfo>,
-    pub reason: Arc<str>,
-}
-
-impl NodeError {
-    pub fn new(node: &Arc<NodeInfo>, reason: &str) -> NodeError {
-        NodeError {
-            node: node.clone(),
-            reason: Arc::from(reason),
-        }
-    }
-}
-
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ERR strata: node {} ({}) unavailable: {}",
-            self.node.id, self.node.addr, self.reason
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_text_names_node_and_reason() {
-        let node = Arc::new(NodeInfo::new(
-            0,
-            "node1".into(),
-            "127.0.0.1:7001".into(),
-            1,
-            1,
-        ));
-        let e = NodeError::new(&node, "Connection refused (os error 111)");
-        assert_eq!(
-            e.to_string(),
-            "ERR strata: node node1 (127.0.0.1:7001) unavailable: Connection refused (os error 111)"
-        );
-    }
 
     #[test]
     fn state_follows_connections_and_errors() {

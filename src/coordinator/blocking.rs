@@ -32,7 +32,9 @@ pub fn plan_blocking(
     };
     if let Some(node) = view.topology.node(slot) {
         if node.health.is_down() {
-            return Pending::ready(Reply::error(node.down_error().to_string()));
+            return Pending::ready(Reply::error(
+                crate::backend::NodeError::down(node).to_string(),
+            ));
         }
     }
     let payload = plan::payload(&request);
@@ -42,7 +44,7 @@ pub fn plan_blocking(
             Err(reply) => reply,
             Ok(mut lease) => match lease.call(&payload).await {
                 Ok(reply) => Reply::Raw(reply.raw),
-                Err(e) => Reply::error(NodeError::new(lease.node(), &e).to_string()),
+                Err(e) => Reply::error(NodeError::of(lease.node(), &e).to_string()),
             },
         };
         TaskOutput {

@@ -176,7 +176,7 @@ mod tests {
             MergePlan::Sum,
             vec![
                 ok(BytesFrame::Integer(2)),
-                Err(NodeError::new(&node, "connection lost")),
+                Err(NodeError::connection_lost(&node)),
             ],
         );
         assert_eq!(

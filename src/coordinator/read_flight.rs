@@ -1,11 +1,12 @@
 //! A replicated read in flight (a [`Flight`]): sent at dispatch to as many replicas as the
 //! layer's read consistency asks, then awaited until the answers settle it.
 //!
-//! `one` asks one replica; a replica that fails or is slow (its share of the request timeout
-//! passes) is replaced by the next one, and with miss failover a miss asks the next replica
-//! and a hit found there is copied back. `quorum` and `all` ask R replicas and compare the raw
-//! replies; when they differ every replica is asked, the majority wins (ties: a value beats
-//! nil, then the earlier replica) and the others are repaired.
+//! `one` asks one replica; a replica that fails (in a way another may not:
+//! `ErrorKind::retryable`) or is slow (its share of the request timeout passes) is replaced by
+//! the next one, and with miss failover a miss asks the next replica and a hit found there is
+//! copied back. `quorum` and `all` ask R replicas and compare the raw replies; when they
+//! differ every replica is asked, the majority wins (ties: a value beats nil, then the earlier
+//! replica) and the others are repaired.
 //!
 //! A Redis error reply is an answer like any other: passed on, never retried. Writes are
 //! `write_flight.rs`.
@@ -34,6 +35,15 @@ use crate::cluster::NodeList;
 
 use super::track::Outcome;
 use super::vote::{self, is_miss};
+
+/// A replica's failure that asking another replica cannot help with
+/// (`ErrorKind::retryable`): the read asks no further replica and ends with it.
+fn final_failure(replicas: &[Replica]) -> Option<&NodeError> {
+    replicas.iter().find_map(|r| match &r.state {
+        State::Failed(e) if !e.retryable() => Some(e),
+        _ => None,
+    })
+}
 
 /// How a read is asked and judged.
 #[derive(Debug, Clone, Copy)]
@@ -229,14 +239,18 @@ impl Flight {
             return;
         }
         let Some(conn) = self.coord.router.connection(r.index, self.lane) else {
-            r.state = State::Failed(NodeError::new(&r.node, "no connection"));
+            r.state = State::Failed(NodeError::no_connection(&r.node));
             return;
         };
         r.state = State::Waiting(conn.send(self.payload.clone()).await);
     }
 
-    /// Asks the next replica not asked yet that is not down now; false when there is none.
+    /// Asks the next replica not asked yet that is not down now; false when there is none, or
+    /// when a replica failed in a way another cannot help with ([`final_failure`]).
     async fn send_next(&mut self) -> bool {
+        if final_failure(&self.replicas).is_some() {
+            return false;
+        }
         let next = self
             .replicas
             .iter()
@@ -526,8 +540,12 @@ impl Flight {
     fn read_failed(self) -> Landed {
         for r in &self.replicas {
             if let State::Failed(e) = &r.state {
-                tracing::debug!(node = %r.node.id, reason = %e.reason, "replica read failed");
+                tracing::debug!(node = %r.node.id, reason = %e.reason, kind = e.kind.label(), "replica read failed");
             }
+        }
+        if let Some(e) = final_failure(&self.replicas) {
+            // Its own text names the cause, which the replica count would hide.
+            return Err(Reply::error(e.to_string()));
         }
         let answered = self.answered();
         Err(Reply::error(format!(
@@ -536,5 +554,53 @@ impl Flight {
             self.level_name(),
             self.need()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ErrorKind;
+
+    fn replica(index: usize, state: State) -> Replica {
+        Replica {
+            node: Arc::new(NodeInfo::new(
+                index,
+                format!("n{index}"),
+                "h:1".into(),
+                1,
+                1,
+            )),
+            index,
+            state,
+        }
+    }
+
+    fn failed(index: usize, kind: ErrorKind) -> Replica {
+        let mut r = replica(index, State::Unsent);
+        r.state = State::Failed(NodeError::new(&r.node, kind, "x"));
+        r
+    }
+
+    #[test]
+    fn only_a_failure_no_replica_can_help_with_ends_the_read() {
+        // A node's failure may be its own: the read goes on to the next replica.
+        let retryable: Vec<Replica> = [
+            ErrorKind::Refused,
+            ErrorKind::TimedOut,
+            ErrorKind::Closed,
+            ErrorKind::Protocol,
+            ErrorKind::Down,
+            ErrorKind::Busy,
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| failed(i, k))
+        .chain([replica(9, State::Unsent)])
+        .collect();
+        assert!(final_failure(&retryable).is_none());
+        // Refused credentials would be refused by every replica.
+        let auth = [replica(0, State::Down), failed(1, ErrorKind::Auth)];
+        assert_eq!(final_failure(&auth).map(|e| e.node.index), Some(1));
     }
 }

@@ -1,8 +1,9 @@
 //! The commonest replicated read, `one` consistency with a replica up, without a flight: the
 //! read goes to the first replica that is up and its reply is passed on as it comes, as for
-//! an unreplicated key. Only when that replica misses (with miss failover), fails, or is still
-//! silent at the hedge time does the read become a [`Flight`] (`read_flight.rs`), which asks
-//! the next replica and carries on from there.
+//! an unreplicated key. Only when that replica misses (with miss failover), fails (in a way
+//! another replica may not: `ErrorKind::retryable`), or is still silent at the hedge time
+//! does the read become a [`Flight`] (`read_flight.rs`), which asks the next replica and
+//! carries on from there.
 //!
 //! The hedge time needs no timer per read: the client's session keeps one timer for the
 //! oldest reply it waits for (`Pending::hedge_at`), and replies behind it were sent later, so
@@ -108,13 +109,15 @@ impl ReadOne {
     }
 
     /// The reply, or the flight that goes on when the replica missed (and miss failover
-    /// may find the key elsewhere) or failed.
+    /// may find the key elsewhere) or failed in a way another replica may not
+    /// (`ErrorKind::retryable`; otherwise the failure is the reply).
     pub fn finish(self: Box<Self>, result: NodeResult) -> Result<Reply, Continued> {
         match result {
             Ok(reply) if self.others == 0 || !self.op.miss_failover => Ok(Reply::Raw(reply.raw)),
             Ok(reply) if !is_miss(self.op.outcome, &reply.raw) => Ok(Reply::Raw(reply.raw)),
             Ok(miss) => Err(self.go_on(Some(NodeOutcome::Answered(miss)))),
-            Err(e) => Err(self.go_on(Some(NodeOutcome::Failed(e)))),
+            Err(e) if e.retryable() => Err(self.go_on(Some(NodeOutcome::Failed(e)))),
+            Err(e) => Ok(Reply::error(e.to_string())),
         }
     }
 

@@ -117,7 +117,7 @@ impl WriteFlight {
                     replica.followers.push(conn.send(f.clone()).await);
                 }
             } else {
-                replica.state = State::Failed(NodeError::new(node, "no connection"));
+                replica.state = State::Failed(NodeError::no_connection(node));
             }
             flight.replicas.push(replica);
         }
@@ -195,7 +195,7 @@ impl WriteFlight {
                         Ok(Ok(reply)) => State::Answered(reply.raw),
                         Ok(Err(e)) => State::Failed(e),
                         Err(_) => match self.coord.router.view().topology.node(r.index) {
-                            Some(node) => State::Failed(NodeError::new(node, "connection lost")),
+                            Some(node) => State::Failed(NodeError::connection_lost(node)),
                             None => State::Done,
                         },
                     };
@@ -255,7 +255,7 @@ impl WriteFlight {
                     }
                 }
                 State::Failed(e) => {
-                    tracing::debug!(node = %e.node.id, reason = %e.reason, "replica write failed: keys hinted");
+                    tracing::debug!(node = %e.node.id, reason = %e.reason, kind = e.kind.label(), "replica write failed: keys hinted");
                     if let Some(node) = node {
                         for key in &self.keys {
                             node.hints.add(key);

@@ -93,7 +93,8 @@ async fn ping(
             crate::protocol::Proto::Resp2,
             connect_timeout,
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         *conn = Some(stream);
     }
     let Some(stream) = conn.as_mut() else {

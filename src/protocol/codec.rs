@@ -14,6 +14,22 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use super::Proto;
 
+/// Bytes from a node that are not a reply in the protocol its connection speaks: the
+/// connection cannot be trusted any more (`backend` fails it with a `protocol` error). The
+/// texts are what logs and INFO's `last_error` show.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Refused by `redis-protocol`'s RESP2 parser.
+    #[error("bad reply from node: {0}")]
+    Resp2(#[from] redis_protocol::error::RedisProtocolError),
+    /// Not RESP3 (`resp3_reply`).
+    #[error("bad reply from node: not RESP3")]
+    NotResp3,
+    /// RESP3 aggregates nested deeper than strata follows (`resp3_reply`).
+    #[error("bad reply from node: nested too deeply")]
+    TooDeep,
+}
+
 /// One reply from a node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeReply {
@@ -31,7 +47,7 @@ impl NodeReply {
 /// `buf`, removing its bytes; `Ok(None)` when more bytes are needed. An error means the node
 /// sent something that is not RESP: the connection cannot be trusted any more.
 #[inline]
-pub fn decode_reply_as(buf: &mut BytesMut, proto: Proto) -> Result<Option<NodeReply>, String> {
+pub fn decode_reply_as(buf: &mut BytesMut, proto: Proto) -> Result<Option<NodeReply>, DecodeError> {
     // The commonest replies look the same in both protocols.
     if let Some(reply) = decode_common(buf) {
         return Ok(Some(reply));
@@ -55,17 +71,13 @@ pub fn decode_reply_as(buf: &mut BytesMut, proto: Proto) -> Result<Option<NodeRe
 const NULL3: &[u8] = b"_\r\n";
 
 /// Decodes the next complete RESP2 reply at the start of `buf` (see [`decode_reply_as`]).
-pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
+pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, DecodeError> {
     decode_reply_as(buf, Proto::Resp2)
 }
 
 /// A RESP2 reply the short path did not take, by `redis-protocol`'s parser.
-fn decode_general(buf: &mut BytesMut) -> Result<Option<NodeReply>, String> {
-    match decode_bytes_mut(buf) {
-        Ok(Some((frame, _, raw))) => Ok(Some(NodeReply { frame, raw })),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("bad reply from node: {e}")),
-    }
+fn decode_general(buf: &mut BytesMut) -> Result<Option<NodeReply>, DecodeError> {
+    Ok(decode_bytes_mut(buf)?.map(|(frame, _, raw)| NodeReply { frame, raw }))
 }
 
 /// The size of the whole reply starting `buf` when it is a bulk string whose header has
@@ -212,6 +224,15 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         let mut buf = BytesMut::from(&b"?what\r\n"[..]);
-        assert!(decode_reply(&mut buf).is_err());
+        let e = decode_reply(&mut buf).unwrap_err();
+        assert!(matches!(e, DecodeError::Resp2(_)), "{e:?}");
+        assert!(
+            e.to_string().starts_with("bad reply from node: "),
+            "the text logs and INFO show: {e}"
+        );
+        let mut buf = BytesMut::from(&b"?what\r\n"[..]);
+        let e = decode_reply_as(&mut buf, Proto::Resp3).unwrap_err();
+        assert!(matches!(e, DecodeError::NotResp3), "{e:?}");
+        assert_eq!(e.to_string(), "bad reply from node: not RESP3");
     }
 }

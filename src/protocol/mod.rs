@@ -7,7 +7,7 @@ pub mod request;
 pub mod resp3;
 pub mod resp3_reply;
 
-pub use codec::{decode_reply, decode_reply_as, NodeReply};
+pub use codec::{decode_reply, decode_reply_as, DecodeError, NodeReply};
 pub use reply::Reply;
 pub use request::{parse_i64, ParseLimits, Parsed, ProtocolError, Request, RequestParser};
 

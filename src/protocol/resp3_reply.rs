@@ -13,12 +13,14 @@
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
 
+use super::codec::DecodeError;
+
 /// Deepest nesting accepted from a node; Redis's own replies nest a few levels (COMMAND DOCS
 /// about six). Deeper input is refused instead of risking the stack.
 const MAX_DEPTH: usize = 128;
 
 /// Where the frame that starts `buf` ends: `Ok(None)` when more bytes are needed.
-pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     // Frames still to read at each open aggregate level; the bottom entry is the one frame
     // asked for.
     let mut open: Vec<usize> = vec![1];
@@ -63,7 +65,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
                         _ => n,
                     };
                     if open.len() >= MAX_DEPTH {
-                        return Err("bad reply from node: nested too deeply".into());
+                        return Err(DecodeError::TooDeep);
                     }
                     open.push(frames);
                 } else if kind == b'|' {
@@ -78,7 +80,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
 
 /// Decodes the RESP3 frame at the start of `buf`, removing its bytes: the raw bytes and their
 /// RESP2 view. `Ok(None)` when more bytes are needed.
-pub fn decode(buf: &mut BytesMut) -> Result<Option<(BytesFrame, Bytes)>, String> {
+pub fn decode(buf: &mut BytesMut) -> Result<Option<(BytesFrame, Bytes)>, DecodeError> {
     let Some(len) = frame_len(buf)? else {
         return Ok(None);
     };
@@ -89,7 +91,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<(BytesFrame, Bytes)>, String>
 
 /// Reads the frame at `pos` of a buffer known to hold it whole (checked by [`frame_len`], which
 /// also bounds the depth of this recursion); returns it and the position after it.
-fn read(raw: &Bytes, pos: usize) -> Result<(BytesFrame, usize), String> {
+fn read(raw: &Bytes, pos: usize) -> Result<(BytesFrame, usize), DecodeError> {
     let (kind, line, next) = line_at(raw, pos)?.ok_or_else(bad)?;
     let text = || raw.slice(pos + 1..pos + 1 + line.len());
     let frame = match kind {
@@ -152,7 +154,7 @@ fn read(raw: &Bytes, pos: usize) -> Result<(BytesFrame, usize), String> {
 type Line<'a> = (u8, &'a [u8], usize);
 
 /// The line at `pos`; `Ok(None)` when it is not complete yet.
-fn line_at(buf: &[u8], pos: usize) -> Result<Option<Line<'_>>, String> {
+fn line_at(buf: &[u8], pos: usize) -> Result<Option<Line<'_>>, DecodeError> {
     let Some(rest) = buf.get(pos..) else {
         return Ok(None);
     };
@@ -171,12 +173,12 @@ fn line_at(buf: &[u8], pos: usize) -> Result<Option<Line<'_>>, String> {
     Ok(Some((kind, line, pos + cr + 2)))
 }
 
-fn number(line: &[u8]) -> Result<i64, String> {
+fn number(line: &[u8]) -> Result<i64, DecodeError> {
     super::parse_i64(line).ok_or_else(bad)
 }
 
-fn bad() -> String {
-    "bad reply from node: not RESP3".to_string()
+fn bad() -> DecodeError {
+    DecodeError::NotResp3
 }
 
 #[cfg(test)]
@@ -253,7 +255,10 @@ mod tests {
         assert!(decode(&mut BytesMut::from(&b"$3\r\nabcde\r\n"[..])).is_err());
         assert!(decode(&mut BytesMut::from(&b"*x\r\n"[..])).is_err());
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
-        assert!(decode(&mut BytesMut::from(&deep[..])).is_err());
+        assert!(matches!(
+            decode(&mut BytesMut::from(&deep[..])),
+            Err(DecodeError::TooDeep)
+        ));
     }
 
     /// Arbitrary input built from pieces of RESP3 (so it often looks almost valid) never

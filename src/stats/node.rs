@@ -4,6 +4,11 @@
 use super::counter::Counter;
 use super::latency::{Latency, SharedLatency};
 
+/// Slots of the per-kind failure counters: one per `backend::ErrorKind` (kept equal by an
+/// assertion there; the kinds are named where the figures are rendered, so this module needs
+/// nothing from `backend`).
+pub const ERROR_KINDS: usize = 7;
+
 /// One worker's figures for one node.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -14,6 +19,8 @@ pub struct NodeWorker {
     pub errors: Counter,
     /// Of those, the ones that timed out.
     pub timeouts: Counter,
+    /// `errors` by the kind of failure (index: `backend::ErrorKind::index`).
+    pub errors_by_kind: [Counter; ERROR_KINDS],
     /// Time from writing a request to reading its reply.
     pub latency: SharedLatency,
 }
@@ -24,12 +31,25 @@ pub struct NodeStats {
     workers: Box<[NodeWorker]>,
 }
 
+impl NodeWorker {
+    /// `n` requests got no reply, failing with the error kind in slot `kind`
+    /// (`backend::ErrorKind::index`): counted in `errors` and in that kind's count.
+    pub fn failed(&self, kind: usize, n: u64) {
+        self.errors.add(n);
+        if let Some(c) = self.errors_by_kind.get(kind) {
+            c.add(n);
+        }
+    }
+}
+
 /// A node's figures summed over the workers.
 #[derive(Debug, Default, Clone)]
 pub struct NodeTotals {
     pub requests: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// `errors` by kind (index: `backend::ErrorKind::index`).
+    pub errors_by_kind: [u64; ERROR_KINDS],
     pub latency: Latency,
 }
 
@@ -50,6 +70,9 @@ impl NodeStats {
             t.requests += w.requests.get();
             t.errors += w.errors.get();
             t.timeouts += w.timeouts.get();
+            for (sum, c) in t.errors_by_kind.iter_mut().zip(&w.errors_by_kind) {
+                *sum += c.get();
+            }
             t.latency.merge(&w.latency.snapshot());
         }
         t
@@ -60,7 +83,29 @@ impl NodeStats {
             w.requests.reset();
             w.errors.reset();
             w.timeouts.reset();
+            for c in &w.errors_by_kind {
+                c.reset();
+            }
             w.latency.reset();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_in_errors_and_by_kind_over_workers() {
+        let s = NodeStats::new(2);
+        s.worker(0).unwrap().failed(1, 3);
+        s.worker(1).unwrap().failed(1, 2);
+        s.worker(1).unwrap().failed(3, 1);
+        let t = s.totals();
+        assert_eq!(t.errors, 6);
+        assert_eq!(t.errors_by_kind, [0, 5, 0, 1, 0, 0, 0]);
+        assert_eq!(t.errors_by_kind.iter().sum::<u64>(), t.errors);
+        s.reset();
+        assert_eq!(s.totals().errors_by_kind, [0; ERROR_KINDS]);
     }
 }

@@ -53,6 +53,7 @@ impl Direct {
         tokio::time::timeout(self.timeout, replies)
             .await
             .map_err(|_| "no reply within the request timeout".to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// One command.

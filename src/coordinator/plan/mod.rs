@@ -45,7 +45,9 @@ fn down_reply(router: &Router, node: &std::sync::Arc<crate::cluster::NodeInfo>) 
     if let Some(w) = node.stats.worker(router.worker) {
         w.errors.add(1);
     }
-    Pending::ready(Reply::error(node.down_error().to_string()))
+    Pending::ready(Reply::error(
+        crate::backend::NodeError::down(node).to_string(),
+    ))
 }
 
 /// Sends `payload` to `node` and returns the pending reply, forwarded unchanged.
