@@ -1,11 +1,20 @@
-//! The admin endpoint's HTTP/1.1 transport: a small hand-written server that answers GET and HEAD
-//! with whatever the caller's handler returns for the path (`/metrics`, `/healthz`, ...).
+//! The admin endpoint's HTTP/1.1 transport: answers GET and HEAD with whatever the caller's
+//! handler returns for the path (`/metrics`, `/healthz`, ...), on a thread and runtime of its own.
 //!
-//! Deliberately minimal: one request per connection (`Connection: close`), no request bodies, no
-//! keep-alive, no chunked encoding. That is all a Prometheus scraper or a health probe needs, and
-//! it keeps the attack surface small: the request head is bounded in size and in time, and at most
-//! `max_connections` requests are in progress at once.
+//! Built on hyper's HTTP/1 server connection rather than a parser of our own: request-line and
+//! header parsing, absolute-form targets, leading empty lines and bare `\n` line ends, HEAD
+//! responses without a body, 400 and 431 for bad or oversized heads, and the bound on the time to
+//! read a head are hyper's (widely used and fuzzed). What stays here is what is strata's: the
+//! thread, the concurrency limit, method and path handling, the panic guard and the lingering
+//! close.
+//!
+//! One request per connection (keep-alive off, `Connection: close`): a permit is held per
+//! connection, so an idle keep-alive connection would hold a slot; one request each keeps "at
+//! most `max_connections` requests in progress" exact and every connection bounded in time. That
+//! is all a Prometheus scraper or a health probe needs. No request bodies are read.
 
+use std::convert::Infallible;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -13,6 +22,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -36,7 +52,7 @@ impl HttpResponse {
     }
 }
 
-/// Answers a GET for `path` (the request target without any `?query`).
+/// Answers a GET for `path` (the request target's path, without any `?query` or `#fragment`).
 pub type Handler = Arc<dyn Fn(&str) -> HttpResponse + Send + Sync>;
 
 /// A running admin server.
@@ -99,16 +115,23 @@ pub fn start(
 
 /// Content type of [`HttpResponse::text`] and of the server's own error responses.
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+/// The same, checked at compile time.
+const TEXT_PLAIN_VALUE: HeaderValue = HeaderValue::from_static(TEXT_PLAIN);
+/// The reason phrase of a status that has none of its own.
+const NO_REASON: ReasonPhrase = ReasonPhrase::from_static(b"");
 
 /// Bounds on what one connection may cost. A struct rather than constants so tests can shorten
 /// the timeouts instead of sleeping for seconds.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// Largest request head, terminating blank line included.
+    /// Largest request head (request line, headers and the blank line ending them), given to
+    /// hyper as `max_header_size`: a head over it gets 431 and the connection is closed.
     head_bytes: usize,
-    /// Total time a client gets to send its whole head; bounds slow-loris clients too.
+    /// Total time a client gets to send its whole head, from the moment its connection is
+    /// served; given to hyper as `header_read_timeout`, which closes the connection without a
+    /// response when it passes. Bounds silent and slow-loris clients alike.
     head_timeout: Duration,
-    /// Total time for writing the response to a client that does not read.
+    /// Time for writing the response to a client that does not read it (hyper has no such bound).
     write_timeout: Duration,
     /// How long to keep reading (and discarding) after the response, see [`linger`].
     linger: Duration,
@@ -124,6 +147,22 @@ impl Limits {
         linger: Duration::from_secs(1),
         accept_backoff: Duration::from_millis(100),
     };
+
+    /// hyper's HTTP/1 connection settings for these limits.
+    fn http1(&self) -> http1::Builder {
+        let mut http = http1::Builder::new();
+        http.keep_alive(false)
+            .max_header_size(self.head_bytes)
+            .header_read_timeout(self.head_timeout)
+            // hyper's header timeout needs a timer to run on.
+            .timer(TokioTimer::new())
+            // A client that shuts down its sending side after the request (`printf ... | nc -N`)
+            // still gets the whole response; the connection is closed after it either way.
+            .half_close(true)
+            // `Content-Type`, as the hand-written server wrote it and as curl users read it.
+            .title_case_headers(true);
+        http
+    }
 }
 
 fn start_with(
@@ -225,105 +264,55 @@ async fn accept_loop(
     }
 }
 
-/// What reading the request head produced.
-#[derive(Debug, PartialEq, Eq)]
-enum Head {
-    /// The head, up to and including its blank line.
-    Complete(Vec<u8>),
-    /// No blank line within the size limit.
-    TooLarge,
-    /// The client closed its side before the blank line.
-    Truncated,
-    /// The client closed without sending anything.
-    Empty,
-}
-
+/// Serves the one request of a connection, then closes it. The permit moves in here so that the
+/// slot frees only when the connection is done, lingering included.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     handler: Handler,
     limits: Limits,
     _permit: OwnedSemaphorePermit,
 ) {
-    let head = match tokio::time::timeout(
-        limits.head_timeout,
-        read_head(&mut stream, limits.head_bytes),
+    // The handler is synchronous and fast, so the response is ready as soon as the head is read.
+    let service = service_fn(move |request: Request<Incoming>| {
+        std::future::ready(Ok::<_, Infallible>(respond(&request, &handler)))
+    });
+    let mut connection = limits
+        .http1()
+        .serve_connection(TokioIo::new(stream), service);
+    // `poll_without_shutdown` rather than awaiting the connection: the socket comes back after the
+    // response, for the lingering close. The outer timeout bounds the write of the response;
+    // hyper's header timeout has bounded the head already.
+    let served = tokio::time::timeout(
+        limits.head_timeout + limits.write_timeout,
+        poll_fn(|cx| connection.poll_without_shutdown(cx)),
     )
-    .await
-    {
-        Ok(Ok(head)) => head,
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "admin endpoint: reading request failed");
-            return;
-        }
-        Err(_elapsed) => {
+    .await;
+    match served {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) if err.is_timeout() => {
             tracing::debug!("admin endpoint: request head not received in time; dropped");
             return;
         }
-    };
-    let reply = match head {
-        Head::Empty => return,
-        Head::TooLarge => Reply::error(431, "request header fields too large\n"),
-        Head::Truncated => Reply::error(400, "bad request\n"),
-        Head::Complete(head) => respond(&head, &handler),
-    };
-    let bytes = reply.encode();
-    let written = tokio::time::timeout(limits.write_timeout, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => linger(&mut stream, limits.linger).await,
-        Ok(Err(err)) => tracing::debug!(error = %err, "admin endpoint: writing response failed"),
-        Err(_elapsed) => tracing::debug!("admin endpoint: client did not read the response"),
+        // A bad head (hyper has answered 400 or 431), or a client gone mid-request.
+        Ok(Err(err)) => tracing::debug!(error = %err, "admin endpoint: request failed"),
+        Err(_elapsed) => {
+            tracing::debug!("admin endpoint: client did not read the response");
+            return;
+        }
     }
-}
-
-/// Reads until the blank line that ends the head. Anything after it (a body, a pipelined request)
-/// is ignored: we serve only GET and HEAD, one request per connection.
-async fn read_head(stream: &mut TcpStream, limit: usize) -> io::Result<Head> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = head_end(&buf) {
-            if end > limit {
-                return Ok(Head::TooLarge);
-            }
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() >= limit {
-            return Ok(Head::TooLarge);
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(if buf.is_empty() {
-                Head::Empty
-            } else {
-                Head::Truncated
-            });
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    }
-}
-
-/// The offset just past the blank line ending a request head, if `buf` holds one. Bare `\n` line
-/// ends are accepted as well as `\r\n`, as RFC 9112 allows, for hand-typed requests.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        let newline = from + buf.get(from..)?.iter().position(|&b| b == b'\n')?;
-        match buf.get(newline + 1..)? {
-            [b'\n', ..] => return Some(newline + 2),
-            [b'\r', b'\n', ..] => return Some(newline + 3),
-            _ => from = newline + 1,
-        }
+    // The response is flushed; shutting down our side (FIN, which does not wait for the client)
+    // tells the client it is complete.
+    let mut stream = connection.into_parts().io.into_inner();
+    match stream.shutdown().await {
+        Ok(()) => linger(&mut stream, limits.linger).await,
+        Err(err) => tracing::debug!(error = %err, "admin endpoint: closing failed"),
     }
 }
 
 /// After the response, keeps reading (and discarding) for a short while until the client closes.
 /// Closing a socket with unread input makes the kernel send a reset, which can destroy the
 /// response before the client has read it: exactly the case for a 431 or for a POST with a body.
+/// hyper closes at once, so this stays ours.
 async fn linger(stream: &mut TcpStream, within: Duration) {
     // Enough for any head plus a modest body; a client that sends more is not owed a clean close.
     const DRAIN_LIMIT: usize = 64 * 1024;
@@ -340,81 +329,18 @@ async fn linger(stream: &mut TcpStream, within: Duration) {
     .await;
 }
 
-/// A response as it goes on the wire.
-#[derive(Debug, PartialEq, Eq)]
-struct Reply {
-    response: HttpResponse,
-    /// HEAD: headers as for GET, but no body.
-    head_only: bool,
-    /// Set for 405, which must say what is allowed.
-    allow: bool,
-}
-
-impl Reply {
-    fn error(status: u16, body: &str) -> Reply {
-        Reply {
-            response: HttpResponse::text(status, body),
-            head_only: false,
-            allow: false,
-        }
+/// Decides the response to a request whose head hyper has parsed.
+fn respond(request: &Request<Incoming>, handler: &Handler) -> Response<String> {
+    // hyper itself leaves out the body of a response to HEAD and keeps its Content-Length.
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = http_response(HttpResponse::text(405, "method not allowed\n"));
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
-
-    fn encode(&self) -> Vec<u8> {
-        let response = &self.response;
-        // A status outside three digits cannot be put on a status line; the handler is at fault,
-        // and a 500 says so without sending the client something unparseable.
-        let (status, content_type, body) = if (100..=999).contains(&response.status) {
-            (
-                response.status,
-                response.content_type,
-                response.body.as_str(),
-            )
-        } else {
-            (500, TEXT_PLAIN, "handler returned an invalid status\n")
-        };
-        // A line break in the content type would let it forge headers.
-        let content_type = if content_type.contains(['\r', '\n']) {
-            TEXT_PLAIN
-        } else {
-            content_type
-        };
-        let allow = if self.allow {
-            "Allow: GET, HEAD\r\n"
-        } else {
-            ""
-        };
-        let mut out = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
-             Content-Length: {len}\r\n{allow}Connection: close\r\n\r\n",
-            reason = reason_phrase(status),
-            len = body.len(),
-        )
-        .into_bytes();
-        if !self.head_only {
-            out.extend_from_slice(body.as_bytes());
-        }
-        out
-    }
-}
-
-/// Decides the reply to a complete request head.
-fn respond(head: &[u8], handler: &Handler) -> Reply {
-    let Some(request) = parse_request_line(head) else {
-        return Reply::error(400, "bad request\n");
-    };
-    let head_only = match request.method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => {
-            return Reply {
-                response: HttpResponse::text(405, "method not allowed\n"),
-                head_only: false,
-                allow: true,
-            };
-        }
-    };
-    let Some(path) = request_path(request.target) else {
-        return Reply::error(400, "bad request\n");
+    let Some(path) = request_path(request.uri()) else {
+        return http_response(HttpResponse::text(400, "bad request\n"));
     };
     // A panicking handler must cost one 500, not the connection task (or, were the runtime ever
     // configured to abort on task panics, the whole admin thread).
@@ -425,100 +351,59 @@ fn respond(head: &[u8], handler: &Handler) -> Reply {
             HttpResponse::text(500, "internal server error\n")
         }
     };
-    Reply {
-        response,
-        head_only,
-        allow: false,
-    }
+    http_response(response)
 }
 
-/// The parts of a request line that matter here.
-#[derive(Debug, PartialEq, Eq)]
-struct RequestLine<'a> {
-    method: &'a str,
-    target: &'a str,
-}
-
-/// Parses `METHOD SP target SP HTTP/1.x` from the first line of `head`. Empty lines before it are
-/// skipped, as RFC 9112 recommends.
-fn parse_request_line(head: &[u8]) -> Option<RequestLine<'_>> {
-    let line = head
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .find(|line| !line.is_empty())?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+/// The path of a request target hyper has parsed: origin form (`/metrics?x`) or absolute form
+/// with an `http` or `https` scheme (`http://host/metrics`); hyper has dropped any fragment.
+/// `None` for anything else (`*`, authority form, other schemes).
+fn request_path(uri: &Uri) -> Option<&str> {
+    let web =
+        |scheme: &str| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if !uri.scheme_str().is_none_or(web) {
         return None;
     }
-    let is_token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    let version_ok = version
-        .strip_prefix("HTTP/1.")
-        .is_some_and(|minor| minor.len() == 1 && minor.bytes().all(|b| b.is_ascii_digit()));
-    let target_ok = !target.is_empty() && target.bytes().all(|b| b.is_ascii_graphic());
-    (is_token(method) && version_ok && target_ok).then_some(RequestLine { method, target })
-}
-
-/// The path of a request target: origin form (`/metrics?x`) or absolute form
-/// (`http://host/metrics`), without query or fragment. `None` for anything else.
-fn request_path(target: &str) -> Option<&str> {
-    let path = if target.starts_with('/') {
-        target
+    let path = uri.path();
+    if path.starts_with('/') {
+        Some(path)
+    } else if path.is_empty() && uri.scheme().is_some() {
+        // `http://host` and `http://host?x` name the root.
+        Some("/")
     } else {
-        let rest = strip_prefix_ignore_case(target, "http://")
-            .or_else(|| strip_prefix_ignore_case(target, "https://"))?;
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        if authority.is_empty() {
-            return None;
-        }
-        path
-    };
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    // `http://host` and `http://host?x` name the root.
-    Some(if path.is_empty() { "/" } else { path })
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| s.get(prefix.len()..))
-        .flatten()
-}
-
-/// The reason phrase for `status`; empty (which HTTP/1.1 allows) for codes not listed.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
+        None
     }
+}
+
+/// The handler's response as hyper sends it. Content-Type and Content-Length are set here, in
+/// that order, ahead of hyper's own `Connection: close` and `Date`.
+fn http_response(response: HttpResponse) -> Response<String> {
+    let (status, content_type, body) = match StatusCode::from_u16(response.status) {
+        Ok(status) => (
+            status,
+            // A line break (or another control character) in the content type would let it
+            // forge headers; hyper refuses such a value, and the response goes out as text.
+            HeaderValue::from_str(response.content_type).unwrap_or(TEXT_PLAIN_VALUE),
+            response.body,
+        ),
+        // A status outside three digits cannot be put on a status line; the handler is at fault,
+        // and a 500 says so without sending the client something unparseable.
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT_PLAIN_VALUE,
+            "handler returned an invalid status\n".to_owned(),
+        ),
+    };
+    let mut out = Response::new(String::new());
+    *out.status_mut() = status;
+    if status.canonical_reason().is_none() {
+        // An empty reason phrase, which HTTP/1.1 allows, rather than hyper's `<none>`.
+        out.extensions_mut().insert(NO_REASON);
+    }
+    let headers = out.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *out.body_mut() = body;
+    out
 }
 
 #[cfg(test)]
