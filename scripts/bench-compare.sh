@@ -9,7 +9,9 @@
 #   - optionally "baseline": another strata binary (STRATA_BASELINE, e.g. built from an earlier
 #     commit) in front of the same nodes, to measure what a change costs, side by side.
 # Then runs, for P in 1 and 16 and for BENCH_ROUNDS rounds, alternating the targets within each
-# round (direct, twemproxy, strata, then again):
+# round (direct, twemproxy, strata, then again), in reverse order every other round: a target
+# run right after another is measured differently (the nodes and the machine are in another
+# state), so no target always runs before or after the same one:
 #   redis-benchmark -h 127.0.0.1 -p PORT -t set,get -c 50 -r 100000 -n N -P P --csv -q
 # and prints the median req/s of SET and GET per target with the ratios strata/twemproxy,
 # strata/direct and twemproxy/direct. Raw numbers and the table are also written to
@@ -254,7 +256,12 @@ run_bench() {
 for pipeline in 1 16; do
     if [[ $pipeline -eq 1 ]]; then n="$n_p1"; else n="$n_p16"; fi
     for ((round = 1; round <= rounds; round++)); do
-        for t in "${targets[@]}"; do
+        order=("${targets[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[$i]}"); done
+        fi
+        for t in "${order[@]}"; do
             cmd=(redis-benchmark -h 127.0.0.1 -p "${port_of[$t]}" -t 'set,get' -c 50 -r 100000
                 -n "$n" -P "$pipeline" --csv -q "${extra[@]}")
             cmd_str="$(shell_quote "${cmd[@]}")"

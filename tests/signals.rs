@@ -178,3 +178,38 @@ fn blocked_and_subscribed_clients_are_closed_at_once_on_sigterm() {
         started.elapsed()
     );
 }
+
+#[test]
+fn healthz_is_503_while_draining() {
+    let nodes = RedisNode::start_many(2);
+    let key = key_on(&nodes, 0);
+    let admin_port = common::free_port();
+    let mut strata = Binary::start_with(
+        &nodes,
+        "30s",
+        &format!("admin_listen: 127.0.0.1:{admin_port}"),
+    );
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    poll_until(DEADLINE, "/healthz ok", || {
+        let r = common::layers::http_get(admin, "/healthz");
+        (r.status == 200 && r.body == "ok\n").then_some(())
+    });
+    // A request held up by a stopped node keeps strata draining.
+    let mut c = strata.client();
+    nodes[0].signal("STOP");
+    c.send_cmd(&["GET", &key]);
+    std::thread::sleep(Duration::from_millis(200));
+    strata.signal("TERM");
+    poll_until(DEADLINE, "new connections refused", || {
+        strata.refuses_connections().then_some(())
+    });
+    let r = common::layers::http_get(admin, "/healthz");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "draining: shutting down\n")
+    );
+    nodes[0].signal("CONT");
+    assert_eq!(c.read_reply(), Resp::Nil);
+    let status = strata.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

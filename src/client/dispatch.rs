@@ -9,6 +9,7 @@ use crate::command::spec::Route;
 use crate::command::table::command_index;
 use crate::control::clients::ClientInfo;
 use crate::control::Control;
+use crate::coordinator::plan::plan;
 use crate::coordinator::{self, track, Classified, Coordinator, Dispatched};
 use crate::protocol::Request;
 
@@ -32,14 +33,22 @@ pub async fn dispatch(
             client.set_subcommand(sub);
         }
     }
-    if !matches!(classified.spec.route, Route::Local | Route::Subcommand) {
-        return coordinator::route(coord, &view, lane, classified, request).await;
+    let Classified {
+        spec,
+        traits,
+        mut track,
+    } = classified;
+    if !matches!(spec.route, Route::Local | Route::Subcommand) {
+        let pending = plan(coord, &view, lane, spec, traits, request, &mut track).await;
+        return Dispatched {
+            pending,
+            close: false,
+            spec: Some(spec),
+            track,
+        };
     }
     // Built-in commands load what they need themselves (some wait on nodes for long).
     drop(view);
-    let Classified {
-        spec, mut track, ..
-    } = classified;
     // Local commands may describe the client (CLIENT LIST / INFO): record it first.
     client.touch(command_index(spec));
     // Built by strata, these replies take their RESP3 types here. The shape is known before

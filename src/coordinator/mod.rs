@@ -1,5 +1,5 @@
 //! The coordinator: takes a request to its pending reply. [`classify`] (command table, the
-//! layer of the request's keys) → [`route`] → `plan` (the one planner: the keys' node or
+//! layer of the request's keys) → [`plan::plan`] (the one planner: the keys' node or
 //! replicas, split per node, TTL rewrite, send; flights for several copies) → [`Pending`]
 //! (awaited by the session in request order) → `merge` (one reply from several nodes). Beside each pending reply goes a [`Track`], which the
 //! session hands to the statistics with the reply (`track.rs`). The keyspace-wide reads (KEYS,
@@ -145,28 +145,4 @@ pub fn classify(
         traits,
         track,
     })
-}
-
-/// Plans and sends a request that goes to the nodes (every route but the commands strata
-/// answers itself, which `builtin` runs): returns its pending reply once every node involved
-/// has been sent its part. `view` is the request's one snapshot.
-pub async fn route(
-    coord: &Arc<Coordinator>,
-    view: &View,
-    lane: Lane,
-    classified: Classified,
-    request: Request,
-) -> Dispatched {
-    let Classified {
-        spec,
-        traits,
-        mut track,
-    } = classified;
-    let pending = plan::plan(coord, view, lane, spec, traits, request, &mut track).await;
-    Dispatched {
-        pending,
-        close: false,
-        spec: Some(spec),
-        track,
-    }
 }

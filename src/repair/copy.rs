@@ -5,12 +5,26 @@
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
-use crate::backend::settle;
-use crate::backend::Router;
+use crate::backend::{settle, NodeError, Router};
 use crate::protocol::reply::command_bytes;
 
 /// The client id strata's own copies use (picks their backend connection).
 pub const COPY_CLIENT: u64 = u64::MAX - 1;
+
+/// Why a key could not be copied (logged; the key stays hinted or unrepaired).
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("no such node")]
+    NoNode,
+    /// The source or a target could not be reached.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A node answered with an error reply (e.g. RESTORE refused the payload).
+    #[error("node {node}: {text}")]
+    Refused { node: String, text: String },
+    #[error("node {0}: unexpected DUMP/PTTL reply")]
+    Unexpected(String),
+}
 
 /// What the source holds.
 enum Source {
@@ -24,7 +38,7 @@ pub async fn copy_key(
     key: &Bytes,
     source: usize,
     targets: &[usize],
-) -> Result<(), String> {
+) -> Result<(), CopyError> {
     let value = read_source(router, key, source).await?;
     let ttl;
     let command = match &value {
@@ -38,13 +52,16 @@ pub async fn copy_key(
     for &target in targets {
         let conn = router
             .connection(target, crate::backend::Lane::internal(COPY_CLIENT))
-            .ok_or("no such node")?;
+            .ok_or(CopyError::NoNode)?;
         pending.push((conn.node().clone(), conn.send(command.clone()).await));
     }
     for (node, rx) in pending {
-        let reply = settle(&node, rx.await).map_err(|e| e.to_string())?;
+        let reply = settle(&node, rx.await)?;
         if let BytesFrame::Error(e) = reply.frame {
-            return Err(format!("node {}: {}", node.id, &*e));
+            return Err(CopyError::Refused {
+                node: node.id.clone(),
+                text: e.to_string(),
+            });
         }
     }
     Ok(())
@@ -60,10 +77,10 @@ fn restore_ttl(pttl_ms: i64) -> i64 {
     }
 }
 
-async fn read_source(router: &Router, key: &Bytes, source: usize) -> Result<Source, String> {
+async fn read_source(router: &Router, key: &Bytes, source: usize) -> Result<Source, CopyError> {
     let conn = router
         .connection(source, crate::backend::Lane::internal(COPY_CLIENT))
-        .ok_or("no such node")?;
+        .ok_or(CopyError::NoNode)?;
     let dump = conn
         .send(command_bytes([&b"DUMP"[..], key].into_iter()))
         .await;
@@ -71,17 +88,18 @@ async fn read_source(router: &Router, key: &Bytes, source: usize) -> Result<Sour
         .send(command_bytes([&b"PTTL"[..], key].into_iter()))
         .await;
     let node = conn.node().clone();
-    let dump = settle(&node, dump.await).map_err(|e| e.to_string())?;
-    let pttl = settle(&node, pttl.await).map_err(|e| e.to_string())?;
+    let dump = settle(&node, dump.await)?;
+    let pttl = settle(&node, pttl.await)?;
     match (dump.frame, pttl.frame) {
         (BytesFrame::Null, _) | (_, BytesFrame::Integer(-2)) => Ok(Source::Absent),
         (BytesFrame::BulkString(payload), BytesFrame::Integer(ttl_ms)) => {
             Ok(Source::Value { payload, ttl_ms })
         }
-        (BytesFrame::Error(e), _) | (_, BytesFrame::Error(e)) => {
-            Err(format!("node {}: {}", node.id, &*e))
-        }
-        _ => Err(format!("node {}: unexpected DUMP/PTTL reply", node.id)),
+        (BytesFrame::Error(e), _) | (_, BytesFrame::Error(e)) => Err(CopyError::Refused {
+            node: node.id.clone(),
+            text: e.to_string(),
+        }),
+        _ => Err(CopyError::Unexpected(node.id.clone())),
     }
 }
 

@@ -274,27 +274,21 @@ async fn send_followers(
     }
 }
 
-/// A key-addressed command (`Route::SameNode`) of a one-copy layer: to the node of its keys,
-/// with the TTL policy applied to writes that have a TTL rule when some layer has one.
-async fn one_copy(
-    router: &Router,
+/// A key-addressed command (`Route::SameNode`) of a one-copy layer: the node of its keys,
+/// and the bytes to send it (the TTL policy applied to writes that have a TTL rule when some
+/// layer has one) with their TTL followers. Not async: the commonest request's plan adds no
+/// future of its own to the ones that send it.
+fn one_copy(
     view: &View,
     lane: Lane,
     spec: &CommandSpec,
-    request: Request,
+    request: &Request,
     ttl_rule: bool,
     track: &mut Track,
-) -> Pending {
-    let node = match same_node(view, lane, spec, &request) {
-        Ok(node) => node,
-        Err(reply) => return Pending::ready(reply),
-    };
-    match write_payload(view, spec, &request, ttl_rule, track) {
-        Err(reply) => Pending::ready(reply),
-        Ok((payload, followers)) => {
-            send_followed(router, view, lane, node, payload, followers).await
-        }
-    }
+) -> Result<(usize, Bytes, Vec<Vec<Bytes>>), Reply> {
+    let node = same_node(view, lane, spec, request)?;
+    let (payload, followers) = write_payload(view, spec, request, ttl_rule, track)?;
+    Ok((node, payload, followers))
 }
 
 /// The bytes of a write after the TTL policy, and the TTL followers to send behind it.
@@ -515,13 +509,19 @@ pub async fn plan(
             )
             .await
         }
-        Route::SameNode => {
-            one_copy(router, view, lane, spec, request, traits.ttl_rule, track).await
-        }
+        Route::SameNode => match one_copy(view, lane, spec, &request, traits.ttl_rule, track) {
+            Err(reply) => Pending::ready(reply),
+            Ok((node, payload, followers)) if followers.is_empty() => {
+                forward(router, lane, node, payload).await
+            }
+            Ok((node, payload, followers)) => {
+                send_followed(router, view, lane, node, payload, followers).await
+            }
+        },
         Route::Split(split) => {
             split_one_copy(router, view, lane, spec, split, request, traits.ttl_rule).await
         }
-        Route::FanOut(merge) => fan_out_merged(coord, view, lane, merge, request).await,
+        Route::FanOut(merge) => Box::pin(fan_out_merged(coord, view, lane, merge, request)).await,
         Route::AnyNode => {
             let node = view.topology.pick(lane.client);
             forward(router, lane, node, payload(&request)).await
