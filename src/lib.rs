@@ -35,7 +35,8 @@
 //!   once.
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated connections,
-//!   pools, node status.
+//!   pools, node status; `RespClient`, the request/reply client of the connections held by one
+//!   caller (heartbeats, the rebalancer, dedicated connections).
 //! - [`health`]: node up/down state with hysteresis; heartbeats.
 //! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
 //! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
