@@ -36,7 +36,7 @@
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated connections,
 //!   pools, node status; `RespClient`, the request/reply client of the connections held by one
-//!   caller (heartbeats, the rebalancer, dedicated connections).
+//!   caller (heartbeats, the rebalancer, dedicated connections, `strata warm`).
 //! - [`health`]: node up/down state with hysteresis; heartbeats.
 //! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
 //! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
