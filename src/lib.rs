@@ -36,7 +36,7 @@
 //! - [`ring`]: the consistent-hash ring and preference lists.
 //! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated connections,
 //!   pools, node status; `RespClient`, the request/reply client of the connections held by one
-//!   caller (heartbeats, the rebalancer, dedicated connections, `strata warm`).
+//!   caller (heartbeats, the rebalancer, dedicated connections, `strata warm`, `strata load`).
 //! - [`health`]: node up/down state with hysteresis; heartbeats.
 //! - [`repair`]: background convergence: write tails, read repair, hinted handoff.
 //! - [`policy`]: layers (longest-prefix match), key templates, TTL rules.
@@ -44,6 +44,8 @@
 //!   `/metrics`.
 //! - [`admin`]: the HTTP admin endpoint (`/metrics`, `/healthz`).
 //! - [`warm`]: `strata warm`, loading a file of entries through a running proxy.
+//! - [`load`]: `strata load`, the load of `scripts/failover-check.sh` (a node killed under
+//!   load, acknowledged writes read back).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -64,6 +66,7 @@ pub mod config;
 pub mod coordinator;
 pub mod health;
 pub mod latch;
+pub mod load;
 pub mod policy;
 pub mod protocol;
 pub mod rebalance;
