@@ -4,7 +4,7 @@
 # Starts, on free loopback ports and all in a temp dir, 3 redis-server nodes and strata (release
 # build) with one layer `fc` (prefix `fc:`): replication 3, quorum writes, quorum reads, heartbeat
 # 200ms, node_timeout 1s, timeouts.request 1s. Then `strata load` (a hidden subcommand of the same
-# binary, src/load.rs) runs FAILOVER_WORKERS concurrent workers for FAILOVER_SECONDS: each does SET
+# binary, src/load/) runs FAILOVER_WORKERS concurrent workers for FAILOVER_SECONDS: each does SET
 # fc:w<worker>:<n> with a fresh value, and GET of keys it had acknowledged (checking the value),
 # remembering every acknowledged write. At KILL_AT seconds it SIGKILLs node2. After the load it
 # reads every acknowledged key back (quorum reads through strata) and compares with the last
