@@ -3,12 +3,12 @@
 #
 # Starts, on free loopback ports and all in a temp dir, 3 redis-server nodes and strata (release
 # build) with one layer `fc` (prefix `fc:`): replication 3, quorum writes, quorum reads, heartbeat
-# 200ms, node_timeout 1s, timeouts.request 1s. Then a Python 3 client (stdlib sockets only) runs
-# FAILOVER_WORKERS concurrent workers for FAILOVER_SECONDS: each does SET fc:w<worker>:<n> with a
-# fresh value, and GET of keys it had acknowledged (checking the value), remembering every
-# acknowledged write. At KILL_AT seconds it SIGKILLs node2. After the load it reads every
-# acknowledged key back (quorum reads through strata) and compares with the last acknowledged
-# value of the key.
+# 200ms, node_timeout 1s, timeouts.request 1s. Then `strata load` (a hidden subcommand of the same
+# binary, src/load/) runs FAILOVER_WORKERS concurrent workers for FAILOVER_SECONDS: each does SET
+# fc:w<worker>:<n> with a fresh value, and GET of keys it had acknowledged (checking the value),
+# remembering every acknowledged write. At KILL_AT seconds it SIGKILLs node2. After the load it
+# reads every acknowledged key back (quorum reads through strata) and compares with the last
+# acknowledged value of the key.
 #
 # Prints writes acknowledged / failed, reads failed before the kill, inside the failover window
 # (FAILOVER_WINDOW seconds after the kill: node_timeout + heartbeat + request timeout) and after
@@ -48,7 +48,6 @@ fi
 install_cleanup_trap
 
 ensure_redis
-ensure_python3
 strata_bin="$(build_strata)"
 
 workdir="$(mktemp -d -t strata-failover.XXXXXX)"
@@ -85,327 +84,9 @@ disown "$victim_pid"
 log "nodes on ${node_ports[*]}, strata on $strata_port (admin $admin_port); node2 (pid $victim_pid) dies at t=${kill_at}s"
 
 rc=0
-timeout $((seconds + 300)) python3 - "$strata_port" "$admin_port" "$seconds" "$kill_at" "$window" \
-    "$workers" "$keys" "$victim_pid" "127.0.0.1:${node_ports[1]}" <<'PY' || rc=$?
-import os, random, signal, socket, sys, threading, time, urllib.request
-
-(port, admin, seconds, kill_at, window, workers, keys, victim_pid) = map(int, sys.argv[1:9])
-victim_addr = sys.argv[9]
-HOST = "127.0.0.1"
-SOCKET_TIMEOUT = 5.0  # strata answers within its request timeout (1 s); this catches hangs
-
-
-class RespError(str):
-    """An error reply (-ERR ...)."""
-
-
-class Conn:
-    def __init__(self):
-        self.sock = socket.create_connection((HOST, port), timeout=SOCKET_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    @staticmethod
-    def encode(args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-
-    def _line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 2:]
-                return line
-            self._fill()
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("connection closed by strata")
-        self.buf += chunk
-
-    def reply(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RespError(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self._fill()
-            data, self.buf = self.buf[:n], self.buf[n + 2:]
-            return data.decode(errors="replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise ConnectionError("bad reply %r" % line[:80])
-
-    def call(self, *args):
-        self.sock.sendall(self.encode(args))
-        return self.reply()
-
-    def pipeline(self, commands):
-        self.sock.sendall(b"".join(self.encode(c) for c in commands))
-        return [self.reply() for _ in commands]
-
-
-start = time.monotonic()
-end = start + seconds
-kill_time = start + kill_at  # replaced by the measured moment of the kill
-phase_names = ("before the kill", "during the failover window", "after the failover window")
-
-
-def phase(t):
-    if t < kill_time:
-        return 0
-    return 1 if t < kill_time + window else 2
-
-
-class Worker(threading.Thread):
-    def __init__(self, w):
-        super().__init__(daemon=True)
-        self.w = w
-        self.rng = random.Random(1000 + w)
-        self.acked = {}  # key -> last acknowledged value
-        self.acked_keys = []  # for random choice
-        self.unacked = {}  # key -> values written (not acknowledged) after the last ack
-        self.writes_ok = self.writes_failed = self.reads_ok = 0
-        self.reads_failed = [0, 0, 0]
-        self.writes_failed_by_phase = [0, 0, 0]
-        self.reads_unacked = 0  # a read saw a write that had failed (it may have landed)
-        self.max_latency = [0.0, 0.0, 0.0]
-        self.samples = []  # (t, what) of the first few failures
-        self.per_second = {}  # second -> [ops, write failures, read failures]
-        self.conn = None
-
-    def note(self, t, what):
-        if len(self.samples) < 5:
-            self.samples.append((t - start, what))
-
-    def op(self, *args):
-        """One request; a lost connection is an error reply (and a new connection)."""
-        try:
-            if self.conn is None:
-                self.conn = Conn()
-            return self.conn.call(*args)
-        except (OSError, ConnectionError) as e:
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return RespError("client: %s" % e)
-
-    def run(self):
-        seq = 0
-        while True:
-            t0 = time.monotonic()
-            if t0 >= end:
-                break
-            p = phase(t0)
-            sec = int(t0 - start)
-            row = self.per_second.setdefault(sec, [0, 0, 0])
-            row[0] += 1
-            if self.acked_keys and self.rng.random() < 0.5:
-                key = self.rng.choice(self.acked_keys)
-                got = self.op("GET", key)
-                dt = time.monotonic() - t0
-                ok = not isinstance(got, RespError) and got == self.acked[key]
-                if not ok and not isinstance(got, RespError) and got in self.unacked.get(key, ()):
-                    ok = True
-                    self.reads_unacked += 1
-                if ok:
-                    self.reads_ok += 1
-                else:
-                    self.reads_failed[p] += 1
-                    row[2] += 1
-                    self.note(t0, "GET %s -> %r (acknowledged %r)" % (key, got, self.acked[key]))
-            else:
-                key = "fc:w%d:%d" % (self.w, self.rng.randrange(keys))
-                seq += 1
-                value = "w%d-%d" % (self.w, seq)
-                got = self.op("SET", key, value)
-                dt = time.monotonic() - t0
-                if got == "OK":
-                    self.writes_ok += 1
-                    if key not in self.acked:
-                        self.acked_keys.append(key)
-                    self.acked[key] = value
-                    self.unacked.pop(key, None)
-                else:
-                    self.writes_failed += 1
-                    self.writes_failed_by_phase[p] += 1
-                    row[1] += 1
-                    self.unacked.setdefault(key, set()).add(value)
-                    self.note(t0, "SET %s -> %r" % (key, got))
-            self.max_latency[p] = max(self.max_latency[p], dt)
-        if self.conn is not None:
-            self.conn.close()
-
-
-threads = [Worker(w) for w in range(workers)]
-print("load: %d workers for %d s, SET fc:w<worker>:<0..%d> and GET of acknowledged keys; "
-      "SIGKILL node2 at t=%d s; failover window %d s" % (workers, seconds, keys - 1, kill_at, window),
-      flush=True)
-for t in threads:
-    t.start()
-time.sleep(max(0.0, start + kill_at - time.monotonic()))
-os.kill(victim_pid, signal.SIGKILL)
-kill_time = time.monotonic()
-print("t=%.2f s: SIGKILL node2 (pid %d, %s)" % (kill_time - start, victim_pid, victim_addr), flush=True)
-
-
-def node2_state(conn):
-    for line in str(conn.call("INFO", "nodes")).splitlines():
-        if line.startswith("node_node2:"):
-            f = dict(x.split("=", 1) for x in line.split(":", 1)[1].split(",") if "=" in x)
-            return f.get("state")
-    return None
-
-
-# Time from the kill until strata marks node2 down (polled every 10 ms, so up to 10 ms late).
-DOWN_BOUND = 1.2  # health.node_timeout + health.heartbeat_interval of the generated config
-down_after = None
-watcher = Conn()
-while time.monotonic() < kill_time + 10:
-    if node2_state(watcher) == "down":
-        down_after = time.monotonic() - kill_time
-        break
-    time.sleep(0.01)
-watcher.close()
-if down_after is None:
-    print("node2 not marked down within 10 s of the kill", flush=True)
-else:
-    print("node2 marked down %.0f ms after the SIGKILL (bound: node_timeout + heartbeat = %.0f ms)"
-          % (down_after * 1000, DOWN_BOUND * 1000), flush=True)
-for t in threads:
-    t.join(seconds + 60)
-stuck = [t.w for t in threads if t.is_alive()]
-if stuck:
-    print("workers still running after the load: %s" % stuck)
-
-# Per second: requests, failed writes, failed reads.
-print("\nper second: t  requests  failed-writes  failed-reads")
-rows = {}
-for t in threads:
-    for sec, r in t.per_second.items():
-        acc = rows.setdefault(sec, [0, 0, 0])
-        for i in range(3):
-            acc[i] += r[i]
-for sec in sorted(rows):
-    ops, wf, rf = rows[sec]
-    mark = "  <- kill" if sec == int(kill_time - start) else ""
-    print("  %3d  %7d  %5d  %5d%s" % (sec, ops, wf, rf, mark))
-
-sum_ = lambda f: sum(f(t) for t in threads)
-writes_ok = sum_(lambda t: t.writes_ok)
-writes_failed = sum_(lambda t: t.writes_failed)
-reads_ok = sum_(lambda t: t.reads_ok)
-reads_failed = [sum_(lambda t, i=i: t.reads_failed[i]) for i in range(3)]
-writes_failed_p = [sum_(lambda t, i=i: t.writes_failed_by_phase[i]) for i in range(3)]
-max_latency = [max(t.max_latency[i] for t in threads) for i in range(3)]
-print()
-print("writes acknowledged:                       %d" % writes_ok)
-print("writes failed:                             %d (before the kill %d, in the window %d, after it %d)"
-      % (writes_failed, *writes_failed_p))
-print("reads ok:                                  %d (of which %d saw a later unacknowledged write)"
-      % (reads_ok, sum_(lambda t: t.reads_unacked)))
-for i, name in enumerate(phase_names):
-    print("reads failed %-29s %d" % (name + ":", reads_failed[i]))
-for i, name in enumerate(phase_names):
-    print("slowest request %-26s %.0f ms" % (name + ":", max_latency[i] * 1000))
-samples = sorted(s for t in threads for s in t.samples)
-if samples:
-    print("first failures:")
-    for when, what in samples[:8]:
-        print("  t=%.3f s  %s" % (when, what))
-
-# Final check: every acknowledged key read back (quorum reads, pipelined).
-expected = {}
-later = {}
-for t in threads:
-    expected.update(t.acked)
-    for k, v in t.unacked.items():
-        later[k] = v
-missing = different = superseded = read_errors = 0
-examples = []
-c = Conn()
-items = sorted(expected.items())
-for i in range(0, len(items), 500):
-    batch = items[i:i + 500]
-    replies = c.pipeline([("GET", k) for k, _ in batch])
-    for (k, want), got in zip(batch, replies):
-        if isinstance(got, RespError):
-            read_errors += 1
-            problem = "error %s" % got
-        elif got == want:
-            continue
-        elif got in later.get(k, ()):
-            superseded += 1
-            continue
-        elif got is None:
-            missing += 1
-            problem = "missing"
-        else:
-            different += 1
-            problem = "holds %r" % got
-        if len(examples) < 8:
-            examples.append("  %s: acknowledged %r, %s" % (k, want, problem))
-c.close()
-lost = missing + different + read_errors
-print()
-print("final check: %d acknowledged keys read back with quorum reads" % len(items))
-print("acknowledged writes missing or different:  %d (missing %d, another value %d, read errors %d)"
-      % (lost, missing, different, read_errors))
-print("keys holding a later unacknowledged write: %d (a failed write may have landed: not a loss)"
-      % superseded)
-for e in examples:
-    print(e)
-
-c = Conn()
-info = c.call("INFO", "nodes")
-layers = c.call("INFO", "layers")
-c.close()
-for line in str(info).splitlines():
-    if line.startswith("node_"):
-        f = dict(x.split("=", 1) for x in line.split(":", 1)[1].split(",") if "=" in x)
-        print("%s: state=%s down_transitions=%s up_transitions=%s hints_pending=%s health_reason=%s"
-              % (line.split(":", 1)[0], f.get("state"), f.get("down_transitions"),
-                 f.get("up_transitions"), f.get("hints_pending"), f.get("health_reason")))
-for line in str(layers).splitlines():
-    if line.startswith("layer_fc:"):
-        f = dict(x.split("=", 1) for x in line.split(":", 1)[1].split(",") if "=" in x)
-        print("layer fc: writes=%s write_failures=%s failovers=%s repairs=%s errors=%s"
-              % (f.get("writes"), f.get("write_failures"), f.get("failovers"), f.get("repairs"),
-                 f.get("errors")))
-try:
-    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % admin, timeout=5) as r:
-        print("/healthz: %s" % r.read().decode().strip())
-except OSError as e:
-    print("/healthz: %s" % e)
-
-late = down_after is None or down_after > DOWN_BOUND
-failed = reads_failed[2] > 0 or lost > 0 or bool(stuck) or late
-print()
-print("RESULT: %s (reads failed after the window: %d, acknowledged writes missing or different: %d,"
-      " node2 down after: %s)"
-      % ("FAIL" if failed else "PASS", reads_failed[2], lost,
-         "never" if down_after is None else "%.0f ms" % (down_after * 1000)))
-sys.exit(1 if failed else 0)
-PY
+timeout $((seconds + 300)) "$strata_bin" load --config "$cfg" --seconds "$seconds" \
+    --kill-at "$kill_at" --window "$window" --workers "$workers" --keys "$keys" \
+    --kill-pid "$victim_pid" --kill-node node2 --layer fc || rc=$?
 
 # node2 was killed by the client: forget its pid (never signal a reused pid).
 if ! kill -0 "$victim_pid" 2>/dev/null; then
@@ -417,6 +98,7 @@ case "$rc" in
     0) log "PASS" ;;
     1) log "FAIL: see above" ;;
     124) die "the load client did not finish in time" ;;
+    2) die "the load client stopped with an error (see above)" ;;
     *) die "the load client failed (exit $rc)" ;;
 esac
 exit "$rc"

@@ -36,7 +36,9 @@
 //!   and the [`cluster::View`] a request loads once (settings, topology, layers), swapped
 //!   whole by reloads and membership changes; the state of a rebalance that reads consult.
 //! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated
-//!   connections, pools, and each worker's [`backend::Router`] to the nodes.
+//!   connections, pools, each worker's [`backend::Router`] to the nodes, and `RespClient`, the
+//!   request/reply client of the connections one caller holds (heartbeats, the rebalancer,
+//!   dedicated connections, `strata warm`, `strata load`); typed node errors.
 //! - [`repair`], [`health`]: convergence (write tails, read repair, hinted handoff) and
 //!   heartbeats.
 //! - [`coordinator`]: classify → plan (one planner, one or several copies) → flights → merge.
@@ -45,7 +47,8 @@
 //! - [`builtin`]: the commands strata answers itself and the `/metrics` rendering.
 //! - [`client`]: sessions, their output and limits, transactions, pub/sub.
 //! - [`server`], [`signals`]: the composition root (threads, listeners, signals); `main.rs`
-//!   parses the command line. [`warm`] is `strata warm`, a client of a running proxy.
+//!   parses the command line. [`warm`] (`strata warm`) and [`load`] (`strata load`, the load of
+//!   `scripts/failover-check.sh`) are clients of a running proxy.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -69,6 +72,7 @@ pub mod control;
 pub mod coordinator;
 pub mod health;
 pub mod latch;
+pub mod load;
 pub mod policy;
 pub mod protocol;
 pub mod repair;

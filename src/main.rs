@@ -1,4 +1,4 @@
-//! The `strata` binary: `serve` (default), `check` and `warm`.
+//! The `strata` binary: `serve` (default), `check` and `warm` (and the hidden `load`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,36 @@ enum Command {
         /// Entries in flight at once.
         #[arg(long, default_value_t = 256)]
         pipeline: usize,
+    },
+    /// The load of scripts/failover-check.sh, against the strata running with the
+    /// configuration: clients write and read back their keys while a node is SIGKILLed.
+    /// Exit 0 when nothing acknowledged was lost, 1 when something failed, 2 on an error.
+    #[command(hide = true)]
+    Load {
+        /// Length of the load, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// When the node is killed, seconds after the start.
+        #[arg(long, default_value_t = 10)]
+        kill_at: u64,
+        /// The failover window after the kill, seconds.
+        #[arg(long, default_value_t = 3)]
+        window: u64,
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Keys per worker.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        /// The node's redis-server process, SIGKILLed at --kill-at.
+        #[arg(long)]
+        kill_pid: u32,
+        /// The node's id in the configuration.
+        #[arg(long, default_value = "node2")]
+        kill_node: String,
+        /// The layer the keys are written in.
+        #[arg(long, default_value = "fc")]
+        layer: String,
     },
 }
 
@@ -109,6 +139,37 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("strata warm: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Load {
+            seconds,
+            kill_at,
+            window,
+            workers,
+            keys,
+            kill_pid,
+            kill_node,
+            layer,
+        } => {
+            let opts = strata::load::LoadOptions {
+                addr: connect_addr(settings.config.listen),
+                admin: settings.config.admin_listen.map(connect_addr),
+                seconds,
+                kill_at,
+                window,
+                workers,
+                keys,
+                kill_pid,
+                kill_node,
+                layer,
+            };
+            match strata::load::run(&settings.config, &opts) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("strata load: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -385,6 +385,28 @@ fn coverage(steps: &[Step]) -> Vec<String> {
     problems
 }
 
+/// The raw client's replies come from strata's decoder, whose frame has one null for `$-1`
+/// and `*-1`: the raw bytes keep them apart, nested too, and they encode back unchanged.
+#[test]
+fn raw_client_replies_keep_both_nils() {
+    let bytes: &[u8] = b"*4\r\n*-1\r\n$-1\r\n*1\r\n*-1\r\n+OK\r\n";
+    let (reply, used) = common::parse_resp(bytes).unwrap().unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!(
+        reply,
+        Resp::Array(vec![
+            Resp::NilArray,
+            Resp::Nil,
+            Resp::Array(vec![Resp::NilArray]),
+            Resp::ok(),
+        ])
+    );
+    let mut encoded = Vec::new();
+    reply.encode(&mut encoded);
+    assert_eq!(encoded, bytes);
+    assert_eq!(common::parse_resp(&bytes[..bytes.len() - 1]).unwrap(), None);
+}
+
 #[test]
 fn frames_round_trip_and_transform() {
     let samples: &[&[u8]] = &[

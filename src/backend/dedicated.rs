@@ -4,20 +4,21 @@
 //! per-worker idle list or opened, at most `limits.max_dedicated_per_node` open per node (all
 //! workers together). A [`Lease`] goes back to the idle list when its command completed, and is
 //! closed when it did not (the client went away while blocked: closing the connection is what
-//! makes the node give up the blocked command).
+//! makes the node give up the blocked command). A lease talks through a [`RespClient`]
+//! without a request timeout; pub/sub subscriber connections open here too, but read their
+//! node's pushes themselves (`client::pubsub`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, Failure};
+use super::resp_client::RespClient;
 use crate::cluster::NodeInfo;
-use crate::protocol::{decode_reply_as, NodeReply, Proto};
+use crate::protocol::{NodeReply, Proto};
 
 /// Idle connections kept per node and worker; more are closed.
 const MAX_IDLE: usize = 16;
@@ -58,39 +59,8 @@ pub async fn open(
     Ok((stream, counted))
 }
 
-/// Writes `payload` (one or more commands) on a connection of one's own speaking `proto` and
-/// reads `count` replies, in order; bytes past them stay in `buf`.
-pub async fn exchange(
-    stream: &mut TcpStream,
-    proto: Proto,
-    buf: &mut BytesMut,
-    payload: &[u8],
-    count: usize,
-) -> Result<Vec<NodeReply>, Failure> {
-    stream
-        .write_all(payload)
-        .await
-        .map_err(|e| Failure::io("write", &e))?;
-    let mut replies = Vec::with_capacity(count);
-    while replies.len() < count {
-        if let Some(reply) = decode_reply_as(buf, proto)? {
-            replies.push(reply);
-            continue;
-        }
-        buf.reserve(16 * 1024);
-        let n = stream
-            .read_buf(buf)
-            .await
-            .map_err(|e| Failure::io("read", &e))?;
-        if n == 0 {
-            return Err(Failure::closed_by_node());
-        }
-    }
-    Ok(replies)
-}
-
 /// Idle connections, by node slot and protocol.
-type IdleLists = HashMap<(usize, Proto), Vec<(TcpStream, Counted)>>;
+type IdleLists = HashMap<(usize, Proto), Vec<(RespClient, Counted)>>;
 
 /// One worker's idle dedicated connections, by node slot and protocol.
 #[derive(Default)]
@@ -103,8 +73,8 @@ pub struct Lease {
     pool: Arc<DedicatedPool>,
     node: Arc<NodeInfo>,
     proto: Proto,
-    stream: Option<(TcpStream, Counted)>,
-    buf: BytesMut,
+    /// No request timeout: a blocking command's own timeout decides how long it waits.
+    conn: Option<(RespClient, Counted)>,
     /// Set when the last command's reply was read whole: the connection can serve another.
     clean: bool,
 }
@@ -124,16 +94,18 @@ impl DedicatedPool {
         connect_timeout: Duration,
     ) -> Result<Lease, Failure> {
         let idle = self.lock().get_mut(&(node.index, proto)).and_then(Vec::pop);
-        let stream = match idle {
+        let conn = match idle {
             Some(open) => open,
-            None => open(node, proto, max, connect_timeout).await?,
+            None => {
+                let (stream, counted) = open(node, proto, max, connect_timeout).await?;
+                (RespClient::from_stream(stream, proto), counted)
+            }
         };
         Ok(Lease {
             pool: self.clone(),
             node: node.clone(),
             proto,
-            stream: Some(stream),
-            buf: BytesMut::with_capacity(4096),
+            conn: Some(conn),
             clean: false,
         })
     }
@@ -156,11 +128,14 @@ impl Lease {
         count: usize,
     ) -> Result<Vec<NodeReply>, Failure> {
         self.clean = false;
-        let Some((stream, _)) = self.stream.as_mut() else {
+        let Some((client, _)) = self.conn.as_mut() else {
             return Err(Failure::new(ErrorKind::Closed, "connection closed"));
         };
-        let replies = exchange(stream, self.proto, &mut self.buf, payload, count).await?;
-        self.clean = self.buf.is_empty();
+        let replies = client
+            .pipeline(payload, count)
+            .await
+            .map_err(Failure::from)?;
+        self.clean = client.buffered().is_empty();
         Ok(replies)
     }
 
@@ -177,10 +152,11 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(open) = self.stream.take() else {
+        let Some(mut open) = self.conn.take() else {
             return;
         };
         if self.clean && !self.node.is_retired() {
+            open.0.shrink_buffer();
             let mut idle = self.pool.lock();
             let list = idle.entry((self.node.index, self.proto)).or_default();
             if list.len() < MAX_IDLE {

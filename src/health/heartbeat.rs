@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::backend::Router;
+use crate::backend::{RespClient, Router};
 use crate::cluster::NodeInfo;
+use crate::protocol::Proto;
+
+/// Longest reply taken from a node to a PING.
+const MAX_REPLY: usize = 256;
 
 /// Starts one heartbeat task per member node on the current runtime.
 pub fn start(router: &Arc<Router>) {
@@ -34,7 +36,7 @@ async fn beat(router: Arc<Router>, index: usize) {
     let mut interval = router.view().settings.config.health.heartbeat_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<RespClient> = None;
     let mut replay: Option<tokio::task::JoinHandle<u64>> = None;
     loop {
         tokio::select! {
@@ -84,51 +86,27 @@ async fn beat(router: Arc<Router>, index: usize) {
 /// One PING on the heartbeat connection, opening it first when needed.
 async fn ping(
     node: &NodeInfo,
-    conn: &mut Option<TcpStream>,
+    conn: &mut Option<RespClient>,
     connect_timeout: Duration,
 ) -> Result<(), String> {
-    if conn.is_none() {
-        let stream = crate::backend::connect::open(
-            &node.addr,
-            crate::protocol::Proto::Resp2,
-            connect_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        *conn = Some(stream);
-    }
-    let Some(stream) = conn.as_mut() else {
-        return Err("no connection".into());
+    let client = match conn {
+        Some(client) => client,
+        None => conn.insert(
+            RespClient::connect(&node.addr, Proto::Resp2, connect_timeout)
+                .await
+                .map_err(|e| e.to_string())?
+                // A reply is one short line: +PONG, or an error such as -LOADING while the
+                // node loads its data.
+                .with_reply_limit(MAX_REPLY),
+        ),
     };
-    stream
-        .write_all(b"*1\r\n$4\r\nPING\r\n")
-        .await
-        .map_err(|e| format!("write failed: {e}"))?;
-    let mut buf = [0u8; 256];
-    let mut len = 0;
-    // A reply is one line: +PONG, or an error such as -LOADING while the node loads its data.
-    loop {
-        let Some(room) = buf.get_mut(len..) else {
-            return Err("reply too long".into());
-        };
-        let n = stream
-            .read(room)
-            .await
-            .map_err(|e| format!("read failed: {e}"))?;
-        if n == 0 {
-            return Err("connection closed by node".into());
-        }
-        len += n;
-        let got = buf.get(..len).unwrap_or_default();
-        if got.ends_with(b"\r\n") {
-            return if got == b"+PONG\r\n" {
-                Ok(())
-            } else {
-                Err(format!(
-                    "unexpected reply {}",
-                    String::from_utf8_lossy(got).trim_end()
-                ))
-            };
-        }
+    let reply = client.call(&["PING"]).await.map_err(|e| e.to_string())?;
+    if &reply.raw[..] == b"+PONG\r\n" {
+        Ok(())
+    } else {
+        Err(format!(
+            "unexpected reply {}",
+            String::from_utf8_lossy(&reply.raw).trim_end()
+        ))
     }
 }

@@ -3,23 +3,30 @@
 //!
 //! The file is streamed line by line, so its size does not bound memory. Commands go out in
 //! batches of at most `pipeline`; each batch is one write, then its replies are read before the
-//! next batch is sent, so the server never has more than `pipeline` of ours unanswered.
+//! next batch is sent, so the server never has more than `pipeline` of ours unanswered. strata
+//! is reached through the backend's [`RespClient`], on a single-threaded runtime of the run's
+//! own.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use redis_protocol::resp2::types::BytesFrame;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::backend::{CallError, RespClient};
+use crate::protocol::reply::encode_command;
+use crate::protocol::Proto;
+
 /// How long to wait for strata to answer (and to accept a write) before giving up.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per resolved address; a plain connect to a black-holed host can hang for minutes.
+/// A plain connect to a black-holed host can hang for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The summary keeps only the first few problems so a bad file cannot flood the terminal.
 const MAX_PROBLEMS: usize = 10;
@@ -107,8 +114,11 @@ pub enum WarmError {
     /// The file opened but a later read failed (e.g. an I/O error on the disk).
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    /// The runtime the client runs on could not be started.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(io::Error),
     #[error("cannot connect to strata at {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
+    Connect { addr: String, source: CallError },
     /// Entries of the batch in flight when the connection dropped may or may not have been
     /// written; `written` counts only the confirmed ones.
     #[error(
@@ -204,6 +214,16 @@ fn describe_json_error(err: &serde_json::Error) -> String {
 
 /// Loads every entry of the file through strata.
 pub fn run(opts: &WarmOptions) -> Result<WarmSummary, WarmError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(WarmError::Runtime)?;
+    runtime.block_on(warm(opts))
+}
+
+/// [`run`] on its runtime. The file is read with blocking calls: the runtime has one thread
+/// and nothing else to do while a line is read.
+async fn warm(opts: &WarmOptions) -> Result<WarmSummary, WarmError> {
     let started = Instant::now();
     let file = File::open(&opts.file).map_err(|source| WarmError::Open {
         path: opts.file.clone(),
@@ -215,12 +235,12 @@ pub fn run(opts: &WarmOptions) -> Result<WarmSummary, WarmError> {
         .ok()
         .filter(|meta| meta.is_file())
         .map(|meta| meta.len());
-    let conn = Connection::open(&opts.addr)?;
+    let conn = Connection::open(&opts.addr).await?;
     let progress = Progress::new(opts.progress, file_len);
     let mut loader = Loader {
         conn,
         window: opts.pipeline.max(1),
-        batch: Vec::new(),
+        batch: BytesMut::new(),
         in_flight: VecDeque::new(),
         summary: WarmSummary::default(),
         problems: Vec::new(),
@@ -262,11 +282,11 @@ pub fn run(opts: &WarmOptions) -> Result<WarmSummary, WarmError> {
             continue;
         }
         match parse_line(text) {
-            Ok(entry) => loader.send(line_no, &entry)?,
+            Ok(entry) => loader.send(line_no, &entry).await?,
             Err(reason) => loader.invalid(line_no, reason),
         }
     }
-    loader.flush()?;
+    loader.flush().await?;
     Ok(loader.finish())
 }
 
@@ -275,7 +295,7 @@ struct Loader<'a> {
     conn: Connection,
     window: usize,
     /// Encoded commands not yet written.
-    batch: Vec<u8>,
+    batch: BytesMut,
     /// Line numbers of the commands written or batched but not yet answered, oldest first;
     /// replies come back in order, so the front is the line the next reply belongs to.
     in_flight: VecDeque<u64>,
@@ -288,24 +308,24 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn send(&mut self, line_no: u64, entry: &Entry) -> Result<(), WarmError> {
+    async fn send(&mut self, line_no: u64, entry: &Entry) -> Result<(), WarmError> {
         encode_warm(&mut self.batch, entry);
         self.in_flight.push_back(line_no);
         if self.in_flight.len() >= self.window {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }
 
     /// Writes the pending batch in one call, then reads one reply per command in it.
-    fn flush(&mut self) -> Result<(), WarmError> {
+    async fn flush(&mut self) -> Result<(), WarmError> {
         if self.in_flight.is_empty() {
             return Ok(());
         }
-        self.conn.write_all(&self.batch, self.summary.written)?;
+        self.conn.send(&self.batch, self.summary.written).await?;
         self.batch.clear();
         while let Some(line_no) = self.in_flight.pop_front() {
-            match self.conn.read_reply(self.summary.written)? {
+            match self.conn.read_reply(self.summary.written).await? {
                 Reply::Ok => self.summary.written += 1,
                 Reply::Err(message) => {
                     self.summary.failed += 1;
@@ -344,26 +364,17 @@ impl Loader<'_> {
 }
 
 /// Appends `STRATA WARM <key> <value> [<ttl-ms>]` as a RESP array of bulk strings.
-fn encode_warm(buf: &mut Vec<u8>, entry: &Entry) {
+fn encode_warm(buf: &mut BytesMut, entry: &Entry) {
     let ttl = entry.ttl_ms.map(|ms| ms.to_string());
-    let count = if ttl.is_some() { 5 } else { 4 };
-    buf.push(b'*');
-    buf.extend_from_slice(count.to_string().as_bytes());
-    buf.extend_from_slice(b"\r\n");
-    let args: [Option<&[u8]>; 5] = [
-        Some(b"STRATA"),
-        Some(b"WARM"),
-        Some(entry.key.as_bytes()),
-        Some(entry.value.as_bytes()),
-        ttl.as_deref().map(str::as_bytes),
+    let args = [
+        &b"STRATA"[..],
+        b"WARM",
+        entry.key.as_bytes(),
+        entry.value.as_bytes(),
+        ttl.as_deref().unwrap_or_default().as_bytes(),
     ];
-    for arg in args.into_iter().flatten() {
-        buf.push(b'$');
-        buf.extend_from_slice(arg.len().to_string().as_bytes());
-        buf.extend_from_slice(b"\r\n");
-        buf.extend_from_slice(arg);
-        buf.extend_from_slice(b"\r\n");
-    }
+    let count = if ttl.is_some() { 5 } else { 4 };
+    encode_command(buf, args.iter().take(count).copied());
 }
 
 enum Reply {
@@ -371,63 +382,43 @@ enum Reply {
     Err(String),
 }
 
-/// The socket to strata: writes go straight to the stream, replies come through a buffer so a
-/// reply split across reads (or several replies in one read) is handled.
+/// The connection to strata, with the address for error messages.
 struct Connection {
     addr: String,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-    line: Vec<u8>,
+    client: RespClient,
 }
 
 impl Connection {
-    fn open(addr: &str) -> Result<Self, WarmError> {
-        let connect_error = |source| WarmError::Connect {
-            addr: addr.to_owned(),
-            source,
-        };
-        let mut last_error = None;
-        let mut stream = None;
-        for candidate in addr.to_socket_addrs().map_err(connect_error)? {
-            match TcpStream::connect_timeout(&candidate, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        let Some(stream) = stream else {
-            return Err(connect_error(last_error.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, "the address resolved to nothing")
-            })));
-        };
-        // Batches are written whole; Nagle would only delay the last segment of each.
-        stream.set_nodelay(true).map_err(connect_error)?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(connect_error)?;
-        // A server that stops reading would otherwise block a large batch write forever.
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(connect_error)?;
-        let reader = stream.try_clone().map_err(connect_error)?;
+    async fn open(addr: &str) -> Result<Self, WarmError> {
+        let client = RespClient::connect(addr, Proto::Resp2, CONNECT_TIMEOUT)
+            .await
+            .map_err(|source| WarmError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?
+            // Both ways: a server that stops reading would otherwise block a large batch
+            // write forever.
+            .with_timeout(IO_TIMEOUT)
+            .with_reply_limit(MAX_REPLY_LEN);
         Ok(Self {
             addr: addr.to_owned(),
-            writer: stream,
-            reader: BufReader::new(reader),
-            line: Vec::new(),
+            client,
         })
     }
 
-    fn lost(&self, written: u64, source: io::Error) -> WarmError {
-        let source = match source.kind() {
-            // A socket timeout surfaces as WouldBlock on Unix, whose text is misleading.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+    /// The error for a failed exchange; `written` is the count of confirmed entries.
+    fn lost(&self, written: u64, error: CallError) -> WarmError {
+        let source = match error {
+            CallError::Write(e) | CallError::Read(e) => e,
+            CallError::Closed => {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "strata closed the connection")
+            }
+            CallError::TimedOut => io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no progress for {}s", IO_TIMEOUT.as_secs()),
             ),
-            _ => source,
+            CallError::Protocol(_) => return self.protocol_error(self.client.buffered()),
+            CallError::Connect(reason) => io::Error::other(reason),
         };
         WarmError::ConnectionLost {
             addr: self.addr.clone(),
@@ -436,52 +427,28 @@ impl Connection {
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8], written: u64) -> Result<(), WarmError> {
-        match self.writer.write_all(bytes) {
+    async fn send(&mut self, bytes: &[u8], written: u64) -> Result<(), WarmError> {
+        match self.client.send(bytes).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.lost(written, e)),
         }
     }
 
     /// Reads one status reply. `written` is only for the error if the connection drops.
-    fn read_reply(&mut self, written: u64) -> Result<Reply, WarmError> {
-        self.line.clear();
-        loop {
-            let available = match self.reader.fill_buf() {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.lost(written, e)),
-            };
-            if available.is_empty() {
-                let eof =
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "strata closed the connection");
-                return Err(self.lost(written, eof));
-            }
-            let newline = available.iter().position(|&b| b == b'\n');
-            let take = newline.map_or(available.len(), |at| at + 1);
-            self.line
-                .extend_from_slice(available.get(..take).unwrap_or(available));
-            self.reader.consume(take);
-            if newline.is_some() {
-                break;
-            }
-            if self.line.len() > MAX_REPLY_LEN {
-                return Err(self.protocol_error());
-            }
-        }
-        let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        match body.split_first() {
-            Some((b'+', _)) => Ok(Reply::Ok),
-            Some((b'-', message)) => Ok(Reply::Err(
-                String::from_utf8_lossy(message).trim().to_owned(),
-            )),
-            _ => Err(self.protocol_error()),
+    async fn read_reply(&mut self, written: u64) -> Result<Reply, WarmError> {
+        let reply = match self.client.read().await {
+            Ok(reply) => reply,
+            Err(e) => return Err(self.lost(written, e)),
+        };
+        match reply.frame {
+            BytesFrame::SimpleString(_) => Ok(Reply::Ok),
+            BytesFrame::Error(message) => Ok(Reply::Err(message.trim().to_owned())),
+            _ => Err(self.protocol_error(&reply.raw)),
         }
     }
 
-    fn protocol_error(&self) -> WarmError {
-        let text = String::from_utf8_lossy(&self.line);
+    fn protocol_error(&self, reply: &[u8]) -> WarmError {
+        let text = String::from_utf8_lossy(reply);
         let mut preview: String = text.chars().take(REPLY_PREVIEW_CHARS).collect();
         if text.chars().count() > REPLY_PREVIEW_CHARS {
             preview.push_str("...");

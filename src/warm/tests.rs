@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -561,7 +561,7 @@ fn unexpected_reply_is_a_protocol_error() {
 
 #[test]
 fn encodes_resp_exactly() {
-    let mut buf = Vec::new();
+    let mut buf = BytesMut::new();
     encode_warm(
         &mut buf,
         &Entry {
@@ -571,7 +571,7 @@ fn encodes_resp_exactly() {
         },
     );
     assert_eq!(
-        buf,
+        &buf[..],
         b"*4\r\n$6\r\nSTRATA\r\n$4\r\nWARM\r\n$9\r\nroute:abc\r\n$5\r\ngpt-4\r\n"
     );
     buf.clear();
@@ -584,7 +584,7 @@ fn encodes_resp_exactly() {
         },
     );
     assert_eq!(
-        buf,
+        &buf[..],
         b"*5\r\n$6\r\nSTRATA\r\n$4\r\nWARM\r\n$1\r\nk\r\n$0\r\n\r\n$6\r\n300000\r\n"
     );
 }

@@ -1,7 +1,13 @@
-//! A tiny raw RESP client for exact-byte checks: requests encoded by hand, replies parsed
-//! into [`Resp`].
+//! A tiny raw RESP client for exact-byte checks: requests as given (or encoded by strata's own
+//! request encoder), replies decoded by strata's own node reply decoder into [`Resp`] (and
+//! encoded back, for fake servers, by strata's reply encoder).
 
 use super::*;
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame;
+use strata::protocol::resp3_reply::frame_len;
+use strata::protocol::{decode_reply, NodeReply, Reply};
 
 /// A parsed RESP2 reply.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,45 +94,35 @@ impl Resp {
         matches!(self, Resp::Error(_))
     }
 
-    /// The RESP2 encoding.
+    /// The RESP2 encoding, by strata's own reply encoder.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut buf = BytesMut::new();
+        self.to_reply().encode(&mut buf);
+        out.extend_from_slice(&buf);
+    }
+
+    fn to_reply(&self) -> Reply {
         match self {
-            Resp::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
-            Resp::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
-            Resp::Int(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
-            Resp::Bulk(b) => {
-                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
-                out.extend_from_slice(b);
-                out.extend_from_slice(b"\r\n");
-            }
-            Resp::Nil => out.extend_from_slice(b"$-1\r\n"),
-            Resp::NilArray => out.extend_from_slice(b"*-1\r\n"),
-            Resp::Array(items) => {
-                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
-                for item in items {
-                    item.encode(out);
-                }
-            }
+            Resp::Status(s) => Reply::Status(Bytes::from(s.clone())),
+            Resp::Error(e) => Reply::Error(Bytes::from(e.clone())),
+            Resp::Int(n) => Reply::Integer(*n),
+            Resp::Bulk(b) => Reply::Bulk(Bytes::from(b.clone())),
+            Resp::Nil => Reply::Nil,
+            Resp::NilArray => Reply::NilArray,
+            Resp::Array(items) => Reply::Array(items.iter().map(Resp::to_reply).collect()),
         }
     }
 }
 
 /// Encodes a command as a RESP multibulk request.
 pub fn encode_cmd<S: AsRef<[u8]>>(args: &[S]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        let a = a.as_ref();
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    strata::protocol::reply::command_bytes(args.iter().map(AsRef::as_ref)).to_vec()
 }
 
 /// A blocking RESP client over one TCP connection, with read timeouts.
 pub struct RawClient {
     stream: TcpStream,
-    buf: Vec<u8>,
+    buf: BytesMut,
 }
 
 impl RawClient {
@@ -142,7 +138,7 @@ impl RawClient {
         stream.set_nodelay(true)?;
         Ok(RawClient {
             stream,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
         })
     }
 
@@ -186,11 +182,8 @@ impl RawClient {
 
     pub fn try_read_reply(&mut self) -> Result<Resp, String> {
         loop {
-            match parse_resp(&self.buf) {
-                Ok(Some((reply, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(reply);
-                }
+            match decode_reply(&mut self.buf) {
+                Ok(Some(reply)) => return Ok(Resp::from_reply(&reply)),
                 Ok(None) => self.fill()?,
                 Err(e) => {
                     return Err(format!(
@@ -206,8 +199,8 @@ impl RawClient {
     /// annotates count as one), without interpreting them.
     pub fn read_frame(&mut self) -> Result<Vec<u8>, String> {
         loop {
-            match resp3::reply_len(&self.buf) {
-                Ok(Some(n)) => return Ok(self.buf.drain(..n).collect()),
+            match frame_len(&self.buf) {
+                Ok(Some(n)) => return Ok(self.buf.split_to(n).to_vec()),
                 Ok(None) => self.fill()?,
                 Err(e) => {
                     return Err(format!(
@@ -221,7 +214,7 @@ impl RawClient {
 
     /// Takes the bytes read but not yet consumed by a reply (normally none).
     pub fn take_buffered(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
+        self.buf.split().to_vec()
     }
 
     /// Reads exactly `n` bytes (buffered ones first).
@@ -230,7 +223,7 @@ impl RawClient {
             self.fill()
                 .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
         }
-        self.buf.drain(..n).collect()
+        self.buf.split_to(n).to_vec()
     }
 
     /// Asserts the server closes the connection (EOF or reset) within the read timeout, without
@@ -280,55 +273,41 @@ impl RawClient {
 /// Parses one reply at the start of `buf`: `Ok(None)` when incomplete, else the reply and the
 /// bytes it used.
 pub fn parse_resp(buf: &[u8]) -> Result<Option<(Resp, usize)>, String> {
-    let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return Ok(None);
-    };
-    let line = std::str::from_utf8(&buf[1..nl]).map_err(|e| format!("bad line: {e}"))?;
-    let after = nl + 2;
-    let number = || -> Result<i64, String> {
-        line.parse::<i64>()
-            .map_err(|_| format!("bad number {line:?}"))
-    };
-    match buf.first() {
-        Some(b'+') => Ok(Some((Resp::Status(line.to_string()), after))),
-        Some(b'-') => Ok(Some((Resp::Error(line.to_string()), after))),
-        Some(b':') => Ok(Some((Resp::Int(number()?), after))),
-        Some(b'$') => {
-            let n = number()?;
-            if n < 0 {
-                return Ok(Some((Resp::Nil, after)));
+    let mut rest = BytesMut::from(buf);
+    let reply = decode_reply(&mut rest).map_err(|e| e.to_string())?;
+    Ok(reply.map(|reply| (Resp::from_reply(&reply), buf.len() - rest.len())))
+}
+
+impl Resp {
+    /// A reply as strata's decoder gave it.
+    pub fn from_reply(reply: &NodeReply) -> Resp {
+        Resp::from_frame(&reply.frame, &reply.raw)
+    }
+
+    /// `frame`, decoded from `raw`. The decoder's frame has one null for `$-1` and `*-1`; the
+    /// raw bytes tell them apart, at any depth (each element's bytes are found with strata's
+    /// own frame length).
+    fn from_frame(frame: &BytesFrame, raw: &[u8]) -> Resp {
+        match frame {
+            BytesFrame::SimpleString(s) => Resp::Status(String::from_utf8_lossy(s).into_owned()),
+            BytesFrame::Error(e) => Resp::Error(e.to_string()),
+            BytesFrame::Integer(n) => Resp::Int(*n),
+            BytesFrame::BulkString(b) => Resp::Bulk(b.to_vec()),
+            BytesFrame::Null if raw.starts_with(b"*") => Resp::NilArray,
+            BytesFrame::Null => Resp::Nil,
+            BytesFrame::Array(items) => {
+                let mut pos = raw.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+                let items = items
+                    .iter()
+                    .map(|item| {
+                        let len = frame_len(&raw[pos..]).unwrap().unwrap();
+                        let resp = Resp::from_frame(item, &raw[pos..pos + len]);
+                        pos += len;
+                        resp
+                    })
+                    .collect();
+                Resp::Array(items)
             }
-            let n = n as usize;
-            if buf.len() < after + n + 2 {
-                return Ok(None);
-            }
-            if &buf[after + n..after + n + 2] != b"\r\n" {
-                return Err("bulk not followed by CRLF".into());
-            }
-            Ok(Some((
-                Resp::Bulk(buf[after..after + n].to_vec()),
-                after + n + 2,
-            )))
         }
-        Some(b'*') => {
-            let n = number()?;
-            if n < 0 {
-                return Ok(Some((Resp::NilArray, after)));
-            }
-            let mut items = Vec::with_capacity(n as usize);
-            let mut pos = after;
-            for _ in 0..n {
-                match parse_resp(&buf[pos..])? {
-                    Some((item, used)) => {
-                        items.push(item);
-                        pos += used;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some((Resp::Array(items), pos)))
-        }
-        Some(&c) => Err(format!("unexpected reply type byte {:?}", c as char)),
-        None => Ok(None),
     }
 }

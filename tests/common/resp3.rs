@@ -227,16 +227,9 @@ impl Frame {
 }
 
 /// Length of the reply at the start of `buf` (an attribute frame and the reply it annotates
-/// count as one), `Ok(None)` while incomplete.
+/// count as one), `Ok(None)` while incomplete: strata's own frame length.
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
-    let mut pos = 0;
-    loop {
-        match Frame::parse(&buf[pos..])? {
-            None => return Ok(None),
-            Some((Frame::Aggregate(b'|', _), used)) => pos += used,
-            Some((_, used)) => return Ok(Some(pos + used)),
-        }
-    }
+    strata::protocol::resp3_reply::frame_len(buf).map_err(|e| e.to_string())
 }
 
 /// Bytes as readable text: CR and LF as `\r` `\n`, other control and non-ASCII bytes as `\xNN`,

@@ -5,16 +5,13 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 
-use crate::backend::dedicated::exchange;
-use crate::protocol::reply::command_bytes;
-use crate::protocol::NodeReply;
+use crate::backend::RespClient;
+use crate::protocol::reply::encode_command;
+use crate::protocol::{NodeReply, Proto};
 
 pub struct Direct {
-    stream: TcpStream,
-    buf: BytesMut,
-    timeout: Duration,
+    client: RespClient,
 }
 
 impl Direct {
@@ -24,14 +21,11 @@ impl Direct {
         connect: Duration,
         timeout: Duration,
     ) -> Result<Direct, String> {
-        let stream = crate::backend::connect::open(addr, crate::protocol::Proto::Resp2, connect)
+        let client = RespClient::connect(addr, Proto::Resp2, connect)
             .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        Ok(Direct {
-            stream,
-            buf: BytesMut::with_capacity(16 * 1024),
-            timeout,
-        })
+            .map_err(|e| format!("connect to {addr}: {e}"))?
+            .with_timeout(timeout);
+        Ok(Direct { client })
     }
 
     /// Sends every command at once and reads their replies, in order.
@@ -39,28 +33,18 @@ impl Direct {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         for c in commands {
-            out.extend_from_slice(&command_bytes(c.iter().map(|a| a.as_ref())));
+            encode_command(&mut out, c.iter().map(|a| a.as_ref()));
         }
-        let replies = exchange(
-            &mut self.stream,
-            crate::protocol::Proto::Resp2,
-            &mut self.buf,
-            &out,
-            commands.len(),
-        );
-        tokio::time::timeout(self.timeout, replies)
+        self.client
+            .pipeline(&out, commands.len())
             .await
-            .map_err(|_| "no reply within the request timeout".to_string())?
             .map_err(|e| e.to_string())
     }
 
     /// One command.
     pub async fn call(&mut self, command: Vec<Bytes>) -> Result<NodeReply, String> {
-        self.pipeline(&[command])
-            .await?
-            .pop()
-            .ok_or_else(|| "no reply".to_string())
+        self.client.call(&command).await.map_err(|e| e.to_string())
     }
 }
