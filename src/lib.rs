@@ -8,9 +8,10 @@
 //! client/dispatch.rs         loads the request's one View (cluster/view.rs), then:
 //! coordinator/mod.rs         classify: command/classify.rs + command/table, the key's layer
 //!                            (policy/layers.rs), the statistics record (coordinator/track.rs)
-//! coordinator/plan.rs        the planner: one copy → the key's node (cluster/ring.rs), sent
-//!                            as received; several copies → replicate.rs → read_one.rs /
-//!                            read_flight.rs (failover, R of N, repair) or write_flight.rs
+//! coordinator/plan/mod.rs    the planner: one copy → the key's node (cluster/ring.rs), sent
+//!                            as received by `forward`; several copies → plan/copies.rs →
+//!                            read_one.rs / read_flight.rs (failover, R of N, repair) or
+//!                            write_flight.rs (W of N acks; tails watched by repair/)
 //! backend/router.rs          the worker's connection to that node (backend/pool.rs)
 //! backend/connection.rs      multiplexed, pipelined, FIFO replies (backend/queue.rs);
 //!                            replies decoded by protocol/codec.rs
