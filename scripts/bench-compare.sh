@@ -14,7 +14,9 @@
 # state), so no target always runs before or after the same one:
 #   redis-benchmark -h 127.0.0.1 -p PORT -t set,get -c 50 -r 100000 -n N -P P --csv -q
 # and prints the median req/s of SET and GET per target with the ratios strata/twemproxy,
-# strata/direct and twemproxy/direct. Raw numbers and the table are also written to
+# strata/direct and twemproxy/direct (with a baseline also strata/baseline, and "paired": the
+# median of the per-round strata/baseline ratios, which cancels the drift of a shared
+# machine from round to round). Raw numbers and the table are also written to
 # target/bench-compare/<timestamp>.txt. Everything started here is stopped on exit.
 #
 # Environment:
@@ -306,8 +308,18 @@ import sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 data = {}
+by_round = {}
 for r in rows:
     data.setdefault((int(r["pipeline"]), r["test"], r["target"]), []).append(float(r["rps"]))
+    by_round[(int(r["pipeline"]), r["test"], r["target"], r["round"])] = float(r["rps"])
+
+def paired(p, test, a, b):
+    """Median over rounds of a's rate over b's in the same round: the machine's speed drifts
+    from round to round (other load), and a ratio taken within a round cancels that."""
+    rounds = {k[3] for k in by_round if k[:3] == (p, test, a)}
+    ratios = [by_round[(p, test, a, r)] / by_round[(p, test, b, r)] for r in rounds
+              if by_round.get((p, test, b, r))]
+    return "-" if not ratios else f"{statistics.median(ratios):.2f}"
 
 def med(p, test, target):
     v = data.get((p, test, target))
@@ -322,17 +334,18 @@ def ratio(a, b):
 baseline = any(k[2] == "baseline" for k in data)
 head = ["P", "test", "direct", "twemproxy", "strata"] + (["baseline"] if baseline else []) + [
         "strata/twemproxy", "strata/direct", "twemproxy/direct"] + (
-        ["strata/baseline"] if baseline else [])
+        ["strata/baseline", "paired"] if baseline else [])
 lines = []
 for p in sorted({k[0] for k in data} or {1, 16}):
     for test in ("SET", "GET"):
         d, tw, st, b = (med(p, test, t) for t in ("direct", "twemproxy", "strata", "baseline"))
         lines.append([str(p), test, num(d), num(tw), num(st)] + ([num(b)] if baseline else []) +
                      [ratio(st, tw), ratio(st, d), ratio(tw, d)] +
-                     ([ratio(st, b)] if baseline else []))
+                     ([ratio(st, b), paired(p, test, "strata", "baseline")] if baseline else []))
 widths = [max(len(x) for x in col) for col in zip(head, *lines)]
 fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-print("median req/s over rounds (redis-benchmark -c 50 -r 100000); ratios of the medians")
+print("median req/s over rounds (redis-benchmark -c 50 -r 100000); ratios of the medians" +
+      ("; paired: median of the per-round strata/baseline ratios" if baseline else ""))
 print(fmt(head))
 print(fmt(["-" * w for w in widths]))
 for l in lines:
