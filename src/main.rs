@@ -1,5 +1,6 @@
 //! The `strata` binary: `serve` (default), `check` and `warm` (and the hidden `load`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -110,8 +111,11 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => {
-            print!("{}", settings.to_yaml());
-            print!("{}", settings.layers_yaml());
+            // A reader that stops early (`strata check | head`) is not a bad config: a closed
+            // stdout ends the output, not the process with a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}{}", settings.to_yaml(), settings.layers_yaml())
+                .and_then(|()| out.flush());
             eprintln!("strata: {} is valid", cli.config.display());
             ExitCode::SUCCESS
         }
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
             };
             match strata::warm::run(&opts) {
                 Ok(summary) => {
-                    println!("{summary}");
+                    let _ = writeln!(std::io::stdout(), "{summary}");
                     if summary.failed == 0 && summary.invalid == 0 {
                         ExitCode::SUCCESS
                     } else {
