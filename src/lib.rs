@@ -62,6 +62,7 @@
     )
 )]
 
+pub mod acl;
 pub mod admin;
 pub mod backend;
 pub mod builtin;

@@ -92,6 +92,10 @@ impl Server {
         let background_budget = settings.config.repair.max_in_flight;
         let timeouts = settings.config.timeouts.clone();
         let view = View {
+            acl: Arc::new(crate::acl::Acl::new(
+                &settings.config.security,
+                &settings.layers,
+            )),
             settings: Arc::new(settings),
             topology: Arc::new(topology),
             layers: Arc::new(layers),

@@ -97,7 +97,6 @@ const SUBCOMMANDS_NOT_COMPARED: &[(&str, &str)] = &[
 /// asked, and it must answer `-ERR strata: '<cmd>' is not supported through the proxy` and keep
 /// the connection open.
 const REFUSED: &[&str] = &[
-    "ACL WHOAMI",
     "ASKING",
     "BGREWRITEAOF",
     "BGSAVE",

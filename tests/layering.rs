@@ -16,9 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("command", &["protocol"]),
     ("stats", &["command", "protocol"]),
     ("policy", &["config", "protocol", "stats"]),
+    ("acl", &["command", "config", "protocol"]),
     (
         "cluster",
-        &["config", "latch", "policy", "protocol", "stats"],
+        &["acl", "config", "latch", "policy", "protocol", "stats"],
     ),
     (
         "backend",
@@ -45,6 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "control",
         &[
+            "acl",
             "backend",
             "cluster",
             "command",
@@ -61,6 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "builtin",
         &[
+            "acl",
             "backend",
             "cluster",
             "command",
@@ -76,6 +79,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "client",
         &[
+            "acl",
             "backend",
             "builtin",
             "cluster",

@@ -70,8 +70,9 @@ pub async fn execute(
             ..Done::reply(Reply::ok())
         },
         "select" => Done::reply(select(args.get(1))),
-        "auth" => Done::reply(auth(args)),
-        "hello" => Done::reply(hello(client, args)),
+        "auth" => Done::reply(auth(control, client, args)),
+        "acl" => Done::reply(acl(control, client, args)),
+        "hello" => Done::reply(hello(control, client, args)),
         "time" => Done::reply(time()),
         "info" => info::info(coord, control, client.lane(), args).await,
         "command" => introspect::command(&coord.router, client.lane(), &request).await,
@@ -108,21 +109,97 @@ fn select(db: Option<&Bytes>) -> Reply {
 
 /// AUTH: strata has no password of its own (yet), so it behaves like a Redis whose default
 /// user has `nopass`.
-fn auth(args: &[Bytes]) -> Reply {
-    match args.len() {
-        2 => Reply::error_static(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ),
-        3 if args.get(1).is_some_and(|u| u.as_ref() == b"default") => Reply::ok(),
-        3 => Reply::error_static(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ),
+/// AUTH [username] password.
+fn auth(control: &Control, client: &ClientInfo, args: &[Bytes]) -> Reply {
+    let acl = control.live.load().acl.clone();
+    match args {
+        [_, password] => {
+            if !acl.default_has_password() {
+                return Reply::error_static(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                );
+            }
+            authenticate(control, &acl, client, b"default", password)
+        }
+        [_, user, password] => authenticate(control, &acl, client, user, password),
         _ => Reply::error_static("ERR syntax error"),
     }
 }
 
-/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only for now.
-fn hello(client: &ClientInfo, args: &[Bytes]) -> Reply {
+/// Authenticates `client` as `user`: `+OK`, or `WRONGPASS` counted and logged (with the
+/// client's address, never the password).
+fn authenticate(
+    control: &Control,
+    acl: &crate::acl::Acl,
+    client: &ClientInfo,
+    user: &[u8],
+    password: &[u8],
+) -> Reply {
+    match acl.authenticate(user, password) {
+        Some(u) => {
+            client.set_user(Some(u.name.clone()));
+            Reply::ok()
+        }
+        None => {
+            control
+                .stats
+                .acl_denied_auth
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                client.addr = %client.addr,
+                user = %String::from_utf8_lossy(user),
+                "authentication failed"
+            );
+            Reply::error_static("WRONGPASS invalid username-password pair or user is disabled.")
+        }
+    }
+}
+
+/// ACL WHOAMI, LIST, USERS and HELP; the subcommands that change users are refused (users
+/// are configuration: `security.users`, applied by a reload).
+fn acl(control: &Control, client: &ClientInfo, args: &[Bytes]) -> Reply {
+    let sub = sub(args);
+    let check = |arity: i32| sub_arity("acl", &sub, args.len(), arity);
+    let acl = control.live.load().acl.clone();
+    match sub.as_str() {
+        "whoami" => check(2).map_or_else(
+            |e| e,
+            |()| Reply::bulk(client.user().as_deref().unwrap_or("default").to_string()),
+        ),
+        "list" => check(2).map_or_else(
+            |e| e,
+            |()| Reply::Array(acl.list().into_iter().map(Reply::bulk).collect()),
+        ),
+        "users" => check(2).map_or_else(
+            |e| e,
+            |()| {
+                Reply::Array(
+                    acl.names()
+                        .into_iter()
+                        .map(|n| Reply::bulk(n.to_string()))
+                        .collect(),
+                )
+            },
+        ),
+        "help" => help(&[
+            "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "WHOAMI",
+            "    Return the current connection username.",
+            "LIST",
+            "    Show users with their hashed passwords and rules (admin).",
+            "USERS",
+            "    List the user names (admin).",
+            "Users are configured in security.users and applied by STRATA RELOAD.",
+        ]),
+        "cat" | "deluser" | "dryrun" | "genpass" | "getuser" | "load" | "log" | "save"
+        | "setuser" => unsupported(&format!("acl|{sub}")),
+        _ => unknown_subcommand("acl", args.get(1).map_or(&b""[..], |s| s)),
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]], in Redis 7.0's order: the version, the
+/// options, the authentication, then the name and protocol.
+fn hello(control: &Control, client: &ClientInfo, args: &[Bytes]) -> Reply {
     let mut i = 1;
     let mut proto = None;
     if let Some(ver) = args.get(1) {
@@ -138,19 +215,32 @@ fn hello(client: &ClientInfo, args: &[Bytes]) -> Reply {
         i = 2;
     }
     let mut setname = None;
+    let mut credentials = None;
     while let Some(opt) = args.get(i) {
         if opt.eq_ignore_ascii_case(b"AUTH") && args.len() > i + 2 {
-            if let Reply::Error(e) = auth(args.get(i..i + 3).unwrap_or_default()) {
-                return Reply::Error(e);
-            }
+            credentials = args.get(i + 1).zip(args.get(i + 2));
             i += 3;
         } else if opt.eq_ignore_ascii_case(b"SETNAME") && args.len() > i + 1 {
             setname = args.get(i + 1);
+            if let Some(Err(e)) = setname.map(|n| valid_client_name(n)) {
+                return e;
+            }
             i += 2;
         } else {
             let opt = String::from_utf8_lossy(opt);
             return Reply::error(format!("ERR Syntax error in HELLO option '{opt}'"));
         }
+    }
+    if let Some((user, password)) = credentials {
+        let acl = control.live.load().acl.clone();
+        if let Reply::Error(e) = authenticate(control, &acl, client, user, password) {
+            return Reply::Error(e);
+        }
+    }
+    if client.user().is_none() {
+        return Reply::error_static(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
     }
     if let Some(name) = setname {
         if let Err(e) = valid_client_name(name) {

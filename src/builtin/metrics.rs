@@ -204,6 +204,30 @@ impl Collector for StrataCollector {
             "Clients disconnected past limits.client_query_buffer_limit.",
             s.stats.query_limit_disconnections.load(Relaxed),
         )?;
+        for (name, help, value) in [
+            (
+                "acl_access_denied_auth",
+                "Failed AUTH attempts (wrong password, unknown or disabled user).",
+                &s.stats.acl_denied_auth,
+            ),
+            (
+                "acl_access_denied_cmd",
+                "Commands refused because the user may not run them.",
+                &s.stats.acl_denied_cmd,
+            ),
+            (
+                "acl_access_denied_key",
+                "Commands refused because the user may not touch one of their keys.",
+                &s.stats.acl_denied_key,
+            ),
+            (
+                "acl_access_denied_channel",
+                "Commands refused because the user may not use one of their channels.",
+                &s.stats.acl_denied_channel,
+            ),
+        ] {
+            counter(&mut e, name, help, value.load(Relaxed))?;
+        }
         counter(
             &mut e,
             "commands_processed",

@@ -2,6 +2,7 @@
 //! and pub/sub.
 
 pub mod dispatch;
+pub mod gate;
 pub mod output;
 pub mod output_limit;
 pub mod pubsub;

@@ -94,6 +94,8 @@ async fn serve(
     let mut transaction = super::transaction::Transaction::default();
     // Subscriptions (`pubsub.rs`).
     let mut pubsub = super::pubsub::PubSub::default();
+    // Who the client is and what it may do (`gate.rs`).
+    let mut gate = super::gate::Gate::default();
     // Set by QUIT or a protocol error: answer what was read, then close.
     let mut closing = false;
     // Bytes the request being parsed still needs (sizes the next read).
@@ -113,9 +115,37 @@ async fn serve(
         let mut last_spec = None;
         // One clock read for the batch: the requests in one read arrived together.
         let started = Instant::now();
+        // The access rules as they are now (a reload may change them); none to apply when
+        // no password or user is configured.
+        let acl = {
+            let view = coord.router.view();
+            (!view.acl.is_open()).then(|| view.acl.clone())
+        };
         while !closing && pending.len() < max_pipeline {
             let proto = client.lane().proto;
-            match parser.parse(&mut input) {
+            // Redis's small request limits until the client authenticates.
+            parser.set_unauthenticated(gate.unauthenticated(acl.as_ref(), client));
+            let parsed = match (parser.parse(&mut input), &acl) {
+                (Ok(Parsed::Request(request)), Some(acl)) => {
+                    match gate.check(acl, client, &request, &control.stats) {
+                        Ok(()) => Ok(Parsed::Request(request)),
+                        Err(refusal) => {
+                            // Inside MULTI a refused command fails the transaction, as in Redis.
+                            if transaction.takes(&request) {
+                                transaction.refused();
+                            }
+                            pending.push_back((
+                                Pending::ready(refusal),
+                                Track::in_proto(started, proto),
+                            ));
+                            dispatched += 1;
+                            continue;
+                        }
+                    }
+                }
+                (parsed, _) => parsed,
+            };
+            match parsed {
                 Ok(Parsed::Request(request)) if is_reset(&request) => {
                     // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2, no name.
                     transaction = super::transaction::Transaction::default();
@@ -126,6 +156,11 @@ async fn serve(
                     state.multi.store(-1, Ordering::Relaxed);
                     client.set_proto(2);
                     client.set_name("");
+                    // Back to the default user: authenticated only when it needs no password.
+                    let rules = coord.router.view().acl.clone();
+                    client.set_user(
+                        (!rules.auth_required()).then(|| rules.default_user().name.clone()),
+                    );
                     pending
                         .push_back((Pending::ready(Reply::status("RESET")), Track::new(started)));
                     dispatched += 1;

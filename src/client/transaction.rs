@@ -64,6 +64,14 @@ impl Transaction {
         self.queued.is_some() || is_control(name)
     }
 
+    /// A command [`Transaction::takes`] was refused before it ran (the access rules): inside
+    /// MULTI the transaction then fails at EXEC, as for any command refused while queued.
+    pub fn refused(&mut self) {
+        if self.queued.is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// Handles a request [`Transaction::takes`]; the reply to queue for it. The commands run
     /// on node connections in `lane`'s protocol, so the node's EXEC reply is the client's.
     pub fn handle(&mut self, router: &Arc<Router>, lane: Lane, request: Request) -> Pending {

@@ -20,6 +20,8 @@ pub type NodeList = smallvec::SmallVec<[usize; 4]>;
 /// Settings, topology and layers at one moment.
 pub struct View {
     pub settings: Arc<Settings>,
+    /// Users and their permissions (`security`), compiled.
+    pub acl: Arc<crate::acl::Acl>,
     pub topology: Arc<Topology>,
     pub layers: Arc<Layers>,
 }

@@ -15,10 +15,12 @@ use layers::{resolve_layers, LayerSpec};
 mod bytesize;
 pub mod layers;
 mod sections;
+pub mod security;
 pub mod template;
 
 pub use bytesize::ByteSize;
 pub use sections::*;
+pub use security::{SecurityConfig, UserConfig};
 
 /// Smallest `limits.client_query_buffer_limit` (Redis's minimum too).
 pub const MIN_QUERY_BUFFER_LIMIT: u64 = 1 << 20;
@@ -309,6 +311,8 @@ impl Config {
             }
         }
         let layers = resolve_layers(&self)?;
+        let layer_names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        self.security.validate(&layer_names)?;
         if self.backend.connections_per_node > 64 {
             return Err("backend.connections_per_node: at most 64".into());
         }

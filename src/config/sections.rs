@@ -339,14 +339,6 @@ impl Default for OutputBufferLimits {
     }
 }
 
-/// Guards for commands that can destroy data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
-    /// Allow FLUSHDB, FLUSHALL, KEYS and CONFIG SET through the proxy. Default false.
-    pub allow_dangerous_commands: bool,
-}
-
 impl Default for RingConfig {
     fn default() -> Self {
         RingConfig {

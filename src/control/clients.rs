@@ -21,6 +21,9 @@ pub struct ClientInfo {
     /// Index of the last command in the command table, plus one (0 = none yet).
     last_command: AtomicUsize,
     names: Mutex<Names>,
+    /// Bumped each time the client's user changes (AUTH, HELLO AUTH, RESET), so a session can
+    /// keep its resolved permissions until then.
+    user_epoch: AtomicU64,
     /// RESP version the client speaks (2, or 3 after `HELLO 3`).
     proto: std::sync::atomic::AtomicU8,
     /// Set by CLIENT KILL: the session closes the connection.
@@ -32,6 +35,9 @@ pub struct ClientInfo {
 #[derive(Debug, Default, Clone)]
 struct Names {
     name: String,
+    /// The user the client is authenticated as; `None` until it authenticates when the
+    /// default user needs a password.
+    user: Option<Arc<str>>,
     /// The subcommand of the last command when it has subcommands (`client|list`).
     last_subcommand: String,
 }
@@ -106,6 +112,24 @@ impl ClientInfo {
             .unwrap_or_default()
     }
 
+    /// The user the client runs as, `None` while it has not authenticated.
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.names.lock().ok().and_then(|n| n.user.clone())
+    }
+
+    /// Sets the client's user (`None`: not authenticated).
+    pub fn set_user(&self, user: Option<Arc<str>>) {
+        if let Ok(mut n) = self.names.lock() {
+            n.user = user;
+        }
+        self.user_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes each time the user changes.
+    pub fn user_epoch(&self) -> u64 {
+        self.user_epoch.load(Ordering::Acquire)
+    }
+
     pub fn set_name(&self, name: &str) {
         if let Ok(mut n) = self.names.lock() {
             n.name = name.to_string();
@@ -147,6 +171,8 @@ impl ClientInfo {
                 }
             }
         };
+        // Redis shows `default` for a client that has not authenticated yet.
+        let user = names.user.as_deref().unwrap_or("default");
         let s = &self.state;
         let load = |a: &AtomicUsize| a.load(Ordering::Relaxed);
         let multi = s.multi.load(Ordering::Relaxed);
@@ -165,7 +191,7 @@ impl ClientInfo {
         }
         let (qbuf, qbuf_cap, omem) = (load(&s.qbuf), load(&s.qbuf_capacity), load(&s.omem));
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem={} rbs={qbuf_cap} rbp={qbuf} obl={} oll={} omem={omem} tot-mem={} events={} cmd={cmd} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem={} rbs={qbuf_cap} rbp={qbuf} obl={} oll={} omem={omem} tot-mem={} events={} cmd={cmd} user={user} redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -206,6 +232,7 @@ impl ClientRegistry {
             last_active_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(0),
             names: Mutex::new(Names::default()),
+            user_epoch: AtomicU64::new(0),
             proto: std::sync::atomic::AtomicU8::new(2),
             killed: crate::latch::Latch::default(),
             state: SessionState {
@@ -261,6 +288,11 @@ pub struct Registration {
 impl Registration {
     pub fn new(control: &Arc<super::Control>, addr: SocketAddr, laddr: SocketAddr) -> Self {
         let info = control.clients.register(addr, laddr);
+        // Without a password for the default user, a new client runs as it at once.
+        let acl = control.live.load().acl.clone();
+        if !acl.auth_required() {
+            info.set_user(Some(acl.default_user().name.clone()));
+        }
         Registration {
             info,
             registry: control.clone(),

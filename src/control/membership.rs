@@ -258,6 +258,7 @@ fn changed(current: &View, change: Change) -> Result<(View, Made), String> {
     let auto = current.settings.config.rebalance.auto;
     let view = View {
         settings: current.settings.clone(),
+        acl: current.acl.clone(),
         topology: Arc::new(new),
         layers: current.layers.clone(),
     };

@@ -170,6 +170,10 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
     );
     let auto_rebalance = settings.config.rebalance.auto;
     let view = View {
+        acl: Arc::new(crate::acl::Acl::new(
+            &settings.config.security,
+            &settings.layers,
+        )),
         settings: Arc::new(settings),
         topology: Arc::new(topology),
         layers: Arc::new(layers),

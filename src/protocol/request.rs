@@ -59,6 +59,10 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     #[error("ERR Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    #[error("ERR Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("ERR Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     #[error("ERR Protocol error: too big inline request")]
     TooBigInline,
     #[error("ERR Protocol error: too big mbulk count string")]
@@ -89,7 +93,14 @@ struct Partial {
 pub struct RequestParser {
     limits: ParseLimits,
     partial: Option<Partial>,
+    /// The client has not authenticated (and must): Redis's small limits apply.
+    unauthenticated: bool,
 }
+
+/// Arguments a request may have before its client authenticated (Redis's limit).
+pub const UNAUTHENTICATED_MULTIBULK: i64 = 10;
+/// Bytes an argument may have before its client authenticated (Redis's limit).
+pub const UNAUTHENTICATED_BULK: i64 = 16 * 1024;
 
 /// The outcome of one parse step.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,7 +117,14 @@ impl RequestParser {
         RequestParser {
             limits,
             partial: None,
+            unauthenticated: false,
         }
+    }
+
+    /// Applies Redis's limits for clients that must authenticate and have not (at most 10
+    /// arguments of 16 KiB each), or lifts them.
+    pub fn set_unauthenticated(&mut self, unauthenticated: bool) {
+        self.unauthenticated = unauthenticated;
     }
 
     /// Parses the next request at the start of `buf`, consuming its bytes. Empty requests
@@ -182,6 +200,9 @@ impl RequestParser {
                         buf.advance(cr + 2);
                         return Ok(Step::Empty);
                     }
+                    Some(n) if self.unauthenticated && n > UNAUTHENTICATED_MULTIBULK => {
+                        return Err(ProtocolError::UnauthenticatedMultibulkLength)
+                    }
                     Some(n) => n as usize,
                     None => return Err(ProtocolError::InvalidMultibulkLength),
                 };
@@ -217,6 +238,9 @@ impl RequestParser {
                         None => return Err(ProtocolError::InvalidBulkLength),
                     }
                     let len = match rest.get(1..cr).and_then(parse_i64) {
+                        Some(n) if self.unauthenticated && n > UNAUTHENTICATED_BULK => {
+                            return Err(ProtocolError::UnauthenticatedBulkLength)
+                        }
                         Some(n) if n >= 0 && n as u64 <= self.limits.max_bulk_len as u64 => {
                             n as usize
                         }
@@ -509,6 +533,31 @@ mod tests {
             ProtocolError::InvalidMultibulkLength.to_string(),
             "ERR Protocol error: invalid multibulk length"
         );
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_redis_small_limits() {
+        let mut p = RequestParser::new(ParseLimits::default());
+        p.set_unauthenticated(true);
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            p.parse(&mut buf),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        let mut p = RequestParser::new(ParseLimits::default());
+        p.set_unauthenticated(true);
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"[..]);
+        assert_eq!(
+            p.parse(&mut buf),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n"[..]);
+        let mut p = RequestParser::new(ParseLimits::default());
+        p.set_unauthenticated(true);
+        assert!(matches!(p.parse(&mut buf), Ok(Parsed::Request(_))));
+        p.set_unauthenticated(false);
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        assert!(matches!(p.parse(&mut buf), Ok(Parsed::Incomplete { .. })));
     }
 
     #[test]

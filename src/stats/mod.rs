@@ -64,6 +64,12 @@ pub struct Stats {
     /// Clients disconnected past `limits.client_query_buffer_limit`
     /// (`client_query_buffer_limit_disconnections`).
     pub query_limit_disconnections: AtomicU64,
+    /// Refusals by the access rules, as Redis names them in INFO: failed AUTH attempts
+    /// (`acl_access_denied_auth`), commands, keys and channels a user may not use.
+    pub acl_denied_auth: AtomicU64,
+    pub acl_denied_cmd: AtomicU64,
+    pub acl_denied_key: AtomicU64,
+    pub acl_denied_channel: AtomicU64,
     /// `instantaneous_ops_per_sec` and the `_kbps` rates.
     pub instantaneous: Instantaneous,
 }
@@ -155,6 +161,14 @@ impl Stats {
         }
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
+        for c in [
+            &self.acl_denied_auth,
+            &self.acl_denied_cmd,
+            &self.acl_denied_key,
+            &self.acl_denied_channel,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
         self.output_limit_disconnections.store(0, Ordering::Relaxed);
         self.query_limit_disconnections.store(0, Ordering::Relaxed);
     }

@@ -128,6 +128,7 @@ fn connection(s: &mut Seq, proto: u8) {
     s.cmd("SELECT x");
     s.cmd("AUTH secret");
     s.cmd("AUTH default secret");
+    s.cmd("ACL WHOAMI");
     s.cmd("HELLO");
     s.cmd("HELLO 4");
     s.cmd("HELLO x");

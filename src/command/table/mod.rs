@@ -99,7 +99,7 @@ const fn spec(
 /// Every command, sorted by name (one line each, hence no rustfmt).
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
-    keyless("acl", -2, 0, Route::Unsupported),
+    keyless("acl", -2, 0, Route::Subcommand),
     single("append", 3, WRITE | DENYOOM | FAST),
     keyless("asking", 1, FAST, Route::Unsupported),
     keyless("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, Route::Local),
