@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::command::keys::key_positions;
 use crate::command::spec::{flags, CommandSpec};
+use crate::command::table::{command_index, COMMANDS};
 use crate::config::layers::LayerSpec;
 use crate::config::security::{SecurityConfig, UserConfig};
 use crate::protocol::glob::glob_match;
@@ -273,7 +274,12 @@ impl Acl {
     }
 
     /// Whether `user` may run the command `spec` with `args` (every key and channel checked).
-    pub fn check(&self, user: &User, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Denied> {
+    pub fn check(
+        &self,
+        user: &User,
+        spec: &'static CommandSpec,
+        args: &[Bytes],
+    ) -> Result<(), Denied> {
         let needed = category(spec, args);
         if needed != 0 && user.categories & needed != needed {
             return Err(Denied::Command);
@@ -326,33 +332,46 @@ impl User {
     }
 }
 
-/// The category bits a command needs (0: always allowed).
-fn category(spec: &CommandSpec, args: &[Bytes]) -> u8 {
+/// Marks a command whose category depends on its subcommand.
+const BY_SUBCOMMAND: u8 = 1 << 7;
+
+/// The category bits of a command-table entry, whatever its arguments (or `BY_SUBCOMMAND`).
+fn category_of(spec: &CommandSpec) -> u8 {
+    match spec.name {
+        "flushall" | "flushdb" | "keys" => DANGEROUS,
+        "strata" => ADMIN,
+        "config" | "client" | "acl" => BY_SUBCOMMAND,
+        "subscribe" | "ssubscribe" | "psubscribe" => READ,
+        "publish" | "spublish" => WRITE,
+        _ if spec.has(flags::ADMIN) => ADMIN,
+        _ if spec.has(flags::WRITE) => WRITE,
+        _ if spec.has(flags::READONLY) => READ,
+        // EVAL, EVALSHA, FCALL: a script may write.
+        _ if spec.has(flags::MOVABLEKEYS) => WRITE,
+        _ => 0,
+    }
+}
+
+/// The category bits a command needs (0: always allowed). Looked up in a table built once:
+/// this runs for every request when users are configured.
+fn category(spec: &'static CommandSpec, args: &[Bytes]) -> u8 {
+    static TABLE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| COMMANDS.iter().map(category_of).collect());
+    let bits = command_index(spec)
+        .and_then(|i| table.get(i).copied())
+        .unwrap_or_else(|| category_of(spec));
+    if bits != BY_SUBCOMMAND {
+        return bits;
+    }
     let sub = |name: &str| {
         args.get(1)
             .is_some_and(|s| s.eq_ignore_ascii_case(name.as_bytes()))
     };
     match spec.name {
-        "flushall" | "flushdb" | "keys" => return DANGEROUS,
-        "strata" => return ADMIN,
-        "config" if sub("set") || sub("resetstat") || sub("rewrite") => return ADMIN,
-        "client" if sub("kill") => return ADMIN,
-        "acl" if sub("list") || sub("users") || sub("getuser") => return ADMIN,
-        "subscribe" | "ssubscribe" | "psubscribe" => return READ,
-        "publish" | "spublish" => return WRITE,
-        _ => {}
-    }
-    if spec.has(flags::ADMIN) {
-        ADMIN
-    } else if spec.has(flags::WRITE) {
-        WRITE
-    } else if spec.has(flags::READONLY) {
-        READ
-    } else if spec.has(flags::MOVABLEKEYS) {
-        // EVAL, EVALSHA, FCALL: a script may write.
-        WRITE
-    } else {
-        0
+        "config" if sub("set") || sub("resetstat") || sub("rewrite") => ADMIN,
+        "client" if sub("kill") => ADMIN,
+        "acl" if sub("list") || sub("users") || sub("getuser") => ADMIN,
+        _ => 0,
     }
 }
 

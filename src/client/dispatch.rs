@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::acl::Acl;
 use crate::command::spec::Route;
 use crate::command::table::command_index;
 use crate::control::clients::ClientInfo;
@@ -12,6 +13,8 @@ use crate::control::Control;
 use crate::coordinator::plan::plan;
 use crate::coordinator::{self, track, Classified, Coordinator, Dispatched};
 use crate::protocol::Request;
+
+use super::gate::Gate;
 
 /// Runs one request: returns its pending reply once every node involved has been sent its
 /// part. `started` is when the request was read (for latency figures).
@@ -21,6 +24,7 @@ pub async fn dispatch(
     client: &ClientInfo,
     request: Request,
     started: Instant,
+    access: Option<(&Arc<Acl>, &mut Gate)>,
 ) -> Dispatched {
     let view = coord.router.view();
     let lane = client.lane();
@@ -28,6 +32,19 @@ pub async fn dispatch(
         Ok(classified) => classified,
         Err(refused) => return *refused,
     };
+    // The access rules (`gate.rs`), with the command already looked up.
+    if let Some((acl, gate)) = access {
+        if let Err(refusal) =
+            gate.check_spec(acl, client, classified.spec, &request, &control.stats)
+        {
+            // Counted as one of the command's `rejected_calls`, as Redis counts ACL refusals.
+            let mut refused = Dispatched::reply(refusal, started);
+            refused.track.proto = lane.proto;
+            refused.track.command = classified.track.command;
+            refused.track.rejected = true;
+            return refused;
+        }
+    }
     if classified.traits.subcommands {
         if let Some(sub) = request.args.get(1) {
             client.set_subcommand(sub);

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::acl::{denied_text, Acl, Denied, User};
-use crate::command::spec::{flags, has_subcommands};
+use crate::command::spec::{flags, has_subcommands, CommandSpec};
 use crate::command::table::lookup;
 use crate::control::clients::ClientInfo;
 use crate::protocol::{Reply, Request};
@@ -29,6 +29,7 @@ pub struct Gate {
 }
 
 impl Gate {
+    #[inline]
     /// Resolves the client's user under `acl` unless neither changed since the last time (one
     /// atomic load on the usual path). A user removed or disabled by a reload is as good as none.
     fn resolve(&mut self, acl: &Arc<Acl>, client: &ClientInfo) {
@@ -43,6 +44,7 @@ impl Gate {
         }
     }
 
+    #[inline]
     /// Whether the client must still authenticate under `acl` (`None`: no rules).
     pub fn unauthenticated(&mut self, acl: Option<&Arc<Acl>>, client: &ClientInfo) -> bool {
         match acl {
@@ -54,7 +56,9 @@ impl Gate {
         }
     }
 
-    /// `Ok` when `request` may run; the refusal to reply otherwise (counted in `stats`).
+    /// `Ok` when `request` may run; the refusal to reply otherwise (counted in `stats`). For
+    /// requests the session handles itself (transactions, pub/sub); the others are checked
+    /// with their command already looked up ([`Gate::check_spec`]).
     pub fn check(
         &mut self,
         acl: &Arc<Acl>,
@@ -62,9 +66,6 @@ impl Gate {
         request: &Request,
         stats: &Stats,
     ) -> Result<(), Reply> {
-        if acl.is_open() {
-            return Ok(());
-        }
         let name = request.args.first().map(|a| a.as_ref()).unwrap_or_default();
         let Some(spec) = lookup(name) else {
             // Unknown: the command's own error comes first, as in Redis.
@@ -73,6 +74,18 @@ impl Gate {
         if !spec.arity_ok(request.args.len()) {
             return Ok(());
         }
+        self.check_spec(acl, client, spec, request, stats)
+    }
+
+    /// [`Gate::check`] for a request already found to be `spec` with the right arity.
+    pub fn check_spec(
+        &mut self,
+        acl: &Arc<Acl>,
+        client: &ClientInfo,
+        spec: &'static CommandSpec,
+        request: &Request,
+        stats: &Stats,
+    ) -> Result<(), Reply> {
         self.resolve(acl, client);
         let Some(user) = &self.user else {
             if spec.has(flags::NO_AUTH) {

@@ -94,8 +94,10 @@ async fn serve(
     let mut transaction = super::transaction::Transaction::default();
     // Subscriptions (`pubsub.rs`).
     let mut pubsub = super::pubsub::PubSub::default();
-    // Who the client is and what it may do (`gate.rs`).
+    // Who the client is and what it may do (`gate.rs`), and the rules of which view.
     let mut gate = super::gate::Gate::default();
+    let mut acl: Option<Arc<crate::acl::Acl>> = None;
+    let mut rules_generation = u64::MAX;
     // Set by QUIT or a protocol error: answer what was read, then close.
     let mut closing = false;
     // Bytes the request being parsed still needs (sizes the next read).
@@ -115,37 +117,41 @@ async fn serve(
         let mut last_spec = None;
         // One clock read for the batch: the requests in one read arrived together.
         let started = Instant::now();
-        // The access rules as they are now (a reload may change them); none to apply when
-        // no password or user is configured.
-        let acl = {
+        // The access rules as they are now (a reload may change them; checked with one atomic
+        // load); none to apply when no password or user is configured.
+        let generation = coord.router.live().generation();
+        if generation != rules_generation {
             let view = coord.router.view();
-            (!view.acl.is_open()).then(|| view.acl.clone())
-        };
+            acl = (!view.acl.is_open()).then(|| view.acl.clone());
+            rules_generation = generation;
+        }
         while !closing && pending.len() < max_pipeline {
             let proto = client.lane().proto;
             // Redis's small request limits until the client authenticates.
             parser.set_unauthenticated(gate.unauthenticated(acl.as_ref(), client));
-            let parsed = match (parser.parse(&mut input), &acl) {
-                (Ok(Parsed::Request(request)), Some(acl)) => {
-                    match gate.check(acl, client, &request, &control.stats) {
-                        Ok(()) => Ok(Parsed::Request(request)),
-                        Err(refusal) => {
-                            // Inside MULTI a refused command fails the transaction, as in Redis.
-                            if transaction.takes(&request) {
-                                transaction.refused();
+            let mut refusal = None;
+            match parser.parse(&mut input) {
+                // Transactions and pub/sub are checked here; other requests in `dispatch`,
+                // once their command is looked up.
+                Ok(Parsed::Request(request))
+                    if acl.as_ref().is_some_and(|acl| {
+                        (transaction.takes(&request) || pubsub.takes(&request, proto.is_resp3()))
+                            && {
+                                refusal = gate.check(acl, client, &request, &control.stats).err();
+                                refusal.is_some()
                             }
-                            pending.push_back((
-                                Pending::ready(refusal),
-                                Track::in_proto(started, proto),
-                            ));
-                            dispatched += 1;
-                            continue;
-                        }
+                    }) =>
+                {
+                    // Inside MULTI a refused command fails the transaction, as in Redis.
+                    if transaction.takes(&request) {
+                        transaction.refused();
                     }
+                    let reply = refusal
+                        .take()
+                        .unwrap_or_else(|| Reply::error_static(super::gate::NOAUTH));
+                    pending.push_back((Pending::ready(reply), Track::in_proto(started, proto)));
+                    dispatched += 1;
                 }
-                (parsed, _) => parsed,
-            };
-            match parsed {
                 Ok(Parsed::Request(request)) if is_reset(&request) => {
                     // RESET: out of MULTI and WATCH, out of pub/sub, back to RESP2, no name.
                     transaction = super::transaction::Transaction::default();
@@ -187,8 +193,15 @@ async fn serve(
                     state.ssub.store(ssub, Ordering::Relaxed);
                 }
                 Ok(Parsed::Request(request)) => {
-                    let done =
-                        super::dispatch::dispatch(coord, control, client, request, started).await;
+                    let done = super::dispatch::dispatch(
+                        coord,
+                        control,
+                        client,
+                        request,
+                        started,
+                        acl.as_ref().map(|acl| (acl, &mut gate)),
+                    )
+                    .await;
                     if done.spec.is_some() {
                         last_spec = done.spec;
                     }

@@ -44,6 +44,7 @@ pub struct Transaction {
 }
 
 /// Commands that are not queued inside MULTI but handled here.
+#[inline]
 fn is_control(name: &[u8]) -> bool {
     [&b"multi"[..], b"exec", b"discard", b"watch", b"unwatch"]
         .iter()
@@ -59,6 +60,7 @@ impl Transaction {
 
     /// Whether this session has anything to do with the request: inside MULTI every command,
     /// outside it the transaction commands.
+    #[inline]
     pub fn takes(&self, request: &Request) -> bool {
         let name = request.args.first().map(|a| a.as_ref()).unwrap_or_default();
         self.queued.is_some() || is_control(name)

@@ -54,6 +54,9 @@ impl View {
 /// The current [`View`], shared by every worker; read on every request, changed rarely.
 pub struct LiveView {
     current: ArcSwap<View>,
+    /// Bumped by every change: a holder of part of a view (a session's access rules) checks
+    /// it with one atomic load instead of loading the view.
+    generation: std::sync::atomic::AtomicU64,
     /// Held while a change builds the next view from the current one (one change at a time:
     /// a reload and a membership change never overwrite each other's view).
     changing: Mutex<()>,
@@ -63,6 +66,7 @@ impl LiveView {
     pub fn new(view: View) -> LiveView {
         LiveView {
             current: ArcSwap::from_pointee(view),
+            generation: std::sync::atomic::AtomicU64::new(0),
             changing: Mutex::new(()),
         }
     }
@@ -71,6 +75,11 @@ impl LiveView {
     /// for the request, not longer.
     pub fn load(&self) -> arc_swap::Guard<Arc<View>> {
         self.current.load()
+    }
+
+    /// Changes each time the view does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The view as it is now, to keep (background tasks, reports).
@@ -86,6 +95,8 @@ impl LiveView {
         let current = self.current.load_full();
         let (next, out) = change(&current)?;
         self.current.store(Arc::new(next));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
     }
 
