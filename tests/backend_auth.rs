@@ -349,3 +349,43 @@ fn a_reload_with_a_new_password_applies_to_new_connections() {
     });
     assert_eq!(nodes[0].get("re:k").as_deref(), Some("v"));
 }
+
+/// `strata check` on a file with credentials: valid, every password printed `<redacted>`; a
+/// username without a password is refused (exit 64) naming the node.
+#[test]
+fn strata_check_redacts_passwords_and_refuses_a_username_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.yaml");
+    let check = |yaml: &str| {
+        std::fs::write(&path, yaml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check(
+        "nodes:\n  - {id: a, addr: 'h:1'}\n  - {id: b, addr: 'h:2', username: ops, password: node-secret}\nbackend: {password: global-secret}\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !printed.contains("global-secret") && !printed.contains("node-secret"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.matches("password: <redacted>").count(),
+        2,
+        "{printed}"
+    );
+    assert!(printed.contains("username: ops"), "{printed}");
+
+    let out = check("nodes:\n  - {id: a, addr: 'h:1'}\nbackend: {username: app}\n");
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("nodes[0] (a): username \"app\" is set without a password"),
+        "{err}"
+    );
+}
