@@ -237,6 +237,20 @@ fn a_wrong_password_marks_the_node_down_once_and_replicas_still_serve() {
 }
 
 #[test]
+fn a_node_that_wants_a_password_strata_lacks_is_down_for_authentication() {
+    let nodes = vec![RedisNode::start(), RedisNode::start_with_password(PASSWORD)];
+    let strata = builder(&nodes, "").start();
+    let mut c = strata.raw();
+    let line = wait_state(&mut c, "node2", "down");
+    assert!(
+        line["health_reason"].starts_with("authentication failed: NOAUTH"),
+        "{line:?}"
+    );
+    assert_eq!(line["down_transitions"], "1", "{line:?}");
+    assert_eq!(node_line(&mut c, "node1")["state"], "up");
+}
+
+#[test]
 fn an_acl_user_authenticates_with_username_and_password() {
     let nodes: Vec<RedisNode> = (0..2)
         .map(|_| RedisNode::start_with_password(PASSWORD))

@@ -1,7 +1,8 @@
 //! A request/reply RESP client over one connection of its own: requests out, replies back in
 //! order, decoded by the project's node reply decoder (`protocol::codec`), requests encoded by
 //! `protocol::reply`. It opens through [`connect::open`](super::connect::open), the one connect
-//! path (timeout, no Nagle delay, `HELLO 3`; TLS and AUTH plug in there).
+//! path (timeout, no Nagle delay, AUTH with the node's credentials, `HELLO 3`; TLS will plug in
+//! there).
 //!
 //! For the connections strata and its tools hold one caller at a time: heartbeats, the
 //! rebalancer's walks, dedicated connections (blocking commands, transactions), `strata warm`

@@ -119,6 +119,16 @@ async fn ping(
     let reply = client.call(&["PING"]).await.map_err(Failure::from)?;
     if &reply.raw[..] == b"+PONG\r\n" {
         Ok(())
+    } else if reply.raw.starts_with(b"-NOAUTH") {
+        // The node wants credentials and strata has none for it: as a refusal.
+        Err(Failure::new(
+            ErrorKind::Auth,
+            format!(
+                "{}: {}",
+                crate::backend::connect::AUTH_FAILED,
+                String::from_utf8_lossy(reply.raw.get(1..).unwrap_or_default()).trim_end()
+            ),
+        ))
     } else {
         Err(Failure::new(
             ErrorKind::Protocol,
