@@ -36,10 +36,10 @@
 //! - [`cluster`]: node records (identity, health state, hints owed), the ring, the topology
 //!   and the [`cluster::View`] a request loads once (settings, topology, layers), swapped
 //!   whole by reloads and membership changes; the state of a rebalance that reads consult.
-//! - [`backend`]: opening node connections (`connect`), multiplexed and dedicated
-//!   connections, pools, each worker's [`backend::Router`] to the nodes, and `RespClient`, the
-//!   request/reply client of the connections one caller holds (heartbeats, the rebalancer,
-//!   dedicated connections, `strata warm`, `strata load`); typed node errors.
+//! - [`backend`]: opening node connections (`connect`: timeout, AUTH, `HELLO 3`), multiplexed
+//!   and dedicated connections, pools, each worker's [`backend::Router`] to the nodes, and
+//!   `RespClient`, the request/reply client of the connections one caller holds (heartbeats,
+//!   the rebalancer, dedicated connections, `strata warm`, `strata load`); typed node errors.
 //! - [`repair`], [`health`]: convergence (write tails, read repair, hinted handoff) and
 //!   heartbeats.
 //! - [`coordinator`]: classify → plan (one planner, one or several copies) → flights → merge.

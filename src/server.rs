@@ -76,7 +76,8 @@ impl Server {
                         .configured(
                             crate::cluster::health::Thresholds::from(&settings.config.health),
                             settings.config.repair.max_hints_per_node,
-                        ),
+                        )
+                        .with_credentials(settings.config.credentials_for(&n.id)),
                 )
             })
             .collect();

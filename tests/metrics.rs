@@ -141,7 +141,7 @@ fn metrics_and_healthz_over_http() {
 
 /// `strata_node_errors_by_kind_total{node,kind}` for every counted kind of `node`.
 fn errors_by_kind(body: &str, node: &str) -> BTreeMap<&'static str, u64> {
-    ["refused", "timed_out", "closed", "protocol"]
+    ["refused", "timed_out", "closed", "protocol", "auth"]
         .into_iter()
         .map(|kind| {
             let series =

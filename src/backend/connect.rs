@@ -1,7 +1,12 @@
 //! Opening a connection to a node: TCP connect under `timeouts.connect`, no Nagle delay, and the
-//! handshake that sets the protocol the connection speaks (`HELLO 3` for connections that serve
-//! RESP3 clients, so the node's replies reach them unchanged). Multiplexed and dedicated
-//! connections both open here.
+//! handshake: authentication with the node's credentials (`backend.username` /
+//! `backend.password`, or the node's own) and the protocol the connection speaks (`HELLO 3`
+//! for connections that serve RESP3 clients, so the node's replies reach them unchanged).
+//! Every connection strata opens to a node opens here — multiplexed, dedicated, subscriber,
+//! heartbeat, rebalance — so each one, and each reconnect, authenticates.
+//!
+//! The handshake is one round trip: `AUTH [username] password` on a RESP2 connection,
+//! `HELLO 3 AUTH username password` on a RESP3 one, `HELLO 3` alone without credentials.
 
 use std::time::Duration;
 
@@ -10,15 +15,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, Failure};
-use crate::protocol::{decode_reply_as, Proto};
+use crate::cluster::NodeInfo;
+use crate::config::Credentials;
+use crate::protocol::reply::command_bytes;
+use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
-/// `HELLO 3`, as sent to a node.
-const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+/// The beginning of the text of a failure to authenticate (the node's reason follows).
+pub const AUTH_FAILED: &str = "authentication failed";
 
-/// Connects to `addr` and prepares the connection to speak `proto`. The failure's kind is
-/// `refused` or `timed_out` for the connect, `timed_out`, `closed` or `protocol` for the
-/// handshake; its text is the reason shown in logs and INFO.
-pub async fn open(addr: &str, proto: Proto, timeout: Duration) -> Result<TcpStream, Failure> {
+/// Redis's user when none is named (`requirepass` sets its password).
+const DEFAULT_USER: &str = "default";
+
+/// Opens a connection to `node` with its current credentials (see [`open`]).
+pub async fn open_node(
+    node: &NodeInfo,
+    proto: Proto,
+    timeout: Duration,
+) -> Result<TcpStream, Failure> {
+    open(&node.addr, node.credentials().as_deref(), proto, timeout).await
+}
+
+/// Connects to `addr`, authenticates with `credentials` when there are some, and prepares the
+/// connection to speak `proto`. The failure's kind is `refused` or `timed_out` for the
+/// connect; `auth` when the node refused the credentials (text `authentication failed: <the
+/// node's error>`, never the password); `timed_out`, `closed` or `protocol` for the rest of
+/// the handshake. Its text is the reason shown in logs and INFO.
+pub async fn open(
+    addr: &str,
+    credentials: Option<&Credentials>,
+    proto: Proto,
+    timeout: Duration,
+) -> Result<TcpStream, Failure> {
     let timed_out = || {
         Failure::new(
             ErrorKind::TimedOut,
@@ -35,43 +62,112 @@ pub async fn open(addr: &str, proto: Proto, timeout: Duration) -> Result<TcpStre
     };
     // Small requests must leave at once; batching is done by the writers.
     let _ = stream.set_nodelay(true);
-    if proto == Proto::Resp3 {
-        tokio::time::timeout(timeout, hello_3(&mut stream))
+    if let Some(handshake) = Handshake::of(credentials, proto) {
+        tokio::time::timeout(timeout, handshake.run(&mut stream))
             .await
             .map_err(|_| timed_out())??;
     }
     Ok(stream)
 }
 
-/// Switches the connection to RESP3 and checks the node agreed.
-async fn hello_3(stream: &mut TcpStream) -> Result<(), Failure> {
-    stream
-        .write_all(HELLO_3)
-        .await
-        .map_err(|e| Failure::io("write", &e))?;
+/// The one request a new connection sends before anything else.
+enum Handshake<'a> {
+    /// `HELLO 3`, with `AUTH` when there are credentials.
+    Hello3(Option<&'a Credentials>),
+    /// `AUTH [username] password` on a RESP2 connection.
+    Auth(&'a Credentials),
+}
+
+impl<'a> Handshake<'a> {
+    fn of(credentials: Option<&'a Credentials>, proto: Proto) -> Option<Handshake<'a>> {
+        match (proto, credentials) {
+            (Proto::Resp3, credentials) => Some(Handshake::Hello3(credentials)),
+            (Proto::Resp2, Some(credentials)) => Some(Handshake::Auth(credentials)),
+            (Proto::Resp2, None) => None,
+        }
+    }
+
+    fn request(&self) -> bytes::Bytes {
+        match self {
+            Handshake::Hello3(None) => command_bytes([&b"HELLO"[..], b"3"].into_iter()),
+            Handshake::Hello3(Some(c)) => command_bytes(
+                [
+                    &b"HELLO"[..],
+                    b"3",
+                    b"AUTH",
+                    c.username.as_deref().unwrap_or(DEFAULT_USER).as_bytes(),
+                    c.password.expose().as_bytes(),
+                ]
+                .into_iter(),
+            ),
+            Handshake::Auth(c) => match &c.username {
+                Some(user) => command_bytes(
+                    [
+                        &b"AUTH"[..],
+                        user.as_bytes(),
+                        c.password.expose().as_bytes(),
+                    ]
+                    .into_iter(),
+                ),
+                None => command_bytes([&b"AUTH"[..], c.password.expose().as_bytes()].into_iter()),
+            },
+        }
+    }
+
+    /// Sends the request and checks the node agreed.
+    async fn run(self, stream: &mut TcpStream) -> Result<(), Failure> {
+        stream
+            .write_all(&self.request())
+            .await
+            .map_err(|e| Failure::io("write", &e))?;
+        // The node answers HELLO 3 in RESP3 (a map), or with an error in RESP2 if it is older
+        // than Redis 6; AUTH with +OK or an error: all parse as RESP3.
+        let reply = read_reply(stream).await?;
+        if !reply.is_error() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(reply.raw.strip_suffix(b"\r\n").unwrap_or(&reply.raw))
+            .trim_start_matches('-')
+            .to_string();
+        match self {
+            Handshake::Auth(_) => Err(auth_failed(&text)),
+            Handshake::Hello3(Some(_)) if refused_credentials(&text) => Err(auth_failed(&text)),
+            Handshake::Hello3(_) => Err(Failure::new(
+                ErrorKind::Protocol,
+                format!("node refused RESP3 (HELLO 3): -{text}"),
+            )),
+        }
+    }
+}
+
+/// `authentication failed: <the node's error>`. The node's texts (`WRONGPASS invalid
+/// username-password pair or user is disabled.`, `ERR AUTH <password> called without any
+/// password configured ...` — Redis writes the word, not the value) never carry the password.
+fn auth_failed(node_text: &str) -> Failure {
+    Failure::new(ErrorKind::Auth, format!("{AUTH_FAILED}: {node_text}"))
+}
+
+/// Whether a `HELLO 3 AUTH ...` error is about the credentials rather than the protocol
+/// (`NOPROTO`, or an unknown command on a node older than Redis 6).
+fn refused_credentials(text: &str) -> bool {
+    text.starts_with("WRONGPASS")
+        || text.starts_with("NOAUTH")
+        || text.starts_with("NOPERM")
+        || text.contains("password")
+}
+
+/// Reads one whole reply; nothing may follow it (the node answers one request).
+async fn read_reply(stream: &mut TcpStream) -> Result<NodeReply, Failure> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        // The node answers HELLO 3 in RESP3 (a map), or with an error in RESP2 if it is older
-        // than Redis 6; both parse as RESP3.
         if let Some(reply) = decode_reply_as(&mut buf, Proto::Resp3)? {
-            if reply.is_error() {
-                return Err(Failure::new(
-                    ErrorKind::Protocol,
-                    format!(
-                        "node refused RESP3 (HELLO 3): {}",
-                        String::from_utf8_lossy(
-                            reply.raw.strip_suffix(b"\r\n").unwrap_or(&reply.raw)
-                        )
-                    ),
-                ));
-            }
             if !buf.is_empty() {
                 return Err(Failure::new(
                     ErrorKind::Protocol,
-                    "unexpected bytes after the HELLO reply",
+                    "unexpected bytes after the handshake reply",
                 ));
             }
-            return Ok(());
+            return Ok(reply);
         }
         let n = stream
             .read_buf(&mut buf)

@@ -4,9 +4,11 @@
 //! driver writes whatever has queued up in one vectored write and hands the sender to the reader
 //! half, which matches replies first-in first-out (Redis answers a connection in order).
 //!
-//! The driver owns reconnection. While a node is unreachable, requests fail at once with
-//! `ERR strata: node <id> (<addr>) unavailable: <reason>` until the next attempt (exponential
-//! backoff), so a dead node costs its keys' clients an error, never a hang. A node that stops
+//! The driver owns reconnection, through the one connect path (`connect.rs`: each reconnect
+//! authenticates again, with the node's credentials as they are then). While a node is
+//! unreachable, requests fail at once with `ERR strata: node <id> (<addr>) unavailable:
+//! <reason>` until the next attempt (exponential backoff), so a dead node costs its keys'
+//! clients an error, never a hang. A node that stops
 //! answering is caught by the reader: when the oldest request has waited `timeouts.request`,
 //! the connection is dropped and every request on it fails with the timeout.
 
@@ -156,7 +158,7 @@ async fn drive(
             retire_queue(&node, &queue);
             return;
         }
-        let failure = match super::connect::open(&node.addr, proto, settings.timeouts.connect())
+        let failure = match super::connect::open_node(&node, proto, settings.timeouts.connect())
             .await
         {
             Ok(stream) => {
@@ -180,8 +182,16 @@ async fn drive(
             }
             Err(reason) => reason,
         };
-        node.failed(&failure.detail);
-        if node.status.set_error(&failure.detail) {
+        // Refused credentials mark the node down at once; other failures count towards it.
+        let transition = if failure.kind == ErrorKind::Auth {
+            node.refused(&failure.detail)
+        } else {
+            node.failed(&failure.detail)
+        };
+        // One line per change of reason, not per attempt (every worker's connections and
+        // every backoff round meet the same failure), and none when the health transition
+        // just logged it.
+        if node.status.set_error(&failure.detail) && transition.is_none() {
             tracing::warn!(node = %node.id, addr = %node.addr, reason = %failure, kind = failure.kind.label(), "cannot reach node");
         }
         // Until the next attempt, answer this node's requests with the error at once.

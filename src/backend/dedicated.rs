@@ -53,9 +53,15 @@ pub async fn open(
     }
     // Counted from here: any failure below gives the unit back.
     let counted = Counted(node.clone());
-    let stream = super::connect::open(&node.addr, proto, connect_timeout)
+    let stream = super::connect::open_node(node, proto, connect_timeout)
         .await
-        .map_err(|e| Failure::new(e.kind, format!("node {} ({}): {e}", node.id, node.addr)))?;
+        .map_err(|e| {
+            if e.kind == ErrorKind::Auth {
+                // As on the shared connections: refused credentials mark the node down.
+                node.refused(&e.detail);
+            }
+            Failure::new(e.kind, format!("node {} ({}): {e}", node.id, node.addr))
+        })?;
     Ok((stream, counted))
 }
 

@@ -33,8 +33,8 @@ pub enum ErrorKind {
     /// strata's own limit of connections to the node is reached
     /// (`limits.max_dedicated_per_node`); nothing was sent.
     Busy,
-    /// The node refused strata's credentials. Reserved for backend AUTH (the connect path is
-    /// where it will plug in); nothing produces it yet.
+    /// The node refused strata's credentials (`backend.password`, or the node's own): the
+    /// `AUTH` or `HELLO 3 AUTH` of the connect path got an error (`connect.rs`).
     Auth,
 }
 
@@ -53,13 +53,14 @@ impl ErrorKind {
     /// The kinds a node connection fails requests with and counts in the node figures
     /// (`errors`, and by kind in `strata_node_errors_by_kind_total`). Not counted: requests
     /// to a node marked down are not sent, requests still queued when a node is removed fail
-    /// as `down` uncounted (as before kinds existed), the dedicated-connection limit refuses a
-    /// lease rather than a request, and AUTH is not sent yet.
-    pub const COUNTED: [ErrorKind; 4] = [
+    /// as `down` uncounted (as before kinds existed), and the dedicated-connection limit refuses
+    /// a lease rather than a request.
+    pub const COUNTED: [ErrorKind; 5] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::Closed,
         ErrorKind::Protocol,
+        ErrorKind::Auth,
     ];
 
     /// A stable name for metric labels and INFO fields.
@@ -75,11 +76,13 @@ impl ErrorKind {
         }
     }
 
-    /// Whether asking another replica may help. Every failure of one node may be that node's
-    /// alone, except refused credentials: strata sends every node the same ones, so failing
-    /// over would only spread the failure and hide its cause from the client.
+    /// Whether asking another replica may help: yes for every kind. Refused credentials too:
+    /// they are per node (a node's own `password` overrides `backend.password`, and a node's
+    /// ACL may differ), so a replica whose credentials work still serves the read; when every
+    /// replica refuses, the client gets the last node's error, which names it and says
+    /// `authentication failed`.
     pub fn retryable(self) -> bool {
-        !matches!(self, ErrorKind::Auth)
+        true
     }
 
     /// A failed connect: a timeout, else the connection could not be opened.
@@ -233,13 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_distinct_and_only_auth_stops_failover() {
+    fn labels_are_distinct_and_every_kind_fails_over() {
         let labels: std::collections::HashSet<_> =
             ErrorKind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels.len(), ErrorKind::ALL.len());
         for (i, kind) in ErrorKind::ALL.iter().enumerate() {
             assert_eq!(kind.index(), i, "ALL is in declaration order");
-            assert_eq!(kind.retryable(), *kind != ErrorKind::Auth, "{kind:?}");
+            assert!(kind.retryable(), "{kind:?}");
         }
     }
 

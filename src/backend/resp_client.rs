@@ -1,7 +1,8 @@
 //! A request/reply RESP client over one connection of its own: requests out, replies back in
 //! order, decoded by the project's node reply decoder (`protocol::codec`), requests encoded by
 //! `protocol::reply`. It opens through [`connect::open`](super::connect::open), the one connect
-//! path (timeout, no Nagle delay, `HELLO 3`; TLS and AUTH plug in there).
+//! path (timeout, no Nagle delay, AUTH with the node's credentials, `HELLO 3`; TLS will plug in
+//! there).
 //!
 //! For the connections strata and its tools hold one caller at a time: heartbeats, the
 //! rebalancer's walks, dedicated connections (blocking commands, transactions), `strata warm`
@@ -19,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, Failure};
+use crate::cluster::NodeInfo;
+use crate::config::Credentials;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
@@ -80,14 +83,41 @@ pub struct RespClient {
 }
 
 impl RespClient {
-    /// Opens a connection to `addr` speaking `proto`, within `connect_timeout`. No request
-    /// timeout until [`with_timeout`](RespClient::with_timeout).
+    /// Opens a connection to `addr` speaking `proto`, within `connect_timeout`, without
+    /// credentials (strata's tools: `strata warm`, `strata load`). No request timeout until
+    /// [`with_timeout`](RespClient::with_timeout).
     pub async fn connect(
         addr: &str,
         proto: Proto,
         connect_timeout: Duration,
     ) -> Result<RespClient, CallError> {
-        let stream = super::connect::open(addr, proto, connect_timeout)
+        RespClient::connect_with(addr, None, proto, connect_timeout).await
+    }
+
+    /// Opens a connection to `node`, authenticated with its current credentials (heartbeats,
+    /// the rebalancer).
+    pub async fn connect_node(
+        node: &NodeInfo,
+        proto: Proto,
+        connect_timeout: Duration,
+    ) -> Result<RespClient, CallError> {
+        RespClient::connect_with(
+            &node.addr,
+            node.credentials().as_deref(),
+            proto,
+            connect_timeout,
+        )
+        .await
+    }
+
+    /// Opens a connection to `addr`, authenticated with `credentials` when some are given.
+    pub async fn connect_with(
+        addr: &str,
+        credentials: Option<&Credentials>,
+        proto: Proto,
+        connect_timeout: Duration,
+    ) -> Result<RespClient, CallError> {
+        let stream = super::connect::open(addr, credentials, proto, connect_timeout)
             .await
             .map_err(CallError::Connect)?;
         Ok(RespClient::from_stream(stream, proto))

@@ -32,7 +32,7 @@ fn closed_port() -> String {
 #[tokio::test]
 async fn connecting_to_a_closed_port_is_refused() {
     let addr = closed_port();
-    let e = super::connect::open(&addr, Proto::Resp2, Duration::from_secs(2))
+    let e = super::connect::open(&addr, None, Proto::Resp2, Duration::from_secs(2))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused, "{e}");
@@ -50,7 +50,7 @@ async fn a_handshake_a_node_never_answers_times_out() {
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(socket);
     });
-    let e = super::connect::open(&addr, Proto::Resp3, Duration::from_millis(200))
+    let e = super::connect::open(&addr, None, Proto::Resp3, Duration::from_millis(200))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TimedOut, "{e}");
@@ -73,7 +73,7 @@ async fn a_handshake_cut_short_is_closed_and_garbage_is_protocol() {
         addr
     }
     let open = |addr: String| async move {
-        super::connect::open(&addr, Proto::Resp3, Duration::from_secs(2))
+        super::connect::open(&addr, None, Proto::Resp3, Duration::from_secs(2))
             .await
             .unwrap_err()
     };
@@ -88,6 +88,77 @@ async fn a_handshake_cut_short_is_closed_and_garbage_is_protocol() {
         e.detail,
         "node refused RESP3 (HELLO 3): -ERR unknown command 'HELLO'"
     );
+}
+
+/// A "node" that reads one request, hands it to the test and answers `answer`.
+async fn answering(answer: &'static [u8]) -> (String, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = socket.read(&mut buf).await.unwrap();
+        let _ = tx.send(buf[..n].to_vec());
+        let _ = socket.write_all(answer).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn credentials_go_first_as_auth_or_hello_3_auth_and_a_refusal_is_auth() {
+    use crate::config::{Credentials, Secret};
+    let user = Credentials {
+        username: Some("app".into()),
+        password: Secret::new("pw"),
+    };
+    let default = Credentials {
+        username: None,
+        password: Secret::new("pw"),
+    };
+    let wrongpass: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    for (proto, credentials, request) in [
+        (
+            Proto::Resp2,
+            &user,
+            &b"*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$2\r\npw\r\n"[..],
+        ),
+        (Proto::Resp2, &default, b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"),
+        (
+            Proto::Resp3,
+            &default,
+            b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$2\r\npw\r\n",
+        ),
+    ] {
+        // (A real node answers HELLO with a map; any reply that is not an error will do.)
+        let (addr, sent) = answering(b"+OK\r\n").await;
+        super::connect::open(&addr, Some(credentials), proto, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(sent.await.unwrap(), request, "{proto:?}");
+
+        let (addr, _) = answering(wrongpass).await;
+        let e = super::connect::open(&addr, Some(credentials), proto, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+        assert_eq!(
+            e.detail,
+            "authentication failed: WRONGPASS invalid username-password pair or user is disabled."
+        );
+    }
+    // Without credentials a RESP2 connection sends nothing before the first request.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = tokio::spawn(async move { listener.accept().await.unwrap() });
+    let _stream = super::connect::open(&addr, None, Proto::Resp2, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (mut socket, _) = accepted.await.unwrap();
+    let mut buf = [0u8; 16];
+    let idle = tokio::time::timeout(Duration::from_millis(100), socket.read(&mut buf)).await;
+    assert!(idle.is_err(), "nothing sent: {idle:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

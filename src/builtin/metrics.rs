@@ -399,7 +399,7 @@ impl Collector for StrataCollector {
         {
             let mut m = e.encode_descriptor(
                 "node_errors_by_kind",
-                "Requests that got no reply from the node, by kind of failure (refused, timed_out, closed, protocol); they sum to node_errors.",
+                "Requests that got no reply from the node, by kind of failure (refused, timed_out, closed, protocol, auth); they sum to node_errors.",
                 None,
                 MetricType::Counter,
             )?;

@@ -227,6 +227,15 @@ impl NodeHealth {
         }
     }
 
+    /// The node refused strata's credentials: down at once, with `reason` as the reason. No
+    /// threshold: a refusal is not a chance event that the next attempt may not meet, and
+    /// requests sent meanwhile would only fail the same way. Heartbeats bring it back up as
+    /// after any failure (once a reload gave it the right credentials).
+    pub fn refused(&self, reason: &str) -> Option<Transition> {
+        self.recoveries.store(0, Ordering::Relaxed);
+        self.mark_down(reason.to_string())
+    }
+
     /// Periodic check (each heartbeat): an up node silent for `node_timeout` goes down.
     pub fn check(&self, now: Instant) -> Option<Transition> {
         if self.is_down() {
@@ -281,6 +290,19 @@ mod tests {
             node_timeout: Duration::from_secs(3),
             same_event: SAME_EVENT,
         })
+    }
+
+    #[test]
+    fn refused_credentials_mark_down_at_once_and_once() {
+        let h = health();
+        let t = h.refused("authentication failed: WRONGPASS");
+        assert!(
+            matches!(&t, Some(Transition::Down(r)) if r == "authentication failed: WRONGPASS"),
+            "{t:?}"
+        );
+        assert!(h.is_down());
+        assert_eq!(h.refused("authentication failed: WRONGPASS"), None);
+        assert_eq!(h.transitions(), (1, 0));
     }
 
     /// The instant `n` same-event windows after the node's creation.

@@ -3,10 +3,11 @@
 //! `error.rs`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cluster::health::{NodeHealth, Thresholds, Transition};
 use crate::cluster::hints::Hints;
+use crate::config::Credentials;
 use crate::stats::NodeStats;
 
 /// Identity and status of one configured node.
@@ -16,6 +17,9 @@ pub struct NodeInfo {
     pub index: usize,
     pub id: String,
     pub addr: String,
+    /// What strata authenticates with on every connection it opens to the node; read at each
+    /// connect, so a reload's new password applies to the connections opened after it.
+    credentials: Mutex<Option<Arc<Credentials>>>,
     /// Ring weight (changed by `STRATA NODE WEIGHT`).
     weight: AtomicU32,
     /// Removed from the cluster: its connections close once idle, its heartbeat stops.
@@ -40,6 +44,7 @@ impl NodeInfo {
             index,
             id,
             addr,
+            credentials: Mutex::new(None),
             weight: AtomicU32::new(weight),
             retired: crate::latch::Latch::default(),
             status: NodeStatus::default(),
@@ -55,6 +60,24 @@ impl NodeInfo {
         self.health = NodeHealth::new(thresholds);
         self.hints = Hints::new(max_hints);
         self
+    }
+
+    /// Sets the credentials sent on the connections opened from now on.
+    pub fn with_credentials(self, credentials: Option<Credentials>) -> NodeInfo {
+        self.set_credentials(credentials);
+        self
+    }
+
+    /// Replaces the credentials (a reload): connections already open stay as they are.
+    pub fn set_credentials(&self, credentials: Option<Credentials>) {
+        if let Ok(mut c) = self.credentials.lock() {
+            *c = credentials.map(Arc::new);
+        }
+    }
+
+    /// The credentials a new connection to the node authenticates with.
+    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+        self.credentials.lock().ok().and_then(|c| c.clone())
     }
 
     pub fn weight(&self) -> u32 {
@@ -93,9 +116,16 @@ impl NodeInfo {
         transition
     }
 
-    /// A request or connection to the node failed: counts towards marking it down.
-    pub fn failed(&self, reason: &str) {
-        self.log_transition(self.health.failure(reason));
+    /// A request or connection to the node failed: counts towards marking it down. The
+    /// transition, when there is one, is logged here.
+    pub fn failed(&self, reason: &str) -> Option<Transition> {
+        self.log_transition(self.health.failure(reason))
+    }
+
+    /// The node refused strata's credentials: marked down at once (logged here, once per
+    /// transition however many connections meet the refusal).
+    pub fn refused(&self, reason: &str) -> Option<Transition> {
+        self.log_transition(self.health.refused(reason))
     }
 
     /// Why the node is marked down, as a request refused for it says.

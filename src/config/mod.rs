@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 use layers::{resolve_layers, LayerSpec};
 
 mod bytesize;
+pub mod credentials;
 pub mod layers;
 mod sections;
 pub mod security;
 pub mod template;
 
 pub use bytesize::ByteSize;
+pub use credentials::{Credentials, Secret};
 pub use sections::*;
 pub use security::{SecurityConfig, UserConfig};
 
@@ -92,6 +94,27 @@ pub struct NodeConfig {
     /// Share of the ring, relative to the other nodes. Default 1; 0 is not allowed.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// ACL user strata authenticates as on this node, overriding `backend.username`. Default
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password strata authenticates with on this node, overriding `backend.password`. Default
+    /// none. Never printed (`<redacted>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+}
+
+impl NodeConfig {
+    /// A node without credentials of its own.
+    pub fn new(id: impl Into<String>, addr: impl Into<String>, weight: u32) -> NodeConfig {
+        NodeConfig {
+            id: id.into(),
+            addr: addr.into(),
+            weight,
+            username: None,
+            password: None,
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -197,6 +220,7 @@ impl Config {
                     node.weight
                 ));
             }
+            self.credentials_of(&format!("nodes[{i}] ({})", node.id), node)?;
         }
         if self.limits.max_nodes < self.nodes.len() || self.limits.max_nodes > 65535 {
             return Err(format!(
@@ -349,6 +373,33 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
     Some((host, port))
 }
 
+impl Config {
+    /// The credentials strata sends `node` (its own `username` / `password`, else those of
+    /// `backend`); `None`: no AUTH. `Err` as [`credentials::resolve`].
+    pub fn credentials_of(
+        &self,
+        what: &str,
+        node: &NodeConfig,
+    ) -> Result<Option<Credentials>, String> {
+        credentials::resolve(
+            what,
+            (
+                self.backend.username.as_ref(),
+                self.backend.password.as_ref(),
+            ),
+            (node.username.as_ref(), node.password.as_ref()),
+        )
+    }
+
+    /// The credentials of the node named `id`, or the global ones for a node not in the file
+    /// (`STRATA NODE ADD`). Validation already refused inconsistent ones: none then.
+    pub fn credentials_for(&self, id: &str) -> Option<Credentials> {
+        let global = NodeConfig::new(id, "", 1);
+        let node = self.nodes.iter().find(|n| n.id == id).unwrap_or(&global);
+        self.credentials_of(id, node).ok().flatten()
+    }
+}
+
 impl Settings {
     /// The effective configuration as YAML, defaults filled in (`strata check` prints it).
     pub fn to_yaml(&self) -> String {
@@ -414,6 +465,36 @@ mod tests {
     }
 
     #[test]
+    fn backend_credentials_resolve_per_node_and_never_print() {
+        let s = Config::parse(
+            "nodes:\n  - {id: a, addr: 'h:1'}\n  - {id: b, addr: 'h:2', username: ops, password: node-pw}\nbackend: {password: global-pw}\n",
+            "t",
+        )
+        .unwrap();
+        let a = s.config.credentials_for("a").unwrap();
+        assert_eq!((a.username, a.password.expose()), (None, "global-pw"));
+        let b = s.config.credentials_for("b").unwrap();
+        assert_eq!(
+            (b.username.as_deref(), b.password.expose()),
+            (Some("ops"), "node-pw")
+        );
+        // A node added at run time gets the global ones.
+        let c = s.config.credentials_for("new").unwrap();
+        assert_eq!(c.password.expose(), "global-pw");
+        let yaml = s.to_yaml();
+        assert!(
+            !yaml.contains("global-pw") && !yaml.contains("node-pw"),
+            "{yaml}"
+        );
+        assert_eq!(yaml.matches("<redacted>").count(), 2, "{yaml}");
+        assert!(!format!("{:?}", s.config).contains("-pw"));
+        // No credentials anywhere: no AUTH.
+        let s = Config::parse("nodes:\n  - {id: a, addr: 'h:1'}\n", "t").unwrap();
+        assert_eq!(s.config.credentials_for("a"), None);
+        assert!(!s.to_yaml().contains("password"));
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for (text, needle) in [
             ("nodes: []\n", "at least one node"),
@@ -434,6 +515,18 @@ mod tests {
             (
                 "nodes:\n  - {id: a, addr: 'h:1'}\nlimits: {max_pipeline: 0}\n",
                 "max_pipeline",
+            ),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1', username: u}\n",
+                "nodes[0] (a): username \"u\" is set without a password",
+            ),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1'}\nbackend: {password: ''}\n",
+                "nodes[0] (a): password must not be empty",
+            ),
+            (
+                "nodes:\n  - {id: a, addr: 'h:1', password: [x]}\n",
+                "invalid type",
             ),
         ] {
             let err = Config::parse(text, "t").unwrap_err().to_string();

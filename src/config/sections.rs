@@ -265,6 +265,16 @@ pub struct BackendConfig {
     pub queue_depth: usize,
     /// Requests written to one backend connection and not yet answered, at most. Default 16384.
     pub max_in_flight: usize,
+    /// ACL user strata authenticates as on every node (`AUTH <username> <password>`, or
+    /// `HELLO 3 AUTH ...` on RESP3 connections). Default none: `AUTH <password>` (the node's
+    /// `default` user) when a password is set. A node's own `username` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password strata authenticates with on every connection it opens to a node. Default
+    /// none: no AUTH. A node's own `password` overrides it. Never printed (`<redacted>`);
+    /// a reload applies a new one to the connections opened after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<super::Secret>,
 }
 
 /// Limits on what clients may send, as Redis has them.
@@ -365,6 +375,8 @@ impl Default for BackendConfig {
             reconnect_backoff_max: Duration::from_secs(1),
             queue_depth: 4096,
             max_in_flight: 16384,
+            username: None,
+            password: None,
         }
     }
 }

@@ -164,6 +164,11 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
     for node in topology.nodes.iter() {
         node.health.set_thresholds(thresholds);
     }
+    // New credentials apply to the connections opened from now on; those open stay
+    // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them).
+    for node in topology.member_nodes() {
+        node.set_credentials(settings.config.credentials_for(&node.id));
+    }
     control.timeouts.set(
         settings.config.timeouts.connect,
         settings.config.timeouts.request,
@@ -206,9 +211,13 @@ fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static s
         changed.push("ring");
         config.ring = old.ring.clone();
     }
-    if !same(&config.backend, &old.backend) {
+    // The credentials are read at each connect: they change while running.
+    let mut old_backend = old.backend.clone();
+    old_backend.username = config.backend.username.clone();
+    old_backend.password = config.backend.password.clone();
+    if !same(&config.backend, &old_backend) {
         changed.push("backend");
-        config.backend = old.backend.clone();
+        config.backend = old_backend;
     }
     if config.limits.max_nodes != old.limits.max_nodes {
         changed.push("limits.max_nodes");

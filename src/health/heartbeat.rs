@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::backend::{RespClient, Router};
+use crate::backend::{ErrorKind, Failure, RespClient, Router};
 use crate::cluster::NodeInfo;
+use crate::config::Credentials;
 use crate::protocol::Proto;
 
 /// Longest reply taken from a node to a PING.
@@ -36,7 +37,7 @@ async fn beat(router: Arc<Router>, index: usize) {
     let mut interval = router.view().settings.config.health.heartbeat_interval;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut conn: Option<RespClient> = None;
+    let mut conn: Option<Beating> = None;
     let mut replay: Option<tokio::task::JoinHandle<u64>> = None;
     loop {
         tokio::select! {
@@ -60,9 +61,13 @@ async fn beat(router: Arc<Router>, index: usize) {
             Ok(Ok(())) => {
                 node.log_transition(node.health.heartbeat_ok(now));
             }
-            Ok(Err(reason)) => {
+            Ok(Err(failure)) if failure.kind == ErrorKind::Auth => {
                 conn = None;
-                node.failed(&format!("heartbeat: {reason}"));
+                node.refused(&failure.detail);
+            }
+            Ok(Err(failure)) => {
+                conn = None;
+                node.failed(&format!("heartbeat: {failure}"));
             }
             Err(_) => {
                 conn = None;
@@ -83,30 +88,54 @@ async fn beat(router: Arc<Router>, index: usize) {
     }
 }
 
-/// One PING on the heartbeat connection, opening it first when needed.
+/// The heartbeat's connection and the credentials it was opened with.
+type Beating = (RespClient, Option<Arc<Credentials>>);
+
+/// One PING on the heartbeat connection, opening it first when needed, and again when a
+/// reload changed the node's credentials (a connection opened with the old ones must not
+/// keep the node up while every new connection is refused). A refusal of the credentials is
+/// a failure of kind `auth`.
 async fn ping(
     node: &NodeInfo,
-    conn: &mut Option<RespClient>,
+    conn: &mut Option<Beating>,
     connect_timeout: Duration,
-) -> Result<(), String> {
-    let client = match conn {
-        Some(client) => client,
-        None => conn.insert(
-            RespClient::connect(&node.addr, Proto::Resp2, connect_timeout)
+) -> Result<(), Failure> {
+    let credentials = node.credentials();
+    if conn.as_ref().is_some_and(|(_, used)| *used != credentials) {
+        *conn = None;
+    }
+    let (client, _) = match conn {
+        Some(open) => open,
+        None => conn.insert((
+            RespClient::connect_node(node, Proto::Resp2, connect_timeout)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(Failure::from)?
                 // A reply is one short line: +PONG, or an error such as -LOADING while the
                 // node loads its data.
                 .with_reply_limit(MAX_REPLY),
-        ),
+            credentials,
+        )),
     };
-    let reply = client.call(&["PING"]).await.map_err(|e| e.to_string())?;
+    let reply = client.call(&["PING"]).await.map_err(Failure::from)?;
     if &reply.raw[..] == b"+PONG\r\n" {
         Ok(())
+    } else if reply.raw.starts_with(b"-NOAUTH") {
+        // The node wants credentials and strata has none for it: as a refusal.
+        Err(Failure::new(
+            ErrorKind::Auth,
+            format!(
+                "{}: {}",
+                crate::backend::connect::AUTH_FAILED,
+                String::from_utf8_lossy(reply.raw.get(1..).unwrap_or_default()).trim_end()
+            ),
+        ))
     } else {
-        Err(format!(
-            "unexpected reply {}",
-            String::from_utf8_lossy(&reply.raw).trim_end()
+        Err(Failure::new(
+            ErrorKind::Protocol,
+            format!(
+                "unexpected reply {}",
+                String::from_utf8_lossy(&reply.raw).trim_end()
+            ),
         ))
     }
 }

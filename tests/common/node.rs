@@ -7,21 +7,34 @@ pub struct RedisNode {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// `--requirepass`: the `default` user's password (`None`: no password).
+    password: Option<String>,
 }
 
 impl RedisNode {
     /// Starts a redis-server on a free port and waits until it answers PING.
     pub fn start() -> RedisNode {
+        RedisNode::start_with(None)
+    }
+
+    /// Starts a redis-server whose `default` user needs `password` (`--requirepass`). The
+    /// helpers below (`conn`, `get`, ...) authenticate with it.
+    pub fn start_with_password(password: &str) -> RedisNode {
+        RedisNode::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> RedisNode {
         let dir = tempfile::tempdir().expect("tempdir for redis-server");
         let mut last_error = String::new();
         for _ in 0..20 {
             let port = free_port();
-            match spawn_redis(dir.path(), port) {
+            match spawn_redis(dir.path(), port, password.as_deref()) {
                 Ok(child) => {
                     return RedisNode {
                         child: Some(child),
                         port,
                         dir,
+                        password,
                     }
                 }
                 Err(e) => last_error = e,
@@ -63,7 +76,7 @@ impl RedisNode {
         self.kill();
         let end = Instant::now() + DEADLINE;
         loop {
-            match spawn_redis(self.dir.path(), self.port) {
+            match spawn_redis(self.dir.path(), self.port, self.password.as_deref()) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -87,7 +100,13 @@ impl RedisNode {
 
     /// A fresh connection of the `redis` crate straight to the node.
     pub fn conn(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        let client =
+            redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", self.port)).unwrap();
         let con = client
             .get_connection_with_timeout(Duration::from_secs(5))
             .expect("connect to node");
@@ -123,8 +142,12 @@ impl Drop for RedisNode {
 
 /// Spawns redis-server on `port` and waits until *this* process answers PING (checked by its
 /// process id, so a server some other test started on the same port is never mistaken for it).
-fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
-    let mut child = Command::new("redis-server")
+fn spawn_redis(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, String> {
+    let mut command = Command::new("redis-server");
+    if let Some(password) = password {
+        command.args(["--requirepass", password]);
+    }
+    let mut child = command
         .args([
             "--port",
             &port.to_string(),
@@ -154,7 +177,7 @@ fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
                 "redis-server on port {port} exited ({status}): {tail}"
             ));
         }
-        if answers_as(port, pid) {
+        if answers_as(port, pid, password) {
             return Ok(child);
         }
         if Instant::now() >= end {
@@ -169,10 +192,15 @@ fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
 }
 
 /// True when the server on `port` answers PING and INFO says it is process `pid`.
-fn answers_as(port: u16, pid: u32) -> bool {
+fn answers_as(port: u16, pid: u32, password: Option<&str>) -> bool {
     let Ok(mut c) = RawClient::try_connect(&format!("127.0.0.1:{port}")) else {
         return false;
     };
+    if let Some(password) = password {
+        if c.try_call(&["AUTH", password]) != Some(Resp::status("OK")) {
+            return false;
+        }
+    }
     if c.try_call(&["PING"]) != Some(Resp::status("PONG")) {
         return false;
     }

@@ -15,6 +15,8 @@ pub struct Strata {
 /// replace the defaults of the same name.
 pub struct StrataBuilder {
     nodes: Vec<String>,
+    /// More fields of each node's entry (`password: x`), by node index.
+    node_fields: Vec<(usize, String)>,
     sections: Vec<(String, String)>,
 }
 
@@ -39,7 +41,18 @@ impl StrataBuilder {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        StrataBuilder { nodes, sections }
+        StrataBuilder {
+            nodes,
+            node_fields: Vec::new(),
+            sections,
+        }
+    }
+
+    /// Adds fields to the entry of node `index` (0-based) in `nodes:`, e.g.
+    /// `password: secret`.
+    pub fn node_fields(mut self, index: usize, fields: &str) -> StrataBuilder {
+        self.node_fields.push((index, fields.to_string()));
+        self
     }
 
     pub fn workers(self, n: usize) -> StrataBuilder {
@@ -80,7 +93,16 @@ impl StrataBuilder {
         }
         out.push_str("nodes:\n");
         for (i, addr) in self.nodes.iter().enumerate() {
-            out.push_str(&format!("  - {{id: node{}, addr: '{addr}'}}\n", i + 1));
+            let extra: String = self
+                .node_fields
+                .iter()
+                .filter(|(n, _)| *n == i)
+                .map(|(_, f)| format!(", {f}"))
+                .collect();
+            out.push_str(&format!(
+                "  - {{id: node{}, addr: '{addr}'{extra}}}\n",
+                i + 1
+            ));
         }
         out
     }

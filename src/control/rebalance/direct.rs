@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::backend::RespClient;
+use crate::cluster::NodeInfo;
 use crate::protocol::reply::encode_command;
 use crate::protocol::{NodeReply, Proto};
 
@@ -16,14 +17,15 @@ pub struct Direct {
 
 impl Direct {
     /// Connects within `connect` and gives every later exchange `timeout`.
+    /// Authenticates with the node's credentials, as every connection to a node does.
     pub async fn connect(
-        addr: &str,
+        node: &NodeInfo,
         connect: Duration,
         timeout: Duration,
     ) -> Result<Direct, String> {
-        let client = RespClient::connect(addr, Proto::Resp2, connect)
+        let client = RespClient::connect_node(node, Proto::Resp2, connect)
             .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?
+            .map_err(|e| format!("connect to {}: {e}", node.addr))?
             .with_timeout(timeout);
         Ok(Direct { client })
     }

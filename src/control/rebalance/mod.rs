@@ -120,9 +120,7 @@ pub async fn walk(control: &Control, view: &View, dry: bool) -> Summary {
         walked.push(&node.addr);
         let member = topology.members.contains(&slot);
         let mut source =
-            match Direct::connect(&node.addr, config.timeouts.connect, config.timeouts.request)
-                .await
-            {
+            match Direct::connect(node, config.timeouts.connect, config.timeouts.request).await {
                 Ok(c) => c,
                 Err(e) => {
                     // A removed node that is gone has nothing left to give.
@@ -282,8 +280,7 @@ async fn move_keys(
         let conn = match targets.entry(target) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                match Direct::connect(&node.addr, config.timeouts.connect, config.timeouts.request)
-                    .await
+                match Direct::connect(node, config.timeouts.connect, config.timeouts.request).await
                 {
                     Ok(c) => e.insert(c),
                     Err(_) => {
