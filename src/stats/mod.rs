@@ -64,6 +64,9 @@ pub struct Stats {
     /// Clients disconnected past `limits.client_query_buffer_limit`
     /// (`client_query_buffer_limit_disconnections`).
     pub query_limit_disconnections: AtomicU64,
+    /// Clients disconnected after `limits.idle_timeout` without traffic
+    /// (`strata_idle_timeout_disconnections`).
+    pub idle_timeout_disconnections: AtomicU64,
     /// `instantaneous_ops_per_sec` and the `_kbps` rates.
     pub instantaneous: Instantaneous,
 }
@@ -156,6 +159,7 @@ impl Stats {
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
         self.output_limit_disconnections.store(0, Ordering::Relaxed);
+        self.idle_timeout_disconnections.store(0, Ordering::Relaxed);
         self.query_limit_disconnections.store(0, Ordering::Relaxed);
     }
 }
