@@ -333,6 +333,7 @@ fn run_worker(
             tokio::spawn(crate::control::layer_keys::run(coord.clone()));
             crate::health::heartbeat::start(&router);
             tokio::spawn(reload_on_request(control.clone(), router.clone()));
+            tokio::spawn(crate::control::clients::close_idle(control.clone()));
         }
         while let Some(stream) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);

@@ -62,6 +62,7 @@ fn metrics_and_healthz_over_http() {
         ("strata_connected_clients", "1"),
         ("strata_client_output_buffer_limit_disconnections_total", "0"),
         ("strata_client_query_buffer_limit_disconnections_total", "0"),
+        ("strata_idle_timeout_disconnections_total", "0"),
         ("strata_commands_total{command=\"get\"}", "3"),
         ("strata_commands_total{command=\"set\"}", "1"),
         ("strata_commands_total{command=\"config\"}", "1"),

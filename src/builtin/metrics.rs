@@ -230,6 +230,12 @@ impl Collector for StrataCollector {
         }
         counter(
             &mut e,
+            "idle_timeout_disconnections",
+            "Clients disconnected after limits.idle_timeout without traffic.",
+            s.stats.idle_timeout_disconnections.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
             "commands_processed",
             "Requests handled.",
             t.commands,

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 const QUEUE_WHOLE: usize = 16 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
-/// Initial and idle size of the tail.
+/// Size of the tail when a reply takes one.
 const TAIL_SIZE: usize = 16 * 1024;
 /// A tail grown past this is dropped once written out, not kept for the connection's life.
 const TAIL_KEEP: usize = 4 * 1024 * 1024;
@@ -32,7 +32,7 @@ impl Default for Output {
     fn default() -> Output {
         Output {
             queued: VecDeque::new(),
-            tail: BytesMut::with_capacity(TAIL_SIZE),
+            tail: BytesMut::new(),
             queued_len: 0,
         }
     }
@@ -58,15 +58,28 @@ impl Output {
         self.queued.len()
     }
 
-    /// The buffer to encode the next reply into.
+    /// The buffer to encode the next reply into (taken from the allocator after a release).
     pub fn tail(&mut self) -> &mut BytesMut {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(TAIL_SIZE);
+        }
         &mut self.tail
+    }
+
+    /// Gives the tail's buffer back to the allocator when nothing waits in it: an idle client
+    /// holds none (the next reply takes one).
+    pub fn release(&mut self) {
+        if self.tail.is_empty() {
+            // Unconditionally: a tail written out to its end has no capacity left but still
+            // holds its allocation.
+            self.tail = BytesMut::new();
+        }
     }
 
     /// Adds a node's reply as it is: queued whole when large, else copied to the tail.
     pub fn push_raw(&mut self, raw: &Bytes) {
         if raw.len() < QUEUE_WHOLE {
-            self.tail.extend_from_slice(raw);
+            self.tail().extend_from_slice(raw);
             return;
         }
         if !self.tail.is_empty() {
@@ -110,7 +123,7 @@ impl Output {
             }
         }
         if self.tail.is_empty() && self.tail.capacity() > TAIL_KEEP {
-            self.tail = BytesMut::with_capacity(TAIL_SIZE);
+            self.tail = BytesMut::new();
         }
         Ok(written)
     }

@@ -72,7 +72,9 @@ async fn serve(
         max_inline_len: limits.max_inline_len,
     });
     let stats = control.stats.workers.get(coord.router.worker);
-    let mut input = BytesMut::with_capacity(READ_SIZE);
+    // Taken when bytes arrive and given back whenever nothing is in flight (`release`): an
+    // idle client holds no buffer.
+    let mut input = BytesMut::new();
     // Replies encoded and not yet taken by the socket: strata keeps reading requests while
     // they wait (a client may send its whole pipeline before it reads), bounded in bytes by
     // `limits.client_output_buffer_limit`.
@@ -103,6 +105,8 @@ async fn serve(
     // Bytes the request being parsed still needs (sizes the next read).
     let mut want = 0usize;
     let mut eof = false;
+    // Bytes moved either way since the clock was last read (`limits.idle_timeout`).
+    let mut active = false;
     // One timer for the hedge time of the oldest pending reply (`Pending::hedge_at`): replies
     // behind it were sent later, so it is always the first due.
     let hedge = tokio::time::sleep(std::time::Duration::from_secs(3600));
@@ -117,6 +121,10 @@ async fn serve(
         let mut last_spec = None;
         // One clock read for the batch: the requests in one read arrived together.
         let started = Instant::now();
+        if active {
+            client.mark_active(started);
+            active = false;
+        }
         // The access rules as they are now (a reload may change them; checked with one atomic
         // load); none to apply when no password or user is configured.
         let generation = coord.router.live().generation();
@@ -258,11 +266,17 @@ async fn serve(
             }
         }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
-        if can_read {
-            let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
-            if input.capacity() - input.len() < room {
-                input.reserve(room);
-            }
+        let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
+        if input.is_empty() && pending.is_empty() && output.is_empty() {
+            // Nothing in flight: the buffers go back to the allocator while the client thinks
+            // (most clients of a cache are idle most of the time); the read below takes one
+            // again once bytes are there.
+            // (Unconditionally: a buffer parsed to its end has no room left but still holds
+            // its allocation.)
+            input = BytesMut::new();
+            output.release();
+        } else if can_read && input.capacity() - input.len() < room {
+            input.reserve(room);
         }
         let hedge_at = pending
             .front()
@@ -302,10 +316,11 @@ async fn serve(
                 }
                 false
             }
-            read = reader.read_buf(&mut input), if can_read => {
+            read = read_some(&mut reader, socket, &mut input, room), if can_read => {
                 match read {
                     Ok(0) | Err(_) => eof = true,
                     Ok(n) => {
+                        active = true;
                         if let Some(s) = stats {
                             s.net_input_bytes.add(n as u64);
                         }
@@ -361,6 +376,7 @@ async fn serve(
         if !output.is_empty() {
             match output.flush(socket) {
                 Ok(written) => {
+                    active |= written > 0;
                     if let Some(s) = stats {
                         s.net_output_bytes.add(written as u64);
                     }
@@ -398,6 +414,21 @@ async fn serve(
     }
     let _ = stream.shutdown().await;
     tracing::debug!("disconnected");
+}
+
+/// Reads what the socket has into `input`. A released (empty, capacity 0) buffer is taken
+/// again only once the socket is readable, so an idle client waits without one.
+async fn read_some(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    socket: &TcpStream,
+    input: &mut BytesMut,
+    room: usize,
+) -> std::io::Result<usize> {
+    if input.capacity() == input.len() {
+        poll_fn(|cx| socket.poll_read_ready(cx)).await?;
+        input.reserve(room);
+    }
+    reader.read_buf(input).await
 }
 
 /// Why a client was disconnected by a limit.

@@ -310,6 +310,12 @@ pub struct LimitsConfig {
     /// Dedicated connections open to one node at once (all workers together), for blocking
     /// commands. Past it such a command gets an error. Default 256.
     pub max_dedicated_per_node: usize,
+    /// A client that neither sent nor received a byte for longer than this is disconnected,
+    /// as by Redis's `timeout`; clients waiting on a blocking command (BLPOP ...) and
+    /// subscribed clients are exempt, as in Redis. Checked about once a second (more often
+    /// below `4s`). Default `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 /// `client-output-buffer-limit` for the two kinds of client strata has.
@@ -394,6 +400,7 @@ impl Default for LimitsConfig {
             scan_count: 1000,
             max_nodes: 1024,
             max_dedicated_per_node: 256,
+            idle_timeout: Duration::ZERO,
         }
     }
 }

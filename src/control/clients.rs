@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What strata knows about one client connection.
 #[derive(Debug)]
@@ -103,6 +103,31 @@ impl ClientInfo {
         if let Some(i) = command {
             self.last_command.store(i + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Records traffic either way at `at` (a time the session read anyway): what CLIENT LIST's
+    /// `idle` and `limits.idle_timeout` measure from, as Redis's `lastinteraction`.
+    pub fn mark_active(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.created).as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last request or traffic.
+    fn idle(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.created)
+            .saturating_sub(Duration::from_millis(
+                self.last_active_ms.load(Ordering::Relaxed),
+            ))
+    }
+
+    /// Whether `limits.idle_timeout` may close this client: as in Redis's
+    /// `clientsCronHandleTimeout` (7.0, src/timeout.c), not while it waits on a blocking
+    /// command nor while it is subscribed; a client inside MULTI is not exempt.
+    fn times_out(&self, timeout: Duration, now: Instant) -> bool {
+        !self.state.blocked.load(Ordering::Relaxed)
+            && !self.is_subscribed()
+            && !self.killed.is_set()
+            && self.idle(now) > timeout
     }
 
     pub fn name(&self) -> String {
@@ -270,12 +295,55 @@ impl ClientRegistry {
             .unwrap_or(0)
     }
 
+    /// The clients `limits.idle_timeout` closes now.
+    fn idle_past(&self, timeout: Duration, now: Instant) -> Vec<Arc<ClientInfo>> {
+        self.clients
+            .lock()
+            .map(|c| {
+                c.values()
+                    .filter(|i| i.times_out(timeout, now))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A snapshot, ordered by id.
     pub fn all(&self) -> Vec<Arc<ClientInfo>> {
         self.clients
             .lock()
             .map(|c| c.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// Closes the clients idle past `limits.idle_timeout` (Redis's `timeout`), as Redis's
+/// `clientsCron` does: one pass over the registry about once a second (a quarter of the
+/// timeout when that is shorter), the setting read on every pass so a reload applies to open
+/// connections. A pass rather than a timer per session: idle sessions then cost no timer, and
+/// busy ones no timer reset per request.
+pub async fn close_idle(control: Arc<super::Control>) {
+    loop {
+        let timeout = control.live.load().settings.config.limits.idle_timeout;
+        let period = if timeout.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        };
+        tokio::time::sleep(period).await;
+        // Read again: the setting may have changed during the sleep.
+        let timeout = control.live.load().settings.config.limits.idle_timeout;
+        if timeout.is_zero() {
+            continue;
+        }
+        for client in control.clients.idle_past(timeout, Instant::now()) {
+            control
+                .stats
+                .idle_timeout_disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client.addr = %client.addr, conn.id = client.id, "closing idle client (limits.idle_timeout)");
+            client.kill();
+        }
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Stats {
     /// Clients disconnected past `limits.client_query_buffer_limit`
     /// (`client_query_buffer_limit_disconnections`).
     pub query_limit_disconnections: AtomicU64,
+    /// Clients disconnected after `limits.idle_timeout` without traffic
+    /// (`strata_idle_timeout_disconnections`).
+    pub idle_timeout_disconnections: AtomicU64,
     /// Refusals by the access rules, as Redis names them in INFO: failed AUTH attempts
     /// (`acl_access_denied_auth`), commands, keys and channels a user may not use.
     pub acl_denied_auth: AtomicU64,
@@ -170,6 +173,7 @@ impl Stats {
             c.store(0, Ordering::Relaxed);
         }
         self.output_limit_disconnections.store(0, Ordering::Relaxed);
+        self.idle_timeout_disconnections.store(0, Ordering::Relaxed);
         self.query_limit_disconnections.store(0, Ordering::Relaxed);
     }
 }
