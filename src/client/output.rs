@@ -16,7 +16,7 @@ const QUEUE_WHOLE: usize = 16 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
 /// Size of the tail when a reply takes one.
-const TAIL_SIZE: usize = 16 * 1024;
+const TAIL_SIZE: usize = 1024;
 /// A tail grown past this is dropped once written out, not kept for the connection's life.
 const TAIL_KEEP: usize = 4 * 1024 * 1024;
 
@@ -66,10 +66,10 @@ impl Output {
         &mut self.tail
     }
 
-    /// Gives the tail's buffer back to the allocator when nothing waits in it: an idle client
-    /// holds none (the next reply takes one).
+    /// Gives the tail's buffer back to the allocator when nothing waits in it and it grew past
+    /// its first size: an idle client holds at most a small one.
     pub fn release(&mut self) {
-        if self.tail.is_empty() {
+        if self.tail.is_empty() && self.tail.capacity() > TAIL_SIZE {
             // Unconditionally: a tail written out to its end has no capacity left but still
             // holds its allocation.
             self.tail = BytesMut::new();

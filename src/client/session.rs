@@ -33,7 +33,7 @@ use crate::coordinator::{Coordinator, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 
 /// Smallest free space offered to a read.
-const READ_SIZE: usize = 16 * 1024;
+const READ_SIZE: usize = 1024;
 /// The smallest `client_query_buffer_limit` config accepts (below it no check is needed).
 const MIN_QUERY_BUFFER_LIMIT: usize = crate::config::MIN_QUERY_BUFFER_LIMIT as usize;
 /// The smallest non-zero `client_output_buffer_limit` config accepts.
@@ -75,6 +75,8 @@ async fn serve(
     // Taken when bytes arrive and given back whenever nothing is in flight (`release`): an
     // idle client holds no buffer.
     let mut input = BytesMut::new();
+    // Set when a burst grew the read buffer past its small size (given back once quiet).
+    let mut input_grown = false;
     // Replies encoded and not yet taken by the socket: strata keeps reading requests while
     // they wait (a client may send its whole pipeline before it reads), bounded in bytes by
     // `limits.client_output_buffer_limit`.
@@ -267,15 +269,19 @@ async fn serve(
         }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
         let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
-        if input.is_empty() && pending.is_empty() && output.is_empty() {
-            // Nothing in flight: the buffers go back to the allocator while the client thinks
-            // (most clients of a cache are idle most of the time); the read below takes one
-            // again once bytes are there.
-            // (Unconditionally: a buffer parsed to its end has no room left but still holds
-            // its allocation.)
-            input = BytesMut::new();
+        let quiet = input.is_empty() && pending.is_empty() && output.is_empty();
+        if quiet {
+            // Nothing in flight: buffers a burst grew go back to the allocator (the read
+            // below takes a small one again once bytes are there). Small ones are kept: giving
+            // them back at every pause cost a client sending one request at a time an
+            // allocation and a free per request.
             output.release();
+        }
+        if quiet && input_grown {
+            input = BytesMut::new();
+            input_grown = false;
         } else if can_read && input.capacity() - input.len() < room {
+            input_grown |= room > READ_SIZE || !input.is_empty();
             input.reserve(room);
         }
         let hedge_at = pending
