@@ -25,6 +25,18 @@ fn decode_one(bytes: &[u8], proto: Proto) -> BytesFrame {
     reply.frame
 }
 
+fn clean(frame: BytesFrame) -> BytesFrame {
+    let space = |b: u8| if b == b'\r' || b == b'\n' { b' ' } else { b };
+    match frame {
+        BytesFrame::SimpleString(s) => {
+            BytesFrame::SimpleString(s.iter().copied().map(space).collect())
+        }
+        BytesFrame::Error(e) => BytesFrame::Error(e.replace(['\r', '\n'], " ").into()),
+        BytesFrame::Array(items) => BytesFrame::Array(items.into_iter().map(clean).collect()),
+        other => other,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&ctl, stream)) = data.split_first() else {
         return;
@@ -39,17 +51,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let reply = Reply::from_frame(node.frame.clone());
+    // Status and error lines are written without CR or LF (they become spaces).
+    let expect = clean(node.frame.clone());
 
     // To a RESP2 client.
     let mut out = BytesMut::new();
     reply.encode(&mut out);
-    assert_eq!(decode_one(&out, Proto::Resp2), node.frame);
+    assert_eq!(decode_one(&out, Proto::Resp2), expect);
 
     // To a RESP3 client, in every shape.
     for shape in [Shape::Plain, Shape::Map, Shape::Verbatim] {
         let mut out = BytesMut::new();
         resp3::encode(&reply, shape, &mut out);
-        assert_eq!(decode_one(&out, Proto::Resp3), node.frame, "{shape:?}");
+        assert_eq!(decode_one(&out, Proto::Resp3), expect, "{shape:?}");
     }
 
     // A node reply forwarded as it is.
