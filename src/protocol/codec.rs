@@ -77,6 +77,17 @@ pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<NodeReply>, DecodeError
 
 /// A RESP2 reply the short path did not take, by `redis-protocol`'s parser.
 fn decode_general(buf: &mut BytesMut) -> Result<Option<NodeReply>, DecodeError> {
+    // `redis-protocol` recurses once per nesting level with no limit, so `*1\r\n` repeated a
+    // few hundred thousand times overflows the stack and aborts the process. Refuse what
+    // nests deeper than `resp3_reply` follows (RESP2 is a subset of RESP3, so its scan
+    // applies). Only a buffer holding that many `*` bytes can nest that deep: the cheap count
+    // keeps the scan off the common path.
+    let deep = super::resp3_reply::MAX_DEPTH;
+    if memchr::memchr_iter(b'*', buf).nth(deep - 1).is_some() {
+        if let Err(DecodeError::TooDeep) = super::resp3_reply::frame_len(buf) {
+            return Err(DecodeError::TooDeep);
+        }
+    }
     Ok(decode_bytes_mut(buf)?.map(|(frame, _, raw)| NodeReply { frame, raw }))
 }
 
@@ -151,6 +162,13 @@ fn number_line(buf: &[u8]) -> Option<(i64, usize)> {
     if count == 0 || count > 18 || digits.get(count..count + 2)? != b"\r\n" {
         return None;
     }
+    // Leading zeros and "-0" are not plain decimal (Redis never writes them): leave them to the
+    // general parser. Taken here, `$-0\r\n\r\n` was an empty string on a RESP3 connection
+    // whose own parser refuses it, so the reply cut short was an error instead of "need more
+    // bytes" (found by the reply_decoder fuzz target).
+    if digits.first() == Some(&b'0') && (count > 1 || negative) {
+        return None;
+    }
     let mut n: i64 = 0;
     for d in digits.get(..count)? {
         n = n * 10 + i64::from(d - b'0');
@@ -199,6 +217,12 @@ mod tests {
             (b"$+3\r\nabc\r\n", false),
             (b":\r\n", false),
             (b"-ERR no\r\n", false),
+            // Regression (fuzzing): not plain decimal, so not the short path's.
+            (b"$-0\r\n\r\n", false),
+            (b"$01\r\na\r\n", false),
+            (b":007\r\n", false),
+            (b":-0\r\n", false),
+            (b":0\r\n", true),
             (b"*1\r\n$1\r\na\r\n", false),
         ];
         for &(sample, common) in samples {
@@ -219,6 +243,42 @@ mod tests {
             let recognised = decode_common(&mut whole).is_some();
             assert_eq!(recognised, common, "{:?}", String::from_utf8_lossy(sample));
         }
+    }
+
+    /// Regression (fuzzing): on a RESP3 connection a reply and every cut of it agree: the
+    /// whole is refused by the RESP3 parser, so the cut is never an error while the whole is a
+    /// reply.
+    #[test]
+    fn resp3_short_path_takes_only_what_resp3_accepts() {
+        for whole in [&b"$-0\r\n\r\n"[..], b":007\r\n", b":-0\r\n"] {
+            let mut buf = BytesMut::from(whole);
+            assert!(
+                decode_reply_as(&mut buf, Proto::Resp3).is_err(),
+                "{whole:?}"
+            );
+        }
+        let mut buf = BytesMut::from(&b"$0\r\n\r\n"[..]);
+        let r = decode_reply_as(&mut buf, Proto::Resp3).unwrap().unwrap();
+        assert_eq!(r.frame, BytesFrame::BulkString(Bytes::new()));
+    }
+
+    /// Regression: deeply nested RESP2 arrays overflowed the stack in `redis-protocol`'s
+    /// recursive parser; they are refused instead, and nesting within the limit still decodes.
+    #[test]
+    fn deep_resp2_nesting_is_refused() {
+        let mut deep = b"*1\r\n".repeat(1_000_000);
+        deep.extend_from_slice(b":1\r\n");
+        let e = decode_reply(&mut BytesMut::from(&deep[..])).unwrap_err();
+        assert!(matches!(e, DecodeError::TooDeep), "{e:?}");
+        let mut ok = b"*1\r\n".repeat(100);
+        ok.extend_from_slice(b":1\r\n");
+        let mut pipelined = ok.repeat(3);
+        pipelined.extend_from_slice(b"$1\r\na\r\n");
+        let mut buf = BytesMut::from(&pipelined[..]);
+        for _ in 0..3 {
+            assert_eq!(decode_reply(&mut buf).unwrap().unwrap().raw.len(), ok.len());
+        }
+        assert!(decode_reply(&mut buf).unwrap().is_some());
     }
 
     #[test]

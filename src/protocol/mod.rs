@@ -6,6 +6,8 @@ pub mod reply;
 pub mod request;
 pub mod resp3;
 pub mod resp3_reply;
+#[cfg(test)]
+mod roundtrip_tests;
 
 pub use codec::{decode_reply, decode_reply_as, DecodeError, NodeReply};
 pub use reply::Reply;

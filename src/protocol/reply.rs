@@ -110,7 +110,18 @@ impl Reply {
 fn line(out: &mut BytesMut, prefix: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.put_u8(prefix);
-    out.extend_from_slice(text);
+    if memchr::memchr2(b'\r', b'\n', text).is_some() {
+        // A status or error line cannot hold CR or LF. A RESP2 node's line may (its parser
+        // reads up to "\r\n", so a lone '\r' passes); written as it is, a RESP3 client's
+        // parser (and strata's own) stops at that '\r' and fails the stream (found by the
+        // reply_roundtrip fuzz target). They become spaces, as in `Reply::error`.
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(text);
+    }
     out.put_slice(b"\r\n");
 }
 
@@ -179,6 +190,22 @@ pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzzing): a RESP2 node's error line with a lone '\r' (`--5\r**1`) was
+    /// re-encoded as it was, and the RESP3 decoder refused the result.
+    #[test]
+    fn lines_never_carry_cr_or_lf() {
+        let mut out = BytesMut::new();
+        Reply::Error(Bytes::from_static(b"-5\r**1")).encode(&mut out);
+        Reply::Status(Bytes::from_static(b"a\nb")).encode(&mut out);
+        assert_eq!(&out[..], b"--5 **1\r\n+a b\r\n");
+        let mut buf = out.clone();
+        for _ in 0..2 {
+            crate::protocol::decode_reply_as(&mut buf, crate::protocol::Proto::Resp3)
+                .unwrap()
+                .unwrap();
+        }
+    }
 
     #[test]
     fn appends_arguments() {

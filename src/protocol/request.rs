@@ -296,20 +296,24 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if digits.len() > 1 && digits.first() == Some(&b'0') {
         return None;
     }
-    let mut n: i64 = 0;
+    // The magnitude is gathered as a u64: i64::MIN's magnitude is one more than i64::MAX,
+    // and Redis (string2ll) accepts "-9223372036854775808" — a RESP3 node may send it as an
+    // integer reply (INCRBY down to the minimum), and refusing it failed the node connection
+    // (seen while writing the reply_roundtrip fuzz target).
+    let mut n: u64 = 0;
     for &b in digits {
         if !b.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
     if neg {
         if n == 0 {
             return None; // "-0"
         }
-        Some(-n)
+        0i64.checked_sub_unsigned(n)
     } else {
-        Some(n)
+        i64::try_from(n).ok()
     }
 }
 
@@ -594,5 +598,8 @@ mod tests {
         assert_eq!(parse_i64(b""), None);
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"9223372036854775808"), None);
+        // Regression (fuzzing): the minimum is a valid integer, as in Redis's string2ll.
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"-9223372036854775809"), None);
     }
 }

@@ -17,7 +17,7 @@ use super::codec::DecodeError;
 
 /// Deepest nesting accepted from a node; Redis's own replies nest a few levels (COMMAND DOCS
 /// about six). Deeper input is refused instead of risking the stack.
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Where the frame that starts `buf` ends: `Ok(None)` when more bytes are needed.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
@@ -69,6 +69,12 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
                     }
                     open.push(frames);
                 } else if kind == b'|' {
+                    // An empty attribute still nests the frame after it (`read` recurses into
+                    // it), so it counts against the depth too: a chain of `|0\r\n` would
+                    // otherwise recurse without bound in `read` and overflow the stack.
+                    if open.len() >= MAX_DEPTH {
+                        return Err(DecodeError::TooDeep);
+                    }
                     open.push(1);
                 }
             }
@@ -254,6 +260,14 @@ mod tests {
         assert!(decode(&mut BytesMut::from(&b"?x\r\n"[..])).is_err());
         assert!(decode(&mut BytesMut::from(&b"$3\r\nabcde\r\n"[..])).is_err());
         assert!(decode(&mut BytesMut::from(&b"*x\r\n"[..])).is_err());
+        // Regression: a chain of empty attributes nests like an array does (each `|0` wraps
+        // the next frame); unchecked, `read` recursed once per link and overflowed the stack.
+        let mut chain = b"|0\r\n".repeat(1_000_000);
+        chain.extend_from_slice(b":1\r\n");
+        assert!(matches!(
+            decode(&mut BytesMut::from(&chain[..])),
+            Err(DecodeError::TooDeep)
+        ));
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(matches!(
             decode(&mut BytesMut::from(&deep[..])),
