@@ -6,6 +6,7 @@
 //! server.rs                  acceptor thread hands the socket to a worker (one event loop each)
 //! client/session.rs          reads, parses (protocol/request.rs), keeps the pipeline in order
 //! client/dispatch.rs         loads the request's one View (cluster/view.rs), then:
+//!                            (with users configured: the access check, client/gate.rs)
 //! coordinator/mod.rs         classify: command/classify.rs + command/table, the key's layer
 //!                            (policy/layers.rs), the statistics record (coordinator/track.rs)
 //! coordinator/plan/mod.rs    the planner: one copy → the key's node (cluster/ring.rs), sent
@@ -33,6 +34,8 @@
 //! - [`command`]: the command table, classification, key positions.
 //! - [`stats`]: per-worker counters and latency histograms.
 //! - [`policy`]: the runtime layers (longest-prefix match, statistics) and TTL rules.
+//! - [`acl`]: users and what each may run and touch, compiled from `security` (checked by
+//!   `client/gate.rs` and `client/dispatch.rs` before a request runs).
 //! - [`cluster`]: node records (identity, health state, hints owed), the ring, the topology
 //!   and the [`cluster::View`] a request loads once (settings, topology, layers), swapped
 //!   whole by reloads and membership changes; the state of a rebalance that reads consult.

@@ -4,7 +4,7 @@
 //! and when (before the kill, in the failover window after it, after the window), how long
 //! strata took to mark the node down, and whether any acknowledged write was lost.
 //!
-//! It talks RESP through the backend's [`RespClient`](crate::backend::RespClient), so the
+//! It talks RESP through the backend's [`RespClient`], so the
 //! project has one client-side RESP implementation (this used to be a Python script with a
 //! parser of its own). The workers share one thread, as the Python client's threads did: the
 //! machine's other cores stay with strata and its nodes.

@@ -440,7 +440,7 @@ async fn fan_out_merged(
 ///
 /// - blocking commands → a dedicated connection (`blocking.rs`);
 /// - key commands and splittable multi-key commands of layers with one copy → the owning
-///   node's shared connection, TTL policy applied ([`one_copy`], [`split_one_copy`]);
+///   node's shared connection, TTL policy applied (`one_copy`, `split_one_copy`);
 /// - the same of layers with several copies (or ejecting down nodes), and every key command
 ///   while a rebalance runs (reads fall back to the keys' previous owners) → flights to the
 ///   keys' replicas (`copies.rs`);
