@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::layers::stats_field;
 use common::{RedisNode, Resp, Strata, StrataBuilder};
 
 /// SHA-256 of "secret" and of "rotated".
@@ -30,19 +31,6 @@ fn builder(nodes: &[RedisNode], dash_password: &str) -> StrataBuilder {
     Strata::builder(nodes).section(layers()).section(&format!(
         "security:\n  allow_dangerous_commands: true\n  requirepass: {SECRET}\n  users:\n    - {{name: dash, passwords: [{dash_password}], commands: [read], layers: [meta]}}\n    - {{name: router, passwords: [{SECRET}], commands: [read, write], keys: [\"route:*\", \"result:*\"]}}\n    - {{name: gone, passwords: [{SECRET}], enabled: false, commands: [all], keys: [\"*\"]}}"
     ))
-}
-
-fn info_field(c: &mut common::RawClient, field: &str) -> i64 {
-    let Resp::Bulk(text) = c.call(&["INFO", "stats"]) else {
-        panic!("INFO")
-    };
-    let text = String::from_utf8(text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("{field} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -69,7 +57,7 @@ fn requirepass_gates_every_command_until_auth() {
     assert_eq!(c.call(&["SET", "meta:x", "1"]), Resp::ok());
     assert_eq!(c.call(&["GET", "meta:x"]), Resp::bulk("1"));
     assert_eq!(c.call(&["ACL", "WHOAMI"]), Resp::bulk("default"));
-    assert_eq!(info_field(&mut c, "acl_access_denied_auth"), 2);
+    assert_eq!(stats_field(&mut c, "acl_access_denied_auth"), 2);
 
     // HELLO: refused before authentication, unless it authenticates.
     let mut h = strata.raw();
@@ -171,9 +159,9 @@ fn users_are_held_to_their_commands_keys_and_channels() {
     assert!(users
         .iter()
         .all(|u| !format!("{u:?}").contains("\"secret\"")));
-    assert_eq!(info_field(&mut admin, "acl_access_denied_cmd"), 4);
-    assert_eq!(info_field(&mut admin, "acl_access_denied_key"), 5);
-    assert_eq!(info_field(&mut admin, "acl_access_denied_channel"), 1);
+    assert_eq!(stats_field(&mut admin, "acl_access_denied_cmd"), 4);
+    assert_eq!(stats_field(&mut admin, "acl_access_denied_key"), 5);
+    assert_eq!(stats_field(&mut admin, "acl_access_denied_channel"), 1);
 }
 
 #[test]

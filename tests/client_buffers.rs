@@ -130,13 +130,7 @@ fn skip_hello_3_reply(c: &mut RawClient) {
 }
 
 fn info_field(c: &mut RawClient, field: &str) -> u64 {
-    let info = c.call(&["INFO", "stats"]).text();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO"))
-        .trim()
-        .parse()
-        .unwrap()
+    u64::try_from(common::layers::stats_field(c, field)).unwrap()
 }
 
 #[test]

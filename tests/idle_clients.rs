@@ -19,13 +19,7 @@ use std::time::{Duration, Instant};
 use common::{poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
 
 fn info_field(c: &mut RawClient, field: &str) -> u64 {
-    let info = c.call(&["INFO", "stats"]).text();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO"))
-        .trim()
-        .parse()
-        .unwrap()
+    u64::try_from(common::layers::stats_field(c, field)).unwrap()
 }
 
 /// Whether strata has closed `stream` (EOF or reset), without waiting.

@@ -76,6 +76,17 @@ pub fn info(c: &mut RawClient, section: &str) -> String {
 }
 
 /// The `name:field=value,...` lines of INFO text: name → fields in order.
+/// One numeric field of INFO's `# Stats` section.
+pub fn stats_field(c: &mut RawClient, field: &str) -> i64 {
+    let info = info(c, "stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn info_lines(text: &str) -> BTreeMap<String, Vec<(String, String)>> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
