@@ -50,12 +50,6 @@ impl Keys {
             }
         }
     }
-
-    /// A PSUBSCRIBE pattern is allowed when it is itself one of the strings an allowed pattern
-    /// matches (Redis compares channel patterns literally too).
-    fn allows_pattern(&self, pattern: &[u8]) -> bool {
-        self.allows(pattern)
-    }
 }
 
 /// One user, compiled.
@@ -288,16 +282,11 @@ impl Acl {
             return Ok(());
         }
         match spec.name {
-            "subscribe" | "ssubscribe" => {
+            // A PSUBSCRIBE pattern is checked as a string an allowed pattern must match (Redis
+            // compares channel patterns literally too).
+            "subscribe" | "ssubscribe" | "psubscribe" => {
                 let all = args.get(1..).unwrap_or_default();
                 return match all.iter().all(|c| user.keys.allows(c)) {
-                    true => Ok(()),
-                    false => Err(Denied::Channel),
-                };
-            }
-            "psubscribe" => {
-                let all = args.get(1..).unwrap_or_default();
-                return match all.iter().all(|c| user.keys.allows_pattern(c)) {
                     true => Ok(()),
                     false => Err(Denied::Channel),
                 };
