@@ -36,6 +36,24 @@ impl Binary {
     }
 }
 
+/// Holds a `GET key` up on the stopped `node` (so strata has a request in flight), sends
+/// `signal` to strata, and waits until it refuses new connections (it is draining).
+fn signal_with_a_request_in_flight(
+    strata: &StrataProcess,
+    node: &RedisNode,
+    c: &mut common::RawClient,
+    key: &str,
+    signal: &str,
+) {
+    node.signal("STOP");
+    c.send_cmd(&["GET", key]);
+    std::thread::sleep(Duration::from_millis(200));
+    strata.signal(signal);
+    poll_until(DEADLINE, "new connections refused", || {
+        strata.refuses_connections().then_some(())
+    });
+}
+
 /// A key strata places on node index `node` (same ring as any strata over these nodes).
 fn key_on(nodes: &[RedisNode], node: usize) -> String {
     let probe = Strata::start(nodes);
@@ -56,13 +74,7 @@ fn sigterm_answers_what_was_sent_refuses_new_clients_and_exits_0() {
     assert_eq!(c.call(&["GET", &key]), Resp::bulk("kept"));
 
     // A request held up by a stopped node is in flight when SIGTERM comes.
-    nodes[0].signal("STOP");
-    c.send_cmd(&["GET", &key]);
-    std::thread::sleep(Duration::from_millis(200));
-    strata.signal("TERM");
-    poll_until(DEADLINE, "new connections refused", || {
-        strata.refuses_connections().then_some(())
-    });
+    signal_with_a_request_in_flight(&strata, &nodes[0], &mut c, &key, "TERM");
     assert!(
         strata.child.try_wait().unwrap().is_none(),
         "exited before the reply"
@@ -84,13 +96,7 @@ fn a_second_signal_exits_at_once() {
     let key = key_on(&nodes, 1);
     let mut strata = Binary::start(&nodes, "60s");
     let mut c = strata.client();
-    nodes[1].signal("STOP");
-    c.send_cmd(&["GET", &key]);
-    std::thread::sleep(Duration::from_millis(200));
-    strata.signal("INT");
-    poll_until(DEADLINE, "new connections refused", || {
-        strata.refuses_connections().then_some(())
-    });
+    signal_with_a_request_in_flight(&strata, &nodes[1], &mut c, &key, "INT");
     let started = Instant::now();
     strata.signal("INT");
     let status = strata.wait_exit(Duration::from_secs(5));
@@ -196,13 +202,7 @@ fn healthz_is_503_while_draining() {
     });
     // A request held up by a stopped node keeps strata draining.
     let mut c = strata.client();
-    nodes[0].signal("STOP");
-    c.send_cmd(&["GET", &key]);
-    std::thread::sleep(Duration::from_millis(200));
-    strata.signal("TERM");
-    poll_until(DEADLINE, "new connections refused", || {
-        strata.refuses_connections().then_some(())
-    });
+    signal_with_a_request_in_flight(&strata, &nodes[0], &mut c, &key, "TERM");
     let r = common::layers::http_get(admin, "/healthz");
     assert_eq!(
         (r.status, r.body.as_str()),
