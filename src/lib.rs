@@ -84,4 +84,5 @@ pub mod repair;
 pub mod server;
 pub mod signals;
 pub mod stats;
+pub mod tls;
 pub mod warm;

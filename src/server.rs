@@ -20,6 +20,7 @@ use crate::admin::{AdminHandle, HttpResponse};
 use crate::backend::connection::LiveTimeouts;
 use crate::backend::{ConnectionSettings, Pool, Router};
 use crate::client::session;
+use crate::client::stream::ClientStream;
 use crate::cluster::topology::Topology;
 use crate::cluster::{LiveView, NodeInfo, View};
 use crate::command::table::COMMANDS;
@@ -34,6 +35,8 @@ use crate::stats::Stats;
 /// A bound server, not yet running.
 pub struct Server {
     listener: TcpListener,
+    /// The TLS listener, when `tls` is set.
+    tls_listener: Option<TcpListener>,
     /// The admin endpoint's listener, when `admin_listen` is set.
     admin: Option<TcpListener>,
     control: Arc<Control>,
@@ -42,13 +45,23 @@ pub struct Server {
 /// A running server; dropping it does not stop it, [`ServerHandle::shutdown`] does.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The TLS listener's address, when it runs.
+    pub tls_addr: Option<SocketAddr>,
     /// The admin endpoint's address, when it runs.
     pub admin_addr: Option<SocketAddr>,
     pub control: Arc<Control>,
     admin: Option<AdminHandle>,
     stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    /// The plain listener's acceptor, then the TLS one's.
+    acceptors: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// A connection accepted, on its way to a worker.
+struct Incoming {
+    stream: std::net::TcpStream,
+    /// Accepted on `tls.listen`: the worker runs the TLS handshake first.
+    tls: bool,
 }
 
 impl Server {
@@ -58,6 +71,16 @@ impl Server {
         let listener = TcpListener::bind(listen)
             .map_err(|e| std::io::Error::new(e.kind(), format!("listen {listen}: {e}")))?;
         let local_addr = listener.local_addr()?;
+        let tls_listener = match &settings.config.tls {
+            Some(tls) => Some(TcpListener::bind(tls.listen).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("tls.listen {}: {e}", tls.listen))
+            })?),
+            None => None,
+        };
+        let tls_addr = match &tls_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let admin =
             match settings.config.admin_listen {
                 Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {
@@ -77,10 +100,14 @@ impl Server {
                             crate::cluster::health::Thresholds::from(&settings.config.health),
                             settings.config.repair.max_hints_per_node,
                         )
-                        .with_credentials(settings.config.credentials_for(&n.id)),
+                        .with_credentials(settings.config.credentials_for(&n.id))
+                        .with_tls(settings.node_tls.get(&n.id).cloned()),
                 )
             })
             .collect();
+        for node in &nodes {
+            crate::control::membership::warn_if_insecure(&node.id, node.tls().as_deref());
+        }
         let workers = settings.workers;
         let layers = Layers::new(&settings.layers, workers);
         let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
@@ -114,10 +141,12 @@ impl Server {
             started: Instant::now(),
             started_wall: SystemTime::now(),
             local_addr,
+            tls_addr,
             config_path,
         });
         Ok(Server {
             listener,
+            tls_listener,
             admin,
             control,
         })
@@ -143,7 +172,7 @@ impl Server {
         let mut workers = Vec::new();
         let workers_wanted = control.live.load().settings.workers;
         for index in 0..workers_wanted {
-            let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+            let (tx, rx) = mpsc::unbounded_channel::<Incoming>();
             senders.push(tx);
             let control = control.clone();
             let handle = std::thread::Builder::new()
@@ -151,30 +180,53 @@ impl Server {
                 .spawn(move || run_worker(index, control, rx))?;
             workers.push(handle);
         }
-        let acceptor = {
+        let mut acceptors = Vec::new();
+        let listeners =
+            std::iter::once((self.listener, false)).chain(self.tls_listener.map(|l| (l, true)));
+        for (listener, tls) in listeners {
             let control = control.clone();
             let stop = stop.clone();
-            let listener = self.listener;
-            std::thread::Builder::new()
-                .name("strata-accept".into())
-                .spawn(move || accept_loop(listener, control, senders, stop))?
-        };
+            let senders = senders.clone();
+            acceptors.push(
+                std::thread::Builder::new()
+                    .name(
+                        if tls {
+                            "strata-accept-tls"
+                        } else {
+                            "strata-accept"
+                        }
+                        .into(),
+                    )
+                    .spawn(move || accept_loop(listener, tls, control, senders, stop))?,
+            );
+        }
         tracing::info!(
             listen = %control.local_addr,
             workers = workers_wanted,
             nodes = control.live.load().topology.members.len(),
             "strata ready"
         );
+        if let Some(addr) = control.tls_addr {
+            let mutual = control
+                .live
+                .load()
+                .settings
+                .client_tls
+                .as_ref()
+                .is_some_and(|t| t.mutual);
+            tracing::info!(tls_listen = %addr, client_certificates = mutual, "TLS listener ready");
+        }
         if let Some(a) = &admin {
             tracing::info!(admin = %a.addr(), "admin endpoint ready (/metrics, /healthz)");
         }
         Ok(ServerHandle {
             addr: control.local_addr,
+            tls_addr: control.tls_addr,
             admin_addr: admin.as_ref().map(|a| a.addr()),
             admin,
             control,
             stop,
-            acceptor: Some(acceptor),
+            acceptors,
             workers,
         })
     }
@@ -187,13 +239,19 @@ impl ServerHandle {
             admin.shutdown();
         }
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() with a connection of our own.
-        let _ = std::net::TcpStream::connect(self.addr);
-        if let Some(a) = self.acceptor.take() {
+        self.wake_acceptors();
+        for a in self.acceptors.drain(..) {
             let _ = a.join();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+    }
+
+    /// Wakes the blocking accept() of each listener with a connection of our own.
+    fn wake_acceptors(&self) {
+        for addr in std::iter::once(self.addr).chain(self.tls_addr) {
+            let _ = std::net::TcpStream::connect(addr);
         }
     }
 
@@ -203,8 +261,7 @@ impl ServerHandle {
     pub fn begin_drain(&self) {
         self.control.drain.begin();
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() with a connection of our own.
-        let _ = std::net::TcpStream::connect(self.addr);
+        self.wake_acceptors();
     }
 
     /// Asks for a configuration reload (SIGHUP); the outcome is logged.
@@ -215,7 +272,7 @@ impl ServerHandle {
     /// Waits for the acceptor and the workers to end (after [`ServerHandle::begin_drain`]),
     /// then stops the admin endpoint.
     pub fn join(mut self) {
-        if let Some(a) = self.acceptor.take() {
+        for a in self.acceptors.drain(..) {
             let _ = a.join();
         }
         for w in self.workers.drain(..) {
@@ -228,7 +285,7 @@ impl ServerHandle {
 
     /// Blocks until the server stops (it runs until the process ends).
     pub fn wait(mut self) {
-        if let Some(a) = self.acceptor.take() {
+        for a in self.acceptors.drain(..) {
             let _ = a.join();
         }
         for w in self.workers.drain(..) {
@@ -283,7 +340,7 @@ fn health(control: &Control) -> HttpResponse {
 fn run_worker(
     index: usize,
     control: Arc<Control>,
-    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut incoming: mpsc::UnboundedReceiver<Incoming>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -335,11 +392,18 @@ fn run_worker(
             tokio::spawn(reload_on_request(control.clone(), router.clone()));
             tokio::spawn(crate::control::clients::close_idle(control.clone()));
         }
-        while let Some(stream) = incoming.recv().await {
+        while let Some(Incoming { stream, tls }) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);
             match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) if tls => {
+                    tokio::spawn(tls_session(coord.clone(), control.clone(), stream));
+                }
                 Ok(stream) => {
-                    tokio::spawn(session::run(coord.clone(), control.clone(), stream));
+                    tokio::spawn(session::run(
+                        coord.clone(),
+                        control.clone(),
+                        ClientStream::Plain(stream),
+                    ));
                 }
                 Err(e) => {
                     control.connected.fetch_sub(1, Ordering::Relaxed);
@@ -353,6 +417,58 @@ fn run_worker(
         }
     });
     // Dropping the runtime cancels every session and node connection of this worker.
+}
+
+/// The TLS handshake with a client of `tls.listen` (with the certificate as last loaded: a
+/// reload applies to the handshakes after it), then its session. A failed or slow handshake
+/// closes the connection; it is counted, and logged at debug level only (port scanners and
+/// health probes fail handshakes all day).
+async fn tls_session(
+    coord: Arc<Coordinator>,
+    control: Arc<Control>,
+    stream: tokio::net::TcpStream,
+) {
+    let (acceptor, timeout) = {
+        let view = control.live.load();
+        let timeout = view
+            .settings
+            .config
+            .tls
+            .as_ref()
+            .map(|t| t.handshake_timeout);
+        (view.settings.client_tls.clone(), timeout)
+    };
+    let peer = stream.peer_addr().ok();
+    let outcome = match (acceptor, timeout) {
+        (Some(acceptor), Some(timeout)) => {
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Ok(tls),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no handshake within {}",
+                    humantime::format_duration(timeout)
+                )),
+            }
+        }
+        _ => Err("TLS is not configured".to_string()),
+    };
+    match outcome {
+        Ok(tls) => {
+            control
+                .stats
+                .tls_connections_received
+                .fetch_add(1, Ordering::Relaxed);
+            session::run(coord, control, ClientStream::Tls(Box::new(tls))).await;
+        }
+        Err(reason) => {
+            control
+                .stats
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            control.connected.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(client.addr = ?peer, %reason, "TLS handshake failed");
+        }
+    }
 }
 
 /// Feeds INFO's instantaneous rates (`stats::instant`) a sample every 100 ms.
@@ -379,10 +495,13 @@ async fn reload_on_request(control: Arc<Control>, router: Arc<Router>) {
     }
 }
 
+/// Accepts on one listener (`tls`: the TLS one) and hands the connections to the workers in
+/// turn.
 fn accept_loop(
     listener: TcpListener,
+    tls: bool,
     control: Arc<Control>,
-    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    workers: Vec<mpsc::UnboundedSender<Incoming>>,
     stop: Arc<AtomicBool>,
 ) {
     let max_clients = control.live.load().settings.config.limits.max_clients;
@@ -423,7 +542,7 @@ fn accept_loop(
             return;
         };
         next = next.wrapping_add(1);
-        if worker.send(stream).is_err() {
+        if worker.send(Incoming { stream, tls }).is_err() {
             control.connected.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -11,7 +11,8 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("latch", &[]),
     ("protocol", &[]),
-    ("config", &["protocol"]),
+    ("tls", &[]),
+    ("config", &["protocol", "tls"]),
     ("admin", &[]),
     ("command", &["protocol"]),
     ("stats", &["command", "protocol"]),
@@ -19,11 +20,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("acl", &["command", "config", "protocol"]),
     (
         "cluster",
-        &["acl", "config", "latch", "policy", "protocol", "stats"],
+        &[
+            "acl", "config", "latch", "policy", "protocol", "stats", "tls",
+        ],
     ),
     (
         "backend",
-        &["cluster", "config", "latch", "protocol", "stats"],
+        &["cluster", "config", "latch", "protocol", "stats", "tls"],
     ),
     ("warm", &["backend", "cluster", "config", "protocol"]),
     ("load", &["backend", "cluster", "config", "protocol"]),
@@ -35,7 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "health",
-        &["backend", "cluster", "config", "protocol", "repair"],
+        &["backend", "cluster", "config", "protocol", "repair", "tls"],
     ),
     (
         "coordinator",
@@ -58,6 +61,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "protocol",
             "repair",
             "stats",
+            "tls",
         ],
     ),
     (
@@ -90,6 +94,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "policy",
             "protocol",
             "stats",
+            "tls",
         ],
     ),
 ];

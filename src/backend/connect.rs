@@ -1,5 +1,5 @@
-//! Opening a connection to a node: TCP connect under `timeouts.connect`, no Nagle delay, and the
-//! handshake: authentication with the node's credentials (`backend.username` /
+//! Opening a connection to a node: TCP connect under `timeouts.connect`, no Nagle delay, TLS
+//! when the node is set up for it (`backend.tls`, the node's `tls`), and the handshake: authentication with the node's credentials (`backend.username` /
 //! `backend.password`, or the node's own) and the protocol the connection speaks (`HELLO 3`
 //! for connections that serve RESP3 clients, so the node's replies reach them unchanged).
 //! Every connection strata opens to a node opens here — multiplexed, dedicated, subscriber,
@@ -11,14 +11,16 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, Failure};
+use super::stream::NodeStream;
 use crate::cluster::NodeInfo;
 use crate::config::Credentials;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
+use crate::tls::NodeTls;
 
 /// The beginning of the text of a failure to authenticate (the node's reason follows).
 pub const AUTH_FAILED: &str = "authentication failed";
@@ -26,26 +28,38 @@ pub const AUTH_FAILED: &str = "authentication failed";
 /// Redis's user when none is named (`requirepass` sets its password).
 const DEFAULT_USER: &str = "default";
 
-/// Opens a connection to `node` with its current credentials (see [`open`]).
+/// The beginning of the text of a failed TLS handshake (the reason follows).
+pub const TLS_FAILED: &str = "TLS handshake failed";
+
+/// Opens a connection to `node` with its current credentials and TLS client (see [`open`]).
 pub async fn open_node(
     node: &NodeInfo,
     proto: Proto,
     timeout: Duration,
-) -> Result<TcpStream, Failure> {
-    open(&node.addr, node.credentials().as_deref(), proto, timeout).await
+) -> Result<NodeStream, Failure> {
+    open(
+        &node.addr,
+        node.credentials().as_deref(),
+        node.tls().as_deref(),
+        proto,
+        timeout,
+    )
+    .await
 }
 
-/// Connects to `addr`, authenticates with `credentials` when there are some, and prepares the
-/// connection to speak `proto`. The failure's kind is `refused` or `timed_out` for the
-/// connect; `auth` when the node refused the credentials (text `authentication failed: <the
+/// Connects to `addr`, over TLS with `tls` when given, authenticates with `credentials` when
+/// there are some, and prepares the connection to speak `proto`. The failure's kind is
+/// `refused` or `timed_out` for the connect; `tls` when the TLS handshake failed (the node's
+/// certificate was refused, or the node refused strata's); `auth` when the node refused the credentials (text `authentication failed: <the
 /// node's error>`, never the password); `timed_out`, `closed` or `protocol` for the rest of
 /// the handshake. Its text is the reason shown in logs and INFO.
 pub async fn open(
     addr: &str,
     credentials: Option<&Credentials>,
+    tls: Option<&NodeTls>,
     proto: Proto,
     timeout: Duration,
-) -> Result<TcpStream, Failure> {
+) -> Result<NodeStream, Failure> {
     let timed_out = || {
         Failure::new(
             ErrorKind::TimedOut,
@@ -55,15 +69,25 @@ pub async fn open(
             ),
         )
     };
-    let mut stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    // One deadline for the whole of it: connect, TLS and the handshake request.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => return Err(timed_out()),
         Ok(Err(e)) => return Err(Failure::new(ErrorKind::of_connect(&e), e.to_string())),
         Ok(Ok(stream)) => stream,
     };
     // Small requests must leave at once; batching is done by the writers.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match tls {
+        None => NodeStream::Plain(tcp),
+        Some(tls) => match tokio::time::timeout_at(deadline, tls.connect(tcp)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(tls_failed(&e)),
+            Ok(Ok(stream)) => NodeStream::Tls(Box::new(stream)),
+        },
+    };
     if let Some(handshake) = Handshake::of(credentials, proto) {
-        tokio::time::timeout(timeout, handshake.run(&mut stream))
+        tokio::time::timeout_at(deadline, handshake.run(&mut stream))
             .await
             .map_err(|_| timed_out())??;
     }
@@ -115,11 +139,13 @@ impl<'a> Handshake<'a> {
     }
 
     /// Sends the request and checks the node agreed.
-    async fn run(self, stream: &mut TcpStream) -> Result<(), Failure> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(self, stream: &mut S) -> Result<(), Failure> {
         stream
             .write_all(&self.request())
             .await
             .map_err(|e| Failure::io("write", &e))?;
+        // TLS keeps what it encrypted until flushed (a no-op on plain TCP).
+        stream.flush().await.map_err(|e| Failure::io("write", &e))?;
         // The node answers HELLO 3 in RESP3 (a map), or with an error in RESP2 if it is older
         // than Redis 6; AUTH with +OK or an error: all parse as RESP3.
         let reply = read_reply(stream).await?;
@@ -147,6 +173,20 @@ fn auth_failed(node_text: &str) -> Failure {
     Failure::new(ErrorKind::Auth, format!("{AUTH_FAILED}: {node_text}"))
 }
 
+/// `TLS handshake failed: <why>`. Kind `tls` (the node is marked down at once, as for refused
+/// credentials) when TLS itself failed: the node's certificate did not verify, an alert from
+/// the node (it refused strata's certificate, or none was common of versions and ciphers), or
+/// bytes that are not TLS (a plain port). Kind `closed` when the connection dropped during
+/// the handshake: a node restarting does that, and it counts towards the failure threshold
+/// like any lost connection.
+fn tls_failed(e: &std::io::Error) -> Failure {
+    let kind = match e.kind() {
+        std::io::ErrorKind::InvalidData => ErrorKind::Tls,
+        _ => ErrorKind::Closed,
+    };
+    Failure::new(kind, format!("{TLS_FAILED}: {e}"))
+}
+
 /// Whether a `HELLO 3 AUTH ...` error is about the credentials rather than the protocol
 /// (`NOPROTO`, or an unknown command on a node older than Redis 6).
 fn refused_credentials(text: &str) -> bool {
@@ -157,7 +197,7 @@ fn refused_credentials(text: &str) -> bool {
 }
 
 /// Reads one whole reply; nothing may follow it (the node answers one request).
-async fn read_reply(stream: &mut TcpStream) -> Result<NodeReply, Failure> {
+async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> Result<NodeReply, Failure> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if let Some(reply) = decode_reply_as(&mut buf, Proto::Resp3)? {

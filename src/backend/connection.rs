@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::error::{ErrorKind, Failure, NodeError};
 use super::queue::{InFlight, RequestQueue};
+use super::stream::{NodeReader, NodeStream, NodeWriter};
 use crate::cluster::NodeInfo;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
 
@@ -183,7 +182,7 @@ async fn drive(
             Err(reason) => reason,
         };
         // Refused credentials mark the node down at once; other failures count towards it.
-        let transition = if failure.kind == ErrorKind::Auth {
+        let transition = if failure.kind.is_refusal() {
             node.refused(&failure.detail)
         } else {
             node.failed(&failure.detail)
@@ -243,7 +242,7 @@ async fn serve(
     node: &Arc<NodeInfo>,
     settings: &ConnectionSettings,
     proto: Proto,
-    stream: TcpStream,
+    stream: NodeStream,
     queue: &RequestQueue,
 ) -> Served {
     let (read_half, mut write_half) = stream.into_split();
@@ -316,7 +315,7 @@ async fn serve(
 }
 
 /// Writes every buffer, vectored, and empties the batch.
-async fn write_all(out: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all(out: &mut NodeWriter, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
     let mut start = 0;
     while start < batch.len() {
         let slices: Vec<IoSlice<'_>> = batch
@@ -344,7 +343,8 @@ async fn write_all(out: &mut OwnedWriteHalf, batch: &mut Vec<Bytes>) -> std::io:
         }
     }
     batch.clear();
-    Ok(())
+    // TLS keeps what it encrypted until flushed (a no-op on plain TCP).
+    out.flush().await
 }
 
 /// The failure of a request the node did not answer within `timeout`.
@@ -362,7 +362,7 @@ fn request_timed_out(timeout: Duration) -> Failure {
 /// every request still waiting with that reason.
 async fn read_replies(
     node: Arc<NodeInfo>,
-    mut read_half: OwnedReadHalf,
+    mut read_half: NodeReader,
     in_flight: Arc<InFlight>,
     timeouts: Arc<LiveTimeouts>,
     worker: usize,

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use super::stream::NodeStream;
 
 use super::error::{ErrorKind, Failure};
 use super::resp_client::RespClient;
@@ -40,7 +40,7 @@ pub async fn open(
     proto: Proto,
     max: usize,
     connect_timeout: Duration,
-) -> Result<(TcpStream, Counted), Failure> {
+) -> Result<(NodeStream, Counted), Failure> {
     if node.dedicated.fetch_add(1, Ordering::SeqCst) >= max {
         node.dedicated.fetch_sub(1, Ordering::SeqCst);
         return Err(Failure::new(
@@ -56,7 +56,7 @@ pub async fn open(
     let stream = super::connect::open_node(node, proto, connect_timeout)
         .await
         .map_err(|e| {
-            if e.kind == ErrorKind::Auth {
+            if e.kind.is_refusal() {
                 // As on the shared connections: refused credentials mark the node down.
                 node.refused(&e.detail);
             }

@@ -36,11 +36,14 @@ pub enum ErrorKind {
     /// The node refused strata's credentials (`backend.password`, or the node's own): the
     /// `AUTH` or `HELLO 3 AUTH` of the connect path got an error (`connect.rs`).
     Auth,
+    /// The TLS handshake with the node failed (`connect.rs`): its certificate did not verify,
+    /// it refused strata's, or it does not speak TLS.
+    Tls,
 }
 
 impl ErrorKind {
     /// Every kind, in the order figures list them.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::Closed,
@@ -48,6 +51,7 @@ impl ErrorKind {
         ErrorKind::Down,
         ErrorKind::Busy,
         ErrorKind::Auth,
+        ErrorKind::Tls,
     ];
 
     /// The kinds a node connection fails requests with and counts in the node figures
@@ -55,12 +59,13 @@ impl ErrorKind {
     /// to a node marked down are not sent, requests still queued when a node is removed fail
     /// as `down` uncounted (as before kinds existed), and the dedicated-connection limit refuses
     /// a lease rather than a request.
-    pub const COUNTED: [ErrorKind; 5] = [
+    pub const COUNTED: [ErrorKind; 6] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::Closed,
         ErrorKind::Protocol,
         ErrorKind::Auth,
+        ErrorKind::Tls,
     ];
 
     /// A stable name for metric labels and INFO fields.
@@ -73,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Down => "down",
             ErrorKind::Busy => "busy",
             ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
         }
     }
 
@@ -83,6 +89,13 @@ impl ErrorKind {
     /// `authentication failed`.
     pub fn retryable(self) -> bool {
         true
+    }
+
+    /// Whether the node refused strata itself (its credentials or its TLS): nothing will change
+    /// until the configuration or the node does, so the node is marked down at once rather
+    /// than after `health.failure_threshold` failures.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, ErrorKind::Auth | ErrorKind::Tls)
     }
 
     /// A failed connect: a timeout, else the connection could not be opened.

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod queue;
 pub mod resp_client;
 pub mod router;
+pub mod stream;
 
 pub use connection::{settle, Connection, ConnectionSettings, NodeResult, PendingReply};
 

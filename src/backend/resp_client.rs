@@ -17,13 +17,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, Failure};
+use super::stream::NodeStream;
 use crate::cluster::NodeInfo;
 use crate::config::Credentials;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{decode_reply_as, NodeReply, Proto};
+use crate::tls::NodeTls;
 
 /// Bytes the read buffer grows by when a reply is still incomplete.
 const READ_CHUNK: usize = 16 * 1024;
@@ -71,7 +72,7 @@ impl From<CallError> for Failure {
 /// One connection, its read buffer, and the protocol its replies are decoded in.
 #[derive(Debug)]
 pub struct RespClient {
-    stream: TcpStream,
+    stream: NodeStream,
     proto: Proto,
     buf: BytesMut,
     /// Bounds each call (write and reply together), each [`send`](RespClient::send) and
@@ -91,7 +92,7 @@ impl RespClient {
         proto: Proto,
         connect_timeout: Duration,
     ) -> Result<RespClient, CallError> {
-        RespClient::connect_with(addr, None, proto, connect_timeout).await
+        RespClient::connect_with(addr, None, None, proto, connect_timeout).await
     }
 
     /// Opens a connection to `node`, authenticated with its current credentials (heartbeats,
@@ -104,20 +105,23 @@ impl RespClient {
         RespClient::connect_with(
             &node.addr,
             node.credentials().as_deref(),
+            node.tls().as_deref(),
             proto,
             connect_timeout,
         )
         .await
     }
 
-    /// Opens a connection to `addr`, authenticated with `credentials` when some are given.
+    /// Opens a connection to `addr`, over TLS with `tls` and authenticated with `credentials`
+    /// when they are given.
     pub async fn connect_with(
         addr: &str,
         credentials: Option<&Credentials>,
+        tls: Option<&NodeTls>,
         proto: Proto,
         connect_timeout: Duration,
     ) -> Result<RespClient, CallError> {
-        let stream = super::connect::open(addr, credentials, proto, connect_timeout)
+        let stream = super::connect::open(addr, credentials, tls, proto, connect_timeout)
             .await
             .map_err(CallError::Connect)?;
         Ok(RespClient::from_stream(stream, proto))
@@ -125,7 +129,7 @@ impl RespClient {
 
     /// A client on a stream already opened by `connect::open` and speaking `proto` (a
     /// dedicated connection, counted against its node's limit before it was opened).
-    pub fn from_stream(stream: TcpStream, proto: Proto) -> RespClient {
+    pub fn from_stream(stream: NodeStream, proto: Proto) -> RespClient {
         RespClient {
             stream,
             proto,
@@ -208,7 +212,9 @@ impl RespClient {
         self.stream
             .write_all(payload)
             .await
-            .map_err(CallError::Write)
+            .map_err(CallError::Write)?;
+        // TLS keeps what it encrypted until flushed (a no-op on plain TCP).
+        self.stream.flush().await.map_err(CallError::Write)
     }
 
     async fn next_reply(&mut self) -> Result<NodeReply, CallError> {

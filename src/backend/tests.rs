@@ -32,7 +32,7 @@ fn closed_port() -> String {
 #[tokio::test]
 async fn connecting_to_a_closed_port_is_refused() {
     let addr = closed_port();
-    let e = super::connect::open(&addr, None, Proto::Resp2, Duration::from_secs(2))
+    let e = super::connect::open(&addr, None, None, Proto::Resp2, Duration::from_secs(2))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused, "{e}");
@@ -50,7 +50,7 @@ async fn a_handshake_a_node_never_answers_times_out() {
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(socket);
     });
-    let e = super::connect::open(&addr, None, Proto::Resp3, Duration::from_millis(200))
+    let e = super::connect::open(&addr, None, None, Proto::Resp3, Duration::from_millis(200))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::TimedOut, "{e}");
@@ -73,7 +73,7 @@ async fn a_handshake_cut_short_is_closed_and_garbage_is_protocol() {
         addr
     }
     let open = |addr: String| async move {
-        super::connect::open(&addr, None, Proto::Resp3, Duration::from_secs(2))
+        super::connect::open(&addr, None, None, Proto::Resp3, Duration::from_secs(2))
             .await
             .unwrap_err()
     };
@@ -133,15 +133,27 @@ async fn credentials_go_first_as_auth_or_hello_3_auth_and_a_refusal_is_auth() {
     ] {
         // (A real node answers HELLO with a map; any reply that is not an error will do.)
         let (addr, sent) = answering(b"+OK\r\n").await;
-        super::connect::open(&addr, Some(credentials), proto, Duration::from_secs(2))
-            .await
-            .unwrap();
+        super::connect::open(
+            &addr,
+            Some(credentials),
+            None,
+            proto,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
         assert_eq!(sent.await.unwrap(), request, "{proto:?}");
 
         let (addr, _) = answering(wrongpass).await;
-        let e = super::connect::open(&addr, Some(credentials), proto, Duration::from_secs(2))
-            .await
-            .unwrap_err();
+        let e = super::connect::open(
+            &addr,
+            Some(credentials),
+            None,
+            proto,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Auth, "{e}");
         assert_eq!(
             e.detail,
@@ -152,7 +164,7 @@ async fn credentials_go_first_as_auth_or_hello_3_auth_and_a_refusal_is_auth() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let accepted = tokio::spawn(async move { listener.accept().await.unwrap() });
-    let _stream = super::connect::open(&addr, None, Proto::Resp2, Duration::from_secs(2))
+    let _stream = super::connect::open(&addr, None, None, Proto::Resp2, Duration::from_secs(2))
         .await
         .unwrap();
     let (mut socket, _) = accepted.await.unwrap();

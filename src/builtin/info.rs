@@ -208,13 +208,14 @@ fn server(control: &Control, out: &mut String) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:{MULTIPLEXING_API}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nstrata_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:{MULTIPLEXING_API}\r\nprocess_id:{}\r\ntcp_port:{}\r\nstrata_tls_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nworkers:{}\r\nconfig_file:{config_file}\r\n",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
         usize::BITS,
         std::process::id(),
         control.local_addr.port(),
+        control.tls_addr.map_or(0, |a| a.port()),
         uptime / 86_400,
         control.live.load().settings.workers,
     );
@@ -242,7 +243,7 @@ fn stats(control: &Control, out: &mut String) {
     }
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_idle_timeout_disconnections:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nstrata_error_replies:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_idle_timeout_disconnections:{}\r\nstrata_tls_connections_received:{}\r\nstrata_tls_handshake_failures:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nstrata_error_replies:{}\r\n",
         control.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
@@ -253,6 +254,8 @@ fn stats(control: &Control, out: &mut String) {
         control.stats.query_limit_disconnections.load(Relaxed),
         control.stats.output_limit_disconnections.load(Relaxed),
         control.stats.idle_timeout_disconnections.load(Relaxed),
+        control.stats.tls_connections_received.load(Relaxed),
+        control.stats.tls_handshake_failures.load(Relaxed),
         control.stats.acl_denied_auth.load(Relaxed),
         control.stats.acl_denied_cmd.load(Relaxed),
         control.stats.acl_denied_key.load(Relaxed),

@@ -194,6 +194,18 @@ impl Collector for StrataCollector {
         )?;
         counter(
             &mut e,
+            "tls_connections_received",
+            "Client connections that completed the TLS handshake on tls.listen.",
+            s.stats.tls_connections_received.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "tls_handshake_failures",
+            "Client connections on tls.listen whose TLS handshake failed or timed out.",
+            s.stats.tls_handshake_failures.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
             "client_output_buffer_limit_disconnections",
             "Clients disconnected past limits.client_output_buffer_limit.",
             s.stats.output_limit_disconnections.load(Relaxed),

@@ -134,9 +134,10 @@ pub fn nodes_section(control: &Control, out: &mut String) {
             .replace([',', '\r', '\n'], " ");
         let _ = write!(
             out,
-            "node_{}:addr={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},{},last_error={},health_reason={}\r\n",
+            "node_{}:addr={},tls={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},{},last_error={},health_reason={}\r\n",
             node.id,
             node.addr,
+            u8::from(node.tls().is_some()),
             node.weight(),
             node.health.state(),
             went_down,

@@ -7,4 +7,5 @@ pub mod output;
 pub mod output_limit;
 pub mod pubsub;
 pub mod session;
+pub mod stream;
 pub mod transaction;

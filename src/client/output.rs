@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::TcpStream;
+
+use super::stream::Sink;
 
 /// Node replies at least this large are queued as they are instead of copied.
 const QUEUE_WHOLE: usize = 16 * 1024;
@@ -95,7 +96,7 @@ impl Output {
     }
 
     /// Writes as much as the socket takes without waiting; returns the bytes written.
-    pub fn flush(&mut self, stream: &TcpStream) -> std::io::Result<usize> {
+    pub fn flush(&mut self, stream: &mut impl Sink) -> std::io::Result<usize> {
         let mut written = 0;
         while !self.is_empty() {
             let result = if self.queued.is_empty() {

@@ -13,10 +13,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::backend::stream::{NodeReader, NodeWriter};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::backend::dedicated::{self, Counted};
@@ -65,7 +65,7 @@ impl Kind {
 /// The subscriber connection to one node; counts as one of the node's dedicated connections
 /// (`limits.max_dedicated_per_node`).
 struct Link {
-    write: OwnedWriteHalf,
+    write: NodeWriter,
     reader: tokio::task::JoinHandle<()>,
     /// One unit per subscribe / unsubscribe confirmation the node sent.
     confirmed: mpsc::Receiver<()>,
@@ -320,7 +320,12 @@ async fn send(
             })
         }
     };
-    if let Err(e) = link.write.write_all(command).await {
+    // TLS keeps what it encrypted until flushed (a no-op on plain TCP).
+    let sent = match link.write.write_all(command).await {
+        Ok(()) => link.write.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
         links.remove(&node);
         return Err(format!("write failed: {e}"));
     }
@@ -348,7 +353,7 @@ async fn send(
 /// Reads a subscriber connection: messages go to the session; the node's own confirmations
 /// are counted on `confirm` (the session sends the client its own).
 async fn forward_messages(
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: NodeReader,
     tx: mpsc::Sender<Bytes>,
     confirm: mpsc::Sender<()>,
 ) {

@@ -18,12 +18,11 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::output::Output;
 use super::output_limit::{Exceeded, OutputLimit};
+use super::stream::{ClientStream, Io};
 use crate::command::table::command_index;
 use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
@@ -33,7 +32,7 @@ use crate::coordinator::{Coordinator, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 
 /// Smallest free space offered to a read.
-const READ_SIZE: usize = 1024;
+pub(super) const READ_SIZE: usize = 1024;
 /// The smallest `client_query_buffer_limit` config accepts (below it no check is needed).
 const MIN_QUERY_BUFFER_LIMIT: usize = crate::config::MIN_QUERY_BUFFER_LIMIT as usize;
 /// The smallest non-zero `client_output_buffer_limit` config accepts.
@@ -42,8 +41,8 @@ const MIN_OUTPUT_BUFFER_LIMIT: usize = crate::config::MIN_OUTPUT_BUFFER_LIMIT as
 const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
 
 /// Serves one client until it quits, errs or goes away.
-pub async fn run(coord: Arc<Coordinator>, control: Arc<Control>, stream: TcpStream) {
-    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+pub async fn run(coord: Arc<Coordinator>, control: Arc<Control>, stream: ClientStream) {
+    let (Ok(addr), Ok(laddr)) = (stream.tcp().peer_addr(), stream.tcp().local_addr()) else {
         control.connected.fetch_sub(1, Ordering::Relaxed);
         return;
     };
@@ -58,7 +57,7 @@ async fn serve(
     coord: &Arc<Coordinator>,
     control: &Arc<Control>,
     registration: &Registration,
-    mut stream: TcpStream,
+    mut stream: ClientStream,
 ) {
     let client = &registration.info;
     tracing::debug!("connected");
@@ -88,11 +87,7 @@ async fn serve(
     let state = &client.state;
     state
         .fd
-        .store(i64::from(stream.as_raw_fd()), Ordering::Relaxed);
-    // Reads through the read half (tokio's read path, which notices a drained socket without
-    // a second read); readiness and writes on the socket itself.
-    let (mut reader, writer) = stream.split();
-    let socket: &TcpStream = writer.as_ref();
+        .store(i64::from(stream.tcp().as_raw_fd()), Ordering::Relaxed);
     let mut pending: VecDeque<(Pending, Track)> = VecDeque::new();
     // MULTI / EXEC / WATCH state (`transaction.rs`).
     let mut transaction = super::transaction::Transaction::default();
@@ -242,6 +237,8 @@ async fn serve(
         if pending.is_empty() && output.is_empty() && (closing || eof) {
             break None;
         }
+        // Bytes for the socket: replies encoded, or TLS records not yet taken.
+        let unsent = !output.is_empty() || stream.has_unsent();
 
         // Shutting down: answer what was sent, then close. Clients blocked (BLPOP ...) or
         // subscribed would wait for ever: they are closed at once, as Redis does on shutdown.
@@ -314,18 +311,14 @@ async fn serve(
                 }
                 true
             }
-            // poll_write_ready rather than writable(): it uses the socket's one waker slot
+            // Polled readiness rather than writable(): it uses the socket's one waker slot
             // instead of registering a waiter in a locked list on every pass.
-            ready = poll_fn(|cx| socket.poll_write_ready(cx)), if !output.is_empty() => {
-                if ready.is_err() {
-                    break None;
-                }
-                false
-            }
-            read = read_some(&mut reader, socket, &mut input, room), if can_read => {
-                match read {
-                    Ok(0) | Err(_) => eof = true,
-                    Ok(n) => {
+            io = poll_fn(|cx| stream.poll_io(cx, unsent, can_read.then_some((&mut input, room)))), if unsent || can_read => {
+                match io {
+                    Io::Writable(Ok(())) => {}
+                    Io::Writable(Err(_)) => break None,
+                    Io::Read(Ok(0) | Err(_)) => eof = true,
+                    Io::Read(Ok(n)) => {
                         active = true;
                         if let Some(s) = stats {
                             s.net_input_bytes.add(n as u64);
@@ -380,7 +373,7 @@ async fn serve(
         // Write what the socket takes now; the rest waits for it to be writable again, while
         // requests keep being read.
         if !output.is_empty() {
-            match output.flush(socket) {
+            match output.flush(&mut stream) {
                 Ok(written) => {
                     active |= written > 0;
                     if let Some(s) = stats {
@@ -418,23 +411,8 @@ async fn serve(
             cut.setting()
         );
     }
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
     tracing::debug!("disconnected");
-}
-
-/// Reads what the socket has into `input`. A released (empty, capacity 0) buffer is taken
-/// again only once the socket is readable, so an idle client waits without one.
-async fn read_some(
-    reader: &mut tokio::net::tcp::ReadHalf<'_>,
-    socket: &TcpStream,
-    input: &mut BytesMut,
-    room: usize,
-) -> std::io::Result<usize> {
-    if input.capacity() == input.len() {
-        poll_fn(|cx| socket.poll_read_ready(cx)).await?;
-        input.reserve(room);
-    }
-    reader.read_buf(input).await
 }
 
 /// Why a client was disconnected by a limit.

@@ -9,6 +9,7 @@ use crate::cluster::health::{NodeHealth, Thresholds, Transition};
 use crate::cluster::hints::Hints;
 use crate::config::Credentials;
 use crate::stats::NodeStats;
+use crate::tls::NodeTls;
 
 /// Identity and status of one configured node.
 #[derive(Debug)]
@@ -20,6 +21,9 @@ pub struct NodeInfo {
     /// What strata authenticates with on every connection it opens to the node; read at each
     /// connect, so a reload's new password applies to the connections opened after it.
     credentials: Mutex<Option<Arc<Credentials>>>,
+    /// The TLS client connections to the node use (`backend.tls`, the node's `tls`); none:
+    /// plain TCP. Read at each connect, like the credentials.
+    tls: Mutex<Option<Arc<NodeTls>>>,
     /// Ring weight (changed by `STRATA NODE WEIGHT`).
     weight: AtomicU32,
     /// Removed from the cluster: its connections close once idle, its heartbeat stops.
@@ -45,6 +49,7 @@ impl NodeInfo {
             id,
             addr,
             credentials: Mutex::new(None),
+            tls: Mutex::new(None),
             weight: AtomicU32::new(weight),
             retired: crate::latch::Latch::default(),
             status: NodeStatus::default(),
@@ -78,6 +83,25 @@ impl NodeInfo {
     /// The credentials a new connection to the node authenticates with.
     pub fn credentials(&self) -> Option<Arc<Credentials>> {
         self.credentials.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Sets the TLS client of the connections opened from now on.
+    pub fn with_tls(self, tls: Option<Arc<NodeTls>>) -> NodeInfo {
+        self.set_tls(tls);
+        self
+    }
+
+    /// Replaces the TLS client (a reload, which reads the files again): connections already
+    /// open stay as they are.
+    pub fn set_tls(&self, tls: Option<Arc<NodeTls>>) {
+        if let Ok(mut t) = self.tls.lock() {
+            *t = tls;
+        }
+    }
+
+    /// The TLS client a new connection to the node handshakes with; none: plain TCP.
+    pub fn tls(&self) -> Option<Arc<NodeTls>> {
+        self.tls.lock().ok().and_then(|t| t.clone())
     }
 
     pub fn weight(&self) -> u32 {

@@ -4,9 +4,10 @@
 //! Every field has a default (see the doc comment on the field and docs/configuration.md),
 //! unknown keys are rejected, and durations are human strings such as `250ms`, `5s` or `10m`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,11 +19,13 @@ pub mod layers;
 mod sections;
 pub mod security;
 pub mod template;
+pub mod tls;
 
 pub use bytesize::ByteSize;
 pub use credentials::{Credentials, Secret};
 pub use sections::*;
 pub use security::{SecurityConfig, UserConfig};
+pub use tls::{NodeTlsConfig, TlsConfig};
 
 /// Smallest `limits.client_query_buffer_limit` (Redis's minimum too).
 pub const MIN_QUERY_BUFFER_LIMIT: u64 = 1 << 20;
@@ -60,6 +63,9 @@ pub struct Config {
     /// Address of the HTTP admin endpoint (`GET /metrics`, `GET /healthz`). Default none: no
     /// admin endpoint.
     pub admin_listen: Option<SocketAddr>,
+    /// A TLS listener for clients, beside `listen` (see `tls.rs`). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// Worker threads, each with its own event loop and backend connections. Default 1: on a
     /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
     /// least CPU on cross-core wake-ups (see docs/benchmarks.md). `0` means one per CPU core.
@@ -102,6 +108,9 @@ pub struct NodeConfig {
     /// none. Never printed (`<redacted>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
+    /// TLS to this node, overriding `backend.tls` field by field. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeTlsConfig>,
 }
 
 impl NodeConfig {
@@ -113,6 +122,7 @@ impl NodeConfig {
             weight,
             username: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -126,6 +136,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
             admin_listen: None,
+            tls: None,
             workers: 1,
             nodes: Vec::new(),
             ring: RingConfig::default(),
@@ -160,6 +171,10 @@ pub struct Settings {
     pub hash_tag: Option<HashTag>,
     /// The layers with every default resolved; the implicit `default` layer last.
     pub layers: Vec<LayerSpec>,
+    /// The TLS listener's acceptor, built from `tls` (its files read at validation).
+    pub client_tls: Option<Arc<crate::tls::ServerTls>>,
+    /// The TLS client of each configured node that uses TLS, by node id.
+    pub node_tls: HashMap<String, Arc<crate::tls::NodeTls>>,
 }
 
 impl Config {
@@ -192,6 +207,7 @@ impl Config {
         }
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();
+        let mut node_tls = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.id.is_empty() || node.id.bytes().any(|b| b.is_ascii_whitespace()) {
                 return Err(format!(
@@ -220,7 +236,16 @@ impl Config {
                     node.weight
                 ));
             }
-            self.credentials_of(&format!("nodes[{i}] ({})", node.id), node)?;
+            let what = format!("nodes[{i}] ({})", node.id);
+            self.credentials_of(&what, node)?;
+            if let Some(t) = tls::node_tls(
+                &what,
+                &node.addr,
+                self.backend.tls.as_ref(),
+                node.tls.as_ref(),
+            )? {
+                node_tls.insert(node.id.clone(), t);
+            }
         }
         if self.limits.max_nodes < self.nodes.len() || self.limits.max_nodes > 65535 {
             return Err(format!(
@@ -350,11 +375,28 @@ impl Config {
         if workers > 256 {
             return Err(format!("workers: at most 256, got {workers}"));
         }
+        let client_tls = match &self.tls {
+            Some(tls) => {
+                if tls.listen == self.listen && self.listen.port() != 0 {
+                    return Err(format!(
+                        "tls.listen: must differ from listen ({})",
+                        self.listen
+                    ));
+                }
+                if tls.handshake_timeout.is_zero() {
+                    return Err("tls.handshake_timeout: must be greater than 0".into());
+                }
+                Some(Arc::new(tls.build()?))
+            }
+            None => None,
+        };
         Ok(Settings {
             config: self,
             workers,
             hash_tag,
             layers,
+            client_tls,
+            node_tls,
         })
     }
 }
@@ -401,6 +443,20 @@ impl Config {
 }
 
 impl Settings {
+    /// The TLS client of the node named `id` at `addr`: built at validation for the nodes of
+    /// the file; for a node not in it (`STRATA NODE ADD`), from `backend.tls` now (its files
+    /// read again). `None`: plain TCP.
+    pub fn node_tls_for(
+        &self,
+        id: &str,
+        addr: &str,
+    ) -> Result<Option<Arc<crate::tls::NodeTls>>, String> {
+        if self.config.nodes.iter().any(|n| n.id == id) {
+            return Ok(self.node_tls.get(id).cloned());
+        }
+        tls::node_tls(id, addr, self.config.backend.tls.as_ref(), None)
+    }
+
     /// The effective configuration as YAML, defaults filled in (`strata check` prints it).
     pub fn to_yaml(&self) -> String {
         let mut effective = self.config.clone();

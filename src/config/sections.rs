@@ -275,6 +275,10 @@ pub struct BackendConfig {
     /// a reload applies a new one to the connections opened after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<super::Secret>,
+    /// TLS to every node (a node's own `tls` overrides it field by field). Default none: plain
+    /// TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::NodeTlsConfig>,
 }
 
 /// Limits on what clients may send, as Redis has them.
@@ -383,6 +387,7 @@ impl Default for BackendConfig {
             max_in_flight: 16384,
             username: None,
             password: None,
+            tls: None,
         }
     }
 }

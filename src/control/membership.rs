@@ -298,6 +298,9 @@ fn new_node(
         return Err(format!("address {addr} is already node '{}'", other.id));
     }
     let config = &settings.config;
+    // Not in the file: `backend.tls`, its files read now.
+    let tls = settings.node_tls_for(id, addr)?;
+    warn_if_insecure(id, tls.as_deref());
     let slot = topology.nodes.len();
     if slot >= config.limits.max_nodes {
         return Err(format!(
@@ -318,6 +321,18 @@ fn new_node(
             config.repair.max_hints_per_node,
         )
         // Not in the file: the global `backend` credentials.
-        .with_credentials(config.credentials_for(id)),
+        .with_credentials(config.credentials_for(id))
+        .with_tls(tls),
     ))
+}
+
+/// The loud warning `insecure_skip_verify` deserves, once per node set up with it (at start,
+/// on each reload, when a node is added).
+pub fn warn_if_insecure(id: &str, tls: Option<&crate::tls::NodeTls>) {
+    if tls.is_some_and(|t| t.insecure) {
+        tracing::warn!(
+            node = id,
+            "tls.insecure_skip_verify: the node's certificate is NOT verified; anyone on the network path can impersonate it"
+        );
+    }
 }

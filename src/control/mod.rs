@@ -47,6 +47,8 @@ pub struct Control {
     pub started_wall: SystemTime,
     /// The address actually bound (differs from the config with port 0).
     pub local_addr: SocketAddr,
+    /// The TLS listener's address actually bound, when `tls` is set.
+    pub tls_addr: Option<SocketAddr>,
     pub config_path: Option<PathBuf>,
 }
 

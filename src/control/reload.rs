@@ -168,6 +168,10 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
     // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them).
     for node in topology.member_nodes() {
         node.set_credentials(settings.config.credentials_for(&node.id));
+        // The files were read again: a renewed certificate or CA applies from here on.
+        let tls = settings.node_tls_for(&node.id, &node.addr)?;
+        super::membership::warn_if_insecure(&node.id, tls.as_deref());
+        node.set_tls(tls);
     }
     control.timeouts.set(
         settings.config.timeouts.connect,
@@ -190,6 +194,7 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
 /// names of those that differed.
 fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static str>) {
     let old = &running.config;
+    let running_tls = running.client_tls.clone();
     let mut config = loaded.config;
     let mut changed = Vec::new();
     fn same<T: Serialize>(a: &T, b: &T) -> bool {
@@ -198,6 +203,22 @@ fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static s
     if config.listen != old.listen {
         changed.push("listen");
         config.listen = old.listen;
+    }
+    // The TLS listener's address is bound at start; its certificate, key, client CA and
+    // protocol versions apply to the handshakes after the reload.
+    // Adding or removing the listener needs a restart too: the running one keeps its files.
+    let mut client_tls = loaded.client_tls;
+    match (&mut config.tls, &old.tls) {
+        (Some(new), Some(running)) if new.listen != running.listen => {
+            changed.push("tls.listen");
+            new.listen = running.listen;
+        }
+        (Some(_), Some(_)) | (None, None) => {}
+        (new, running) => {
+            changed.push("tls.listen");
+            new.clone_from(running);
+            client_tls.clone_from(&running_tls);
+        }
     }
     if config.admin_listen != old.admin_listen {
         changed.push("admin_listen");
@@ -236,6 +257,8 @@ fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static s
         workers: running.workers,
         hash_tag: running.hash_tag,
         layers: loaded.layers,
+        client_tls,
+        node_tls: loaded.node_tls,
     };
     (settings, changed)
 }

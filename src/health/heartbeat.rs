@@ -12,6 +12,7 @@ use crate::backend::{ErrorKind, Failure, RespClient, Router};
 use crate::cluster::NodeInfo;
 use crate::config::Credentials;
 use crate::protocol::Proto;
+use crate::tls::NodeTls;
 
 /// Longest reply taken from a node to a PING.
 const MAX_REPLY: usize = 256;
@@ -61,7 +62,7 @@ async fn beat(router: Arc<Router>, index: usize) {
             Ok(Ok(())) => {
                 node.log_transition(node.health.heartbeat_ok(now));
             }
-            Ok(Err(failure)) if failure.kind == ErrorKind::Auth => {
+            Ok(Err(failure)) if failure.kind.is_refusal() => {
                 conn = None;
                 node.refused(&failure.detail);
             }
@@ -88,23 +89,32 @@ async fn beat(router: Arc<Router>, index: usize) {
     }
 }
 
-/// The heartbeat's connection and the credentials it was opened with.
-type Beating = (RespClient, Option<Arc<Credentials>>);
+/// The heartbeat's connection, and the credentials and TLS client it was opened with.
+type Beating = (RespClient, Option<Arc<Credentials>>, Option<Arc<NodeTls>>);
 
 /// One PING on the heartbeat connection, opening it first when needed, and again when a
-/// reload changed the node's credentials (a connection opened with the old ones must not
-/// keep the node up while every new connection is refused). A refusal of the credentials is
-/// a failure of kind `auth`.
+/// reload changed the node's credentials or TLS set-up (a connection opened with the old ones
+/// must not keep the node up while every new connection is refused). A refusal of the
+/// credentials is a failure of kind `auth`, of the TLS handshake one of kind `tls`.
 async fn ping(
     node: &NodeInfo,
     conn: &mut Option<Beating>,
     connect_timeout: Duration,
 ) -> Result<(), Failure> {
     let credentials = node.credentials();
-    if conn.as_ref().is_some_and(|(_, used)| *used != credentials) {
+    let tls = node.tls();
+    let same_tls = |used: &Option<Arc<NodeTls>>| match (used, &tls) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    if conn
+        .as_ref()
+        .is_some_and(|(_, used, used_tls)| *used != credentials || !same_tls(used_tls))
+    {
         *conn = None;
     }
-    let (client, _) = match conn {
+    let (client, _, _) = match conn {
         Some(open) => open,
         None => conn.insert((
             RespClient::connect_node(node, Proto::Resp2, connect_timeout)
@@ -114,6 +124,7 @@ async fn ping(
                 // node loads its data.
                 .with_reply_limit(MAX_REPLY),
             credentials,
+            tls,
         )),
     };
     let reply = client.call(&["PING"]).await.map_err(Failure::from)?;

@@ -58,6 +58,12 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     /// Connections refused because `limits.max_clients` was reached (`rejected_connections`).
     pub rejected_connections: AtomicU64,
+    /// Clients that completed the TLS handshake on `tls.listen`
+    /// (`strata_tls_connections_received`).
+    pub tls_connections_received: AtomicU64,
+    /// Clients on `tls.listen` whose handshake failed or took longer than
+    /// `tls.handshake_timeout` (`strata_tls_handshake_failures`).
+    pub tls_handshake_failures: AtomicU64,
     /// Clients disconnected past `limits.client_output_buffer_limit`
     /// (`client_output_buffer_limit_disconnections`).
     pub output_limit_disconnections: AtomicU64,
@@ -165,6 +171,8 @@ impl Stats {
         self.connections_received.store(0, Ordering::Relaxed);
         self.rejected_connections.store(0, Ordering::Relaxed);
         for c in [
+            &self.tls_connections_received,
+            &self.tls_handshake_failures,
             &self.acl_denied_auth,
             &self.acl_denied_cmd,
             &self.acl_denied_key,

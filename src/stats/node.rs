@@ -7,7 +7,7 @@ use super::latency::{Latency, SharedLatency};
 /// Slots of the per-kind failure counters: one per `backend::ErrorKind` (kept equal by an
 /// assertion there; the kinds are named where the figures are rendered, so this module needs
 /// nothing from `backend`).
-pub const ERROR_KINDS: usize = 7;
+pub const ERROR_KINDS: usize = 8;
 
 /// One worker's figures for one node.
 #[derive(Debug, Default)]
@@ -103,7 +103,7 @@ mod tests {
         s.worker(1).unwrap().failed(3, 1);
         let t = s.totals();
         assert_eq!(t.errors, 6);
-        assert_eq!(t.errors_by_kind, [0, 5, 0, 1, 0, 0, 0]);
+        assert_eq!(t.errors_by_kind, [0, 5, 0, 1, 0, 0, 0, 0]);
         assert_eq!(t.errors_by_kind.iter().sum::<u64>(), t.errors);
         s.reset();
         assert_eq!(s.totals().errors_by_kind, [0; ERROR_KINDS]);

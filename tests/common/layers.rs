@@ -252,6 +252,7 @@ pub fn node_lines(c: &mut RawClient) -> BTreeMap<String, BTreeMap<String, String
                 keys,
                 [
                     "addr",
+                    "tls",
                     "weight",
                     "state",
                     "down_transitions",

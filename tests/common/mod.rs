@@ -12,6 +12,7 @@ mod node;
 mod proxy;
 mod raw;
 pub mod resp3;
+pub mod tls;
 
 pub use node::*;
 pub use proxy::*;

@@ -9,6 +9,8 @@ pub struct RedisNode {
     dir: tempfile::TempDir,
     /// `--requirepass`: the `default` user's password (`None`: no password).
     password: Option<String>,
+    /// A TLS port beside the plain one, and the TLS arguments (`start_tls`).
+    tls: Option<(u16, Vec<String>)>,
 }
 
 impl RedisNode {
@@ -24,23 +26,56 @@ impl RedisNode {
     }
 
     fn start_with(password: Option<String>) -> RedisNode {
+        RedisNode::start_full(password, None)
+    }
+
+    /// Starts a redis-server that also listens with TLS (`--tls-port`, the certificates of
+    /// `pki`; `auth_clients`: clients must present a certificate the CA signed). The plain port
+    /// stays open for the helpers below; strata is given [`RedisNode::tls_addr`].
+    pub fn start_tls(
+        pki: &super::tls::Pki,
+        password: Option<&str>,
+        auth_clients: bool,
+    ) -> RedisNode {
+        let args = vec![
+            "--tls-cert-file".to_string(),
+            pki.p("server.crt"),
+            "--tls-key-file".to_string(),
+            pki.p("server.key"),
+            "--tls-ca-cert-file".to_string(),
+            pki.p("ca.crt"),
+            "--tls-auth-clients".to_string(),
+            if auth_clients { "yes" } else { "no" }.to_string(),
+        ];
+        RedisNode::start_full(password.map(str::to_string), Some(args))
+    }
+
+    fn start_full(password: Option<String>, tls_args: Option<Vec<String>>) -> RedisNode {
         let dir = tempfile::tempdir().expect("tempdir for redis-server");
         let mut last_error = String::new();
         for _ in 0..20 {
             let port = free_port();
-            match spawn_redis(dir.path(), port, password.as_deref()) {
+            let tls = tls_args.clone().map(|args| (free_port(), args));
+            match spawn_redis(dir.path(), port, password.as_deref(), tls.as_ref()) {
                 Ok(child) => {
                     return RedisNode {
                         child: Some(child),
                         port,
                         dir,
                         password,
+                        tls,
                     }
                 }
                 Err(e) => last_error = e,
             }
         }
         panic!("cannot start redis-server: {last_error}");
+    }
+
+    /// `127.0.0.1:<tls port>` of a node started with [`RedisNode::start_tls`].
+    pub fn tls_addr(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("not a TLS node");
+        format!("127.0.0.1:{port}")
     }
 
     /// Starts `n` nodes.
@@ -76,7 +111,12 @@ impl RedisNode {
         self.kill();
         let end = Instant::now() + DEADLINE;
         loop {
-            match spawn_redis(self.dir.path(), self.port, self.password.as_deref()) {
+            match spawn_redis(
+                self.dir.path(),
+                self.port,
+                self.password.as_deref(),
+                self.tls.as_ref(),
+            ) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -142,10 +182,20 @@ impl Drop for RedisNode {
 
 /// Spawns redis-server on `port` and waits until *this* process answers PING (checked by its
 /// process id, so a server some other test started on the same port is never mistaken for it).
-fn spawn_redis(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, String> {
+fn spawn_redis(
+    dir: &Path,
+    port: u16,
+    password: Option<&str>,
+    tls: Option<&(u16, Vec<String>)>,
+) -> Result<Child, String> {
     let mut command = Command::new("redis-server");
     if let Some(password) = password {
         command.args(["--requirepass", password]);
+    }
+    if let Some((tls_port, args)) = tls {
+        command
+            .args(["--tls-port", &tls_port.to_string()])
+            .args(args);
     }
     let mut child = command
         .args([

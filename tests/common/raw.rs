@@ -121,8 +121,48 @@ pub fn encode_cmd<S: AsRef<[u8]>>(args: &[S]) -> Vec<u8> {
 
 /// A blocking RESP client over one TCP connection, with read timeouts.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Conn,
     buf: BytesMut,
+}
+
+/// The connection under a [`RawClient`]: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl RawClient {
@@ -131,28 +171,61 @@ impl RawClient {
     }
 
     pub fn try_connect(addr: &str) -> std::io::Result<RawClient> {
-        let addr: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        stream.set_nodelay(true)?;
         Ok(RawClient {
-            stream,
+            stream: Conn::Plain(tcp_connect(addr)?),
             buf: BytesMut::new(),
         })
     }
 
-    pub fn set_read_timeout(&self, timeout: Duration) {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
+    /// A client over TLS with `config`, checking the server's certificate is valid for
+    /// `localhost`. The handshake completes before this returns.
+    pub fn try_connect_tls(
+        addr: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<RawClient> {
+        let tcp = tcp_connect(addr)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(RawClient {
+            stream: Conn::Tls(Box::new(stream)),
+            buf: BytesMut::new(),
+        })
     }
 
-    /// A second handle on the socket (for a writer thread).
+    pub fn connect_tls(addr: &str, config: std::sync::Arc<rustls::ClientConfig>) -> RawClient {
+        RawClient::try_connect_tls(addr, config)
+            .unwrap_or_else(|e| panic!("TLS connect to {addr}: {e}"))
+    }
+
+    /// The certificate the server presented (TLS clients).
+    pub fn peer_certificate(&self) -> Vec<u8> {
+        match &self.stream {
+            Conn::Tls(s) => s
+                .conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec())
+                .expect("a peer certificate"),
+            Conn::Plain(_) => panic!("not a TLS client"),
+        }
+    }
+
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.stream.tcp().set_read_timeout(Some(timeout)).unwrap();
+    }
+
+    /// A second handle on the socket (for a writer thread; plain clients).
     pub fn try_clone_stream(&self) -> TcpStream {
-        self.stream.try_clone().unwrap()
+        self.stream.tcp().try_clone().unwrap()
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to server");
+        self.stream.flush().expect("flush to server");
     }
 
     /// Sends a command as a multibulk request.
@@ -171,6 +244,7 @@ impl RawClient {
     pub fn try_call<S: AsRef<[u8]>>(&mut self, args: &[S]) -> Option<Resp> {
         let bytes = encode_cmd(args);
         self.stream.write_all(&bytes).ok()?;
+        self.stream.flush().ok()?;
         self.try_read_reply().ok()
     }
 
@@ -310,4 +384,14 @@ impl Resp {
             }
         }
     }
+}
+
+/// A TCP connection with the tests' timeouts and no Nagle delay.
+fn tcp_connect(addr: &str) -> std::io::Result<TcpStream> {
+    let addr: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
