@@ -28,9 +28,9 @@
 //!
 //! Modules depend one way, lower layers first (`tests/layering.rs` checks every import):
 //!
-//! - [`protocol`], [`config`], [`latch`], [`admin`]: RESP parsing, encoding and node reply
-//!   decoding; the config schema and the layers as configured; a one-shot latch; the HTTP
-//!   server of the admin endpoint.
+//! - [`protocol`], [`tls`], [`config`], [`latch`], [`admin`]: RESP parsing, encoding and node
+//!   reply decoding; TLS set-ups built from certificate files (rustls); the config schema and
+//!   the layers as configured; a one-shot latch; the HTTP server of the admin endpoint.
 //! - [`command`]: the command table, classification, key positions.
 //! - [`stats`]: per-worker counters and latency histograms.
 //! - [`policy`]: the runtime layers (longest-prefix match, statistics) and TTL rules.
@@ -39,7 +39,7 @@
 //! - [`cluster`]: node records (identity, health state, hints owed), the ring, the topology
 //!   and the [`cluster::View`] a request loads once (settings, topology, layers), swapped
 //!   whole by reloads and membership changes; the state of a rebalance that reads consult.
-//! - [`backend`]: opening node connections (`connect`: timeout, AUTH, `HELLO 3`), multiplexed
+//! - [`backend`]: opening node connections (`connect`: timeout, TLS, AUTH, `HELLO 3`), multiplexed
 //!   and dedicated connections, pools, each worker's [`backend::Router`] to the nodes, and
 //!   `RespClient`, the request/reply client of the connections one caller holds (heartbeats,
 //!   the rebalancer, dedicated connections, `strata warm`, `strata load`); typed node errors.
