@@ -15,6 +15,7 @@ use layers::{resolve_layers, LayerSpec};
 mod bytesize;
 pub mod credentials;
 pub mod layers;
+mod listen;
 mod sections;
 pub mod security;
 pub mod template;
@@ -58,7 +59,9 @@ pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6380`.
     pub listen: SocketAddr,
     /// Address of the HTTP admin endpoint (`GET /metrics`, `GET /healthz`). Default none: no
-    /// admin endpoint.
+    /// admin endpoint. A bare port (`9380`) means 127.0.0.1; an address without its host
+    /// (`:9380`) is refused, so nothing binds every interface unless `0.0.0.0` is written.
+    #[serde(default, deserialize_with = "listen::admin_listen")]
     pub admin_listen: Option<SocketAddr>,
     /// Worker threads, each with its own event loop and backend connections. Default 1: on a
     /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
