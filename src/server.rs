@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use crate::admin::{AdminHandle, HttpResponse};
+use crate::admin::{AdminHandle, AdminRequest, HttpResponse, Refusal};
 use crate::backend::connection::LiveTimeouts;
 use crate::backend::{ConnectionSettings, Pool, Router};
 use crate::client::session;
@@ -297,18 +297,52 @@ impl ServerHandle {
 /// Admin HTTP requests served at once; more wait in the backlog.
 const ADMIN_CONNECTIONS: usize = 16;
 
-/// What the admin endpoint answers: `/metrics` and `/healthz`.
+/// What the admin endpoint answers: `/metrics` and `/healthz`, the token checked first.
 fn admin_handler(control: Arc<Control>) -> crate::admin::Handler {
     let registry = crate::builtin::metrics::registry(control.clone());
-    Arc::new(move |path: &str| match path {
-        "/metrics" => HttpResponse {
-            status: 200,
-            content_type: crate::builtin::metrics::CONTENT_TYPE,
-            body: crate::builtin::metrics::render(&registry),
-        },
-        "/healthz" => health(&control),
-        _ => HttpResponse::text(404, "not found: try /metrics or /healthz\n"),
+    Arc::new(move |request: &AdminRequest<'_>| {
+        if let Some(refusal) = admin_refusal(&control, request) {
+            return refusal;
+        }
+        match request.path {
+            "/metrics" => HttpResponse::new(
+                200,
+                crate::builtin::metrics::CONTENT_TYPE,
+                crate::builtin::metrics::render(&registry),
+            ),
+            "/healthz" => health(&control),
+            _ => HttpResponse::text(404, "not found: try /metrics or /healthz\n"),
+        }
     })
+}
+
+/// With `security.admin_token_sha256` set, every path but `/healthz` (which load balancers
+/// probe without credentials, and which tells only up or down) needs `Authorization: Bearer
+/// <token>`: the refusal to send, or `None`. The token is looked up per request, so a reload
+/// applies at once. Wrong or malformed credentials are counted and logged with the client's
+/// address (never the token); a request without any is logged at debug level only.
+fn admin_refusal(control: &Control, request: &AdminRequest<'_>) -> Option<HttpResponse> {
+    if request.path == "/healthz" {
+        return None;
+    }
+    let acl = control.live.load().acl.clone();
+    if !acl.admin_token_required() {
+        return None;
+    }
+    let refusal = request
+        .credentials
+        .check(|token| acl.admin_token_accepts(token))
+        .err()?;
+    if refusal == Refusal::Missing {
+        tracing::debug!(client.addr = %request.peer, path = request.path, "admin endpoint: {refusal}");
+    } else {
+        control
+            .stats
+            .admin_denied_auth
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client.addr = %request.peer, path = request.path, "admin endpoint: {refusal}");
+    }
+    Some(refusal.response())
 }
 
 /// `/healthz`: 200 `ok` when every node is up, 200 `degraded` naming the nodes that are not

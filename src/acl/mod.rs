@@ -83,6 +83,8 @@ pub struct Acl {
     default: Arc<User>,
     /// No password and no user configured: every client may run everything.
     open: bool,
+    /// SHA-256 of the admin endpoint's bearer token (`security.admin_token_sha256`).
+    admin_token: Option<[u8; 32]>,
 }
 
 fn parse_hash(hex: &str) -> Option<[u8; 32]> {
@@ -187,7 +189,22 @@ impl Acl {
             users,
             default,
             open,
+            admin_token: security.admin_token_sha256.as_deref().and_then(parse_hash),
         }
+    }
+
+    /// Whether the admin endpoint needs a bearer token (`security.admin_token_sha256`).
+    pub fn admin_token_required(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// Whether `token` is the admin endpoint's token: its SHA-256 compared in constant time.
+    /// False when none is configured.
+    pub fn admin_token_accepts(&self, token: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        self.admin_token
+            .as_ref()
+            .is_some_and(|h| same_digest(h, &digest))
     }
 
     /// No rules at all: the per-request check can be skipped.
@@ -418,6 +435,7 @@ mod tests {
                     layers: vec![],
                 },
             ],
+            admin_token_sha256: None,
         };
         let meta = LayerSpec {
             name: "meta".into(),
@@ -492,6 +510,26 @@ mod tests {
             check(&acl, "dash", &["EVAL", "return 1", "1", "meta:x"]),
             Err(Denied::Command)
         );
+    }
+
+    #[test]
+    fn the_admin_token_is_checked_against_its_hash() {
+        assert!(!acl().admin_token_required(), "none configured");
+        assert!(!acl().admin_token_accepts(b"password"));
+        let security = SecurityConfig {
+            admin_token_sha256: Some(PASSWORD.to_uppercase()),
+            ..SecurityConfig::default()
+        };
+        let acl = Acl::new(&security, &[]);
+        assert!(acl.admin_token_required());
+        assert!(
+            acl.is_open(),
+            "the token is the admin endpoint's, not the clients'"
+        );
+        assert!(acl.admin_token_accepts(b"password"));
+        for wrong in [&b""[..], b"Password", b"password ", PASSWORD.as_bytes()] {
+            assert!(!acl.admin_token_accepts(wrong), "{wrong:?}");
+        }
     }
 
     #[test]

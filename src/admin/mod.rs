@@ -8,6 +8,9 @@
 //! thread, the concurrency limit, method and path handling, the panic guard and the lingering
 //! close.
 //!
+//! Requests carry the client's address and its bearer credentials to the handler
+//! ([`AdminRequest`], [`bearer`]); the handler decides whether a path needs a token.
+//!
 //! One request per connection (keep-alive off, `Connection: close`): a permit is held per
 //! connection, so an idle keep-alive connection would hold a slot; one request each keeps "at
 //! most `max_connections` requests in progress" exact and every connection bounded in time. That
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
@@ -33,27 +36,50 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+pub mod bearer;
+
+pub use bearer::{Credentials, Refusal};
+
 /// One HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// A `WWW-Authenticate` challenge (see [`Refusal::response`]).
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl HttpResponse {
     /// A response with `status` and a `text/plain` (UTF-8) body.
     pub fn text(status: u16, body: impl Into<String>) -> HttpResponse {
+        HttpResponse::new(status, TEXT_PLAIN, body)
+    }
+
+    /// A response with `status`, `content_type` and `body`.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<String>) -> HttpResponse {
         HttpResponse {
             status,
-            content_type: TEXT_PLAIN,
+            content_type,
             body: body.into(),
+            www_authenticate: None,
         }
     }
 }
 
-/// Answers a GET for `path` (the request target's path, without any `?query` or `#fragment`).
-pub type Handler = Arc<dyn Fn(&str) -> HttpResponse + Send + Sync>;
+/// What the handler sees of a GET or HEAD request.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRequest<'a> {
+    /// The request target's path, without any `?query` or `#fragment`.
+    pub path: &'a str,
+    /// The client's address (for logs).
+    pub peer: SocketAddr,
+    /// What its `Authorization` header offers.
+    pub credentials: Credentials<'a>,
+}
+
+/// Answers a GET (or HEAD) request.
+pub type Handler = Arc<dyn Fn(&AdminRequest<'_>) -> HttpResponse + Send + Sync>;
 
 /// A running admin server.
 #[derive(Debug)]
@@ -238,12 +264,12 @@ async fn accept_loop(
                 Err(_) => return,
             },
         };
-        let stream = loop {
+        let (stream, peer) = loop {
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => break stream,
+                    Ok(accepted) => break accepted,
                     Err(err) => {
                         tracing::warn!(error = %err, "admin endpoint: accept failed; retrying");
                         tokio::select! {
@@ -257,6 +283,7 @@ async fn accept_loop(
         };
         tokio::spawn(serve_connection(
             stream,
+            peer,
             Arc::clone(&handler),
             limits,
             permit,
@@ -268,13 +295,14 @@ async fn accept_loop(
 /// slot frees only when the connection is done, lingering included.
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     handler: Handler,
     limits: Limits,
     _permit: OwnedSemaphorePermit,
 ) {
     // The handler is synchronous and fast, so the response is ready as soon as the head is read.
     let service = service_fn(move |request: Request<Incoming>| {
-        std::future::ready(Ok::<_, Infallible>(respond(&request, &handler)))
+        std::future::ready(Ok::<_, Infallible>(respond(&request, peer, &handler)))
     });
     let mut connection = limits
         .http1()
@@ -330,7 +358,7 @@ async fn linger(stream: &mut TcpStream, within: Duration) {
 }
 
 /// Decides the response to a request whose head hyper has parsed.
-fn respond(request: &Request<Incoming>, handler: &Handler) -> Response<String> {
+fn respond(request: &Request<Incoming>, peer: SocketAddr, handler: &Handler) -> Response<String> {
     // hyper itself leaves out the body of a response to HEAD and keeps its Content-Length.
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = http_response(HttpResponse::text(405, "method not allowed\n"));
@@ -344,7 +372,12 @@ fn respond(request: &Request<Incoming>, handler: &Handler) -> Response<String> {
     };
     // A panicking handler must cost one 500, not the connection task (or, were the runtime ever
     // configured to abort on task panics, the whole admin thread).
-    let response = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(path))) {
+    let request = AdminRequest {
+        path,
+        peer,
+        credentials: bearer::credentials(request.headers()),
+    };
+    let response = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(&request))) {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(path, "admin endpoint: handler panicked");
@@ -377,6 +410,9 @@ fn request_path(uri: &Uri) -> Option<&str> {
 /// The handler's response as hyper sends it. Content-Type and Content-Length are set here, in
 /// that order, ahead of hyper's own `Connection: close` and `Date`.
 fn http_response(response: HttpResponse) -> Response<String> {
+    let challenge = response
+        .www_authenticate
+        .and_then(|c| HeaderValue::from_str(c).ok());
     let (status, content_type, body) = match StatusCode::from_u16(response.status) {
         Ok(status) => (
             status,
@@ -402,6 +438,9 @@ fn http_response(response: HttpResponse) -> Response<String> {
     let headers = out.headers_mut();
     headers.insert(CONTENT_TYPE, content_type);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if let Some(challenge) = challenge {
+        headers.insert(WWW_AUTHENTICATE, challenge);
+    }
     *out.body_mut() = body;
     out
 }

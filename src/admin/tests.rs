@@ -8,26 +8,18 @@ use std::time::Instant;
 
 /// Answers `/metrics` and `/healthz`, 404 otherwise.
 fn test_handler() -> Handler {
-    Arc::new(|path: &str| match path {
-        "/metrics" => HttpResponse {
-            status: 200,
-            content_type: "text/plain; version=0.0.4",
-            body: "strata_up 1\n".to_owned(),
-        },
+    Arc::new(|request: &AdminRequest<'_>| match request.path {
+        "/metrics" => HttpResponse::new(200, "text/plain; version=0.0.4", "strata_up 1\n"),
         "/healthz" => HttpResponse::text(200, "ok\n"),
         "/echo-thread" => HttpResponse::text(200, std::thread::current().name().unwrap_or("?")),
         "/panic" => panic!("handler panics on purpose"),
         "/bad-status" => HttpResponse::text(1000, "x"),
         "/big" => HttpResponse::text(200, "x".repeat(BIG)),
-        "/evil-type" => HttpResponse {
-            status: 200,
-            content_type: "text/plain\r\nX-Evil: 1",
-            body: String::new(),
-        },
-        _ if path.starts_with("/status/") => {
+        "/evil-type" => HttpResponse::new(200, "text/plain\r\nX-Evil: 1", ""),
+        path if path.starts_with("/status/") => {
             HttpResponse::text(path["/status/".len()..].parse().unwrap(), "down\n")
         }
-        _ => HttpResponse::text(404, format!("no such path: {path}\n")),
+        path => HttpResponse::text(404, format!("no such path: {path}\n")),
     })
 }
 
@@ -593,3 +585,5 @@ fn reason_phrases() {
         assert_eq!(r.status_line, format!("HTTP/1.1 {status} {reason}"));
     }
 }
+
+mod bearer;

@@ -243,7 +243,7 @@ fn stats(control: &Control, out: &mut String) {
     }
     let _ = write!(
         out,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_idle_timeout_disconnections:{}\r\nstrata_tls_connections_received:{}\r\nstrata_tls_handshake_failures:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nstrata_error_replies:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nstrata_idle_timeout_disconnections:{}\r\nstrata_tls_connections_received:{}\r\nstrata_tls_handshake_failures:{}\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\nstrata_admin_access_denied_auth:{}\r\nstrata_error_replies:{}\r\n",
         control.stats.connections_received.load(Relaxed),
         t.commands,
         t.net_input_bytes,
@@ -260,6 +260,7 @@ fn stats(control: &Control, out: &mut String) {
         control.stats.acl_denied_cmd.load(Relaxed),
         control.stats.acl_denied_key.load(Relaxed),
         control.stats.acl_denied_channel.load(Relaxed),
+        control.stats.admin_denied_auth.load(Relaxed),
         t.errors,
     );
 }

@@ -237,6 +237,11 @@ impl Collector for StrataCollector {
                 "Commands refused because the user may not use one of their channels.",
                 &s.stats.acl_denied_channel,
             ),
+            (
+                "admin_access_denied_auth",
+                "Admin endpoint requests refused for a wrong or malformed bearer token.",
+                &s.stats.admin_denied_auth,
+            ),
         ] {
             counter(&mut e, name, help, value.load(Relaxed))?;
         }

@@ -39,6 +39,11 @@ const MIN_QUERY_BUFFER_LIMIT: usize = crate::config::MIN_QUERY_BUFFER_LIMIT as u
 const MIN_OUTPUT_BUFFER_LIMIT: usize = crate::config::MIN_OUTPUT_BUFFER_LIMIT as usize;
 /// Largest read-ahead when a big bulk argument is arriving.
 const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
+/// Read-ahead a request's declared length can buy beyond the bytes the client has actually
+/// sent: the buffer grows with what arrives (at most doubling, plus this), so a header such as
+/// `$536870000` followed by nothing costs 64 KiB, not [`MAX_READ_AHEAD`], per connection, while
+/// a value of up to 64 KiB still gets its whole read at once.
+const DECLARED_READ_AHEAD: usize = 64 * 1024;
 
 /// Serves one client until it quits, errs or goes away.
 pub async fn run(coord: Arc<Coordinator>, control: Arc<Control>, stream: ClientStream) {
@@ -221,7 +226,7 @@ async fn serve(
                 Err(e) => {
                     tracing::debug!(error = %e, "protocol error");
                     pending.push_back((
-                        Pending::ready(Reply::error(e.to_string())),
+                        Pending::ready(Reply::Error(e.reply_text())),
                         Track::in_proto(started, proto),
                     ));
                     closing = true;
@@ -265,7 +270,12 @@ async fn serve(
             }
         }
         let can_read = !closing && !eof && pending.len() < max_pipeline;
-        let room = want.clamp(READ_SIZE, MAX_READ_AHEAD);
+        // A declared length is the client's claim: it sizes the read only as far as the bytes
+        // already received vouch for it (reserved memory was found to become resident: 1-2 MB
+        // per connection that sent nothing but a big bulk header).
+        let room = want
+            .min(input.len().saturating_add(DECLARED_READ_AHEAD))
+            .clamp(READ_SIZE, MAX_READ_AHEAD);
         let quiet = input.is_empty() && pending.is_empty() && output.is_empty();
         if quiet {
             // Nothing in flight: buffers a burst grew go back to the allocator (the read

@@ -1,6 +1,8 @@
 //! First step of every request: find the command in the table and check what can be checked
 //! without a node (known command, arity, supported through the proxy, allowed by config).
 
+use bytes::Bytes;
+
 use crate::protocol::{Reply, Request};
 
 use super::spec::{flags, CommandSpec, Route};
@@ -35,32 +37,37 @@ pub fn has_block_option(request: &Request) -> bool {
         .any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
-/// Redis's text for an unknown command: the name and the first arguments, at most 128
-/// characters of them, each quoted and followed by a space.
+/// Redis's text for an unknown command: the name and the first arguments, at most 128 bytes
+/// of them, each quoted and followed by a space. The bytes are the client's, as Redis writes
+/// them (`%.128s`: cut at 128 bytes or at a NUL, not made valid UTF-8); CR and LF become
+/// spaces when the reply is encoded.
 pub fn unknown_command(request: &Request) -> Reply {
-    let mut args = String::new();
+    let name = request.args.first().map(|n| n.as_ref()).unwrap_or_default();
+    let mut text = Vec::with_capacity(64 + 2 * PRINTED);
+    text.extend_from_slice(b"ERR unknown command '");
+    text.extend_from_slice(printed(name, PRINTED));
+    text.extend_from_slice(b"', with args beginning with: ");
+    let start = text.len();
     for arg in request.args.iter().skip(1) {
-        if args.len() >= 128 {
+        let used = text.len() - start;
+        if used >= PRINTED {
             break;
         }
-        let room = 128 - args.len();
-        let text = String::from_utf8_lossy(arg);
-        let shown: String = text.chars().take(room).collect();
-        args.push_str(&format!("'{shown}' "));
+        text.push(b'\'');
+        text.extend_from_slice(printed(arg, PRINTED - used));
+        text.extend_from_slice(b"' ");
     }
-    let name = request
-        .args
-        .first()
-        .map(|n| {
-            String::from_utf8_lossy(n)
-                .chars()
-                .take(128)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    Reply::error(format!(
-        "ERR unknown command '{name}', with args beginning with: {args}"
-    ))
+    Reply::Error(Bytes::from(text))
+}
+
+/// How much of a client's argument Redis prints in an error.
+const PRINTED: usize = 128;
+
+/// What C's `%.<max>s` prints of `arg`, as Redis's error texts do: at most `max` bytes, and
+/// nothing from the first NUL on.
+fn printed(arg: &[u8], max: usize) -> &[u8] {
+    let end = memchr::memchr(0, arg).unwrap_or(arg.len()).min(max);
+    arg.get(..end).unwrap_or(arg)
 }
 
 /// `ERR wrong number of arguments for '<name>' command` (`name` may be `config|get`).
@@ -86,11 +93,12 @@ pub fn disabled(name: &str) -> Reply {
 
 /// `ERR unknown subcommand '<sub>'. Try <CMD> HELP.`
 pub fn unknown_subcommand(command: &str, sub: &[u8]) -> Reply {
-    let sub: String = String::from_utf8_lossy(sub).chars().take(128).collect();
-    Reply::error(format!(
-        "ERR unknown subcommand '{sub}'. Try {} HELP.",
-        command.to_ascii_uppercase()
-    ))
+    let mut text = b"ERR unknown subcommand '".to_vec();
+    text.extend_from_slice(printed(sub, PRINTED));
+    text.extend_from_slice(b"'. Try ");
+    text.extend_from_slice(command.to_ascii_uppercase().as_bytes());
+    text.extend_from_slice(b" HELP.");
+    Reply::Error(Bytes::from(text))
 }
 
 #[cfg(test)]
@@ -124,6 +132,43 @@ mod tests {
             "ERR wrong number of arguments for 'get' command"
         );
         assert_eq!(classify(&req(&["GET", "k"]), false).unwrap().name, "get");
+    }
+
+    fn err_bytes(r: Reply) -> Vec<u8> {
+        match r {
+            Reply::Error(e) => e.to_vec(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    /// Regression (tests/hostile_input.rs): the name and arguments went through
+    /// `from_utf8_lossy` and were cut at 128 characters, so invalid UTF-8 came back as U+FFFD,
+    /// a NUL and what followed it were echoed, and multi-byte text was cut late. The expected
+    /// bytes are redis-server 7.0's replies to the same requests.
+    #[test]
+    fn unknown_command_texts_are_the_client_bytes_as_redis_prints_them() {
+        let raw = |args: &[&[u8]]| Request::from_args(args.iter().map(|a| a.to_vec()));
+        assert_eq!(
+            err_bytes(unknown_command(&raw(&[b"FOO\xff", b"a\x00b", b"c"]))),
+            b"ERR unknown command 'FOO\xff', with args beginning with: 'a' 'c' "
+        );
+        assert_eq!(
+            err_bytes(unknown_command(&raw(&[b"PI\x00NG"]))),
+            b"ERR unknown command 'PI', with args beginning with: "
+        );
+        // 128 bytes of the name; of the arguments, 128 bytes counting quotes and spaces.
+        let long = "\u{e9}".repeat(100);
+        let text = err_bytes(unknown_command(&raw(&[long.as_bytes(), long.as_bytes()])));
+        let mut want = b"ERR unknown command '".to_vec();
+        want.extend_from_slice(&long.as_bytes()[..128]);
+        want.extend_from_slice(b"', with args beginning with: '");
+        want.extend_from_slice(&long.as_bytes()[..128]);
+        want.extend_from_slice(b"' ");
+        assert_eq!(text, want);
+        assert_eq!(
+            err_bytes(unknown_subcommand("client", b"\xfex\x00y")),
+            b"ERR unknown subcommand '\xfex'. Try CLIENT HELP."
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use layers::{resolve_layers, LayerSpec};
 mod bytesize;
 pub mod credentials;
 pub mod layers;
+mod listen;
 mod sections;
 pub mod security;
 pub mod template;
@@ -61,7 +62,9 @@ pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6380`.
     pub listen: SocketAddr,
     /// Address of the HTTP admin endpoint (`GET /metrics`, `GET /healthz`). Default none: no
-    /// admin endpoint.
+    /// admin endpoint. A bare port (`9380`) means 127.0.0.1; an address without its host
+    /// (`:9380`) is refused, so nothing binds every interface unless `0.0.0.0` is written.
+    #[serde(default, deserialize_with = "listen::admin_listen")]
     pub admin_listen: Option<SocketAddr>,
     /// A TLS listener for clients, beside `listen` (see `tls.rs`). Default none.
     #[serde(skip_serializing_if = "Option::is_none")]

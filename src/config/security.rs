@@ -20,6 +20,13 @@ pub struct SecurityConfig {
     /// `default` replaces the default user (then `requirepass` must not be set).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<UserConfig>,
+    /// SHA-256 (hex) of the bearer token the HTTP admin endpoint (`admin_listen`) asks for.
+    /// Set: every path but `/healthz` needs `Authorization: Bearer <token>`. Default none: the
+    /// endpoint is open to whoever can reach it. The name says "sha256" because tokens are often
+    /// 64 hex digits themselves (`openssl rand -hex 32`): the token does not go here, its hash
+    /// does. Reloadable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_sha256: Option<String>,
 }
 
 /// One user.
@@ -57,20 +64,23 @@ fn yes() -> bool {
 /// The categories a user's `commands` may name.
 pub const CATEGORIES: &[&str] = &["read", "write", "admin", "dangerous", "all"];
 
-/// The shell command that prints a password's SHA-256, for messages.
-const HASH_HINT: &str = "printf '%s' 'the-password' | sha256sum";
-
 /// True for 64 hex digits.
 pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn check_hash(at: &str, value: &str) -> Result<(), String> {
+    check_secret_hash(at, value, "password")
+}
+
+/// Refuses anything but a SHA-256 in hex, naming the shell command that prints the hash of a
+/// `what` (password, token).
+fn check_secret_hash(at: &str, value: &str, what: &str) -> Result<(), String> {
     if is_sha256_hex(value) {
         Ok(())
     } else {
         Err(format!(
-            "{at}: a password is stored as its SHA-256 in hex (64 hex digits), not as the password itself; print it with: {HASH_HINT}"
+            "{at}: a {what} is stored as its SHA-256 in hex (64 hex digits), not as the {what} itself; print it with: printf '%s' 'the-{what}' | sha256sum"
         ))
     }
 }
@@ -80,6 +90,9 @@ impl SecurityConfig {
     pub fn validate(&self, layer_names: &[&str]) -> Result<(), String> {
         if let Some(pass) = &self.requirepass {
             check_hash("security.requirepass", pass)?;
+        }
+        if let Some(token) = &self.admin_token_sha256 {
+            check_secret_hash("security.admin_token_sha256", token, "token")?;
         }
         let mut seen: Vec<&str> = Vec::new();
         for (i, u) in self.users.iter().enumerate() {
@@ -168,6 +181,26 @@ mod tests {
         };
         let e = s.validate(&[]).unwrap_err();
         assert!(e.contains("security.users[0].passwords[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_plain_admin_token_is_refused_with_the_command_that_hashes_it() {
+        let s = SecurityConfig {
+            admin_token_sha256: Some("my-scrape-token".into()),
+            ..SecurityConfig::default()
+        };
+        let e = s.validate(&[]).unwrap_err();
+        assert!(e.contains("security.admin_token_sha256"), "{e}");
+        assert!(
+            e.contains("a token is stored as its SHA-256")
+                && e.contains("printf '%s' 'the-token' | sha256sum"),
+            "{e}"
+        );
+        let s = SecurityConfig {
+            admin_token_sha256: Some(HASH.to_uppercase()),
+            ..SecurityConfig::default()
+        };
+        assert_eq!(s.validate(&[]), Ok(()));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct Stats {
     pub acl_denied_cmd: AtomicU64,
     pub acl_denied_key: AtomicU64,
     pub acl_denied_channel: AtomicU64,
+    /// Admin endpoint requests refused for a wrong or malformed bearer token
+    /// (`strata_admin_access_denied_auth`); requests without any are not counted.
+    pub admin_denied_auth: AtomicU64,
     /// `instantaneous_ops_per_sec` and the `_kbps` rates.
     pub instantaneous: Instantaneous,
 }
@@ -177,6 +180,7 @@ impl Stats {
             &self.acl_denied_cmd,
             &self.acl_denied_key,
             &self.acl_denied_channel,
+            &self.admin_denied_auth,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -157,12 +157,14 @@ impl StrataBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("strata.yaml");
         std::fs::write(&path, &yaml).expect("write config");
+        // Its log (stderr) goes to a file, for tests that read it: [`StrataProcess::log`].
+        let log = std::fs::File::create(dir.path().join("strata.log")).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--config")
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the strata binary");
         poll_until(DEADLINE, "strata to listen", || {
@@ -179,6 +181,11 @@ impl StrataProcess {
 
     pub fn config_path(&self) -> std::path::PathBuf {
         self.dir.path().join("strata.yaml")
+    }
+
+    /// What strata has logged so far (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("strata.log")).unwrap_or_default()
     }
 
     pub fn client(&self) -> RawClient {

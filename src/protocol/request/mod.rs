@@ -69,10 +69,31 @@ pub enum ProtocolError {
     TooBigMultibulkCount,
     #[error("ERR Protocol error: too big bulk count string")]
     TooBigBulkCount,
-    #[error("ERR Protocol error: expected '$', got '{0}'")]
-    ExpectedDollar(char),
+    /// The byte found where a bulk header's `$` belongs; the reply carries it as it came
+    /// ([`ProtocolError::reply_text`]), as Redis's does.
+    #[error("ERR Protocol error: expected '$', got '{}'", char::from(*.0))]
+    ExpectedDollar(u8),
     #[error("ERR Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+}
+
+impl ProtocolError {
+    /// The error reply's text, byte for byte as Redis 7.0 gives it. Only
+    /// [`ProtocolError::ExpectedDollar`] differs from the `Display` text: Redis's `%c` writes
+    /// the byte itself, where `Display` (for logs) writes the character of that code point, two
+    /// bytes in UTF-8 from 0x80 on. CR and LF become spaces when the reply is encoded, as in
+    /// Redis.
+    pub fn reply_text(&self) -> Bytes {
+        match self {
+            ProtocolError::ExpectedDollar(got) => {
+                let mut text = b"ERR Protocol error: expected '$', got '".to_vec();
+                text.push(*got);
+                text.push(b'\'');
+                Bytes::from(text)
+            }
+            other => Bytes::from(other.to_string()),
+        }
+    }
 }
 
 /// Where a multibulk request that is not complete yet stands, so the next read resumes there.
@@ -234,17 +255,20 @@ impl RequestParser {
                     }
                     match rest.first() {
                         Some(b'$') => {}
-                        Some(&other) => return Err(ProtocolError::ExpectedDollar(other as char)),
+                        Some(&other) => return Err(ProtocolError::ExpectedDollar(other)),
                         None => return Err(ProtocolError::InvalidBulkLength),
                     }
+                    // Redis's order: a length past `max_bulk_len` is invalid for every
+                    // client; the unauthenticated limit comes second.
                     let len = match rest.get(1..cr).and_then(parse_i64) {
+                        Some(n) if n < 0 || n as u64 > self.limits.max_bulk_len as u64 => {
+                            return Err(ProtocolError::InvalidBulkLength)
+                        }
                         Some(n) if self.unauthenticated && n > UNAUTHENTICATED_BULK => {
                             return Err(ProtocolError::UnauthenticatedBulkLength)
                         }
-                        Some(n) if n >= 0 && n as u64 <= self.limits.max_bulk_len as u64 => {
-                            n as usize
-                        }
-                        _ => return Err(ProtocolError::InvalidBulkLength),
+                        Some(n) => n as usize,
+                        None => return Err(ProtocolError::InvalidBulkLength),
                     };
                     partial.pos += cr + 2;
                     len

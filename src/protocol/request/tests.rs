@@ -99,7 +99,7 @@ fn limits_and_errors() {
     let (_, res, _) = parse_all(b"*1\r\n$-1\r\n");
     assert_eq!(res, Err(ProtocolError::InvalidBulkLength));
     let (_, res, _) = parse_all(b"*1\r\n:1\r\n");
-    assert_eq!(res, Err(ProtocolError::ExpectedDollar(':')));
+    assert_eq!(res, Err(ProtocolError::ExpectedDollar(b':')));
     let (_, res, _) = parse_all(&vec![b'a'; 64 * 1024 + 1]);
     assert_eq!(res, Err(ProtocolError::TooBigInline));
     let mut big = b"*1\r\n$".to_vec();
@@ -109,6 +109,23 @@ fn limits_and_errors() {
     assert_eq!(
         ProtocolError::InvalidMultibulkLength.to_string(),
         "ERR Protocol error: invalid multibulk length"
+    );
+}
+
+/// Regression: the byte found instead of `$` was written as a `char`, so 0x80..=0xFF went out
+/// as two UTF-8 bytes where Redis 7.0 writes the byte itself (`*1\r\n\xff3\r\n`).
+#[test]
+fn expected_dollar_replies_carry_the_byte_itself() {
+    let (_, res, _) = parse_all(b"*1\r\n\xff3\r\n");
+    let err = res.unwrap_err();
+    assert_eq!(err, ProtocolError::ExpectedDollar(0xff));
+    assert_eq!(
+        &err.reply_text()[..],
+        b"ERR Protocol error: expected '$', got '\xff'"
+    );
+    assert_eq!(
+        ProtocolError::InvalidBulkLength.reply_text(),
+        ProtocolError::InvalidBulkLength.to_string()
     );
 }
 
@@ -128,6 +145,22 @@ fn unauthenticated_clients_get_redis_small_limits() {
         p.parse(&mut buf),
         Err(ProtocolError::UnauthenticatedBulkLength)
     );
+    // Past `max_bulk_len` a length is invalid before it is unauthenticated, as in Redis
+    // (`*1\r\n$4000000000\r\n` to redis-server 7.0 with requirepass set).
+    for header in [
+        &b"*1\r\n$4000000000\r\n"[..],
+        b"*1\r\n$536870913\r\n",
+        b"*1\r\n$-1\r\n",
+    ] {
+        let mut p = RequestParser::new(ParseLimits::default());
+        p.set_unauthenticated(true);
+        let mut buf = BytesMut::from(header);
+        assert_eq!(
+            p.parse(&mut buf),
+            Err(ProtocolError::InvalidBulkLength),
+            "{header:?}"
+        );
+    }
     let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n"[..]);
     let mut p = RequestParser::new(ParseLimits::default());
     p.set_unauthenticated(true);
