@@ -52,11 +52,12 @@ die() {
 }
 
 # env_settings_only "$@" - for scripts configured by environment variables only: prints the
-# calling script's header comment on -h/--help, refuses any other argument.
+# calling script's header comment (line 2 to the first line that is not a comment) on
+# -h/--help, refuses any other argument.
 env_settings_only() {
     case "${1:-}" in
         -h | --help)
-            sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[1]}"
+            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[1]}"
             exit 0
             ;;
     esac

@@ -214,3 +214,85 @@ fn an_unauthenticated_client_may_send_only_small_requests() {
     assert!(matches!(c.call(&many), Resp::Array(_)));
     assert_eq!(c.call(&["SET", "meta:big", &big]), Resp::ok());
 }
+
+/// Key and channel patterns decide as Redis's own ACL does: for each pattern, a Redis user
+/// `~<pattern> &<pattern> +@all` asked with `ACL DRYRUN` and a strata user `keys: [<pattern>]`
+/// must agree on GET of a key, PUBLISH to a channel and PSUBSCRIBE of a pattern of the same
+/// name. The cases include where strata used to decide otherwise (found while writing the
+/// `acl_rules` fuzz target, whose model flags each): case (patterns matched keys and channels
+/// case-insensitively), Redis's empty-name and class rules, and a PSUBSCRIBE pattern that an
+/// allowed pattern matches as a string (`a*c` under `a?c`, which reaches `abbc`).
+#[test]
+fn patterns_decide_as_redis_acl_dryrun_does() {
+    let cases: &[(&str, &str)] = &[
+        ("a*", "abc"),
+        ("a*", "Abc"),
+        ("a?c", "aXc"),
+        ("a?c", "a*c"),
+        ("news.?", "news.*"),
+        ("news.?", "news.?"),
+        ("[a-c]x", "bx"),
+        ("[a-c]x", "Bx"),
+        ("[a-]x", "-x"),
+        ("[a-]x", "]x"),
+        ("[a-]x", "^"),
+        ("**", ""),
+        ("a\\", "a\\"),
+        ("[\\a]", "a"),
+        ("[^", "q"),
+        ("[ab", "ab"),
+        ("\\a*", "ab"),
+    ];
+    let reference = RedisNode::start();
+    let mut redis = common::RawClient::connect(&reference.addr());
+    let nodes = RedisNode::start_many(1);
+    let users: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (pattern, _))| {
+            let quoted = pattern.replace('\'', "''");
+            format!(
+                "    - {{name: u{i}, passwords: [{SECRET}], commands: [all], keys: ['{quoted}']}}"
+            )
+        })
+        .collect();
+    let strata = Strata::builder(&nodes)
+        .section(&format!("security:\n  users:\n{}", users.join("\n")))
+        .start();
+    let allowed = |r: &Resp| !r.is_error() || !r.error_text().starts_with("NOPERM");
+    for (i, (pattern, name)) in cases.iter().enumerate() {
+        let user = format!("u{i}");
+        assert_eq!(
+            redis.call(&["ACL", "SETUSER", &user, "reset", "on", "nopass"]),
+            Resp::ok()
+        );
+        let key_rule = format!("~{pattern}");
+        let channel_rule = format!("&{pattern}");
+        assert_eq!(
+            redis.call(&["ACL", "SETUSER", &user, &key_rule, &channel_rule, "+@all"]),
+            Resp::ok()
+        );
+        let dryrun = |redis: &mut common::RawClient, cmd: &[&str]| {
+            let mut args = vec!["ACL", "DRYRUN", user.as_str()];
+            args.extend_from_slice(cmd);
+            redis.call(&args) == Resp::ok()
+        };
+        let mut c = strata.raw();
+        assert_eq!(c.call(&["AUTH", &user, "secret"]), Resp::ok());
+        assert_eq!(
+            allowed(&c.call(&["GET", name])),
+            dryrun(&mut redis, &["GET", name]),
+            "GET {name:?} under {pattern:?}"
+        );
+        assert_eq!(
+            allowed(&c.call(&["PUBLISH", name, "m"])),
+            dryrun(&mut redis, &["PUBLISH", name, "m"]),
+            "PUBLISH {name:?} under {pattern:?}"
+        );
+        assert_eq!(
+            allowed(&c.call(&["PSUBSCRIBE", name])),
+            dryrun(&mut redis, &["PSUBSCRIBE", name]),
+            "PSUBSCRIBE {name:?} under {pattern:?}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use crate::command::spec::{flags, CommandSpec};
 use crate::command::table::{command_index, COMMANDS};
 use crate::config::layers::LayerSpec;
 use crate::config::security::{SecurityConfig, UserConfig};
-use crate::protocol::glob::glob_match;
+use crate::protocol::glob::{glob_match, Case};
 
 /// A category bit.
 const READ: u8 = 1;
@@ -40,13 +40,37 @@ enum Keys {
     },
 }
 
+/// Bytes that make a glob pattern match more than themselves.
+fn is_glob_special(b: &u8) -> bool {
+    matches!(b, b'*' | b'?' | b'[' | b'\\')
+}
+
 impl Keys {
+    /// A key or channel name: a layer prefix it begins with, or an allowed pattern matching
+    /// it case-sensitively, as Redis matches `~` and `&` patterns.
     fn allows(&self, key: &[u8]) -> bool {
         match self {
             Keys::All => true,
             Keys::Some { patterns, prefixes } => {
                 prefixes.iter().any(|p| key.starts_with(p))
-                    || patterns.iter().any(|p| glob_match(p, key))
+                    || patterns.iter().any(|p| glob_match(p, key, Case::Sensitive))
+            }
+        }
+    }
+
+    /// A PSUBSCRIBE pattern, which subscribes to every channel it matches. Redis allows it
+    /// only when it is one of the allowed patterns, byte for byte: one that merely matches an
+    /// allowed pattern as a string can reach more (`a*c` is matched by `a?c`, and subscribes
+    /// to `abbc`). A layer allows the patterns that begin with its prefix when the prefix has
+    /// no glob special byte: every channel they match then begins with the prefix.
+    fn allows_pattern(&self, pattern: &[u8]) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::Some { patterns, prefixes } => {
+                patterns.iter().any(|p| p.as_slice() == pattern)
+                    || prefixes
+                        .iter()
+                        .any(|p| pattern.starts_with(p) && !p.iter().any(is_glob_special))
             }
         }
     }
@@ -299,11 +323,16 @@ impl Acl {
             return Ok(());
         }
         match spec.name {
-            // A PSUBSCRIBE pattern is checked as a string an allowed pattern must match (Redis
-            // compares channel patterns literally too).
-            "subscribe" | "ssubscribe" | "psubscribe" => {
+            "subscribe" | "ssubscribe" => {
                 let all = args.get(1..).unwrap_or_default();
                 return match all.iter().all(|c| user.keys.allows(c)) {
+                    true => Ok(()),
+                    false => Err(Denied::Channel),
+                };
+            }
+            "psubscribe" => {
+                let all = args.get(1..).unwrap_or_default();
+                return match all.iter().all(|c| user.keys.allows_pattern(c)) {
                     true => Ok(()),
                     false => Err(Denied::Channel),
                 };
@@ -509,6 +538,65 @@ mod tests {
         assert_eq!(
             check(&acl, "dash", &["EVAL", "return 1", "1", "meta:x"]),
             Err(Denied::Command)
+        );
+    }
+
+    /// Found while writing the `acl_rules` fuzz target (its model flags both): patterns matched
+    /// keys case-insensitively, and a PSUBSCRIBE pattern passed when an allowed pattern
+    /// matched it as a string.
+    #[test]
+    fn key_and_channel_patterns_are_redis_s() {
+        let user = |keys: &[&str], layers: &[&str]| UserConfig {
+            name: "u".into(),
+            passwords: vec![PASSWORD.into()],
+            enabled: true,
+            commands: vec!["all".into()],
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            layers: layers.iter().map(|l| l.to_string()).collect(),
+        };
+        let layer = |name: &str, prefix: &str| LayerSpec {
+            name: name.into(),
+            prefix: prefix.into(),
+            key: None,
+            ttl: None,
+            max_ttl: None,
+            replication: 1,
+            write_consistency: crate::config::WriteConsistency::Quorum,
+            read_consistency: crate::config::ReadConsistency::One,
+            miss_failover: false,
+            eject_on_down: false,
+        };
+        let security = SecurityConfig {
+            users: vec![user(&["news.?", "a*"], &["meta", "odd"])],
+            ..SecurityConfig::default()
+        };
+        let acl = Acl::new(&security, &[layer("meta", "meta:"), layer("odd", "o*")]);
+        assert_eq!(check(&acl, "u", &["GET", "abc"]), Ok(()));
+        assert_eq!(check(&acl, "u", &["GET", "Abc"]), Err(Denied::Key));
+        assert_eq!(check(&acl, "u", &["GET", "META:x"]), Err(Denied::Key));
+        assert_eq!(check(&acl, "u", &["SUBSCRIBE", "news.1"]), Ok(()));
+        assert_eq!(
+            check(&acl, "u", &["PUBLISH", "NEWS.1", "m"]),
+            Err(Denied::Channel)
+        );
+        // Pattern subscriptions: an allowed pattern as it is, or a layer's plain prefix.
+        assert_eq!(check(&acl, "u", &["PSUBSCRIBE", "news.?"]), Ok(()));
+        assert_eq!(
+            check(&acl, "u", &["PSUBSCRIBE", "news.*"]),
+            Err(Denied::Channel)
+        );
+        assert_eq!(check(&acl, "u", &["PSUBSCRIBE", "a*"]), Ok(()));
+        assert_eq!(check(&acl, "u", &["PSUBSCRIBE", "a"]), Err(Denied::Channel));
+        assert_eq!(check(&acl, "u", &["PSUBSCRIBE", "meta:*"]), Ok(()));
+        assert_eq!(
+            check(&acl, "u", &["PSUBSCRIBE", "meta*"]),
+            Err(Denied::Channel)
+        );
+        // A prefix with a glob byte allows the channels that begin with it, not patterns.
+        assert_eq!(check(&acl, "u", &["SUBSCRIBE", "o*x"]), Ok(()));
+        assert_eq!(
+            check(&acl, "u", &["PSUBSCRIBE", "o*x"]),
+            Err(Denied::Channel)
         );
     }
 

@@ -5,7 +5,7 @@
 //! with the parameter's own name. A request naming only strata's parameters does not ask a node.
 
 use crate::backend::Lane;
-use crate::protocol::glob::glob_match;
+use crate::protocol::glob::{glob_match, Case};
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
@@ -78,7 +78,7 @@ pub async fn config_get(
     for pattern in patterns {
         for (name, value) in &own {
             let matched = if is_glob(pattern) {
-                glob_match(pattern, name.as_bytes())
+                glob_match(pattern, name.as_bytes(), Case::Insensitive)
             } else {
                 pattern.eq_ignore_ascii_case(name.as_bytes())
             };

@@ -64,7 +64,11 @@ pub async fn command(router: &Router, lane: Lane, request: &Request) -> Done {
                     if f.eq_ignore_ascii_case(b"filterby")
                         && by.eq_ignore_ascii_case(b"pattern") =>
                 {
-                    crate::protocol::glob::glob_match(p, b"strata")
+                    crate::protocol::glob::glob_match(
+                        p,
+                        b"strata",
+                        crate::protocol::glob::Case::Insensitive,
+                    )
                 }
                 _ => false,
             };
