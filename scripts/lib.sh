@@ -12,8 +12,10 @@
 #   ensure_python3              installs python3 if missing
 #   config_node_ports FILE      prints the ports of the loopback nodes listed under `nodes:`
 #   config_listen FILE          prints the `listen:` address of a config (default 127.0.0.1:6380)
-#   start_redis PORT DIR        starts a throw-away redis-server in the background (pid recorded)
+#   start_redis PORT DIR [TLS_PORT PKI]  starts a throw-away redis-server in the background (pid
+#                               recorded); with TLS_PORT also a TLS port, certificate from PKI
 #   start_nodes DIR PORT...     start_redis on each port, then waits for all (pids in NODE_PIDS)
+#   make_tls_pki DIR            a throw-away CA and a server certificate for localhost/127.0.0.1
 #   require_positive NAME...    dies unless each named variable holds a positive integer
 #   redis_ping PORT [HOST]      succeeds if a Redis-protocol server on HOST:PORT answers PONG
 #   wait_port PORT [TIMEOUT]    waits until 127.0.0.1:PORT answers PING (default 10 s)
@@ -180,12 +182,18 @@ unregister_pid() {
 }
 register_tmpdir() { _LIB_TMPDIRS+=("$1"); }
 
-# start_redis PORT DIR - starts a throw-away redis-server on 127.0.0.1:PORT (no persistence),
-# working directory and log in DIR. The pid is recorded for cleanup and left in REDIS_PID.
+# start_redis PORT DIR [TLS_PORT PKI] - starts a throw-away redis-server on 127.0.0.1:PORT (no
+# persistence), working directory and log in DIR. With TLS_PORT, it also listens there for TLS
+# with the server certificate of PKI (a make_tls_pki directory) and asks clients for none; PORT
+# stays plain (wait_port uses it). The pid is recorded for cleanup and left in REDIS_PID.
 start_redis() {
-    local port="$1" dir="$2"
+    local port="$1" dir="$2" tls=()
+    if [[ -n "${3:-}" ]]; then
+        tls=(--tls-port "$3" --tls-cert-file "$4/server.crt" --tls-key-file "$4/server.key"
+            --tls-ca-cert-file "$4/ca.crt" --tls-auth-clients no)
+    fi
     mkdir -p "$dir"
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    redis-server --port "$port" "${tls[@]}" --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize no --dir "$dir" --logfile "$dir/node-$port.log" \
         </dev/null >>"$dir/node-$port.out" 2>&1 &
     REDIS_PID=$!
@@ -206,6 +214,28 @@ start_nodes() {
     for p in "$@"; do
         wait_port "$p" 10 || die "redis-server on port $p did not start"
     done
+}
+
+# make_tls_pki DIR - makes, in DIR, a throw-away CA (ca.crt, ca.key) and a certificate signed by
+# it for DNS:localhost and IP:127.0.0.1 (server.crt, server.key), valid 2 days: what a TLS test
+# on loopback needs. Installs openssl if missing; dies with openssl's output if it fails.
+make_tls_pki() {
+    local dir="$1"
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    mkdir -p "$dir"
+    if ! (
+        cd "$dir" &&
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+                -subj "/CN=strata throw-away CA" &&
+            openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+                -subj "/CN=localhost" &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf &&
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -out server.crt -days 2 -extfile ext.cnf
+    ) >"$dir/openssl.log" 2>&1; then
+        cat "$dir/openssl.log" >&2
+        die "making the throw-away certificates with openssl failed"
+    fi
 }
 
 # strata_nodes_yaml PORT... - the `nodes:` section of a strata config for local redis-servers

@@ -1,11 +1,12 @@
 // scripts/clients/record.mjs - what the Node.js scenarios of scripts/clients-check.sh share.
 //
-// The command line (--modules DIR --port PORT --protocol 2|3 --out FILE --timeout SECONDS), the
-// loading of a client library from the installed node_modules, the conversion of replies to
-// JSON-able values (Buffers become strings, Maps objects, Sets sorted arrays, errors
-// {"error": message}), and the Recorder that runs each step with a timeout: a step that takes
-// longer is recorded as {"error": "timeout"} and the scenario is asked to reconnect, so that a
-// hang shows as a difference instead of stopping the run.
+// The command line (--modules DIR --port PORT --protocol 2|3 --out FILE --timeout SECONDS
+// [--tls-ca FILE]) and the TLS settings --tls-ca asks for, the loading of a client library from
+// the installed node_modules, the conversion of replies to JSON-able values (Buffers become
+// strings, Maps objects, Sets sorted arrays, errors {"error": message}), and the Recorder that
+// runs each step with a timeout: a step that takes longer is recorded as {"error": "timeout"} and
+// the scenario is asked to reconnect, so that a hang shows as a difference instead of stopping
+// the run.
 
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -23,7 +24,18 @@ export function parseArgs(argv) {
   opts.port = Number(opts.port);
   opts.protocol = Number(opts.protocol);
   opts.timeout = Number(opts.timeout);
+  opts.tls = tlsOf(opts["tls-ca"]);
   return opts;
+}
+
+// With --tls-ca FILE: what both libraries hand to Node's tls.connect, i.e. trust only that CA and
+// check the certificate against the name "localhost" (it is the servername, sent as SNI: Node
+// takes no IP address there, so the connection goes to 127.0.0.1 and the name checked is
+// localhost, the certificate's DNS entry). Without it: null, and the scenarios connect in plain
+// TCP exactly as they did before TLS was a choice.
+function tlsOf(caFile) {
+  if (caFile === undefined) return null;
+  return { ca: readFileSync(caFile), servername: "localhost", rejectUnauthorized: true };
 }
 
 // The library NAME as installed under DIR/node_modules, and its version.

@@ -8,8 +8,10 @@
 // flattened to RESP2 shapes. Older majors speak RESP2 only: `--supports-resp3` prints why.
 //
 // Usage: node scenario-ioredis.mjs --modules DIR --port PORT --protocol 2|3 --out FILE
+//          [--timeout SECONDS] [--tls-ca FILE]
 //        node scenario-ioredis.mjs --modules DIR --supports-resp3
-// The server's database is flushed (FLUSHALL) at the start.
+// The server's database is flushed (FLUSHALL) at the start. With --tls-ca, every connection is
+// TLS (ioredis `tls: {ca, servername: "localhost"}`, see record.mjs).
 
 import {
   Recorder,
@@ -40,6 +42,7 @@ async function connect(extra = {}) {
     connectTimeout: opts.timeout * 1000,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
+    ...(opts.tls ? { tls: opts.tls } : {}),
     ...extra,
   };
   if (major >= 6) {

@@ -8,8 +8,11 @@
 // major's API (5.x / 6.x: camelCase commands, options objects, SCAN pages).
 //
 // Usage: node scenario-node-redis.mjs --modules DIR --port PORT --protocol 2|3 --out FILE
+//          [--timeout SECONDS] [--tls-ca FILE]
 //        node scenario-node-redis.mjs --modules DIR --supports-resp3
-// The server's database is flushed (FLUSHALL) at the start.
+// The server's database is flushed (FLUSHALL) at the start. With --tls-ca, every connection is
+// TLS (node-redis `socket: {tls: true, ca, servername: "localhost"}`, see record.mjs; r.duplicate()
+// for the subscriber keeps them).
 
 import { Recorder, load, parseArgs, sleep, stableClientInfo, stableHello, unordered } from "./record.mjs";
 
@@ -25,7 +28,13 @@ const { createClient, RESP_TYPES } = lib;
 
 async function connect(extra = {}) {
   const c = createClient({
-    socket: { host: "127.0.0.1", port: opts.port, connectTimeout: opts.timeout * 1000, reconnectStrategy: false },
+    socket: {
+      host: "127.0.0.1",
+      port: opts.port,
+      connectTimeout: opts.timeout * 1000,
+      reconnectStrategy: false,
+      ...(opts.tls ? { tls: true, ...opts.tls } : {}),
+    },
     ...(major >= 5 ? { RESP: opts.protocol } : {}),
     ...extra,
   });

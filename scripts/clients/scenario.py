@@ -10,8 +10,10 @@
 # versions, addresses, times, random picks) are left out or reduced to something stable; each
 # such place says so.
 #
-# Usage: scenario.py --port PORT --protocol 2|3 --out FILE [--timeout SECONDS]
+# Usage: scenario.py --port PORT --protocol 2|3 --out FILE [--timeout SECONDS] [--tls-ca FILE]
 # Works with redis-py 5.x and later. The server's database is flushed (FLUSHALL) at the start.
+# With --tls-ca, every connection is TLS (ssl=True), the server's certificate checked against
+# that CA and against the address, 127.0.0.1 (ssl_check_hostname: the certificate's IP entry).
 
 import argparse
 import json
@@ -82,7 +84,13 @@ def main():
     ap.add_argument("--protocol", type=int, choices=(2, 3), required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--tls-ca", help="connect over TLS, trusting this CA (PEM)")
     a = ap.parse_args()
+    # The same settings for the sync and the asyncio client; nothing at all without --tls-ca, so
+    # that the plain runs are what they always were.
+    tls = {}
+    if a.tls_ca:
+        tls = {"ssl": True, "ssl_ca_certs": a.tls_ca, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
     def client(**kw):
         # No retries: a retry would resend a failed pipeline and hide a dropped connection.
@@ -93,6 +101,7 @@ def main():
             socket_timeout=a.timeout,
             socket_connect_timeout=a.timeout,
             retry=Retry(NoBackoff(), 0),
+            **tls,
             **kw,
         )
 
@@ -541,6 +550,7 @@ def main():
                 protocol=a.protocol,
                 socket_timeout=a.timeout,
                 socket_connect_timeout=a.timeout,
+                **tls,
             )
             try:
                 p = c.pipeline(transaction=False)
