@@ -39,7 +39,6 @@ require_positive rounds n_p1 n_p16 run_timeout
 
 ensure_redis
 ensure_python3
-command -v openssl >/dev/null 2>&1 || apt_install openssl
 
 install_cleanup_trap
 workdir="$(mktemp -d -t strata-tls-bench.XXXXXX)"
@@ -51,28 +50,7 @@ strata_bin="$STRATA_ROOT/target/release/strata"
 
 # A CA, and a certificate for localhost / 127.0.0.1 used by every server here.
 pki="$workdir/pki"
-mkdir -p "$pki"
-(
-    cd "$pki"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
-        -subj "/CN=tls-bench CA" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
-        -subj "/CN=localhost" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-        -out server.crt -days 2 -extfile ext.cnf 2>/dev/null
-)
-
-# start_tls_redis PLAIN_PORT TLS_PORT DIR - a throw-away redis-server listening on both.
-start_tls_redis() {
-    local dir="$3"
-    mkdir -p "$dir"
-    redis-server --port "$1" --tls-port "$2" --bind 127.0.0.1 --save "" --appendonly no \
-        --tls-cert-file "$pki/server.crt" --tls-key-file "$pki/server.key" \
-        --tls-ca-cert-file "$pki/ca.crt" --tls-auth-clients no \
-        --dir "$dir" --logfile "$dir/redis.log" >/dev/null 2>&1 &
-    register_pid $!
-}
+make_tls_pki "$pki"
 
 mapfile -t ports < <(free_ports 12)
 node_plain=("${ports[0]}" "${ports[1]}" "${ports[2]}")
@@ -85,9 +63,9 @@ b_plain="${ports[10]}"
 b_tls="${ports[11]}"
 
 for i in 0 1 2; do
-    start_tls_redis "${node_plain[$i]}" "${node_tls[$i]}" "$workdir/node$i"
+    start_redis "${node_plain[$i]}" "$workdir/node$i" "${node_tls[$i]}" "$pki"
 done
-start_tls_redis "$direct_plain" "$direct_tls" "$workdir/direct"
+start_redis "$direct_plain" "$workdir/direct" "$direct_tls" "$pki"
 for p in "${node_plain[@]}" "$direct_plain"; do
     wait_port "$p"
 done
