@@ -98,7 +98,7 @@ impl Server {
                     NodeInfo::new(i, n.id.clone(), n.addr.clone(), n.weight, settings.workers)
                         .configured(
                             crate::cluster::health::Thresholds::from(&settings.config.health),
-                            settings.config.repair.max_hints_per_node,
+                            &settings.config.repair,
                         )
                         .with_credentials(settings.config.credentials_for(&n.id))
                         .with_tls(settings.node_tls.get(&n.id).cloned()),
@@ -425,6 +425,7 @@ fn run_worker(
             crate::health::heartbeat::start(&router);
             tokio::spawn(reload_on_request(control.clone(), router.clone()));
             tokio::spawn(crate::control::clients::close_idle(control.clone()));
+            tokio::spawn(crate::control::refill::watch(control.clone()));
         }
         while let Some(Incoming { stream, tls }) = incoming.recv().await {
             let _ = stream.set_nonblocking(true);

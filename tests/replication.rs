@@ -670,9 +670,11 @@ fn quorum_read_repairs_diverged_replicas() {
 
 #[test]
 fn restarted_node_refilled_by_hints_and_miss_failover() {
+    // Hints and miss failover alone: no refill walk (tests/refill.rs) copies the other keys.
     let mut env = Env::start(
         r#"layers:
   - { name: h2, prefix: "h2:", replication: 2, write_consistency: eventual, ttl: 5m }
+repair: {refill: false}
 "#,
         FAST_HEALTH,
     );

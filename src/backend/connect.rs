@@ -7,6 +7,7 @@
 //!
 //! The handshake is one round trip: `AUTH [username] password` on a RESP2 connection,
 //! `HELLO 3 AUTH username password` on a RESP3 one, `HELLO 3` alone without credentials.
+//! Then `INFO server`, whose `run_id` tells a node that restarted (`cluster::refill`).
 
 use std::time::Duration;
 
@@ -31,20 +32,74 @@ const DEFAULT_USER: &str = "default";
 /// The beginning of the text of a failed TLS handshake (the reason follows).
 pub const TLS_FAILED: &str = "TLS handshake failed";
 
-/// Opens a connection to `node` with its current credentials and TLS client (see [`open`]).
+/// Opens a connection to `node` with its current credentials and TLS client (see [`open`]),
+/// and, unless `repair.refill` is off, reads the node's `run_id` before the connection is
+/// used: a node that restarted is known to be refilling before any request reaches it.
 pub async fn open_node(
     node: &NodeInfo,
     proto: Proto,
     timeout: Duration,
 ) -> Result<NodeStream, Failure> {
-    open(
+    let mut stream = open(
         &node.addr,
         node.credentials().as_deref(),
         node.tls().as_deref(),
         proto,
         timeout,
     )
-    .await
+    .await?;
+    if node.refill.enabled() {
+        tokio::time::timeout(timeout, observe_run_id(node, &mut stream))
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "INFO server not answered within {}",
+                        humantime::format_duration(timeout)
+                    ),
+                )
+            })??;
+    }
+    Ok(stream)
+}
+
+/// `INFO server` on a new connection: a `run_id` other than the one seen before means the
+/// node restarted (`cluster::refill`). A node that refuses the command (an ACL user without
+/// `INFO`) is served as before, without restart detection, and a warning says so once.
+async fn observe_run_id<S: AsyncRead + AsyncWrite + Unpin>(
+    node: &NodeInfo,
+    stream: &mut S,
+) -> Result<(), Failure> {
+    stream
+        .write_all(&command_bytes([&b"INFO"[..], b"server"].into_iter()))
+        .await
+        .map_err(|e| Failure::io("write", &e))?;
+    stream.flush().await.map_err(|e| Failure::io("write", &e))?;
+    let reply = read_reply(stream).await?;
+    match crate::cluster::refill::parse_run_id(&reply.raw) {
+        Some(run_id) => {
+            if node.refill.observe(run_id) {
+                tracing::warn!(
+                    node = %node.id,
+                    addr = %node.addr,
+                    run_id,
+                    "node restarted (new run_id): its misses are not believed until it is refilled"
+                );
+            }
+        }
+        None => {
+            if node.refill.info_refused() {
+                let text = String::from_utf8_lossy(&reply.raw);
+                tracing::warn!(
+                    node = %node.id,
+                    reply = %text.trim_end(),
+                    "no run_id from INFO server: restarts of this node are not noticed (repair.refill)"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Connects to `addr`, over TLS with `tls` when given, authenticates with `credentials` when

@@ -234,7 +234,7 @@ mod tests {
                     node_timeout: Duration::from_secs(1),
                     same_event: Duration::ZERO,
                 },
-                16,
+                &crate::config::RepairConfig::default(),
             ),
         );
         n.failed("refused");

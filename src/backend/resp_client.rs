@@ -102,14 +102,10 @@ impl RespClient {
         proto: Proto,
         connect_timeout: Duration,
     ) -> Result<RespClient, CallError> {
-        RespClient::connect_with(
-            &node.addr,
-            node.credentials().as_deref(),
-            node.tls().as_deref(),
-            proto,
-            connect_timeout,
-        )
-        .await
+        let stream = super::connect::open_node(node, proto, connect_timeout)
+            .await
+            .map_err(CallError::Connect)?;
+        Ok(RespClient::from_stream(stream, proto))
     }
 
     /// Opens a connection to `addr`, over TLS with `tls` and authenticated with `credentials`

@@ -192,7 +192,7 @@ fn settings(request: Duration) -> ConnectionSettings {
 
 /// One PING through a new connection to `addr`: its error, and the node's figures.
 async fn ping_fails(addr: String, request: Duration) -> (NodeError, NodeTotals) {
-    let node = Arc::new(NodeInfo::new(0, "n1".into(), addr, 1, 1));
+    let node = fake_node(addr);
     let conn = Connection::spawn(node.clone(), settings(request), Proto::Resp2);
     let rx = conn.send(Bytes::from_static(PING)).await;
     let error = settle(&node, rx.await).expect_err("no reply expected");
@@ -201,6 +201,14 @@ async fn ping_fails(addr: String, request: Duration) -> (NodeError, NodeTotals) 
 
 /// A "node" that reads requests and answers each read with `answer` (`None`: never
 /// answers; empty: closes the connection).
+/// The record of a fake node: it answers nothing but its canned bytes, so strata does not ask
+/// it for its run_id (`repair.refill` off).
+fn fake_node(addr: String) -> Arc<NodeInfo> {
+    let node = NodeInfo::new(0, "n1".into(), addr, 1, 1);
+    node.refill.set_enabled(false);
+    Arc::new(node)
+}
+
 async fn node(answer: Option<&'static [u8]>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -283,7 +291,7 @@ async fn a_node_sending_garbage_is_a_protocol_error() {
 async fn a_reply_nobody_asked_for_is_a_protocol_error() {
     // Two replies to one request.
     let addr = node(Some(b"+PONG\r\n+PONG\r\n")).await;
-    let node = Arc::new(NodeInfo::new(0, "n1".into(), addr, 1, 1));
+    let node = fake_node(addr);
     let conn = Connection::spawn(node.clone(), settings(Duration::from_secs(2)), Proto::Resp2);
     let first = conn.send(Bytes::from_static(PING)).await;
     assert!(settle(&node, first.await).is_ok());
@@ -307,7 +315,7 @@ async fn poll_error(node: &Arc<NodeInfo>, conn: &Connection) -> NodeError {
 #[tokio::test]
 async fn a_removed_node_fails_queued_requests_as_down_uncounted() {
     let addr = node(None).await;
-    let node = Arc::new(NodeInfo::new(0, "n1".into(), addr, 1, 1));
+    let node = fake_node(addr);
     node.retire();
     let conn = Connection::spawn(node.clone(), settings(Duration::from_secs(2)), Proto::Resp2);
     let rx = conn.send(Bytes::from_static(PING)).await;

@@ -500,6 +500,54 @@ impl Collector for StrataCollector {
             "node",
             hints.iter().map(|(id, h)| (*id, h.dropped)),
         )?;
+        gauges(
+            &mut e,
+            "node_refilling",
+            "1 while the node restarted and is not refilled yet (its misses are not believed).",
+            "node",
+            nodes
+                .iter()
+                .map(|(id, n, _)| (*id, i64::from(n.refill.is_refilling()))),
+        )?;
+        for (i, (name, help)) in [
+            (
+                "node_restarts",
+                "Restarts of the node seen (its Redis run_id changed).",
+            ),
+            (
+                "node_refills",
+                "Refills of the node completed after a restart.",
+            ),
+            (
+                "node_refill_keys_scanned",
+                "Keys of other nodes looked at by refills of the node.",
+            ),
+            (
+                "node_refill_keys_copied",
+                "Keys copied to the node by refills.",
+            ),
+            (
+                "node_refill_keys_present",
+                "Keys a refill found on the node already.",
+            ),
+            (
+                "node_refill_keys_failed",
+                "Keys a refill could not copy to the node.",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            counters(
+                &mut e,
+                name,
+                help,
+                "node",
+                nodes
+                    .iter()
+                    .map(|(id, n, _)| (*id, n.refill.figures().get(i).map_or(0, |(_, v)| *v))),
+            )?;
+        }
         let mut m = e.encode_descriptor(
             "node_request_duration_seconds",
             "Time from writing a request to a node to reading its reply.",

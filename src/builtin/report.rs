@@ -134,7 +134,7 @@ pub fn nodes_section(control: &Control, out: &mut String) {
             .replace([',', '\r', '\n'], " ");
         let _ = write!(
             out,
-            "node_{}:addr={},tls={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},{},last_error={},health_reason={}\r\n",
+            "node_{}:addr={},tls={},weight={},state={},down_transitions={},up_transitions={},connections={},requests={},errors={},timeouts={},failures={},hints_pending={},hints_stored={},hints_replayed={},hints_dropped={},refill={},restarts={},refills={},refill_copied={},{},last_error={},health_reason={}\r\n",
             node.id,
             node.addr,
             u8::from(node.tls().is_some()),
@@ -151,6 +151,10 @@ pub fn nodes_section(control: &Control, out: &mut String) {
             h.stored,
             h.replayed,
             h.dropped,
+            node.refill.state().label(),
+            node.refill.restarts.load(std::sync::atomic::Ordering::Relaxed),
+            node.refill.runs.load(std::sync::atomic::Ordering::Relaxed),
+            node.refill.copied.load(std::sync::atomic::Ordering::Relaxed),
             percentiles_text(&t.latency),
             last_error,
             reason,
@@ -171,9 +175,18 @@ pub fn repair_section(control: &Control, out: &mut String) {
         hints.replayed += h.replayed;
         hints.dropped += h.dropped;
     }
+    // Restarts and refills, all members together.
+    let mut refill = [0u64; 7];
+    let mut refilling = 0;
+    for node in topology.member_nodes() {
+        refilling += usize::from(node.refill.is_refilling());
+        for (sum, (_, v)) in refill.iter_mut().zip(node.refill.figures()) {
+            *sum += v;
+        }
+    }
     let _ = write!(
         out,
-        "# Repair\r\nbackground_in_flight:{}\r\nbackground_max:{}\r\ntails_overflow:{}\r\nrepairs_skipped:{}\r\nrepairs_failed:{}\r\nhints_pending:{}\r\nhints_stored:{}\r\nhints_replayed:{}\r\nhints_dropped:{}\r\n",
+        "# Repair\r\nbackground_in_flight:{}\r\nbackground_max:{}\r\ntails_overflow:{}\r\nrepairs_skipped:{}\r\nrepairs_failed:{}\r\nhints_pending:{}\r\nhints_stored:{}\r\nhints_replayed:{}\r\nhints_dropped:{}\r\nnodes_refilling:{refilling}\r\n",
         b.in_flight(),
         control.live.load().settings.config.repair.max_in_flight,
         b.tails_overflow.load(Relaxed),
@@ -184,6 +197,12 @@ pub fn repair_section(control: &Control, out: &mut String) {
         hints.replayed,
         hints.dropped,
     );
+    let names = crate::cluster::refill::Refill::default().figures();
+    for ((name, _), v) in names.iter().zip(refill) {
+        if *name != "refill_last_ms" {
+            let _ = write!(out, "{name}:{v}\r\n");
+        }
+    }
 }
 
 /// INFO `# Rebalance`: keys moved after membership changes (`rebalance/`).

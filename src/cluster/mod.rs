@@ -7,6 +7,7 @@ pub mod health;
 pub mod hints;
 pub mod node;
 pub mod rebalance;
+pub mod refill;
 pub mod ring;
 pub mod topology;
 pub mod view;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::health::{NodeHealth, Thresholds, Transition};
 use crate::cluster::hints::Hints;
-use crate::config::Credentials;
+use crate::cluster::refill::Refill;
+use crate::config::{Credentials, RepairConfig};
 use crate::stats::NodeStats;
 use crate::tls::NodeTls;
 
@@ -34,6 +35,8 @@ pub struct NodeInfo {
     pub health: NodeHealth,
     /// Keys to copy to the node when it is back (hinted handoff).
     pub hints: Hints,
+    /// Its Redis process: restarts seen, and the refill that follows each.
+    pub refill: Refill,
     /// Requests, failures and latency, per worker.
     pub stats: NodeStats,
     /// Dedicated connections open to the node, all workers together (`dedicated.rs`).
@@ -54,16 +57,18 @@ impl NodeInfo {
             retired: crate::latch::Latch::default(),
             status: NodeStatus::default(),
             health: NodeHealth::new(Thresholds::default()),
-            hints: Hints::new(crate::config::RepairConfig::default().max_hints_per_node),
+            hints: Hints::new(RepairConfig::default().max_hints_per_node),
+            refill: Refill::default(),
             stats: NodeStats::new(workers),
             dedicated: AtomicUsize::new(0),
         }
     }
 
-    /// Applies the configured health thresholds and hint bound.
-    pub fn configured(mut self, thresholds: Thresholds, max_hints: usize) -> NodeInfo {
+    /// Applies the configured health thresholds, hint bound and refill switch.
+    pub fn configured(mut self, thresholds: Thresholds, repair: &RepairConfig) -> NodeInfo {
         self.health = NodeHealth::new(thresholds);
-        self.hints = Hints::new(max_hints);
+        self.hints = Hints::new(repair.max_hints_per_node);
+        self.refill.set_enabled(repair.refill);
         self
     }
 

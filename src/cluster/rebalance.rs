@@ -1,9 +1,10 @@
 //! What requests must know while keys move to new owners after a membership change: whether a
 //! rebalance runs, the rings before the change (a key not moved yet is still on its previous
 //! owners), and the keys clients deleted meanwhile. Also the rebalancer's figures. The
-//! rebalance itself (walking the nodes, moving keys) is `control::rebalance`.
+//! rebalance itself (walking the nodes, moving keys) is `control::rebalance`. The deletes
+//! are remembered for the refills of restarted nodes (`control::refill`) too.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -28,6 +29,8 @@ pub struct Rebalance {
     tombstones: Mutex<std::collections::HashSet<Bytes>>,
     /// Read by every read while a rebalance runs: swapped whole, never locked.
     previous: arc_swap::ArcSwap<Vec<Arc<Topology>>>,
+    /// Refills running (`control::refill`): they need the deletes remembered too.
+    refills: AtomicUsize,
     /// Runs completed.
     pub runs: AtomicU64,
     /// Keys looked at, moved, left alone because their new owner already had a value, and
@@ -77,10 +80,10 @@ impl Rebalance {
         ]
     }
 
-    /// A client deleted `key`: while a run goes on, remember it so that the run does not bring
-    /// it back from an old copy.
+    /// A client deleted `key`: while a run or a refill (`cluster::refill`) goes on, remember
+    /// it so that the walk does not bring it back from an old copy.
     pub fn deleted(&self, key: &Bytes) {
-        if !self.is_running() {
+        if !self.is_running() && self.refills.load(Ordering::SeqCst) == 0 {
             return;
         }
         let mut t = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,8 +119,24 @@ impl Rebalance {
         (!previous.is_empty()).then_some(previous)
     }
 
-    /// A run ended: the deletes it remembered are forgotten.
+    /// A refill starts: deletes are remembered until it ends ([`Rebalance::refill_ended`]).
+    pub fn refill_started(&self) {
+        self.refills.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A refill ended: when no walk goes on any more, the deletes remembered are forgotten.
+    pub fn refill_ended(&self) {
+        self.refills.fetch_sub(1, Ordering::SeqCst);
+        if !self.is_running() {
+            self.forget_deleted();
+        }
+    }
+
+    /// A run ended: the deletes it remembered are forgotten, unless a refill still needs them.
     pub fn forget_deleted(&self) {
+        if self.refills.load(Ordering::SeqCst) > 0 {
+            return;
+        }
         self.tombstones
             .lock()
             .unwrap_or_else(|e| e.into_inner())

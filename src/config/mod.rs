@@ -354,6 +354,10 @@ impl Config {
             ("repair.max_hints_per_node", self.repair.max_hints_per_node),
             ("repair.replay_batch", self.repair.replay_batch),
             (
+                "repair.refill_keys_per_sec",
+                self.repair.refill_keys_per_sec,
+            ),
+            (
                 "rebalance.max_keys_per_sec",
                 self.rebalance.max_keys_per_sec,
             ),

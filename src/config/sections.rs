@@ -184,6 +184,12 @@ pub struct RepairConfig {
     pub max_hints_per_node: usize,
     /// Hinted keys copied to a recovered node per pipelined batch. Default 100.
     pub replay_batch: usize,
+    /// Notice a node that restarted (its Redis `run_id` changed) and refill it: copy to it
+    /// every key it should hold from the other replicas, and until that is done believe no
+    /// miss from it. Default true.
+    pub refill: bool,
+    /// Keys copied to a restarted node per second at most. Default 5000.
+    pub refill_keys_per_sec: usize,
 }
 
 impl Default for RepairConfig {
@@ -192,6 +198,8 @@ impl Default for RepairConfig {
             max_in_flight: 10_000,
             max_hints_per_node: 100_000,
             replay_batch: 100,
+            refill: true,
+            refill_keys_per_sec: 5000,
         }
     }
 }

@@ -318,7 +318,7 @@ fn new_node(
         )
         .configured(
             crate::cluster::health::Thresholds::from(&config.health),
-            config.repair.max_hints_per_node,
+            &config.repair,
         )
         // Not in the file: the global `backend` credentials.
         .with_credentials(config.credentials_for(id))

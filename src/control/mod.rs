@@ -6,8 +6,10 @@ pub mod clients;
 pub mod layer_keys;
 pub mod membership;
 pub mod rebalance;
+pub mod refill;
 pub mod reload;
 pub mod shutdown;
+mod walk;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +63,7 @@ impl Control {
         for node in view.topology.nodes.iter() {
             node.stats.reset();
             node.hints.reset();
+            node.refill.reset();
         }
     }
 }

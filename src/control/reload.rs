@@ -132,7 +132,7 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
                     )
                     .configured(
                         crate::cluster::health::Thresholds::from(&settings.config.health),
-                        settings.config.repair.max_hints_per_node,
+                        &settings.config.repair,
                     ),
                 );
                 topology = topology.with_added(node);
@@ -163,6 +163,7 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
     let thresholds = crate::cluster::health::Thresholds::from(&settings.config.health);
     for node in topology.nodes.iter() {
         node.health.set_thresholds(thresholds);
+        node.refill.set_enabled(settings.config.repair.refill);
     }
     // New credentials apply to the connections opened from now on; those open stay
     // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them).

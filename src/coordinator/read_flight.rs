@@ -8,6 +8,12 @@
 //! differ every replica is asked, the majority wins (ties: a value beats nil, then the earlier
 //! replica) and the others are repaired.
 //!
+//! A replica that restarted and is not refilled yet (`cluster::refill`) may lack keys: its
+//! misses are not believed. A `one` read asks on past such a miss as miss failover would, and
+//! in a vote such an answer ([`vote::may_lack`]) counts towards R but does not vote, unless no
+//! other replica answered; R such answers alone ask the next replica too. So a key that
+//! survives on one replica is returned and repaired, never outvoted by restarted replicas.
+//!
 //! A Redis error reply is an answer like any other: passed on, never retried. Writes are
 //! `write_flight.rs`.
 
@@ -68,6 +74,8 @@ struct Replica {
     node: Arc<NodeInfo>,
     index: usize,
     state: State,
+    /// Restarted and not refilled yet when the flight started: its misses are not believed.
+    refilling: bool,
 }
 
 /// A request in flight to the replicas of its keys.
@@ -145,6 +153,7 @@ impl Flight {
                 } else {
                     State::Unsent
                 },
+                refilling: node.refill.is_refilling(),
             })
             .collect();
         let deadline = Instant::from_std(request.started) + view.settings.config.timeouts.request;
@@ -369,13 +378,12 @@ impl Flight {
         let mut hedge = self.hedge_time();
         loop {
             let first_hit = self.replicas.iter().position(|r| match &r.state {
-                State::Answered(a) => !miss_failover || !is_miss(outcome, &a.raw),
+                State::Answered(a) => !(miss_failover || r.refilling) || !is_miss(outcome, &a.raw),
                 _ => false,
             });
             if let Some(hit) = first_hit {
-                if miss_failover {
-                    self.copy_back(hit, outcome);
-                }
+                // The misses before it are of miss failover or refilling replicas.
+                self.copy_back(hit, outcome);
                 return self.answer(hit);
             }
             if self.waiting() == 0 {
@@ -423,13 +431,26 @@ impl Flight {
         let mut everyone = false;
         loop {
             if !everyone && self.answered() >= need {
-                if self.agree(outcome) {
+                let agreed = self.agree(outcome);
+                if agreed && self.strong_answers() > 0 {
                     return self.majority(outcome);
                 }
-                // Disagreement: ask the rest too, then take the majority of all.
-                everyone = true;
-                while self.send_next().await {}
-                hedge = None;
+                if agreed {
+                    // Only refilling replicas' misses: a replica whose answer votes is asked
+                    // too, or awaited when one was asked already.
+                    if self.waiting() == 0 {
+                        if self.ask_next(Counted::MissFailover).await {
+                            hedge = self.hedge_time();
+                            continue;
+                        }
+                        return self.majority(outcome);
+                    }
+                } else {
+                    // Disagreement: ask the rest too, then take the majority of all.
+                    everyone = true;
+                    while self.send_next().await {}
+                    hedge = None;
+                }
             }
             if self.waiting() == 0 {
                 if everyone {
@@ -447,7 +468,10 @@ impl Flight {
                     self.ask_next(Counted::Failover).await;
                     hedge = self.hedge_time();
                 }
-                Event::Deadline if everyone => return self.majority(outcome),
+                // Enough answered (refilling replicas' misses) while a voter was awaited.
+                Event::Deadline if everyone || self.answered() >= need => {
+                    return self.majority(outcome)
+                }
                 Event::Deadline => return self.read_failed(),
             }
         }
@@ -463,10 +487,35 @@ impl Flight {
         })
     }
 
-    /// The majority answer; replicas that answered otherwise are repaired from it.
+    /// Whether replica `i`'s answer is a refilling replica's may-lack answer (no vote).
+    fn weak(&self, i: usize) -> bool {
+        self.replicas.get(i).is_some_and(|r| {
+            r.refilling
+                && matches!(&r.state, State::Answered(a) if vote::may_lack(self.op.outcome, a))
+        })
+    }
+
+    /// Answers that vote.
+    fn strong_answers(&self) -> usize {
+        if !self.replicas.iter().any(|r| r.refilling) {
+            return self.answered();
+        }
+        self.answers()
+            .iter()
+            .filter(|(i, _)| !self.weak(*i))
+            .count()
+    }
+
+    /// The majority answer among those that vote (all of them when none does); replicas
+    /// that answered otherwise are repaired from it.
     fn majority(self, outcome: Outcome) -> Landed {
         let answers = self.answers();
-        let Some(winner) = vote::winner(&answers, outcome) else {
+        let mut voters: Vec<(usize, &[u8])> = Vec::new();
+        if self.replicas.iter().any(|r| r.refilling) {
+            voters.extend(answers.iter().copied().filter(|(i, _)| !self.weak(*i)));
+        }
+        let ballot = if voters.is_empty() { &answers } else { &voters };
+        let Some(winner) = vote::winner(ballot, outcome) else {
             return self.read_failed();
         };
         let losers: Vec<usize> = answers
@@ -573,6 +622,7 @@ mod tests {
             )),
             index,
             state,
+            refilling: false,
         }
     }
 

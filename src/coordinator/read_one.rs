@@ -113,7 +113,13 @@ impl ReadOne {
     /// (`ErrorKind::retryable`; otherwise the failure is the reply).
     pub fn finish(self: Box<Self>, result: NodeResult) -> Result<Reply, Continued> {
         match result {
-            Ok(reply) if self.others == 0 || !self.op.miss_failover => Ok(Reply::Raw(reply.raw)),
+            // A refilling replica's miss is not believed: asked on as with miss failover.
+            Ok(reply)
+                if self.others == 0
+                    || !(self.op.miss_failover || self.node.refill.is_refilling()) =>
+            {
+                Ok(Reply::Raw(reply.raw))
+            }
             Ok(reply) if !is_miss(self.op.outcome, &reply.raw) => Ok(Reply::Raw(reply.raw)),
             Ok(miss) => Err(self.go_on(Some(NodeOutcome::Answered(miss)))),
             Err(e) if e.retryable() => Err(self.go_on(Some(NodeOutcome::Failed(e)))),

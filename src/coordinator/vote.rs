@@ -1,7 +1,10 @@
 //! Comparing the replicas' answers to a read: what counts as a miss, when two answers are the
 //! same, and which answer wins a vote (`read_flight.rs` asks the replicas and repairs the losers).
 
+use redis_protocol::resp2::types::BytesFrame;
+
 use super::track::Outcome;
+use crate::protocol::NodeReply;
 
 /// Whether two replicas' replies to a read count as the same answer: the same bytes, or for
 /// TTL / PTTL / EXPIRETIME / PEXPIRETIME two expiries (any values at or above 0). Each replica
@@ -23,6 +26,20 @@ pub fn is_miss(outcome: Outcome, raw: &[u8]) -> bool {
         Outcome::Ttl => raw == b":-2\r\n",
         Outcome::Type => raw == b"+none\r\n",
         _ => false,
+    }
+}
+
+/// Whether an answer could come from a replica that lacks some of the keys asked: a miss, an
+/// MGET with a nil among its values, any EXISTS count. A refilling replica's such answers do
+/// not vote (`cluster::refill`).
+pub fn may_lack(outcome: Outcome, reply: &NodeReply) -> bool {
+    match outcome {
+        Outcome::Mget => match &reply.frame {
+            BytesFrame::Array(values) => values.iter().any(|v| matches!(v, BytesFrame::Null)),
+            _ => is_miss(outcome, &reply.raw),
+        },
+        Outcome::Exists => true,
+        _ => is_miss(outcome, &reply.raw),
     }
 }
 
@@ -64,6 +81,27 @@ mod tests {
         assert_eq!(winner(&[(0, b), (1, a)], read), Some((0, b)));
         assert_eq!(winner(&[(0, nil), (2, nil), (1, a)], read), Some((0, nil)));
         assert_eq!(winner(&[], read), None);
+    }
+
+    #[test]
+    fn what_a_replica_lacking_keys_could_answer() {
+        let reply = |raw: &'static [u8]| {
+            let mut buf = bytes::BytesMut::from(raw);
+            crate::protocol::decode_reply(&mut buf)
+                .expect("valid")
+                .expect("whole")
+        };
+        let mget = Outcome::Mget;
+        assert!(may_lack(mget, &reply(b"*2\r\n$1\r\na\r\n$-1\r\n")));
+        assert!(!may_lack(
+            mget,
+            &reply(b"*2\r\n$1\r\na\r\n$5\r\n$-1\r\n\r\n")
+        ));
+        assert!(may_lack(Outcome::Read, &reply(b"$-1\r\n")));
+        assert!(!may_lack(Outcome::Read, &reply(b"$1\r\na\r\n")));
+        assert!(may_lack(Outcome::Exists, &reply(b":2\r\n")));
+        assert!(may_lack(Outcome::Ttl, &reply(b":-2\r\n")));
+        assert!(!may_lack(Outcome::Ttl, &reply(b":-1\r\n")));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! - Replicas marked down are not sent the write; their keys are hinted (`repair::hints`).
 //!   A replica that fails is hinted too; one that has not answered when the level is met is
 //!   watched in the background (`repair::watch_tail`) and hinted if it fails.
+//! - While a replica refills after a restart (`cluster::refill`) it may lack the key: the
+//!   reply is taken from a replica that is not refilling (DEL's count, INCR's value), waited
+//!   for when one is still out.
 //! - No timer of its own: every reply arrives or fails within `timeouts.request` of being
 //!   written (the node connection fails requests older than that), which bounds the wait as
 //!   it bounds a request to one node. This keeps the commonest replicated request free of
@@ -48,6 +51,8 @@ struct Replica {
     state: State,
     /// The TTL followers sent behind the write.
     followers: SmallVec<[PendingReply; 1]>,
+    /// Restarted and not refilled yet: its reply may be of a missing key.
+    refilling: bool,
 }
 
 /// A write to the replicas of its keys, in preference order (the primary first).
@@ -106,6 +111,7 @@ impl WriteFlight {
                 index,
                 state: State::Down,
                 followers: SmallVec::new(),
+                refilling: node.refill.is_refilling(),
             };
             if node.health.is_down() {
                 for key in &flight.keys {
@@ -188,6 +194,9 @@ impl WriteFlight {
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut acks = 0;
         let mut waiting = 0;
+        // Replies, and replicas still out, that are not refilling.
+        let mut sure = 0;
+        let mut sure_waiting = 0;
         for r in self.replicas.iter_mut() {
             if let State::Waiting(rx) = &mut r.state {
                 if let Poll::Ready(got) = Pin::new(rx).poll(cx) {
@@ -202,8 +211,14 @@ impl WriteFlight {
                 }
             }
             match r.state {
-                State::Answered(_) => acks += 1,
-                State::Waiting(_) => waiting += 1,
+                State::Answered(_) => {
+                    acks += 1;
+                    sure += usize::from(!r.refilling);
+                }
+                State::Waiting(_) => {
+                    waiting += 1;
+                    sure_waiting += usize::from(!r.refilling);
+                }
                 _ => {}
             }
         }
@@ -216,6 +231,7 @@ impl WriteFlight {
             },
             _ => acks >= self.need(),
         };
+        let met = met && (sure > 0 || sure_waiting == 0);
         if met || waiting == 0 {
             Poll::Ready(())
         } else {
@@ -230,6 +246,7 @@ impl WriteFlight {
         let total = self.replicas.len();
         let mut acks = 0;
         let mut chosen = None;
+        let mut chosen_refilling = false;
         let mut reply = None;
         for (i, r) in self.replicas.iter_mut().enumerate() {
             let state = std::mem::replace(&mut r.state, State::Done);
@@ -244,9 +261,11 @@ impl WriteFlight {
             match state {
                 State::Answered(answer) => {
                     acks += 1;
-                    if reply.is_none() {
+                    // The first reply, or a later one of a replica that is not refilling.
+                    if reply.is_none() || (chosen_refilling && !r.refilling) {
                         reply = Some(answer);
                         chosen = Some(i);
+                        chosen_refilling = r.refilling;
                     }
                 }
                 State::Waiting(rx) => {

@@ -8,22 +8,17 @@
 //! change (`fallback`), so a key not moved yet is still found (and copied to its new owner).
 //! A run that ends while the ring changed again starts over on the new ring.
 
-mod direct;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use redis_protocol::resp2::types::BytesFrame;
 
 use crate::cluster::View;
-use crate::protocol::NodeReply;
 
+use super::walk::{restored, Direct, Pace};
 use super::Control;
-
-use direct::Direct;
 
 /// What a walk found (DRY) or did.
 #[derive(Debug, Default, Clone)]
@@ -141,22 +136,8 @@ pub async fn walk(control: &Control, view: &View, dry: bool) -> Summary {
                     .push((node.id.clone(), "stopped: shutting down".into()));
                 return summary;
             }
-            let scan = source
-                .call(vec![
-                    Bytes::from_static(b"SCAN"),
-                    cursor.clone(),
-                    Bytes::from_static(b"COUNT"),
-                    Bytes::from(config.limits.scan_count.to_string()),
-                ])
-                .await;
-            let (next, keys) = match scan.map(parse_scan) {
-                Ok(Some(page)) => page,
-                Ok(None) => {
-                    summary
-                        .unreachable
-                        .push((node.id.clone(), "unexpected SCAN reply".into()));
-                    break;
-                }
+            let (next, keys) = match source.scan(&cursor, config.limits.scan_count).await {
+                Ok(page) => page,
                 Err(e) => {
                     summary.unreachable.push((node.id.clone(), e));
                     break;
@@ -223,45 +204,16 @@ async fn move_keys(
     let topology = &view.topology;
     let config = &view.settings.config;
     let mut out = Moved::default();
-    let reads: Vec<Vec<Bytes>> = moves
-        .iter()
-        .flat_map(|(key, _)| {
-            [
-                vec![Bytes::from_static(b"DUMP"), key.clone()],
-                vec![Bytes::from_static(b"PTTL"), key.clone()],
-            ]
-        })
-        .collect();
-    let Ok(replies) = source.pipeline(&reads).await else {
-        out.failed += moves.len() as u64;
+    let count = moves.len() as u64;
+    let Ok(copies) = source.read_copies(moves).await else {
+        out.failed += count;
         return out;
     };
-    // (key, payload, ttl, owners) of the keys still there.
-    let mut copies = Vec::new();
-    for ((key, owners), pair) in moves.into_iter().zip(replies.chunks(2)) {
-        let (Some(dump), Some(pttl)) = (pair.first(), pair.get(1)) else {
-            out.failed += 1;
-            continue;
-        };
-        let payload = match &dump.frame {
-            BytesFrame::BulkString(p) => p.clone(),
-            // Gone (expired or deleted) since the SCAN: nothing to move.
-            _ => continue,
-        };
-        let ttl = match pttl.frame {
-            BytesFrame::Integer(-2) => continue,
-            BytesFrame::Integer(ms) if ms > 0 => ms,
-            // An expiry due this very millisecond still needs one: 0 would make it persistent.
-            BytesFrame::Integer(0) => 1,
-            _ => 0,
-        };
-        copies.push((key, payload, ttl, owners));
-    }
     // Which keys every owner now has.
     let mut ok = vec![true; copies.len()];
     let mut by_target: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (i, (_, _, _, owners)) in copies.iter().enumerate() {
-        for &o in owners {
+    for (i, copy) in copies.iter().enumerate() {
+        for &o in &copy.with {
             by_target.entry(o).or_default().push(i);
         }
     }
@@ -293,14 +245,7 @@ async fn move_keys(
         let restores: Vec<Vec<Bytes>> = items
             .iter()
             .filter_map(|&i| copies.get(i))
-            .map(|(key, payload, ttl, _)| {
-                vec![
-                    Bytes::from_static(b"RESTORE"),
-                    key.clone(),
-                    Bytes::from(ttl.to_string()),
-                    payload.clone(),
-                ]
-            })
+            .map(|copy| copy.restore())
             .collect();
         match conn.pipeline(&restores).await {
             Ok(replies) => {
@@ -311,10 +256,10 @@ async fn move_keys(
                             *flag = false;
                         } else if reply.is_error() {
                             out.skipped += 1;
-                        } else if let Some((key, ..)) = copies.get(i) {
+                        } else if let Some(copy) = copies.get(i) {
                             // Deleted by a client meanwhile: the restored copy goes too.
-                            if control.rebalance.is_tombstone(key) {
-                                undo.push(vec![Bytes::from_static(b"UNLINK"), key.clone()]);
+                            if control.rebalance.is_tombstone(&copy.key) {
+                                undo.push(vec![Bytes::from_static(b"UNLINK"), copy.key.clone()]);
                             }
                         }
                     }
@@ -334,7 +279,7 @@ async fn move_keys(
         .iter()
         .zip(ok.iter())
         .filter(|(_, &done)| done)
-        .map(|((key, ..), _)| vec![Bytes::from_static(b"UNLINK"), key.clone()])
+        .map(|(copy, _)| vec![Bytes::from_static(b"UNLINK"), copy.key.clone()])
         .collect();
     let failed = ok.iter().filter(|&&done| !done).count() as u64;
     out.failed += failed;
@@ -344,62 +289,4 @@ async fn move_keys(
         out.failed += unlinks.len() as u64;
     }
     out
-}
-
-/// RESTORE landed, or the owner already had the key (BUSYKEY: a newer value, kept).
-fn restored(reply: &NodeReply) -> bool {
-    match &reply.frame {
-        BytesFrame::SimpleString(_) => true,
-        BytesFrame::Error(e) => e.starts_with("BUSYKEY"),
-        _ => false,
-    }
-}
-
-/// A SCAN reply: the next cursor and the keys.
-fn parse_scan(reply: NodeReply) -> Option<(Bytes, Vec<Bytes>)> {
-    let BytesFrame::Array(parts) = reply.frame else {
-        return None;
-    };
-    let mut parts = parts.into_iter();
-    let cursor = match parts.next()? {
-        BytesFrame::BulkString(c) => c,
-        _ => return None,
-    };
-    let keys = match parts.next()? {
-        BytesFrame::Array(keys) => keys
-            .into_iter()
-            .filter_map(|k| match k {
-                BytesFrame::BulkString(k) => Some(k),
-                _ => None,
-            })
-            .collect(),
-        _ => return None,
-    };
-    Some((cursor, keys))
-}
-
-/// Keeps the moves under `max` keys per second.
-struct Pace {
-    max: u64,
-    started: Instant,
-    spent: u64,
-}
-
-impl Pace {
-    fn new(max: usize) -> Pace {
-        Pace {
-            max: (max as u64).max(1),
-            started: Instant::now(),
-            spent: 0,
-        }
-    }
-
-    async fn spend(&mut self, keys: u64) {
-        self.spent += keys;
-        let due = Duration::from_secs_f64(self.spent as f64 / self.max as f64);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-    }
 }
