@@ -167,6 +167,17 @@ fn two_replicas_restarted_empty_in_turn_lose_no_key() {
     assert_eq!(repair_figure(&mut c, "refill_failed"), 0);
 
     // STRATA NODES and /metrics show the same.
+    let nodes_reply = c.call(&["STRATA", "NODES"]);
+    let first = nodes_reply.array()[0].array();
+    let field = |name: &str| {
+        first
+            .chunks(2)
+            .find(|p| p[0] == Resp::bulk(name))
+            .map(|p| p[1].clone())
+            .unwrap_or_else(|| panic!("no {name} in {first:?}"))
+    };
+    assert_eq!(field("refill"), Resp::bulk("idle"));
+    assert_eq!(field("refill_last_error"), Resp::bulk(""));
     let metrics = http_get(strata.handle().admin_addr.expect("admin"), "/metrics").body;
     assert!(
         metrics.contains("strata_node_restarts_total{node=\"node1\"} 1"),
