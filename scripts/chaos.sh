@@ -13,6 +13,8 @@
 #               AOF brings back what it had; what it missed comes from hints)
 #   stop        SIGSTOP node3 for CHAOS_DOWN s, then SIGCONT
 #   empty       SIGKILL node1, delete its data dir, start it again at once: back empty
+#               (the default list then does the same to node2 with `empty:2`, before or while
+#               node1 is refilled: keys whose third copy is on neither must survive)
 #   reload      SIGHUP with a changed config (health, timeouts), STRATA RELOAD of a broken file
 #               (must be refused), STRATA RELOAD of the good one, then of the first settings
 #   membership  STRATA NODE REMOVE node4 + STRATA REBALANCE, then NODE ADD node4 + REBALANCE
@@ -29,7 +31,7 @@
 # scripts/test.sh or CI (about 4 minutes on 2 cores, plus the build). docs/testing.md has a run.
 #
 # Environment:
-#   CHAOS_SCENARIOS      scenarios, in order        (default "kill stop empty reload membership idle")
+#   CHAOS_SCENARIOS      scenarios, in order        (default "kill stop empty empty:2 reload membership idle")
 #   CHAOS_STEADY         load before/after a fault, s                  (default 10)
 #   CHAOS_DOWN           a node killed or stopped for, s               (default 8)
 #   CHAOS_RECOVER        longest wait for a node / a rebalance, s      (default 60)
@@ -51,7 +53,7 @@ LIB_PROG=chaos.sh
 
 env_settings_only "$@"
 
-scenarios="${CHAOS_SCENARIOS:-kill stop empty reload membership idle}"
+scenarios="${CHAOS_SCENARIOS:-kill stop empty empty:2 reload membership idle}"
 steady="${CHAOS_STEADY:-10}"
 down="${CHAOS_DOWN:-8}"
 recover="${CHAOS_RECOVER:-60}"
