@@ -71,8 +71,9 @@ enum State {
 }
 
 struct Replica {
+    /// Its index in the node list is `node.index` (not a field of its own: the flight is
+    /// moved as a whole while it runs, so every byte of a replica is copied several times).
     node: Arc<NodeInfo>,
-    index: usize,
     state: State,
     /// Restarted and not refilled yet when the flight started: its misses are not believed.
     refilling: bool,
@@ -147,7 +148,6 @@ impl Flight {
             .filter_map(|&i| topology.node(i))
             .map(|node| Replica {
                 node: node.clone(),
-                index: node.index,
                 state: if node.health.is_down() {
                     State::Down
                 } else {
@@ -247,7 +247,7 @@ impl Flight {
         if !matches!(r.state, State::Unsent) {
             return;
         }
-        let Some(conn) = self.coord.router.connection(r.index, self.lane) else {
+        let Some(conn) = self.coord.router.connection(r.node.index, self.lane) else {
             r.state = State::Failed(NodeError::no_connection(&r.node));
             return;
         };
@@ -521,11 +521,11 @@ impl Flight {
         let losers: Vec<usize> = answers
             .iter()
             .filter(|(_, raw)| !vote::same_answer(outcome, raw, winner.1))
-            .filter_map(|(i, _)| self.replicas.get(*i).map(|r| r.index))
+            .filter_map(|(i, _)| self.replicas.get(*i).map(|r| r.node.index))
             .collect();
         let winner = winner.0;
         if !losers.is_empty() {
-            if let Some(source) = self.replicas.get(winner).map(|r| r.index) {
+            if let Some(source) = self.replicas.get(winner).map(|r| r.node.index) {
                 crate::repair::spawn_repair(
                     &self.coord.router,
                     &self.coord.repairs.background,
@@ -558,12 +558,12 @@ impl Flight {
             .iter()
             .take(hit)
             .filter(|r| matches!(&r.state, State::Answered(a) if is_miss(outcome, &a.raw)))
-            .map(|r| r.index)
+            .map(|r| r.node.index)
             .collect();
         if missed.is_empty() {
             return;
         }
-        if let Some(source) = self.replicas.get(hit).map(|r| r.index) {
+        if let Some(source) = self.replicas.get(hit).map(|r| r.node.index) {
             crate::repair::spawn_repair(
                 &self.coord.router,
                 &self.coord.repairs.background,
@@ -620,7 +620,6 @@ mod tests {
                 1,
                 1,
             )),
-            index,
             state,
             refilling: false,
         }

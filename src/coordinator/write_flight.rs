@@ -46,13 +46,14 @@ enum State {
 
 struct Replica {
     /// Index into the node list (not a handle: the flight is per request, and the handle's
-    /// reference count is shared by every worker).
-    index: usize,
+    /// reference count is shared by every worker). A u32 so that it and `refilling` share
+    /// one word: the flight is moved while it runs, and each byte is copied several times.
+    index: u32,
+    /// Restarted and not refilled yet: its reply may be of a missing key.
+    refilling: bool,
     state: State,
     /// The TTL followers sent behind the write.
     followers: SmallVec<[PendingReply; 1]>,
-    /// Restarted and not refilled yet: its reply may be of a missing key.
-    refilling: bool,
 }
 
 /// A write to the replicas of its keys, in preference order (the primary first).
@@ -67,6 +68,8 @@ pub struct WriteFlight {
     decided: Option<(Result<Bytes, Reply>, Option<usize>)>,
     /// TTL followers of the answering replica that set a TTL.
     applied: u32,
+    /// Some replica is refilling (`Replica::refilling`): the reply waits for one that is not.
+    refilling: bool,
 }
 
 /// A write flight's result.
@@ -101,17 +104,22 @@ impl WriteFlight {
             replicas: SmallVec::new(),
             decided: None,
             applied: 0,
+            refilling: false,
         });
         let topology = &view.topology;
         for &index in nodes {
             let Some(node) = topology.node(index) else {
                 continue;
             };
+            // Node lists are far shorter than u32::MAX (`limits.max_nodes` is at most 65535).
+            let Ok(slot) = u32::try_from(index) else {
+                continue;
+            };
             let mut replica = Replica {
-                index,
+                index: slot,
+                refilling: node.refill.is_refilling(),
                 state: State::Down,
                 followers: SmallVec::new(),
-                refilling: node.refill.is_refilling(),
             };
             if node.health.is_down() {
                 for key in &flight.keys {
@@ -125,6 +133,7 @@ impl WriteFlight {
             } else {
                 replica.state = State::Failed(NodeError::no_connection(node));
             }
+            flight.refilling |= replica.refilling;
             flight.replicas.push(replica);
         }
         flight
@@ -194,16 +203,13 @@ impl WriteFlight {
     fn poll_replies(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut acks = 0;
         let mut waiting = 0;
-        // Replies, and replicas still out, that are not refilling.
-        let mut sure = 0;
-        let mut sure_waiting = 0;
         for r in self.replicas.iter_mut() {
             if let State::Waiting(rx) = &mut r.state {
                 if let Poll::Ready(got) = Pin::new(rx).poll(cx) {
                     r.state = match got {
                         Ok(Ok(reply)) => State::Answered(reply.raw),
                         Ok(Err(e)) => State::Failed(e),
-                        Err(_) => match self.coord.router.view().topology.node(r.index) {
+                        Err(_) => match self.coord.router.view().topology.node(r.index as usize) {
                             Some(node) => State::Failed(NodeError::connection_lost(node)),
                             None => State::Done,
                         },
@@ -211,14 +217,8 @@ impl WriteFlight {
                 }
             }
             match r.state {
-                State::Answered(_) => {
-                    acks += 1;
-                    sure += usize::from(!r.refilling);
-                }
-                State::Waiting(_) => {
-                    waiting += 1;
-                    sure_waiting += usize::from(!r.refilling);
-                }
+                State::Answered(_) => acks += 1,
+                State::Waiting(_) => waiting += 1,
                 _ => {}
             }
         }
@@ -231,12 +231,26 @@ impl WriteFlight {
             },
             _ => acks >= self.need(),
         };
-        let met = met && (sure > 0 || sure_waiting == 0);
+        let met = met && (!self.refilling || self.sure_reply_or_none_coming());
         if met || waiting == 0 {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
+    }
+
+    /// Whether a replica that is not refilling answered, or none is still out: the reply
+    /// can be chosen.
+    fn sure_reply_or_none_coming(&self) -> bool {
+        let mut coming = false;
+        for r in self.replicas.iter().filter(|r| !r.refilling) {
+            match r.state {
+                State::Answered(_) => return true,
+                State::Waiting(_) => coming = true,
+                _ => {}
+            }
+        }
+        !coming
     }
 
     /// Settles the flight: the reply, background watches for replicas still out, hints for
@@ -253,9 +267,13 @@ impl WriteFlight {
             // Only a replica still out or failed needs its node (loaded only then: the
             // usual write has every replica answered).
             let node = match state {
-                State::Waiting(_) | State::Failed(_) => {
-                    self.coord.router.view().topology.node(r.index).cloned()
-                }
+                State::Waiting(_) | State::Failed(_) => self
+                    .coord
+                    .router
+                    .view()
+                    .topology
+                    .node(r.index as usize)
+                    .cloned(),
                 _ => None,
             };
             match state {
