@@ -52,7 +52,8 @@
 //! - [`client`]: sessions, their output and limits, transactions, pub/sub.
 //! - [`server`], [`signals`]: the composition root (threads, listeners, signals); `main.rs`
 //!   parses the command line. [`warm`] (`strata warm`) and [`load`] (`strata load`, the load of
-//!   `scripts/failover-check.sh`) are clients of a running proxy.
+//!   `scripts/failover-check.sh`) are clients of a running proxy; [`bench`] (`strata bench`) is
+//!   a load generator for any Redis-protocol endpoint, built on [`protocol`] alone.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -68,6 +69,7 @@
 pub mod acl;
 pub mod admin;
 pub mod backend;
+pub mod bench;
 pub mod builtin;
 pub mod client;
 pub mod cluster;

@@ -1,4 +1,4 @@
-//! The `strata` binary: `serve` (default), `check` and `warm` (and the hidden `load`).
+//! The `strata` binary: `serve` (default), `check`, `warm` and `bench` (and the hidden `load`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         pipeline: usize,
     },
+    /// Benchmark Redis-protocol endpoints side by side (strata, Redis, twemproxy): throughput,
+    /// latency percentiles, hit rates and errors, with the ratios of each target to the
+    /// first. Needs no configuration file.
+    Bench(BenchArgs),
     /// The load of scripts/failover-check.sh, against the strata running with the
     /// configuration: clients write and read back their keys while a node is SIGKILLed.
     /// Exit 0 when nothing acknowledged was lost, 1 when something failed, 2 on an error.
@@ -77,6 +81,131 @@ enum Command {
     },
 }
 
+/// `strata bench`'s command line (docs/benchmarks.md has examples).
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Where to send the load: `host:port` or `name=host:port`; repeat it for several targets,
+    /// alternated round by round (ratios are against the first).
+    #[arg(long = "target", default_value = "127.0.0.1:6380")]
+    targets: Vec<String>,
+    /// write (SET), read (GET; keys written first) or mixed (GET and SET; keys written first).
+    #[arg(long, default_value = "mixed")]
+    workload: WorkloadArg,
+    /// Share of GETs in the mixed workload, 0 to 1.
+    #[arg(long, default_value_t = 0.7)]
+    read_ratio: f64,
+    /// Connections per target.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Requests a connection sends before reading their replies.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Size of the key space.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// How keys are picked: `uniform` or `zipf:<s>` (e.g. zipf:0.99).
+    #[arg(long, default_value = "uniform")]
+    key_dist: String,
+    /// Keys are `<prefix><n>`.
+    #[arg(long, default_value = "key:")]
+    key_prefix: String,
+    /// Value size in bytes, fixed (`3`) or a range (`64-4096`).
+    #[arg(long, default_value = "3")]
+    value_size: String,
+    /// Requests per target and round (all connections together).
+    #[arg(long, default_value_t = 100_000, conflicts_with = "duration")]
+    requests: u64,
+    /// Length of each measured phase instead of --requests, e.g. `10s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Rounds; each runs every target once.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Load before each measured phase, not counted, e.g. `2s`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    warmup: std::time::Duration,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seed of the random streams (the same seed sends the same requests).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Longest wait for a connection or for a pipeline's replies.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    timeout: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WorkloadArg {
+    Write,
+    Read,
+    Mixed,
+}
+
+impl BenchArgs {
+    fn options(self) -> Result<strata::bench::BenchOptions, strata::bench::BenchError> {
+        use strata::bench::{BenchOptions, Length, Mix, Workload};
+        let mix = match self.workload {
+            WorkloadArg::Write => Mix::Write,
+            WorkloadArg::Read => Mix::Read,
+            WorkloadArg::Mixed => Mix::Mixed {
+                read_ratio: self.read_ratio,
+            },
+        };
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| t.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(BenchOptions {
+            targets,
+            workload: Workload {
+                mix,
+                keys: self.keys,
+                key_dist: self.key_dist.parse()?,
+                key_prefix: self.key_prefix,
+                value_size: self.value_size.parse()?,
+            },
+            clients: self.clients,
+            pipeline: self.pipeline,
+            length: match self.duration {
+                Some(d) => Length::Duration(d),
+                None => Length::Requests(self.requests),
+            },
+            rounds: self.rounds,
+            warmup: self.warmup,
+            threads: self.threads,
+            seed: self.seed,
+            timeout: self.timeout,
+            json: self.json,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+    }
+}
+
+/// `strata bench`: exit 0 when every request was answered without an error, 1 when some
+/// failed, 2 when the bench could not run.
+fn bench(args: BenchArgs) -> ExitCode {
+    let report = args.options().and_then(|opts| strata::bench::run(&opts));
+    match report {
+        Ok(report) => {
+            let _ = write!(std::io::stdout(), "{}", report.table());
+            if report.targets.iter().all(|t| t.errors.is_empty()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("strata bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Where a local client reaches a proxy listening on `listen` (a wildcard address is
 /// reached on loopback).
 fn connect_addr(listen: std::net::SocketAddr) -> String {
@@ -102,6 +231,11 @@ fn main() -> ExitCode {
         // Colour only for a person at a terminal, not in log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The bench is a client of any endpoint: it needs no configuration file.
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Bench(args) => return bench(args),
+        other => other,
+    };
     let settings = match Config::load(&cli.config) {
         Ok(s) => s,
         Err(e) => {
@@ -109,7 +243,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        // Handled above, before the configuration is read.
+        Command::Bench(_) => ExitCode::from(2),
         Command::Check => {
             // A reader that stops early (`strata check | head`) is not a bad config: a closed
             // stdout ends the output, not the process with a panic.

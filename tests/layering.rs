@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("warm", &["backend", "cluster", "config", "protocol"]),
     ("load", &["backend", "cluster", "config", "protocol"]),
+    ("bench", &["protocol"]),
     (
         "repair",
         &[

@@ -1,0 +1,389 @@
+//! `strata bench`: strata's own load generator and benchmark. Concurrent pipelined clients
+//! (the project's RESP encoder and decoder, not redis-benchmark) run a workload against one or
+//! more targets — strata, a Redis server, twemproxy — alternated round by round so their
+//! figures are measured side by side, and report throughput, latency percentiles
+//! (hdrhistogram), hit rates and errors per target and kind of request, with the ratios of each
+//! target to the first.
+//!
+//! - `workload`: the request mix, key distributions (uniform, Zipf) and value sizes.
+//! - `client`: one connection's closed loop and the shared request budget.
+//! - `tally`: what a client counts (histograms, hits, errors), merged per run.
+//! - `report`: the figures, medians over rounds, ratios, the table and the JSON.
+
+mod client;
+mod report;
+mod tally;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::time::Instant;
+
+pub use client::ClientError;
+use client::{connect, Budget, Client};
+pub use report::{OpFigures, Ratio, Report, Round, TargetReport};
+use tally::Tally;
+use workload::Generator;
+pub use workload::{KeyDist, Mix, OpKind, SpecError, ValueSize, Workload};
+
+/// A place to send the load: `name=host:port` or `host:port` (named after itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub addr: String,
+}
+
+impl std::str::FromStr for Target {
+    type Err = BenchError;
+
+    fn from_str(s: &str) -> Result<Self, BenchError> {
+        let (name, addr) = match s.split_once('=') {
+            Some((n, a)) => (n.trim(), a.trim()),
+            None => (s.trim(), s.trim()),
+        };
+        if name.is_empty() || addr.is_empty() || !addr.contains(':') {
+            return Err(BenchError::Target(s.to_string()));
+        }
+        Ok(Target {
+            name: name.to_string(),
+            addr: addr.to_string(),
+        })
+    }
+}
+
+/// When a measured phase ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Length {
+    Requests(u64),
+    Duration(Duration),
+}
+
+/// Everything `strata bench` is asked.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub targets: Vec<Target>,
+    pub workload: Workload,
+    /// Connections per target.
+    pub clients: usize,
+    /// Requests each connection sends before reading their replies.
+    pub pipeline: usize,
+    pub length: Length,
+    pub rounds: usize,
+    /// Load before each measured phase, not counted.
+    pub warmup: Duration,
+    /// Threads of the client's runtime.
+    pub threads: usize,
+    /// Seed of the clients' random streams (each client derives its own).
+    pub seed: u64,
+    /// Longest wait for a connection or a pipeline's replies.
+    pub timeout: Duration,
+    pub json: Option<PathBuf>,
+    /// Show progress on stderr (a terminal).
+    pub progress: bool,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("--target: expected `host:port` or `name=host:port`, got {0:?}")]
+    Target(String),
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("--read-ratio must be between 0 and 1, got {0}")]
+    ReadRatio(f64),
+    #[error("{name} ({addr}): {source}")]
+    Client {
+        name: String,
+        addr: String,
+        source: ClientError,
+    },
+    #[error("{name} ({addr}): the fill was refused: {first}")]
+    Fill {
+        name: String,
+        addr: String,
+        first: String,
+    },
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl BenchOptions {
+    /// Refuses settings that cannot run.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if self.targets.is_empty() {
+            return Err(BenchError::Zero("--target"));
+        }
+        for (what, n) in [
+            ("--clients", self.clients),
+            ("--pipeline", self.pipeline),
+            ("--rounds", self.rounds),
+            ("--threads", self.threads),
+        ] {
+            if n == 0 {
+                return Err(BenchError::Zero(what));
+            }
+        }
+        if self.workload.keys == 0 {
+            return Err(BenchError::Zero("--keys"));
+        }
+        match self.length {
+            Length::Requests(0) => return Err(BenchError::Zero("--requests")),
+            Length::Duration(d) if d.is_zero() => return Err(BenchError::Zero("--duration")),
+            _ => {}
+        }
+        if let Mix::Mixed { read_ratio } = self.workload.mix {
+            if !(0.0..=1.0).contains(&read_ratio) {
+                return Err(BenchError::ReadRatio(read_ratio));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings as the report echoes them.
+    fn settings(&self) -> BTreeMap<String, String> {
+        let w = &self.workload;
+        let mut s = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            s.insert(k.to_string(), v);
+        };
+        put(
+            "workload",
+            match w.mix {
+                Mix::Write => "write".into(),
+                Mix::Read => "read".into(),
+                Mix::Mixed { read_ratio } => format!("mixed (read ratio {read_ratio})"),
+            },
+        );
+        put("keys", w.keys.to_string());
+        put("key_dist", w.key_dist.to_string());
+        put("key_prefix", w.key_prefix.clone());
+        put("value_size", w.value_size.to_string());
+        put("clients", self.clients.to_string());
+        put("pipeline", self.pipeline.to_string());
+        put(
+            "length",
+            match self.length {
+                Length::Requests(n) => format!("{n} requests"),
+                Length::Duration(d) => humantime::format_duration(d).to_string(),
+            },
+        );
+        put("rounds", self.rounds.to_string());
+        put(
+            "warmup",
+            humantime::format_duration(self.warmup).to_string(),
+        );
+        put("threads", self.threads.to_string());
+        put("seed", self.seed.to_string());
+        s
+    }
+}
+
+/// Runs the bench and returns its report (also written as JSON when asked).
+pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
+    opts.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .enable_all()
+        .build()
+        .map_err(BenchError::Runtime)?;
+    let report = runtime.block_on(run_all(opts))?;
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(|source| BenchError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(report)
+}
+
+async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
+    if opts.workload.mix.fills() {
+        for target in &opts.targets {
+            fill(opts, target).await?;
+        }
+    }
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); opts.targets.len()];
+    let mut totals: Vec<Tally> = vec![Tally::default(); opts.targets.len()];
+    for round in 1..=opts.rounds {
+        // Every other round in reverse order: a target run right after another meets the
+        // machine in another state, so none always follows the same one.
+        let mut order: Vec<usize> = (0..opts.targets.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let Some(target) = opts.targets.get(i) else {
+                continue;
+            };
+            if !opts.warmup.is_zero() {
+                let until = Budget::Until(Instant::now() + opts.warmup);
+                phase(opts, target, round, &until).await?;
+            }
+            let budget = match opts.length {
+                Length::Requests(n) => Budget::Requests(AtomicU64::new(n)),
+                Length::Duration(d) => Budget::Until(Instant::now() + d),
+            };
+            let (tally, seconds, failed) = phase(opts, target, round, &budget).await?;
+            let r = Round::of(round, &tally, seconds, failed);
+            if opts.progress {
+                eprintln!(
+                    "round {round}/{}: {:<16} {:>10.0} req/s{}",
+                    opts.rounds,
+                    target.name,
+                    r.per_sec,
+                    if failed > 0 {
+                        format!(" ({failed} connections failed)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if let (Some(list), Some(total)) = (rounds.get_mut(i), totals.get_mut(i)) {
+                list.push(r);
+                total.merge(&tally);
+            }
+        }
+    }
+    let targets = opts
+        .targets
+        .iter()
+        .zip(rounds)
+        .zip(&totals)
+        .map(|((t, r), all)| TargetReport::new(&t.name, &t.addr, r, all))
+        .collect();
+    Ok(Report::new(opts.settings(), targets))
+}
+
+/// Writes every key of the key space once (not measured), so reads can hit.
+async fn fill(opts: &BenchOptions, target: &Target) -> Result<(), BenchError> {
+    let fail = |source| BenchError::Client {
+        name: target.name.clone(),
+        addr: target.addr.clone(),
+        source,
+    };
+    let stream = connect(&target.addr, opts.timeout).await.map_err(fail)?;
+    let mut client = Client::new(stream, opts.timeout);
+    let mut gen = Generator::new(&opts.workload, SmallRng::seed_from_u64(opts.seed));
+    let mut out = BytesMut::new();
+    const BATCH: u64 = 1000;
+    let mut next = 0;
+    while next < opts.workload.keys {
+        let end = (next + BATCH).min(opts.workload.keys);
+        out.clear();
+        for index in next..end {
+            gen.encode(OpKind::Set, index, &mut out);
+        }
+        let count = usize::try_from(end - next).unwrap_or(0);
+        let errors = client.call_all(&out, count).await.map_err(fail)?;
+        if let Some(first) = errors.into_iter().next() {
+            return Err(BenchError::Fill {
+                name: target.name.clone(),
+                addr: target.addr.clone(),
+                first,
+            });
+        }
+        next = end;
+    }
+    Ok(())
+}
+
+/// One phase against `target`: every client connects, then all run until `budget` is spent.
+/// Returns the merged tally, the seconds from the start of the load to the last reply, and
+/// how many clients' connections failed on the way.
+async fn phase(
+    opts: &BenchOptions,
+    target: &Target,
+    round: usize,
+    budget: &Budget,
+) -> Result<(Tally, f64, usize), BenchError> {
+    let fail = |source| BenchError::Client {
+        name: target.name.clone(),
+        addr: target.addr.clone(),
+        source,
+    };
+    let mut streams = Vec::with_capacity(opts.clients);
+    for _ in 0..opts.clients {
+        streams.push(connect(&target.addr, opts.timeout).await.map_err(fail)?);
+    }
+    // The budget is shared by the clients' tasks: hand them an Arc to a copy.
+    let shared = Arc::new(match budget {
+        Budget::Requests(n) => {
+            Budget::Requests(AtomicU64::new(n.load(std::sync::atomic::Ordering::Relaxed)))
+        }
+        Budget::Until(t) => Budget::Until(*t),
+    });
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(opts.clients);
+    for (i, stream) in streams.into_iter().enumerate() {
+        let budget = shared.clone();
+        let workload = opts.workload.clone();
+        let (pipeline, timeout) = (opts.pipeline, opts.timeout);
+        // A stream of its own per client and round, the same for every target.
+        let seed = opts
+            .seed
+            .wrapping_add((round as u64) << 32)
+            .wrapping_add(i as u64 + 1);
+        tasks.push(tokio::spawn(async move {
+            let mut gen = Generator::new(&workload, SmallRng::seed_from_u64(seed));
+            let mut client = Client::new(stream, timeout);
+            let mut tally = Tally::default();
+            let result = client.run(&mut gen, pipeline, &budget, &mut tally).await;
+            if let Err(e) = &result {
+                tally.error("connection", &e.to_string());
+            }
+            (tally, result.is_err())
+        }));
+    }
+    let mut tally = Tally::default();
+    let mut failed = 0;
+    for task in tasks {
+        match task.await {
+            Ok((t, lost)) => {
+                tally.merge(&t);
+                failed += usize::from(lost);
+            }
+            Err(e) => {
+                tally.error("connection", &e.to_string());
+                failed += 1;
+            }
+        }
+    }
+    Ok((tally, started.elapsed().as_secs_f64(), failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_or_without_a_name() {
+        let t: Target = "127.0.0.1:6379".parse().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.addr.as_str()),
+            ("127.0.0.1:6379", "127.0.0.1:6379")
+        );
+        let t: Target = "direct=127.0.0.1:6379".parse().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.addr.as_str()),
+            ("direct", "127.0.0.1:6379")
+        );
+        for bad in ["", "direct=", "=h:1", "localhost"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The bench's figures: per target, round and kind of request (throughput, latency
+//! percentiles, hits, errors), medians over rounds, ratios between targets; printed as a table
+//! and written as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::tally::{OpTally, Tally};
+use super::workload::OpKind;
+
+/// One kind of request in one round (or, for a target's summary, over all its rounds).
+#[derive(Debug, Clone, Serialize)]
+pub struct OpFigures {
+    pub requests: u64,
+    /// Requests answered per second (for a summary: the median of the rounds).
+    pub per_sec: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+}
+
+impl OpFigures {
+    pub fn of(t: &OpTally, seconds: f64) -> OpFigures {
+        let h = &t.latency;
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let q = |quantile: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                us(h.value_at_quantile(quantile))
+            }
+        };
+        OpFigures {
+            requests: t.requests(),
+            per_sec: if seconds > 0.0 {
+                t.requests() as f64 / seconds
+            } else {
+                0.0
+            },
+            mean_us: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            p50_us: q(0.50),
+            p95_us: q(0.95),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if h.is_empty() { 0.0 } else { us(h.max()) },
+            hits: t.hits,
+            misses: t.misses,
+            errors: t.errors,
+        }
+    }
+
+    /// Hits among GETs that did not fail, 0..=1; None without any.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let n = self.hits + self.misses;
+        (n > 0).then(|| self.hits as f64 / n as f64)
+    }
+}
+
+/// One target's measured phase of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub round: usize,
+    pub seconds: f64,
+    /// All kinds together.
+    pub per_sec: f64,
+    pub ops: BTreeMap<OpKind, OpFigures>,
+    pub errors: BTreeMap<String, u64>,
+    /// Clients whose connection failed during the round.
+    pub clients_failed: usize,
+}
+
+impl Round {
+    pub fn of(round: usize, tally: &Tally, seconds: f64, clients_failed: usize) -> Round {
+        let mut ops = BTreeMap::new();
+        for kind in OpKind::ALL {
+            let t = tally.of(kind);
+            if t.requests() > 0 {
+                ops.insert(kind, OpFigures::of(t, seconds));
+            }
+        }
+        Round {
+            round,
+            seconds,
+            per_sec: if seconds > 0.0 {
+                tally.requests() as f64 / seconds
+            } else {
+                0.0
+            },
+            ops,
+            errors: tally.errors.clone(),
+            clients_failed,
+        }
+    }
+}
+
+/// A target over all its rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub name: String,
+    pub addr: String,
+    pub rounds: Vec<Round>,
+    /// Per kind: throughput = median of the rounds; latencies over every reply of every round.
+    pub ops: BTreeMap<OpKind, OpFigures>,
+    /// Median over rounds of all kinds' requests per second.
+    pub per_sec: f64,
+    pub errors: BTreeMap<String, u64>,
+    /// The first error text of each kind.
+    pub error_examples: BTreeMap<String, String>,
+}
+
+impl TargetReport {
+    pub fn new(name: &str, addr: &str, rounds: Vec<Round>, all: &Tally) -> TargetReport {
+        let mut ops = BTreeMap::new();
+        for kind in OpKind::ALL {
+            let t = all.of(kind);
+            if t.requests() == 0 {
+                continue;
+            }
+            let mut figures = OpFigures::of(t, 0.0);
+            figures.per_sec = median(
+                rounds
+                    .iter()
+                    .filter_map(|r| r.ops.get(&kind).map(|o| o.per_sec)),
+            );
+            ops.insert(kind, figures);
+        }
+        TargetReport {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            per_sec: median(rounds.iter().map(|r| r.per_sec)),
+            rounds,
+            ops,
+            errors: all.errors.clone(),
+            error_examples: all.examples.clone(),
+        }
+    }
+}
+
+/// One target against the first, per kind of request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub target: String,
+    pub against: String,
+    pub op: OpKind,
+    /// Median throughput over median throughput.
+    pub per_sec: f64,
+    /// Median of the per-round throughput ratios (cancels a shared machine's drift).
+    pub paired: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What was asked, as text (`--workload mixed --read-ratio 0.7 ...`).
+    pub settings: BTreeMap<String, String>,
+    pub targets: Vec<TargetReport>,
+    pub ratios: Vec<Ratio>,
+}
+
+impl Report {
+    pub fn new(settings: BTreeMap<String, String>, targets: Vec<TargetReport>) -> Report {
+        let mut ratios = Vec::new();
+        if let Some((first, rest)) = targets.split_first() {
+            for t in rest {
+                for (kind, mine) in &t.ops {
+                    let Some(theirs) = first.ops.get(kind) else {
+                        continue;
+                    };
+                    let per_round = t.rounds.iter().zip(&first.rounds).filter_map(|(a, b)| {
+                        let (a, b) = (a.ops.get(kind)?, b.ops.get(kind)?);
+                        (b.per_sec > 0.0).then(|| a.per_sec / b.per_sec)
+                    });
+                    ratios.push(Ratio {
+                        target: t.name.clone(),
+                        against: first.name.clone(),
+                        op: *kind,
+                        per_sec: ratio(mine.per_sec, theirs.per_sec),
+                        paired: median(per_round),
+                        p50: ratio(mine.p50_us, theirs.p50_us),
+                        p99: ratio(mine.p99_us, theirs.p99_us),
+                    });
+                }
+            }
+        }
+        Report {
+            settings,
+            targets,
+            ratios,
+        }
+    }
+
+    /// The report as a person reads it.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<22} {:<4} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8}",
+            "target",
+            "op",
+            "req/s",
+            "p50 µs",
+            "p95 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "hit%",
+            "errors"
+        );
+        for t in &self.targets {
+            for (kind, o) in &t.ops {
+                let hit = match (kind, o.hit_rate()) {
+                    (OpKind::Get, Some(r)) => format!("{:.1}", r * 100.0),
+                    _ => "-".to_string(),
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<22} {:<4} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6} {:>8}",
+                    t.name,
+                    kind.name(),
+                    o.per_sec,
+                    o.p50_us,
+                    o.p95_us,
+                    o.p99_us,
+                    o.p999_us,
+                    o.max_us,
+                    hit,
+                    o.errors
+                );
+            }
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<22} {:<4} {:>10} {:>8} {:>8} {:>8}",
+                "ratio", "op", "req/s", "paired", "p50", "p99"
+            );
+            for r in &self.ratios {
+                let _ = writeln!(
+                    s,
+                    "{:<22} {:<4} {:>10.2} {:>8.2} {:>8.2} {:>8.2}",
+                    format!("{}/{}", r.target, r.against),
+                    r.op.name(),
+                    r.per_sec,
+                    r.paired,
+                    r.p50,
+                    r.p99
+                );
+            }
+        }
+        for t in &self.targets {
+            for (kind, n) in &t.errors {
+                let example = t.error_examples.get(kind).map_or("", String::as_str);
+                let _ = writeln!(s, "{}: {n} errors {kind} (first: {example})", t.name);
+            }
+        }
+        s
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let Some(&upper) = v.get(n / 2) else {
+        return 0.0;
+    };
+    match (n % 2, (n / 2).checked_sub(1).and_then(|i| v.get(i))) {
+        (0, Some(&lower)) => (upper + lower) / 2.0,
+        _ => upper,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([].into_iter()), 0.0);
+        assert_eq!(median([3.0].into_iter()), 3.0);
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
+    }
+
+    fn tally(gets: u64, hits: u64, us: u64) -> Tally {
+        let mut t = Tally::default();
+        for i in 0..gets {
+            let op = t.op(OpKind::Get);
+            op.record(us * 1000);
+            op.ok += 1;
+            if i < hits {
+                op.hits += 1;
+            } else {
+                op.misses += 1;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn ratios_compare_each_target_with_the_first() {
+        let a = tally(1000, 900, 100);
+        let b = tally(2000, 1000, 50);
+        let ra = vec![Round::of(1, &a, 1.0, 0), Round::of(2, &a, 2.0, 0)];
+        let rb = vec![Round::of(1, &b, 1.0, 0), Round::of(2, &b, 1.0, 0)];
+        let mut all_a = a.clone();
+        all_a.merge(&a);
+        let mut all_b = b.clone();
+        all_b.merge(&b);
+        let report = Report::new(
+            BTreeMap::new(),
+            vec![
+                TargetReport::new("direct", "h:1", ra, &all_a),
+                TargetReport::new("strata", "h:2", rb, &all_b),
+            ],
+        );
+        let get = &report.targets[0].ops[&OpKind::Get];
+        // Rounds of 1000/s and 500/s: median 750.
+        assert_eq!(get.per_sec, 750.0);
+        assert_eq!(get.requests, 2000);
+        assert_eq!(get.hit_rate(), Some(0.9));
+        let r = &report.ratios[0];
+        assert_eq!(
+            (r.target.as_str(), r.against.as_str()),
+            ("strata", "direct")
+        );
+        assert!((r.per_sec - 2000.0 / 750.0).abs() < 1e-9);
+        // Per round: 2000/1000 and 2000/500.
+        assert!((r.paired - 3.0).abs() < 1e-9);
+        assert!((r.p50 - 0.5).abs() < 0.01);
+        let table = report.table();
+        assert!(table.contains("strata/direct"), "{table}");
+        assert!(table.contains("90.0"), "{table}");
+    }
+}

@@ -1,0 +1,142 @@
+//! `strata bench` as a user runs it: the binary against strata (over three real Redis nodes)
+//! and a direct Redis node in one run. Checks the report's structure and that its counts add
+//! up — per round and kind, requests = hits + misses + errors; strata's own INFO counted the
+//! same hits and writes — never the speed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::layers::*;
+use common::RedisNode;
+use serde_json::Value;
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn a_mixed_run_against_strata_and_redis_adds_up() {
+    let nodes = RedisNode::start_many(3);
+    let direct = RedisNode::start();
+    let strata = start(&nodes, "");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let (keys, requests, rounds) = (200u64, 3000u64, 2usize);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--target"])
+        .arg(format!("direct={}", direct.addr()))
+        .arg("--target")
+        .arg(format!("strata={}", strata.addr()))
+        .args(["--workload", "mixed", "--read-ratio", "0.6"])
+        .args(["--keys", &keys.to_string(), "--key-dist", "zipf:0.99"])
+        .args(["--key-prefix", "route:bench:", "--value-size", "10-100"])
+        .args([
+            "--requests",
+            &requests.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ])
+        .args(["--clients", "4", "--pipeline", "8"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("strata/direct"), "{stdout}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["settings"]["key_dist"], "zipf:0.99");
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    let mut strata_gets_hit = 0;
+    let mut strata_sets = 0;
+    for t in targets {
+        let name = t["name"].as_str().unwrap();
+        let rs = t["rounds"].as_array().unwrap();
+        assert_eq!(rs.len(), rounds, "{name}");
+        for r in rs {
+            let get = &r["ops"]["get"];
+            let set = &r["ops"]["set"];
+            // Every request of the round was answered, and each kind adds up.
+            assert_eq!(
+                u(&get["requests"]) + u(&set["requests"]),
+                requests,
+                "{name}: {r}"
+            );
+            assert_eq!(
+                u(&get["requests"]),
+                u(&get["hits"]) + u(&get["misses"]) + u(&get["errors"]),
+                "{name}: {get}"
+            );
+            assert_eq!(u(&get["errors"]) + u(&set["errors"]), 0, "{name}: {r}");
+            // The key space was filled first and nothing expires: every GET hits.
+            assert_eq!(u(&get["misses"]), 0, "{name}: {get}");
+            // 60% reads, give or take (binomial, n = 3000: sd ≈ 27).
+            assert!((1600..2000).contains(&u(&get["requests"])), "{name}: {get}");
+            let p50 = get["p50_us"].as_f64().unwrap();
+            let p99 = get["p99_us"].as_f64().unwrap();
+            let max = get["max_us"].as_f64().unwrap();
+            assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{name}: {get}");
+            assert!(get["per_sec"].as_f64().unwrap() > 0.0, "{name}: {get}");
+            if name == "strata" {
+                strata_gets_hit += u(&get["hits"]);
+                strata_sets += u(&set["requests"]);
+            }
+        }
+        assert!(t["errors"].as_object().unwrap().is_empty(), "{name}: {t}");
+    }
+    let ratios = report["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 2, "{ratios:?}");
+    assert!(ratios
+        .iter()
+        .all(|r| r["target"] == "strata" && r["against"] == "direct"));
+
+    // strata counted the same: the bench's hits, and its SETs plus the fill's.
+    let mut c = strata.raw();
+    let route = &layers(&mut c)["route"];
+    assert_eq!(num(route, "hits") as u64, strata_gets_hit, "{route:?}");
+    assert_eq!(num(route, "misses"), 0, "{route:?}");
+    assert_eq!(num(route, "writes") as u64, strata_sets + keys, "{route:?}");
+}
+
+#[test]
+fn bad_settings_and_an_unreachable_target_are_refused_with_exit_2() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--key-dist", "zipf:-1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--key-dist"), "{err}");
+    let (code, err) = run(&["--value-size", "9-3"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--value-size"), "{err}");
+    let (code, err) = run(&["--clients", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--clients must be at least 1"), "{err}");
+    let port = common::free_port();
+    let (code, err) = run(&[
+        "--target",
+        &format!("gone=127.0.0.1:{port}"),
+        "--requests",
+        "10",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("gone (127.0.0.1:"), "{err}");
+}
