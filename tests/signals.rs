@@ -45,6 +45,9 @@ fn signal_with_a_request_in_flight(
     key: &str,
     signal: &str,
 ) {
+    // The worker's connection to the node is opened first: a connection opened to a stopped
+    // node fails its handshake (INFO server) within timeouts.connect, and the request with it.
+    c.call(&["GET", key]);
     node.signal("STOP");
     c.send_cmd(&["GET", key]);
     std::thread::sleep(Duration::from_millis(200));
@@ -118,6 +121,8 @@ fn an_idle_strata_exits_0_at_once_and_the_drain_timeout_bounds_a_busy_one() {
     let key = key_on(&nodes, 0);
     let mut busy = Binary::start(&nodes, "1s");
     let mut c = busy.client();
+    // Connected first, as in `signal_with_a_request_in_flight`.
+    c.call(&["GET", &key]);
     nodes[0].signal("STOP");
     c.send_cmd(&["GET", &key]);
     std::thread::sleep(Duration::from_millis(200));
