@@ -48,7 +48,7 @@ enum Command {
     /// Benchmark Redis-protocol endpoints side by side (strata, Redis, twemproxy): throughput,
     /// latency percentiles, hit rates and errors, with the ratios of each target to the
     /// first. Needs no configuration file.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// The load of scripts/failover-check.sh, against the strata running with the
     /// configuration: clients write and read back their keys while a node is SIGKILLed.
     /// Exit 0 when nothing acknowledged was lost, 1 when something failed, 2 on an error.
@@ -88,15 +88,16 @@ struct BenchArgs {
     /// alternated round by round (ratios are against the first).
     #[arg(long = "target", default_value = "127.0.0.1:6380")]
     targets: Vec<String>,
-    /// write (SET), read (GET; keys written first) or mixed (GET and SET; keys written first).
+    /// write (SET), read (GET; keys written first), mixed (GET and SET; keys written first) or
+    /// router (the model-router simulation; docs/benchmarks.md).
     #[arg(long, default_value = "mixed")]
     workload: WorkloadArg,
     /// Share of GETs in the mixed workload, 0 to 1.
     #[arg(long, default_value_t = 0.7)]
     read_ratio: f64,
-    /// Connections per target.
-    #[arg(long, default_value_t = 50)]
-    clients: usize,
+    /// Connections per target (default 50; 4 router workers for --workload router).
+    #[arg(long)]
+    clients: Option<usize>,
     /// Requests a connection sends before reading their replies.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
@@ -136,6 +137,39 @@ struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Router: distinct queries (Zipf popularity).
+    #[arg(long, default_value_t = 10_000, help_heading = "Router workload")]
+    queries: u64,
+    /// Router: Zipf exponent of query popularity.
+    #[arg(long, default_value_t = 1.0, help_heading = "Router workload")]
+    zipf: f64,
+    /// Router: models a query may be routed to.
+    #[arg(long, default_value_t = 8, help_heading = "Router workload")]
+    models: u64,
+    /// Router: simulated cost of a routing decision (a route: miss), ms.
+    #[arg(long, default_value_t = 3.0, help_heading = "Router workload")]
+    route_ms: f64,
+    /// Router: simulated cost of a model metadata lookup (a meta: miss), ms.
+    #[arg(long, default_value_t = 1.0, help_heading = "Router workload")]
+    meta_ms: f64,
+    /// Router: simulated cost of reading a model's load (a load: miss), ms.
+    #[arg(long, default_value_t = 0.4, help_heading = "Router workload")]
+    load_ms: f64,
+    /// Router: median of the simulated inference time (log-normal), ms.
+    #[arg(long, default_value_t = 17.0, help_heading = "Router workload")]
+    inference_ms: f64,
+    /// Router: sigma of the inference time's log-normal distribution.
+    #[arg(long, default_value_t = 0.92, help_heading = "Router workload")]
+    inference_sigma: f64,
+    /// Router: share of queries that also refresh their model's load: entry.
+    #[arg(long, default_value_t = 0.05, help_heading = "Router workload")]
+    load_update: f64,
+    /// Router: size of an answer (result:), bytes, fixed or a range.
+    #[arg(long, default_value = "500-4000", help_heading = "Router workload")]
+    result_size: String,
+    /// Router: simulated seconds per real second (costs slept and TTLs written divided by it).
+    #[arg(long, default_value_t = 1.0, help_heading = "Router workload")]
+    time_scale: f64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -143,6 +177,7 @@ enum WorkloadArg {
     Write,
     Read,
     Mixed,
+    Router,
 }
 
 impl BenchArgs {
@@ -151,10 +186,33 @@ impl BenchArgs {
         let mix = match self.workload {
             WorkloadArg::Write => Mix::Write,
             WorkloadArg::Read => Mix::Read,
-            WorkloadArg::Mixed => Mix::Mixed {
+            WorkloadArg::Mixed | WorkloadArg::Router => Mix::Mixed {
                 read_ratio: self.read_ratio,
             },
         };
+        let router = match self.workload {
+            WorkloadArg::Router => {
+                let size: strata::bench::ValueSize = self.result_size.parse()?;
+                Some(strata::bench::RouterSpec {
+                    queries: self.queries,
+                    zipf: self.zipf,
+                    models: self.models,
+                    route_ms: self.route_ms,
+                    meta_ms: self.meta_ms,
+                    load_ms: self.load_ms,
+                    inference_median_ms: self.inference_ms,
+                    inference_sigma: self.inference_sigma,
+                    load_update: self.load_update,
+                    result_size: (size.min, size.max),
+                    time_scale: self.time_scale,
+                    ..Default::default()
+                })
+            }
+            _ => None,
+        };
+        let clients = self
+            .clients
+            .unwrap_or(if router.is_some() { 4 } else { 50 });
         let targets = self
             .targets
             .iter()
@@ -169,7 +227,8 @@ impl BenchArgs {
                 key_prefix: self.key_prefix,
                 value_size: self.value_size.parse()?,
             },
-            clients: self.clients,
+            router,
+            clients,
             pipeline: self.pipeline,
             length: match self.duration {
                 Some(d) => Length::Duration(d),
@@ -233,7 +292,7 @@ fn main() -> ExitCode {
         .init();
     // The bench is a client of any endpoint: it needs no configuration file.
     let command = match cli.command.unwrap_or(Command::Serve) {
-        Command::Bench(args) => return bench(args),
+        Command::Bench(args) => return bench(*args),
         other => other,
     };
     let settings = match Config::load(&cli.config) {

@@ -140,3 +140,73 @@ fn bad_settings_and_an_unreachable_target_are_refused_with_exit_2() {
     assert_eq!(code, Some(2));
     assert!(err.contains("gone (127.0.0.1:"), "{err}");
 }
+
+#[test]
+fn the_router_workload_counts_what_strata_counts() {
+    let nodes = RedisNode::start_many(3);
+    let strata = start(&nodes, "");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("router.json");
+    let queries = 400u64;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--workload", "router", "--target"])
+        .arg(format!("strata={}", strata.addr()))
+        .args([
+            "--requests",
+            &queries.to_string(),
+            "--queries",
+            "50",
+            "--models",
+            "3",
+        ])
+        // Simulated costs paced at 1/100 of their length: a short test (TTLs: route: 3 s).
+        .args(["--time-scale", "100", "--clients", "2"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("speed-up with the cache (strata)"),
+        "{stdout}"
+    );
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let router = &report["router"];
+    let cached = &router["cached"][0];
+    assert_eq!(cached[0], "strata");
+    let f = &cached[1];
+    assert_eq!(u(&f["queries"]), queries);
+    let mut c = strata.raw();
+    let layers = layers(&mut c);
+    for layer in ["route", "meta", "load", "result"] {
+        let (hits, misses) = (u(&f["hits"][layer]), u(&f["misses"][layer]));
+        // Each query reads each layer once.
+        assert_eq!(hits + misses, queries, "{layer}: {f}");
+        // strata saw the same GETs.
+        assert_eq!(
+            num(&layers[layer], "hits") as u64,
+            hits,
+            "{layer}: {:?}",
+            layers[layer]
+        );
+        assert_eq!(num(&layers[layer], "misses") as u64, misses, "{layer}");
+    }
+    // 50 distinct queries, and route: keys outlive the run: a query misses its route once
+    // (twice when both workers draw it at the same moment).
+    assert!(u(&f["misses"]["route"]) <= 2 * 50, "{f}");
+    assert!(u(&f["hits"]["route"]) >= queries - 2 * 50, "{f}");
+    let none = &router["no_cache"];
+    assert_eq!(u(&none["queries"]), queries);
+    assert_eq!(none["overall_hit_rate"].as_f64(), Some(0.0));
+    // Without the cache every query pays routing and inference: slower on average.
+    assert!(
+        none["avg_ms"].as_f64().unwrap() > f["avg_ms"].as_f64().unwrap(),
+        "{none} vs {f}"
+    );
+}

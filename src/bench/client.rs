@@ -175,6 +175,14 @@ impl Client {
         Ok(errors)
     }
 
+    /// Sends one request and waits for its reply.
+    pub async fn request(&mut self, args: &[&[u8]]) -> Result<BytesFrame, ClientError> {
+        self.out.clear();
+        crate::protocol::reply::encode_command(&mut self.out, args.iter().copied());
+        self.stream.write_all(&self.out).await?;
+        self.read_reply().await
+    }
+
     /// The next reply, reading as needed.
     async fn read_reply(&mut self) -> Result<BytesFrame, ClientError> {
         loop {

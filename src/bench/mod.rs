@@ -9,9 +9,11 @@
 //! - `client`: one connection's closed loop and the shared request budget.
 //! - `tally`: what a client counts (histograms, hits, errors), merged per run.
 //! - `report`: the figures, medians over rounds, ratios, the table and the JSON.
+//! - `router`: the model-router workload (a simulated LLM router in front of the cache).
 
 mod client;
 mod report;
+mod router;
 mod tally;
 mod workload;
 
@@ -28,7 +30,8 @@ use tokio::time::Instant;
 
 pub use client::ClientError;
 use client::{connect, Budget, Client};
-pub use report::{OpFigures, Ratio, Report, Round, TargetReport};
+pub use report::{OpFigures, Ratio, Report, Round, RouterReport, TargetReport};
+pub use router::{RouterFigures, RouterSpec};
 use tally::Tally;
 use workload::Generator;
 pub use workload::{KeyDist, Mix, OpKind, SpecError, ValueSize, Workload};
@@ -70,6 +73,8 @@ pub enum Length {
 pub struct BenchOptions {
     pub targets: Vec<Target>,
     pub workload: Workload,
+    /// `--workload router`: the router simulation instead of `workload`'s mix.
+    pub router: Option<RouterSpec>,
     /// Connections per target.
     pub clients: usize,
     /// Requests each connection sends before reading their replies.
@@ -100,6 +105,8 @@ pub enum BenchError {
     Zero(&'static str),
     #[error("--read-ratio must be between 0 and 1, got {0}")]
     ReadRatio(f64),
+    #[error("{0}")]
+    Router(String),
     #[error("{name} ({addr}): {source}")]
     Client {
         name: String,
@@ -145,6 +152,37 @@ impl BenchOptions {
             Length::Duration(d) if d.is_zero() => return Err(BenchError::Zero("--duration")),
             _ => {}
         }
+        if let Some(r) = &self.router {
+            let positive = [r.route_ms, r.meta_ms, r.load_ms, r.inference_median_ms];
+            if r.queries == 0 || r.models == 0 {
+                return Err(BenchError::Zero("--queries and --models"));
+            }
+            if !(r.zipf.is_finite() && r.zipf > 0.0) {
+                return Err(BenchError::Router(format!(
+                    "--zipf must be above 0, got {}",
+                    r.zipf
+                )));
+            }
+            if positive.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+                || !(r.inference_sigma.is_finite() && r.inference_sigma >= 0.0)
+            {
+                return Err(BenchError::Router(
+                    "the simulated costs (--route-ms, --meta-ms, --load-ms, --inference-ms, --inference-sigma) must be 0 or more".into(),
+                ));
+            }
+            if !(r.time_scale.is_finite() && r.time_scale >= 1.0) {
+                return Err(BenchError::Router(format!(
+                    "--time-scale must be 1 or more, got {}",
+                    r.time_scale
+                )));
+            }
+            if !(0.0..=1.0).contains(&r.load_update) {
+                return Err(BenchError::Router(format!(
+                    "--load-update must be between 0 and 1, got {}",
+                    r.load_update
+                )));
+            }
+        }
         if let Mix::Mixed { read_ratio } = self.workload.mix {
             if !(0.0..=1.0).contains(&read_ratio) {
                 return Err(BenchError::ReadRatio(read_ratio));
@@ -188,6 +226,28 @@ impl BenchOptions {
         );
         put("threads", self.threads.to_string());
         put("seed", self.seed.to_string());
+        if let Some(r) = &self.router {
+            put("workload", "router".into());
+            put("queries", r.queries.to_string());
+            put("zipf", r.zipf.to_string());
+            put("models", r.models.to_string());
+            put(
+                "costs_ms",
+                format!(
+                    "route {} meta {} load {} inference log-normal median {} sigma {}",
+                    r.route_ms, r.meta_ms, r.load_ms, r.inference_median_ms, r.inference_sigma
+                ),
+            );
+            put("load_update", r.load_update.to_string());
+            put(
+                "result_size",
+                format!("{}-{}", r.result_size.0, r.result_size.1),
+            );
+            put("time_scale", r.time_scale.to_string());
+            for k in ["keys", "key_dist", "key_prefix", "value_size", "pipeline"] {
+                s.remove(k);
+            }
+        }
         s
     }
 }
@@ -212,6 +272,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 }
 
 async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
+    if let Some(spec) = &opts.router {
+        let router = run_router(opts, spec).await?;
+        let mut report = Report::new(opts.settings(), Vec::new());
+        report.router = Some(router);
+        return Ok(report);
+    }
     if opts.workload.mix.fills() {
         for target in &opts.targets {
             fill(opts, target).await?;
@@ -234,10 +300,7 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
                 let until = Budget::Until(Instant::now() + opts.warmup);
                 phase(opts, target, round, &until).await?;
             }
-            let budget = match opts.length {
-                Length::Requests(n) => Budget::Requests(AtomicU64::new(n)),
-                Length::Duration(d) => Budget::Until(Instant::now() + d),
-            };
+            let budget = budget_of(opts.length);
             let (tally, seconds, failed) = phase(opts, target, round, &budget).await?;
             let r = Round::of(round, &tally, seconds, failed);
             if opts.progress {
@@ -267,6 +330,101 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
         .map(|((t, r), all)| TargetReport::new(&t.name, &t.addr, r, all))
         .collect();
     Ok(Report::new(opts.settings(), targets))
+}
+
+/// The router workload: each round runs every target, then the same stream with the cache
+/// bypassed; figures are merged over rounds.
+async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterReport, BenchError> {
+    let mut cached: Vec<router::RouterTally> = vec![Default::default(); opts.targets.len()];
+    let mut bypassed = router::RouterTally::default();
+    for round in 1..=opts.rounds {
+        for (i, target) in opts.targets.iter().enumerate() {
+            let fail = |source| BenchError::Client {
+                name: target.name.clone(),
+                addr: target.addr.clone(),
+                source,
+            };
+            let mut clients = Vec::with_capacity(opts.clients);
+            for _ in 0..opts.clients {
+                let stream = connect(&target.addr, opts.timeout).await.map_err(fail)?;
+                clients.push(Client::new(stream, opts.timeout));
+            }
+            let budget = Arc::new(budget_of(opts.length));
+            let started = Instant::now();
+            let tasks: Vec<_> = clients
+                .into_iter()
+                .enumerate()
+                .map(|(c, mut client)| {
+                    let budget = budget.clone();
+                    let mut r = router::Router::new(spec, client_rng(opts.seed, round, c));
+                    tokio::spawn(async move {
+                        router::run_cached(&mut r, &mut client, &budget, started).await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let (tally, error) = match task.await {
+                    Ok(done) => done,
+                    Err(e) => (
+                        Default::default(),
+                        Some(ClientError::Protocol(e.to_string())),
+                    ),
+                };
+                if let Some(all) = cached.get_mut(i) {
+                    all.merge(&tally);
+                    if let Some(e) = error {
+                        *all.errors.entry("connection".into()).or_default() += 1;
+                        tracing::warn!(target = %target.name, error = %e, "a router client stopped");
+                    }
+                }
+            }
+            if opts.progress {
+                eprintln!("round {round}/{}: {} done", opts.rounds, target.name);
+            }
+        }
+        // The same streams (same seeds) with no cache.
+        let budget = Arc::new(budget_of(opts.length));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..opts.clients)
+            .map(|c| {
+                let budget = budget.clone();
+                let mut r = router::Router::new(spec, client_rng(opts.seed, round, c));
+                tokio::spawn(async move { router::run_bypassed(&mut r, &budget, started).await })
+            })
+            .collect();
+        for task in tasks {
+            if let Ok(t) = task.await {
+                bypassed.merge(&t);
+            }
+        }
+        if opts.progress {
+            eprintln!("round {round}/{}: no cache done", opts.rounds);
+        }
+    }
+    Ok(RouterReport::new(
+        opts.targets
+            .iter()
+            .zip(&cached)
+            .map(|(t, tally)| (t.name.clone(), RouterFigures::of(tally, opts.clients)))
+            .collect(),
+        RouterFigures::of(&bypassed, opts.clients),
+    ))
+}
+
+fn budget_of(length: Length) -> Budget {
+    match length {
+        Length::Requests(n) => Budget::Requests(AtomicU64::new(n)),
+        Length::Duration(d) => Budget::Until(Instant::now() + d),
+    }
+}
+
+/// Client `c`'s random stream in `round`: the same for every target, so each sees the same
+/// requests.
+fn client_rng(seed: u64, round: usize, c: usize) -> SmallRng {
+    SmallRng::seed_from_u64(
+        seed.wrapping_add((round as u64) << 32)
+            .wrapping_add(c as u64 + 1),
+    )
 }
 
 /// Writes every key of the key space once (not measured), so reads can hit.
@@ -333,13 +491,9 @@ async fn phase(
         let budget = shared.clone();
         let workload = opts.workload.clone();
         let (pipeline, timeout) = (opts.pipeline, opts.timeout);
-        // A stream of its own per client and round, the same for every target.
-        let seed = opts
-            .seed
-            .wrapping_add((round as u64) << 32)
-            .wrapping_add(i as u64 + 1);
+        let rng = client_rng(opts.seed, round, i);
         tasks.push(tokio::spawn(async move {
-            let mut gen = Generator::new(&workload, SmallRng::seed_from_u64(seed));
+            let mut gen = Generator::new(&workload, rng);
             let mut client = Client::new(stream, timeout);
             let mut tally = Tally::default();
             let result = client.run(&mut gen, pipeline, &budget, &mut tally).await;

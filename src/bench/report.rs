@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::router::{RouterFigures, LAYERS};
 use super::tally::{OpTally, Tally};
 use super::workload::OpKind;
 
@@ -165,6 +166,84 @@ pub struct Report {
     pub settings: BTreeMap<String, String>,
     pub targets: Vec<TargetReport>,
     pub ratios: Vec<Ratio>,
+    /// `--workload router`: its figures (then `targets` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterReport>,
+}
+
+/// The router workload: each target with the cache, and the same stream without it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterReport {
+    pub cached: Vec<(String, RouterFigures)>,
+    pub no_cache: RouterFigures,
+    /// Per target: no-cache average over cached average, and cached throughput over
+    /// no-cache throughput.
+    pub speedup: Vec<(String, f64)>,
+}
+
+impl RouterReport {
+    pub fn new(cached: Vec<(String, RouterFigures)>, no_cache: RouterFigures) -> RouterReport {
+        let speedup = cached
+            .iter()
+            .map(|(name, f)| (name.clone(), ratio(no_cache.avg_ms, f.avg_ms)))
+            .collect();
+        RouterReport {
+            cached,
+            no_cache,
+            speedup,
+        }
+    }
+
+    fn table(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+            "router",
+            "queries",
+            "avg ms",
+            "p50 ms",
+            "p99 ms",
+            "queries/s",
+            "route%",
+            "meta%",
+            "load%",
+            "result%",
+            "overall%",
+            "errors",
+            "scale"
+        );
+        let rows = self
+            .cached
+            .iter()
+            .map(|(n, f)| (n.as_str(), f))
+            .chain(std::iter::once(("no cache", &self.no_cache)));
+        for (name, f) in rows {
+            let pct = |layer: &str| f.hit_rate.get(layer).map_or(0.0, |r| r * 100.0);
+            let _ = writeln!(
+                s,
+                "{:<22} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>6.1}",
+                name,
+                f.queries,
+                f.avg_ms,
+                f.p50_ms,
+                f.p99_ms,
+                f.throughput,
+                pct(LAYERS[0]),
+                pct(LAYERS[1]),
+                pct(LAYERS[2]),
+                pct(LAYERS[3]),
+                f.overall_hit_rate * 100.0,
+                f.errors.values().sum::<u64>(),
+                f.time_scale_reached
+            );
+        }
+        for (name, x) in &self.speedup {
+            let _ = writeln!(
+                s,
+                "speed-up with the cache ({name}): {x:.2}x (average response)"
+            );
+        }
+    }
 }
 
 impl Report {
@@ -196,12 +275,17 @@ impl Report {
             settings,
             targets,
             ratios,
+            router: None,
         }
     }
 
     /// The report as a person reads it.
     pub fn table(&self) -> String {
         let mut s = String::new();
+        if let Some(router) = &self.router {
+            router.table(&mut s);
+            return s;
+        }
         let _ = writeln!(
             s,
             "{:<22} {:<4} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8}",
