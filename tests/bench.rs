@@ -52,6 +52,10 @@ fn a_mixed_run_against_strata_and_redis_adds_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("strata/direct"), "{stdout}");
+    assert!(
+        stdout.contains("strata: strata's INFO layers over the run: route 100.0%"),
+        "{stdout}"
+    );
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["settings"]["key_dist"], "zipf:0.99");
@@ -90,6 +94,13 @@ fn a_mixed_run_against_strata_and_redis_adds_up() {
             if name == "strata" {
                 strata_gets_hit += u(&get["hits"]);
                 strata_sets += u(&set["requests"]);
+                // The report read strata's own figures for the round: the same GETs and SETs.
+                let route = &r["strata_layers"]["route"];
+                assert_eq!(u(&route["hits"]), u(&get["hits"]), "{r}");
+                assert_eq!(u(&route["misses"]), 0, "{r}");
+                assert_eq!(u(&route["writes"]), u(&set["requests"]), "{r}");
+            } else {
+                assert!(r.get("strata_layers").is_none(), "{name}: {r}");
             }
         }
         assert!(t["errors"].as_object().unwrap().is_empty(), "{name}: {t}");
@@ -196,6 +207,13 @@ fn the_router_workload_counts_what_strata_counts() {
             layers[layer]
         );
         assert_eq!(num(&layers[layer], "misses") as u64, misses, "{layer}");
+        // The report read them too.
+        assert_eq!(u(&f["strata_layers"][layer]["hits"]), hits, "{layer}: {f}");
+        assert_eq!(
+            u(&f["strata_layers"][layer]["misses"]),
+            misses,
+            "{layer}: {f}"
+        );
     }
     // 50 distinct queries, and route: keys outlive the run: a query misses its route once
     // (twice when both workers draw it at the same moment).

@@ -301,8 +301,10 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
                 phase(opts, target, round, &until).await?;
             }
             let budget = budget_of(opts.length);
+            let before = info_layers(opts, target).await;
             let (tally, seconds, failed) = phase(opts, target, round, &budget).await?;
-            let r = Round::of(round, &tally, seconds, failed);
+            let mut r = Round::of(round, &tally, seconds, failed);
+            r.strata_layers = report::layer_delta(&before, &info_layers(opts, target).await);
             if opts.progress {
                 eprintln!(
                     "round {round}/{}: {:<16} {:>10.0} req/s{}",
@@ -336,6 +338,8 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
 /// bypassed; figures are merged over rounds.
 async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterReport, BenchError> {
     let mut cached: Vec<router::RouterTally> = vec![Default::default(); opts.targets.len()];
+    let mut seen: Vec<BTreeMap<String, report::LayerCounts>> =
+        vec![BTreeMap::new(); opts.targets.len()];
     let mut bypassed = router::RouterTally::default();
     for round in 1..=opts.rounds {
         for (i, target) in opts.targets.iter().enumerate() {
@@ -349,6 +353,7 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
                 let stream = connect(&target.addr, opts.timeout).await.map_err(fail)?;
                 clients.push(Client::new(stream, opts.timeout));
             }
+            let before = info_layers(opts, target).await;
             let budget = Arc::new(budget_of(opts.length));
             let started = Instant::now();
             let tasks: Vec<_> = clients
@@ -378,6 +383,15 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
                     }
                 }
             }
+            let delta = report::layer_delta(&before, &info_layers(opts, target).await);
+            if let Some(sum) = seen.get_mut(i) {
+                for (name, c) in delta {
+                    let s = sum.entry(name).or_default();
+                    s.hits += c.hits;
+                    s.misses += c.misses;
+                    s.writes += c.writes;
+                }
+            }
             if opts.progress {
                 eprintln!("round {round}/{}: {} done", opts.rounds, target.name);
             }
@@ -405,7 +419,12 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
         opts.targets
             .iter()
             .zip(&cached)
-            .map(|(t, tally)| (t.name.clone(), RouterFigures::of(tally, opts.clients)))
+            .zip(seen)
+            .map(|((t, tally), layers)| {
+                let mut f = RouterFigures::of(tally, opts.clients);
+                f.strata_layers = layers;
+                (t.name.clone(), f)
+            })
             .collect(),
         RouterFigures::of(&bypassed, opts.clients),
     ))
@@ -425,6 +444,24 @@ fn client_rng(seed: u64, round: usize, c: usize) -> SmallRng {
         seed.wrapping_add((round as u64) << 32)
             .wrapping_add(c as u64 + 1),
     )
+}
+
+/// strata's per-layer counts (`INFO layers`); empty for another server or on any failure
+/// (the figures are an extra, not a reason to stop the run).
+async fn info_layers(
+    opts: &BenchOptions,
+    target: &Target,
+) -> BTreeMap<String, report::LayerCounts> {
+    let Ok(stream) = connect(&target.addr, opts.timeout).await else {
+        return BTreeMap::new();
+    };
+    let mut client = Client::new(stream, opts.timeout);
+    match client.request(&[b"INFO", b"layers"]).await {
+        Ok(redis_protocol::resp2::types::BytesFrame::BulkString(b)) => {
+            report::parse_info_layers(&String::from_utf8_lossy(&b))
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 /// Writes every key of the key space once (not measured), so reads can hit.

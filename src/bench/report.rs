@@ -76,6 +76,73 @@ pub struct Round {
     pub errors: BTreeMap<String, u64>,
     /// Clients whose connection failed during the round.
     pub clients_failed: usize,
+    /// When the target is strata: its own per-layer figures over the round (INFO layers
+    /// before and after). Empty for other servers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub strata_layers: BTreeMap<String, LayerCounts>,
+}
+
+/// A layer's hits and misses as strata counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LayerCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub writes: u64,
+}
+
+impl LayerCounts {
+    pub fn hit_rate(&self) -> Option<f64> {
+        let n = self.hits + self.misses;
+        (n > 0).then(|| self.hits as f64 / n as f64)
+    }
+}
+
+/// Per-layer counts from an `INFO layers` reply (`layer_<name>:...,hits=..,misses=..,...`);
+/// empty when the server has no such section (not strata).
+pub fn parse_info_layers(text: &str) -> BTreeMap<String, LayerCounts> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, fields)) = line.strip_prefix("layer_").and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let mut c = LayerCounts::default();
+        for pair in fields.split(',') {
+            let Some((k, v)) = pair.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().parse().unwrap_or(0);
+            match k {
+                "hits" => c.hits = v,
+                "misses" => c.misses = v,
+                "writes" => c.writes = v,
+                _ => {}
+            }
+        }
+        out.insert(name.to_string(), c);
+    }
+    out
+}
+
+/// What changed between two `INFO layers` readings (layers in both).
+pub fn layer_delta(
+    before: &BTreeMap<String, LayerCounts>,
+    after: &BTreeMap<String, LayerCounts>,
+) -> BTreeMap<String, LayerCounts> {
+    after
+        .iter()
+        .filter_map(|(name, a)| {
+            let b = before.get(name)?;
+            Some((
+                name.clone(),
+                LayerCounts {
+                    hits: a.hits.saturating_sub(b.hits),
+                    misses: a.misses.saturating_sub(b.misses),
+                    writes: a.writes.saturating_sub(b.writes),
+                },
+            ))
+        })
+        .collect()
 }
 
 impl Round {
@@ -98,6 +165,7 @@ impl Round {
             ops,
             errors: tally.errors.clone(),
             clients_failed,
+            strata_layers: BTreeMap::new(),
         }
     }
 }
@@ -115,6 +183,9 @@ pub struct TargetReport {
     pub errors: BTreeMap<String, u64>,
     /// The first error text of each kind.
     pub error_examples: BTreeMap<String, String>,
+    /// strata's own per-layer figures summed over the rounds (empty for other servers).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub strata_layers: BTreeMap<String, LayerCounts>,
 }
 
 impl TargetReport {
@@ -133,9 +204,19 @@ impl TargetReport {
             );
             ops.insert(kind, figures);
         }
+        let mut strata_layers: BTreeMap<String, LayerCounts> = BTreeMap::new();
+        for r in &rounds {
+            for (name, c) in &r.strata_layers {
+                let sum = strata_layers.entry(name.clone()).or_default();
+                sum.hits += c.hits;
+                sum.misses += c.misses;
+                sum.writes += c.writes;
+            }
+        }
         TargetReport {
             name: name.to_string(),
             addr: addr.to_string(),
+            strata_layers,
             per_sec: median(rounds.iter().map(|r| r.per_sec)),
             rounds,
             ops,
@@ -343,6 +424,28 @@ impl Report {
             }
         }
         for t in &self.targets {
+            let seen: Vec<String> = t
+                .strata_layers
+                .iter()
+                .filter(|(_, c)| c.hits + c.misses + c.writes > 0)
+                .map(|(name, c)| {
+                    let rate = c
+                        .hit_rate()
+                        .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+                    format!(
+                        "{name} {rate} ({} hits, {} misses, {} writes)",
+                        c.hits, c.misses, c.writes
+                    )
+                })
+                .collect();
+            if !seen.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "{}: strata's INFO layers over the run: {}",
+                    t.name,
+                    seen.join("; ")
+                );
+            }
             for (kind, n) in &t.errors {
                 let example = t.error_examples.get(kind).map_or("", String::as_str);
                 let _ = writeln!(s, "{}: {n} errors {kind} (first: {example})", t.name);
@@ -377,6 +480,28 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_layers_are_read_and_subtracted() {
+        let before = parse_info_layers(
+            "# Layers\r\nlayer_route:prefix=route:,ttl_ms=300000,hits=5,misses=2,hit_rate=0.71,writes=7\r\nlayer_default:prefix=,hits=0,misses=0,writes=0\r\n",
+        );
+        let after = parse_info_layers(
+            "# Layers\r\nlayer_route:prefix=route:,ttl_ms=300000,hits=15,misses=2,hit_rate=0.88,writes=9\r\nlayer_default:prefix=,hits=0,misses=1,writes=0\r\n",
+        );
+        let d = layer_delta(&before, &after);
+        assert_eq!(
+            d["route"],
+            LayerCounts {
+                hits: 10,
+                misses: 0,
+                writes: 2
+            }
+        );
+        assert_eq!(d["default"].misses, 1);
+        // A Redis server has no such section.
+        assert!(parse_info_layers("").is_empty());
+    }
 
     #[test]
     fn medians() {

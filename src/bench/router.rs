@@ -420,6 +420,9 @@ pub struct RouterFigures {
     /// Simulated seconds per real second the workers kept up (at most --time-scale: a cache
     /// round trip cannot be shortened, so a high scale may not be reached).
     pub time_scale_reached: f64,
+    /// When the target is strata: its own per-layer counts over the runs (INFO layers).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub strata_layers: BTreeMap<String, super::report::LayerCounts>,
 }
 
 impl RouterFigures {
@@ -466,6 +469,7 @@ impl RouterFigures {
             hit_rate,
             overall_hit_rate: rate(t.hits.iter().sum(), t.misses.iter().sum()),
             errors: t.errors.clone(),
+            strata_layers: BTreeMap::new(),
             time_scale_reached: if t.real_ms > 0.0 {
                 t.simulated_ms / t.real_ms
             } else {
