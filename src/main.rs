@@ -110,6 +110,10 @@ struct BenchArgs {
     /// Keys are `<prefix><n>`.
     #[arg(long, default_value = "key:")]
     key_prefix: String,
+    /// Spread the keys over strata's layers by weight, e.g. `route=40,result=30,meta=20,load=10`
+    /// (keys `<layer>:<prefix><n>`; hit rates reported per layer).
+    #[arg(long)]
+    layer_mix: Option<String>,
     /// Value size in bytes, fixed (`3`) or a range (`64-4096`).
     #[arg(long, default_value = "3")]
     value_size: String,
@@ -226,6 +230,7 @@ impl BenchArgs {
                 key_dist: self.key_dist.parse()?,
                 key_prefix: self.key_prefix,
                 value_size: self.value_size.parse()?,
+                layers: self.layer_mix.as_deref().map(str::parse).transpose()?,
             },
             router,
             clients,

@@ -228,3 +228,66 @@ fn the_router_workload_counts_what_strata_counts() {
         "{none} vs {f}"
     );
 }
+
+#[test]
+fn a_layer_mix_is_counted_per_layer_as_strata_counts_it() {
+    let nodes = RedisNode::start_many(3);
+    let strata = start(&nodes, "");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("mix.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--target"])
+        .arg(format!("strata={}", strata.addr()))
+        .args([
+            "--workload",
+            "mixed",
+            "--layer-mix",
+            "route=40,result=30,meta=20,load=10",
+        ])
+        .args([
+            "--keys",
+            "100",
+            "--requests",
+            "2000",
+            "--clients",
+            "3",
+            "--pipeline",
+            "4",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("strata: layers from the replies: load "),
+        "{stdout}"
+    );
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        report["settings"]["layer_mix"],
+        "route=40,result=30,meta=20,load=10"
+    );
+    let t = &report["targets"][0];
+    let (replies, seen) = (&t["layers"], &t["strata_layers"]);
+    let mut total = 0;
+    for layer in ["route", "result", "meta", "load"] {
+        let r = &replies[layer];
+        // Each layer got its share and strata counted exactly what the replies showed.
+        total += u(&r["hits"]) + u(&r["misses"]) + u(&r["writes"]);
+        assert!(u(&r["hits"]) > 0, "{layer}: {r}");
+        for field in ["hits", "misses", "writes"] {
+            assert_eq!(u(&r[field]), u(&seen[layer][field]), "{layer} {field}: {t}");
+        }
+    }
+    assert_eq!(total, 2000, "{t}");
+    // route (40%) got more requests than load (10%).
+    let n = |l: &str| u(&replies[l]["hits"]) + u(&replies[l]["misses"]) + u(&replies[l]["writes"]);
+    assert!(n("route") > 2 * n("load"), "{t}");
+}

@@ -118,7 +118,7 @@ impl Client {
         budget: &Budget,
         tally: &mut Tally,
     ) -> Result<(), ClientError> {
-        let mut kinds: Vec<OpKind> = Vec::with_capacity(pipeline);
+        let mut kinds: Vec<(OpKind, usize)> = Vec::with_capacity(pipeline);
         loop {
             let n = budget.take(pipeline as u64);
             if n == 0 {
@@ -131,28 +131,31 @@ impl Client {
             }
             let sent = Instant::now();
             self.stream.write_all(&self.out).await?;
-            for &kind in &kinds {
+            for &(kind, layer) in &kinds {
                 let reply = self.read_reply().await?;
                 let nanos = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 let op = tally.op(kind);
                 op.record(nanos);
-                match reply {
-                    BytesFrame::Error(text) => {
+                // [GET hits, GET misses, SETs acknowledged] of the key space.
+                let slot = match (&reply, kind) {
+                    (BytesFrame::Error(text), _) => {
                         op.errors += 1;
-                        tally.error(error_kind(&text), &text);
+                        tally.error(error_kind(text), text);
+                        continue;
                     }
-                    BytesFrame::Null => {
-                        op.ok += 1;
-                        if kind == OpKind::Get {
-                            op.misses += 1;
-                        }
+                    (BytesFrame::Null, OpKind::Get) => {
+                        op.misses += 1;
+                        1
                     }
-                    _ => {
-                        op.ok += 1;
-                        if kind == OpKind::Get {
-                            op.hits += 1;
-                        }
+                    (_, OpKind::Get) => {
+                        op.hits += 1;
+                        0
                     }
+                    (_, OpKind::Set) => 2,
+                };
+                op.ok += 1;
+                if let Some(c) = tally.layer(layer).get_mut(slot) {
+                    *c += 1;
                 }
             }
         }

@@ -34,7 +34,7 @@ pub use report::{OpFigures, Ratio, Report, Round, RouterReport, TargetReport};
 pub use router::{RouterFigures, RouterSpec};
 use tally::Tally;
 use workload::Generator;
-pub use workload::{KeyDist, Mix, OpKind, SpecError, ValueSize, Workload};
+pub use workload::{KeyDist, LayerMix, Mix, OpKind, SpecError, ValueSize, Workload};
 
 /// A place to send the load: `name=host:port` or `host:port` (named after itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +209,9 @@ impl BenchOptions {
         put("keys", w.keys.to_string());
         put("key_dist", w.key_dist.to_string());
         put("key_prefix", w.key_prefix.clone());
+        if let Some(mix) = &w.layers {
+            put("layer_mix", mix.to_string());
+        }
         put("value_size", w.value_size.to_string());
         put("clients", self.clients.to_string());
         put("pipeline", self.pipeline.to_string());
@@ -304,6 +307,9 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
             let before = info_layers(opts, target).await;
             let (tally, seconds, failed) = phase(opts, target, round, &budget).await?;
             let mut r = Round::of(round, &tally, seconds, failed);
+            if opts.workload.layers.is_some() {
+                r.layers = report::layer_counts(&opts.workload.layer_prefixes(), &tally);
+            }
             r.strata_layers = report::layer_delta(&before, &info_layers(opts, target).await);
             if opts.progress {
                 eprintln!(
@@ -476,12 +482,15 @@ async fn fill(opts: &BenchOptions, target: &Target) -> Result<(), BenchError> {
     let mut gen = Generator::new(&opts.workload, SmallRng::seed_from_u64(opts.seed));
     let mut out = BytesMut::new();
     const BATCH: u64 = 1000;
+    let spaces = opts.workload.layer_prefixes().len() as u64;
+    let total = opts.workload.keys.saturating_mul(spaces);
     let mut next = 0;
-    while next < opts.workload.keys {
-        let end = (next + BATCH).min(opts.workload.keys);
+    while next < total {
+        let end = (next + BATCH).min(total);
         out.clear();
-        for index in next..end {
-            gen.encode(OpKind::Set, index, &mut out);
+        for n in next..end {
+            let layer = (n / opts.workload.keys) as usize;
+            gen.encode(OpKind::Set, layer, n % opts.workload.keys, &mut out);
         }
         let count = usize::try_from(end - next).unwrap_or(0);
         let errors = client.call_all(&out, count).await.map_err(fail)?;

@@ -80,9 +80,30 @@ pub struct Round {
     /// before and after). Empty for other servers.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub strata_layers: BTreeMap<String, LayerCounts>,
+    /// With --layer-mix: each layer's GET hits and misses and SETs, from the replies.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, LayerCounts>,
 }
 
-/// A layer's hits and misses as strata counted them.
+/// The bench's per-key-space counts by layer name (the prefix without its colon).
+pub fn layer_counts(prefixes: &[String], tally: &Tally) -> BTreeMap<String, LayerCounts> {
+    prefixes
+        .iter()
+        .zip(&tally.layers)
+        .map(|(prefix, &[hits, misses, writes])| {
+            (
+                prefix.trim_end_matches(':').to_string(),
+                LayerCounts {
+                    hits,
+                    misses,
+                    writes,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A layer's hits and misses (as strata counted them, or as the replies showed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LayerCounts {
     pub hits: u64,
@@ -166,6 +187,7 @@ impl Round {
             errors: tally.errors.clone(),
             clients_failed,
             strata_layers: BTreeMap::new(),
+            layers: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +208,9 @@ pub struct TargetReport {
     /// strata's own per-layer figures summed over the rounds (empty for other servers).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub strata_layers: BTreeMap<String, LayerCounts>,
+    /// With --layer-mix: per layer, from the replies, summed over the rounds.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, LayerCounts>,
 }
 
 impl TargetReport {
@@ -204,19 +229,25 @@ impl TargetReport {
             );
             ops.insert(kind, figures);
         }
-        let mut strata_layers: BTreeMap<String, LayerCounts> = BTreeMap::new();
-        for r in &rounds {
-            for (name, c) in &r.strata_layers {
-                let sum = strata_layers.entry(name.clone()).or_default();
-                sum.hits += c.hits;
-                sum.misses += c.misses;
-                sum.writes += c.writes;
+        let sum = |pick: fn(&Round) -> &BTreeMap<String, LayerCounts>| {
+            let mut out: BTreeMap<String, LayerCounts> = BTreeMap::new();
+            for r in &rounds {
+                for (name, c) in pick(r) {
+                    let s = out.entry(name.clone()).or_default();
+                    s.hits += c.hits;
+                    s.misses += c.misses;
+                    s.writes += c.writes;
+                }
             }
-        }
+            out
+        };
+        let strata_layers = sum(|r| &r.strata_layers);
+        let layers = sum(|r| &r.layers);
         TargetReport {
             name: name.to_string(),
             addr: addr.to_string(),
             strata_layers,
+            layers,
             per_sec: median(rounds.iter().map(|r| r.per_sec)),
             rounds,
             ops,
@@ -424,27 +455,27 @@ impl Report {
             }
         }
         for t in &self.targets {
-            let seen: Vec<String> = t
-                .strata_layers
-                .iter()
-                .filter(|(_, c)| c.hits + c.misses + c.writes > 0)
-                .map(|(name, c)| {
-                    let rate = c
-                        .hit_rate()
-                        .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
-                    format!(
-                        "{name} {rate} ({} hits, {} misses, {} writes)",
-                        c.hits, c.misses, c.writes
-                    )
-                })
-                .collect();
-            if !seen.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "{}: strata's INFO layers over the run: {}",
-                    t.name,
-                    seen.join("; ")
-                );
+            let lists = [
+                ("layers from the replies", &t.layers),
+                ("strata's INFO layers over the run", &t.strata_layers),
+            ];
+            for (what, counts) in lists {
+                let seen: Vec<String> = counts
+                    .iter()
+                    .filter(|(_, c)| c.hits + c.misses + c.writes > 0)
+                    .map(|(name, c)| {
+                        let rate = c
+                            .hit_rate()
+                            .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+                        format!(
+                            "{name} {rate} ({} hits, {} misses, {} writes)",
+                            c.hits, c.misses, c.writes
+                        )
+                    })
+                    .collect();
+                if !seen.is_empty() {
+                    let _ = writeln!(s, "{}: {what}: {}", t.name, seen.join("; "));
+                }
             }
             for (kind, n) in &t.errors {
                 let example = t.error_examples.get(kind).map_or("", String::as_str);

@@ -74,6 +74,8 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     /// The first error text of each kind, for the report.
     pub examples: BTreeMap<String, String>,
+    /// Per key space (`Workload::layer_prefixes`): GET hits, GET misses, SETs acknowledged.
+    pub layers: Vec<[u64; 3]>,
 }
 
 impl Tally {
@@ -91,6 +93,18 @@ impl Tally {
         }
     }
 
+    /// The counts of key space `layer` (grown as needed).
+    pub fn layer(&mut self, layer: usize) -> &mut [u64; 3] {
+        if self.layers.len() <= layer {
+            self.layers.resize(layer + 1, [0; 3]);
+        }
+        match self.layers.get_mut(layer) {
+            Some(c) => c,
+            // Just resized to hold it.
+            None => std::process::abort(),
+        }
+    }
+
     /// Counts an error of `kind` (the first text seen is kept).
     pub fn error(&mut self, kind: &str, text: &str) {
         *self.errors.entry(kind.to_string()).or_default() += 1;
@@ -104,6 +118,14 @@ impl Tally {
         self.set.merge(&other.set);
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
+        }
+        if self.layers.len() < other.layers.len() {
+            self.layers.resize(other.layers.len(), [0; 3]);
+        }
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
         }
         for (k, v) in &other.examples {
             self.examples.entry(k.clone()).or_insert_with(|| v.clone());

@@ -55,6 +55,8 @@ pub enum SpecError {
     KeyDist(String),
     #[error("--value-size: expected a size in bytes (`100`) or a range (`64-4096`), got {0:?}")]
     ValueSize(String),
+    #[error("--layer-mix: expected `name=weight,...` with weights above 0 (e.g. `route=40,result=30,meta=20,load=10`), got {0:?}")]
+    LayerMix(String),
 }
 
 /// `--key-dist`: how keys are picked from the key space.
@@ -130,6 +132,36 @@ impl fmt::Display for ValueSize {
     }
 }
 
+/// `--layer-mix`: key prefixes (strata's layers) and their shares of the requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerMix(pub Vec<(String, f64)>);
+
+impl FromStr for LayerMix {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = || SpecError::LayerMix(s.to_string());
+        let mut shares = Vec::new();
+        for part in s.split(',') {
+            let (name, weight) = part.split_once('=').ok_or_else(bad)?;
+            let weight: f64 = weight.trim().parse().map_err(|_| bad())?;
+            let name = name.trim();
+            if name.is_empty() || !(weight.is_finite() && weight > 0.0) {
+                return Err(bad());
+            }
+            shares.push((name.to_string(), weight));
+        }
+        Ok(LayerMix(shares))
+    }
+}
+
+impl fmt::Display for LayerMix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(n, w)| format!("{n}={w}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Everything a client needs to make requests; shared, read-only.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -139,6 +171,19 @@ pub struct Workload {
     pub key_dist: KeyDist,
     pub key_prefix: String,
     pub value_size: ValueSize,
+    /// Layers the keys are spread over (`<layer>:` before the prefix), by weight; none: one
+    /// key space.
+    pub layers: Option<LayerMix>,
+}
+
+impl Workload {
+    /// The key spaces: each layer's prefix (`route:`), or one empty prefix without a mix.
+    pub fn layer_prefixes(&self) -> Vec<String> {
+        match &self.layers {
+            Some(mix) => mix.0.iter().map(|(n, _)| format!("{n}:")).collect(),
+            None => vec![String::new()],
+        }
+    }
 }
 
 /// One client's request maker: its own random stream, the workload's distributions.
@@ -149,6 +194,8 @@ pub struct Generator {
     /// The largest value, filled once; a request's value is a prefix of it.
     value: Vec<u8>,
     key: Vec<u8>,
+    /// Each key space's prefix and its cumulative share (the last is 1).
+    layers: Vec<(String, f64)>,
 }
 
 impl Generator {
@@ -165,7 +212,8 @@ impl Generator {
             value: (0..workload.value_size.max)
                 .map(|i| b'a' + (i % 26) as u8)
                 .collect(),
-            key: Vec::with_capacity(workload.key_prefix.len() + 20),
+            key: Vec::with_capacity(workload.key_prefix.len() + 40),
+            layers: cumulative(workload),
         }
     }
 
@@ -201,17 +249,33 @@ impl Generator {
         }
     }
 
-    /// Appends the next request to `out` and says what it is.
-    pub fn next(&mut self, out: &mut BytesMut) -> OpKind {
-        let op = self.op();
-        let index = self.key_index();
-        self.encode(op, index, out);
-        op
+    /// The next request's key space (an index into `Workload::layer_prefixes`).
+    fn layer(&mut self) -> usize {
+        if self.layers.len() <= 1 {
+            return 0;
+        }
+        let x = self.rng.random::<f64>();
+        self.layers
+            .iter()
+            .position(|(_, upto)| x < *upto)
+            .unwrap_or(self.layers.len() - 1)
     }
 
-    /// Appends `op` of key number `index` to `out`.
-    pub fn encode(&mut self, op: OpKind, index: u64, out: &mut BytesMut) {
+    /// Appends the next request to `out` and says what it is and which key space it used.
+    pub fn next(&mut self, out: &mut BytesMut) -> (OpKind, usize) {
+        let op = self.op();
+        let layer = self.layer();
+        let index = self.key_index();
+        self.encode(op, layer, index, out);
+        (op, layer)
+    }
+
+    /// Appends `op` of key number `index` of key space `layer` to `out`.
+    pub fn encode(&mut self, op: OpKind, layer: usize, index: u64, out: &mut BytesMut) {
         self.key.clear();
+        if let Some((prefix, _)) = self.layers.get(layer) {
+            self.key.extend_from_slice(prefix.as_bytes());
+        }
         self.key
             .extend_from_slice(self.workload.key_prefix.as_bytes());
         self.key
@@ -227,6 +291,25 @@ impl Generator {
     }
 }
 
+/// The key spaces' prefixes with cumulative shares.
+fn cumulative(workload: &Workload) -> Vec<(String, f64)> {
+    let prefixes = workload.layer_prefixes();
+    let weights: Vec<f64> = match &workload.layers {
+        Some(mix) => mix.0.iter().map(|(_, w)| *w).collect(),
+        None => vec![1.0],
+    };
+    let total: f64 = weights.iter().sum();
+    let mut upto = 0.0;
+    prefixes
+        .into_iter()
+        .zip(weights)
+        .map(|(p, w)| {
+            upto += w / total;
+            (p, upto)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +322,7 @@ mod tests {
             key_dist,
             key_prefix: "k:".into(),
             value_size: ValueSize { min: 3, max: 3 },
+            layers: None,
         }
     }
 
@@ -268,7 +352,8 @@ mod tests {
         let mut kinds = [0u32; 2];
         for _ in 0..1000 {
             out.clear();
-            let op = g.next(&mut out);
+            let (op, layer) = g.next(&mut out);
+            assert_eq!(layer, 0);
             kinds[usize::from(op == OpKind::Set)] += 1;
             let req = match parser.parse(&mut out) {
                 Ok(crate::protocol::Parsed::Request(r)) => r,
@@ -316,6 +401,40 @@ mod tests {
         assert!(chi2 < 45.3, "chi2 {chi2}, first counts {:?}", &counts[..5]);
         // And it is skewed: key 0 about 1/H ≈ 13% of draws, far above uniform's 0.1%.
         assert!(counts[0] > draws / 10, "{}", counts[0]);
+    }
+
+    #[test]
+    fn a_layer_mix_spreads_requests_by_weight() {
+        assert!("route=1,x".parse::<LayerMix>().is_err());
+        assert!("route=0".parse::<LayerMix>().is_err());
+        assert!("=3".parse::<LayerMix>().is_err());
+        let w = Workload {
+            layers: Some("route=60,meta=30,load=10".parse().unwrap()),
+            ..workload(Mix::Read, 100, KeyDist::Uniform)
+        };
+        assert_eq!(w.layer_prefixes(), ["route:", "meta:", "load:"]);
+        let mut g = Generator::new(&w, SmallRng::seed_from_u64(5));
+        let mut counts = [0u32; 3];
+        let mut out = BytesMut::new();
+        let mut parser = crate::protocol::RequestParser::default();
+        for _ in 0..10_000 {
+            out.clear();
+            let (_, layer) = g.next(&mut out);
+            counts[layer] += 1;
+            let Ok(crate::protocol::Parsed::Request(req)) = parser.parse(&mut out) else {
+                panic!("not a request");
+            };
+            let prefix = ["route:k:", "meta:k:", "load:k:"][layer];
+            assert!(
+                req.args[1].starts_with(prefix.as_bytes()),
+                "{:?}",
+                req.args[1]
+            );
+        }
+        // 6000 / 3000 / 1000, give or take (sd below 50).
+        assert!((5800..6200).contains(&counts[0]), "{counts:?}");
+        assert!((2800..3200).contains(&counts[1]), "{counts:?}");
+        assert!((850..1150).contains(&counts[2]), "{counts:?}");
     }
 
     #[test]
