@@ -110,13 +110,15 @@ impl Client {
     }
 
     /// Sends `pipeline` requests at a time from `gen` until `budget` runs out, counting
-    /// every reply into `tally`. A failed connection ends the loop (counted, and returned).
+    /// every reply into `tally` and the replies of each pipeline into `done` (the progress
+    /// bar's). A failed connection ends the loop (counted, and returned).
     pub async fn run(
         &mut self,
         gen: &mut Generator,
         pipeline: usize,
         budget: &Budget,
         tally: &mut Tally,
+        done: &AtomicU64,
     ) -> Result<(), ClientError> {
         let mut kinds: Vec<(OpKind, usize)> = Vec::with_capacity(pipeline);
         loop {
@@ -158,6 +160,7 @@ impl Client {
                     *c += 1;
                 }
             }
+            done.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -532,9 +532,27 @@ async fn phase(
         Budget::Until(t) => Budget::Until(*t),
     });
     let started = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = opts
+        .progress
+        .then(|| progress_bar(opts.length, &format!("{} round {round}", target.name)));
+    let ticker = bar.clone().map(|bar| {
+        let done = done.clone();
+        let length = opts.length;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                bar.set_position(match length {
+                    Length::Requests(_) => done.load(std::sync::atomic::Ordering::Relaxed),
+                    Length::Duration(_) => started.elapsed().as_millis() as u64,
+                });
+            }
+        })
+    });
     let mut tasks = Vec::with_capacity(opts.clients);
     for (i, stream) in streams.into_iter().enumerate() {
         let budget = shared.clone();
+        let done = done.clone();
         let workload = opts.workload.clone();
         let (pipeline, timeout) = (opts.pipeline, opts.timeout);
         let rng = client_rng(opts.seed, round, i);
@@ -542,7 +560,9 @@ async fn phase(
             let mut gen = Generator::new(&workload, rng);
             let mut client = Client::new(stream, timeout);
             let mut tally = Tally::default();
-            let result = client.run(&mut gen, pipeline, &budget, &mut tally).await;
+            let result = client
+                .run(&mut gen, pipeline, &budget, &mut tally, &done)
+                .await;
             if let Err(e) = &result {
                 tally.error("connection", &e.to_string());
             }
@@ -563,7 +583,30 @@ async fn phase(
             }
         }
     }
-    Ok((tally, started.elapsed().as_secs_f64(), failed))
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok((tally, seconds, failed))
+}
+
+/// A progress bar on stderr for one measured phase: requests answered, or time elapsed.
+fn progress_bar(length: Length, label: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let (total, template) = match length {
+        Length::Requests(n) => (n, "{msg} [{wide_bar}] {pos}/{len} requests"),
+        Length::Duration(d) => (d.as_millis() as u64, "{msg} [{wide_bar}] {elapsed}"),
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(template)
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(label.to_string());
+    bar
 }
 
 #[cfg(test)]
