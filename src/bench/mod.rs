@@ -7,11 +7,13 @@
 //!
 //! - `workload`: the request mix, key distributions (uniform, Zipf) and value sizes.
 //! - `client`: one connection's closed loop and the shared request budget.
+//! - `phase`: one measured phase against a target, the fill, strata's INFO layers.
 //! - `tally`: what a client counts (histograms, hits, errors), merged per run.
 //! - `report`: the figures, medians over rounds, ratios, the table and the JSON.
 //! - `router`: the model-router workload (a simulated LLM router in front of the cache).
 
 mod client;
+mod phase;
 mod report;
 mod router;
 mod tally;
@@ -19,21 +21,16 @@ mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 use tokio::time::Instant;
 
 pub use client::ClientError;
-use client::{connect, Budget, Client};
+use client::{connect, Client};
 pub use report::{OpFigures, Ratio, Report, Round, RouterReport, TargetReport};
 pub use router::{RouterFigures, RouterSpec};
 use tally::Tally;
-use workload::Generator;
 pub use workload::{KeyDist, LayerMix, Mix, OpKind, SpecError, ValueSize, Workload};
 
 /// A place to send the load: `name=host:port` or `host:port` (named after itself).
@@ -58,6 +55,17 @@ impl std::str::FromStr for Target {
             name: name.to_string(),
             addr: addr.to_string(),
         })
+    }
+}
+
+impl Target {
+    /// The error of a client of this target.
+    fn failed(&self, source: ClientError) -> BenchError {
+        BenchError::Client {
+            name: self.name.clone(),
+            addr: self.addr.clone(),
+            source,
+        }
     }
 }
 
@@ -283,7 +291,7 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
     }
     if opts.workload.mix.fills() {
         for target in &opts.targets {
-            fill(opts, target).await?;
+            phase::fill(opts, target).await?;
         }
     }
     let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); opts.targets.len()];
@@ -300,17 +308,15 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
                 continue;
             };
             if !opts.warmup.is_zero() {
-                let until = Budget::Until(Instant::now() + opts.warmup);
-                phase(opts, target, round, &until).await?;
+                phase::run(opts, target, round, Length::Duration(opts.warmup)).await?;
             }
-            let budget = budget_of(opts.length);
-            let before = info_layers(opts, target).await;
-            let (tally, seconds, failed) = phase(opts, target, round, &budget).await?;
+            let before = phase::info_layers(opts, target).await;
+            let (tally, seconds, failed) = phase::run(opts, target, round, opts.length).await?;
             let mut r = Round::of(round, &tally, seconds, failed);
             if opts.workload.layers.is_some() {
                 r.layers = report::layer_counts(&opts.workload.layer_prefixes(), &tally);
             }
-            r.strata_layers = report::layer_delta(&before, &info_layers(opts, target).await);
+            r.strata_layers = report::layer_delta(&before, &phase::info_layers(opts, target).await);
             if opts.progress {
                 eprintln!(
                     "round {round}/{}: {:<16} {:>10.0} req/s{}",
@@ -349,25 +355,22 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
     let mut bypassed = router::RouterTally::default();
     for round in 1..=opts.rounds {
         for (i, target) in opts.targets.iter().enumerate() {
-            let fail = |source| BenchError::Client {
-                name: target.name.clone(),
-                addr: target.addr.clone(),
-                source,
-            };
             let mut clients = Vec::with_capacity(opts.clients);
             for _ in 0..opts.clients {
-                let stream = connect(&target.addr, opts.timeout).await.map_err(fail)?;
+                let stream = connect(&target.addr, opts.timeout)
+                    .await
+                    .map_err(|e| target.failed(e))?;
                 clients.push(Client::new(stream, opts.timeout));
             }
-            let before = info_layers(opts, target).await;
-            let budget = Arc::new(budget_of(opts.length));
+            let before = phase::info_layers(opts, target).await;
+            let budget = Arc::new(phase::budget_of(opts.length));
             let started = Instant::now();
             let tasks: Vec<_> = clients
                 .into_iter()
                 .enumerate()
                 .map(|(c, mut client)| {
                     let budget = budget.clone();
-                    let mut r = router::Router::new(spec, client_rng(opts.seed, round, c));
+                    let mut r = router::Router::new(spec, phase::client_rng(opts.seed, round, c));
                     tokio::spawn(async move {
                         router::run_cached(&mut r, &mut client, &budget, started).await
                     })
@@ -389,7 +392,7 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
                     }
                 }
             }
-            let delta = report::layer_delta(&before, &info_layers(opts, target).await);
+            let delta = report::layer_delta(&before, &phase::info_layers(opts, target).await);
             if let Some(sum) = seen.get_mut(i) {
                 for (name, c) in delta {
                     let s = sum.entry(name).or_default();
@@ -403,12 +406,12 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
             }
         }
         // The same streams (same seeds) with no cache.
-        let budget = Arc::new(budget_of(opts.length));
+        let budget = Arc::new(phase::budget_of(opts.length));
         let started = Instant::now();
         let tasks: Vec<_> = (0..opts.clients)
             .map(|c| {
                 let budget = budget.clone();
-                let mut r = router::Router::new(spec, client_rng(opts.seed, round, c));
+                let mut r = router::Router::new(spec, phase::client_rng(opts.seed, round, c));
                 tokio::spawn(async move { router::run_bypassed(&mut r, &budget, started).await })
             })
             .collect();
@@ -434,179 +437,6 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
             .collect(),
         RouterFigures::of(&bypassed, opts.clients),
     ))
-}
-
-fn budget_of(length: Length) -> Budget {
-    match length {
-        Length::Requests(n) => Budget::Requests(AtomicU64::new(n)),
-        Length::Duration(d) => Budget::Until(Instant::now() + d),
-    }
-}
-
-/// Client `c`'s random stream in `round`: the same for every target, so each sees the same
-/// requests.
-fn client_rng(seed: u64, round: usize, c: usize) -> SmallRng {
-    SmallRng::seed_from_u64(
-        seed.wrapping_add((round as u64) << 32)
-            .wrapping_add(c as u64 + 1),
-    )
-}
-
-/// strata's per-layer counts (`INFO layers`); empty for another server or on any failure
-/// (the figures are an extra, not a reason to stop the run).
-async fn info_layers(
-    opts: &BenchOptions,
-    target: &Target,
-) -> BTreeMap<String, report::LayerCounts> {
-    let Ok(stream) = connect(&target.addr, opts.timeout).await else {
-        return BTreeMap::new();
-    };
-    let mut client = Client::new(stream, opts.timeout);
-    match client.request(&[b"INFO", b"layers"]).await {
-        Ok(redis_protocol::resp2::types::BytesFrame::BulkString(b)) => {
-            report::parse_info_layers(&String::from_utf8_lossy(&b))
-        }
-        _ => BTreeMap::new(),
-    }
-}
-
-/// Writes every key of the key space once (not measured), so reads can hit.
-async fn fill(opts: &BenchOptions, target: &Target) -> Result<(), BenchError> {
-    let fail = |source| BenchError::Client {
-        name: target.name.clone(),
-        addr: target.addr.clone(),
-        source,
-    };
-    let stream = connect(&target.addr, opts.timeout).await.map_err(fail)?;
-    let mut client = Client::new(stream, opts.timeout);
-    let mut gen = Generator::new(&opts.workload, SmallRng::seed_from_u64(opts.seed));
-    let mut out = BytesMut::new();
-    const BATCH: u64 = 1000;
-    let spaces = opts.workload.layer_prefixes().len() as u64;
-    let total = opts.workload.keys.saturating_mul(spaces);
-    let mut next = 0;
-    while next < total {
-        let end = (next + BATCH).min(total);
-        out.clear();
-        for n in next..end {
-            let layer = (n / opts.workload.keys) as usize;
-            gen.encode(OpKind::Set, layer, n % opts.workload.keys, &mut out);
-        }
-        let count = usize::try_from(end - next).unwrap_or(0);
-        let errors = client.call_all(&out, count).await.map_err(fail)?;
-        if let Some(first) = errors.into_iter().next() {
-            return Err(BenchError::Fill {
-                name: target.name.clone(),
-                addr: target.addr.clone(),
-                first,
-            });
-        }
-        next = end;
-    }
-    Ok(())
-}
-
-/// One phase against `target`: every client connects, then all run until `budget` is spent.
-/// Returns the merged tally, the seconds from the start of the load to the last reply, and
-/// how many clients' connections failed on the way.
-async fn phase(
-    opts: &BenchOptions,
-    target: &Target,
-    round: usize,
-    budget: &Budget,
-) -> Result<(Tally, f64, usize), BenchError> {
-    let fail = |source| BenchError::Client {
-        name: target.name.clone(),
-        addr: target.addr.clone(),
-        source,
-    };
-    let mut streams = Vec::with_capacity(opts.clients);
-    for _ in 0..opts.clients {
-        streams.push(connect(&target.addr, opts.timeout).await.map_err(fail)?);
-    }
-    // The budget is shared by the clients' tasks: hand them an Arc to a copy.
-    let shared = Arc::new(match budget {
-        Budget::Requests(n) => {
-            Budget::Requests(AtomicU64::new(n.load(std::sync::atomic::Ordering::Relaxed)))
-        }
-        Budget::Until(t) => Budget::Until(*t),
-    });
-    let started = Instant::now();
-    let done = Arc::new(AtomicU64::new(0));
-    let bar = opts
-        .progress
-        .then(|| progress_bar(opts.length, &format!("{} round {round}", target.name)));
-    let ticker = bar.clone().map(|bar| {
-        let done = done.clone();
-        let length = opts.length;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                bar.set_position(match length {
-                    Length::Requests(_) => done.load(std::sync::atomic::Ordering::Relaxed),
-                    Length::Duration(_) => started.elapsed().as_millis() as u64,
-                });
-            }
-        })
-    });
-    let mut tasks = Vec::with_capacity(opts.clients);
-    for (i, stream) in streams.into_iter().enumerate() {
-        let budget = shared.clone();
-        let done = done.clone();
-        let workload = opts.workload.clone();
-        let (pipeline, timeout) = (opts.pipeline, opts.timeout);
-        let rng = client_rng(opts.seed, round, i);
-        tasks.push(tokio::spawn(async move {
-            let mut gen = Generator::new(&workload, rng);
-            let mut client = Client::new(stream, timeout);
-            let mut tally = Tally::default();
-            let result = client
-                .run(&mut gen, pipeline, &budget, &mut tally, &done)
-                .await;
-            if let Err(e) = &result {
-                tally.error("connection", &e.to_string());
-            }
-            (tally, result.is_err())
-        }));
-    }
-    let mut tally = Tally::default();
-    let mut failed = 0;
-    for task in tasks {
-        match task.await {
-            Ok((t, lost)) => {
-                tally.merge(&t);
-                failed += usize::from(lost);
-            }
-            Err(e) => {
-                tally.error("connection", &e.to_string());
-                failed += 1;
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok((tally, seconds, failed))
-}
-
-/// A progress bar on stderr for one measured phase: requests answered, or time elapsed.
-fn progress_bar(length: Length, label: &str) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let (total, template) = match length {
-        Length::Requests(n) => (n, "{msg} [{wide_bar}] {pos}/{len} requests"),
-        Length::Duration(d) => (d.as_millis() as u64, "{msg} [{wide_bar}] {elapsed}"),
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(template)
-        .map(|style| style.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(label.to_string());
-    bar
 }
 
 #[cfg(test)]
