@@ -20,44 +20,68 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
+/// Runs `strata bench <args> --json <file>`, which must succeed; its table and JSON report.
+fn bench(args: &[String]) -> (String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, report)
+}
+
+/// Arguments as owned strings.
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
 #[test]
 fn a_mixed_run_against_strata_and_redis_adds_up() {
     let nodes = RedisNode::start_many(3);
     let direct = RedisNode::start();
     let strata = start(&nodes, "");
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
     let (keys, requests, rounds) = (200u64, 3000u64, 2usize);
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bench", "--target"])
-        .arg(format!("direct={}", direct.addr()))
-        .arg("--target")
-        .arg(format!("strata={}", strata.addr()))
-        .args(["--workload", "mixed", "--read-ratio", "0.6"])
-        .args(["--keys", &keys.to_string(), "--key-dist", "zipf:0.99"])
-        .args(["--key-prefix", "route:bench:", "--value-size", "10-100"])
-        .args([
-            "--requests",
-            &requests.to_string(),
-            "--rounds",
-            &rounds.to_string(),
-        ])
-        .args(["--clients", "4", "--pipeline", "8"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, report) = bench(&args(&[
+        "--target",
+        &format!("direct={}", direct.addr()),
+        "--target",
+        &format!("strata={}", strata.addr()),
+        "--workload",
+        "mixed",
+        "--read-ratio",
+        "0.6",
+        "--keys",
+        &keys.to_string(),
+        "--key-dist",
+        "zipf:0.99",
+        "--key-prefix",
+        "route:bench:",
+        "--value-size",
+        "10-100",
+        "--requests",
+        &requests.to_string(),
+        "--rounds",
+        &rounds.to_string(),
+        "--clients",
+        "4",
+        "--pipeline",
+        "8",
+    ]));
     assert!(stdout.contains("strata/direct"), "{stdout}");
     assert!(
         stdout.contains("strata: strata's INFO layers over the run: route 100.0%"),
         "{stdout}"
     );
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["settings"]["key_dist"], "zipf:0.99");
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 2);
@@ -156,38 +180,29 @@ fn bad_settings_and_an_unreachable_target_are_refused_with_exit_2() {
 fn the_router_workload_counts_what_strata_counts() {
     let nodes = RedisNode::start_many(3);
     let strata = start(&nodes, "");
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("router.json");
     let queries = 400u64;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bench", "--workload", "router", "--target"])
-        .arg(format!("strata={}", strata.addr()))
-        .args([
-            "--requests",
-            &queries.to_string(),
-            "--queries",
-            "50",
-            "--models",
-            "3",
-        ])
+    let (stdout, report) = bench(&args(&[
+        "--workload",
+        "router",
+        "--target",
+        &format!("strata={}", strata.addr()),
+        "--requests",
+        &queries.to_string(),
+        "--queries",
+        "50",
+        "--models",
+        "3",
         // Simulated costs paced at 1/100 of their length: a short test (TTLs: route: 3 s).
-        .args(["--time-scale", "100", "--clients", "2"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        "--time-scale",
+        "100",
+        "--clients",
+        "2",
+    ]));
     assert!(
         stdout.contains("speed-up with the cache (strata)"),
         "{stdout}"
     );
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let router = &report["router"];
     let cached = &router["cached"][0];
     assert_eq!(cached[0], "strata");
@@ -233,43 +248,27 @@ fn the_router_workload_counts_what_strata_counts() {
 fn a_layer_mix_is_counted_per_layer_as_strata_counts_it() {
     let nodes = RedisNode::start_many(3);
     let strata = start(&nodes, "");
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("mix.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bench", "--target"])
-        .arg(format!("strata={}", strata.addr()))
-        .args([
-            "--workload",
-            "mixed",
-            "--layer-mix",
-            "route=40,result=30,meta=20,load=10",
-        ])
-        .args([
-            "--keys",
-            "100",
-            "--requests",
-            "2000",
-            "--clients",
-            "3",
-            "--pipeline",
-            "4",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, report) = bench(&args(&[
+        "--target",
+        &format!("strata={}", strata.addr()),
+        "--workload",
+        "mixed",
+        "--layer-mix",
+        "route=40,result=30,meta=20,load=10",
+        "--keys",
+        "100",
+        "--requests",
+        "2000",
+        "--clients",
+        "3",
+        "--pipeline",
+        "4",
+    ]));
     assert!(
         stdout.contains("strata: layers from the replies: load "),
         "{stdout}"
     );
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(
         report["settings"]["layer_mix"],
         "route=40,result=30,meta=20,load=10"
