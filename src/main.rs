@@ -101,6 +101,11 @@ struct BenchArgs {
     /// Requests a connection sends before reading their replies.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// Open loop: send this many requests per second per target (all connections together),
+    /// on a fixed schedule, and time replies from when they were due (coordinated omission
+    /// corrected). Without it, each connection sends as fast as replies come back.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Size of the key space.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -235,6 +240,7 @@ impl BenchArgs {
             router,
             clients,
             pipeline: self.pipeline,
+            rate: self.rate,
             length: match self.duration {
                 Some(d) => Length::Duration(d),
                 None => Length::Requests(self.requests),

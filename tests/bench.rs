@@ -165,6 +165,12 @@ fn bad_settings_and_an_unreachable_target_are_refused_with_exit_2() {
     let (code, err) = run(&["--clients", "0"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--clients must be at least 1"), "{err}");
+    let (code, err) = run(&["--rate", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--rate must be"), "{err}");
+    let (code, err) = run(&["--workload", "router", "--rate", "10"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("closed loop"), "{err}");
     let port = common::free_port();
     let (code, err) = run(&[
         "--target",
@@ -289,4 +295,69 @@ fn a_layer_mix_is_counted_per_layer_as_strata_counts_it() {
     // route (40%) got more requests than load (10%).
     let n = |l: &str| u(&replies[l]["hits"]) + u(&replies[l]["misses"]) + u(&replies[l]["writes"]);
     assert!(n("route") > 2 * n("load"), "{t}");
+}
+
+#[test]
+fn an_open_loop_keeps_to_its_rate_and_reports_late_requests() {
+    let direct = RedisNode::start();
+    // 400 requests/s for 1 s over 4 connections: the schedule holds at most 400 requests (one
+    // per connection may be due at the very start), and a Redis on loopback keeps up with it.
+    let (stdout, report) = bench(&args(&[
+        "--target",
+        &format!("direct={}", direct.addr()),
+        "--workload",
+        "write",
+        "--clients",
+        "4",
+        "--rate",
+        "400",
+        "--duration",
+        "1s",
+    ]));
+    let t = &report["targets"][0];
+    let sent = u(&t["ops"]["set"]["requests"]);
+    assert!(
+        sent <= 404,
+        "an open loop sent more than its schedule: {sent}"
+    );
+    assert!(
+        sent >= 100,
+        "far fewer requests than scheduled: {sent}\n{stdout}"
+    );
+    let late = u(&t["late"]);
+    assert!(late <= sent, "{late} late of {sent}");
+    assert!(
+        report["settings"]["rate"].as_str().unwrap().contains("400"),
+        "{report}"
+    );
+    assert!(stdout.contains("fell due while"), "{stdout}");
+
+    // A request budget at a rate takes the schedule's time at least: 200 requests at 400/s.
+    let (_, report) = bench(&args(&[
+        "--target",
+        &format!("direct={}", direct.addr()),
+        "--workload",
+        "write",
+        "--clients",
+        "2",
+        "--rate",
+        "400",
+        "--requests",
+        "200",
+    ]));
+    let round = &report["targets"][0]["rounds"][0];
+    assert_eq!(u(&round["ops"]["set"]["requests"]), 200);
+    let seconds = round["seconds"].as_f64().unwrap();
+    assert!(seconds >= 0.45, "200 requests at 400/s took {seconds} s");
+
+    // A closed loop has no schedule, so no late count.
+    let (_, report) = bench(&args(&[
+        "--target",
+        &direct.addr(),
+        "--workload",
+        "write",
+        "--requests",
+        "100",
+    ]));
+    assert!(report["targets"][0].get("late").is_none(), "{report}");
 }

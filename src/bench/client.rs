@@ -1,6 +1,10 @@
-//! One bench connection: a closed loop that writes a pipeline of requests, reads their
-//! replies with the project's decoder, and times each reply from the moment its pipeline was
-//! written (as redis-benchmark does).
+//! One bench connection: a loop that writes a pipeline of requests, reads their replies with
+//! the project's decoder, and times each reply. Closed loop (the default): the next pipeline
+//! goes as soon as the last reply is in, and a reply is timed from the moment its pipeline was
+//! written, as redis-benchmark does. Open loop (`--rate`): pipelines are due on a fixed
+//! schedule, and a reply is timed from the moment its pipeline was due whenever the
+//! connection was still busy then: the wait a slow target imposes is counted, not omitted
+//! (coordinated omission, as wrk2 corrects it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -53,6 +57,27 @@ impl Budget {
                 }
             }
         }
+    }
+
+    /// Whether a pipeline due at `due` falls after the end of a timed run.
+    pub fn ended_by(&self, due: Instant) -> bool {
+        matches!(self, Budget::Until(deadline) if due >= *deadline)
+    }
+}
+
+/// An open-loop connection's timetable: one pipeline every `interval`, the next due at `next`.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub interval: Duration,
+    pub next: Instant,
+}
+
+impl Schedule {
+    /// When the next pipeline is due; moves the timetable on by one.
+    fn advance(&mut self) -> Instant {
+        let due = self.next;
+        self.next += self.interval;
+        due
     }
 }
 
@@ -109,14 +134,16 @@ impl Client {
         }
     }
 
-    /// Sends `pipeline` requests at a time from `gen` until `budget` runs out, counting
-    /// every reply into `tally` and the replies of each pipeline into `done` (the progress
-    /// bar's). A failed connection ends the loop (counted, and returned).
+    /// Sends `pipeline` requests at a time from `gen` until `budget` runs out — as fast as
+    /// the replies come, or on `schedule` — counting every reply into `tally` and the replies
+    /// of each pipeline into `done` (the progress bar's). A failed connection ends the loop
+    /// (counted, and returned).
     pub async fn run(
         &mut self,
         gen: &mut Generator,
         pipeline: usize,
         budget: &Budget,
+        mut schedule: Option<Schedule>,
         tally: &mut Tally,
         done: &AtomicU64,
     ) -> Result<(), ClientError> {
@@ -131,7 +158,28 @@ impl Client {
             for _ in 0..n {
                 kinds.push(gen.next(&mut self.out));
             }
-            let sent = Instant::now();
+            let sent = match schedule.as_mut() {
+                None => Instant::now(),
+                Some(schedule) => {
+                    let due = schedule.advance();
+                    if budget.ended_by(due) {
+                        return Ok(());
+                    }
+                    let now = Instant::now();
+                    if now < due {
+                        // Idle until due. The timer may wake a little late (tokio's has a
+                        // millisecond's grain): that lateness is the generator's, not the
+                        // target's, so the reply is timed from the actual send.
+                        tokio::time::sleep_until(due).await;
+                        Instant::now()
+                    } else {
+                        // Still busy with earlier replies when this pipeline fell due: the
+                        // target's slowness delayed it, and the delay counts.
+                        tally.late += n;
+                        due
+                    }
+                }
+            };
             self.stream.write_all(&self.out).await?;
             for &(kind, layer) in &kinds {
                 let reply = self.read_reply().await?;
@@ -219,6 +267,23 @@ mod tests {
         assert_eq!(b.take(4), 4);
         assert_eq!(b.take(4), 2);
         assert_eq!(b.take(4), 0);
+    }
+
+    #[tokio::test]
+    async fn a_schedule_moves_on_by_its_interval_and_stops_at_a_deadline() {
+        let start = Instant::now();
+        let mut s = Schedule {
+            interval: Duration::from_millis(5),
+            next: start,
+        };
+        assert_eq!(s.advance(), start);
+        assert_eq!(s.advance(), start + Duration::from_millis(5));
+        assert_eq!(s.next, start + Duration::from_millis(10));
+        let timed = Budget::Until(start + Duration::from_millis(10));
+        assert!(!timed.ended_by(start + Duration::from_millis(9)));
+        assert!(timed.ended_by(s.next));
+        // A request budget ends by count, never by time.
+        assert!(!Budget::Requests(AtomicU64::new(1)).ended_by(start + Duration::from_secs(9)));
     }
 
     #[tokio::test]

@@ -87,6 +87,8 @@ pub struct BenchOptions {
     pub clients: usize,
     /// Requests each connection sends before reading their replies.
     pub pipeline: usize,
+    /// Open loop: requests per second per target, all clients together (None: closed loop).
+    pub rate: Option<f64>,
     pub length: Length,
     pub rounds: usize,
     /// Load before each measured phase, not counted.
@@ -113,6 +115,10 @@ pub enum BenchError {
     Zero(&'static str),
     #[error("--read-ratio must be between 0 and 1, got {0}")]
     ReadRatio(f64),
+    #[error("--rate must be a number of requests per second above 0, got {0}")]
+    Rate(f64),
+    #[error("--rate applies to the write, read and mixed workloads; the router workload is a closed loop of --clients concurrent queries")]
+    RouterRate,
     #[error("{0}")]
     Router(String),
     #[error("{name} ({addr}): {source}")]
@@ -159,6 +165,15 @@ impl BenchOptions {
             Length::Requests(0) => return Err(BenchError::Zero("--requests")),
             Length::Duration(d) if d.is_zero() => return Err(BenchError::Zero("--duration")),
             _ => {}
+        }
+        if let Some(rate) = self.rate {
+            // Below 1e-3 a client's interval overflows what a Duration holds.
+            if !(rate.is_finite() && rate >= 1e-3) {
+                return Err(BenchError::Rate(rate));
+            }
+            if self.router.is_some() {
+                return Err(BenchError::RouterRate);
+            }
         }
         if let Some(r) = &self.router {
             let positive = [r.route_ms, r.meta_ms, r.load_ms, r.inference_median_ms];
@@ -223,6 +238,9 @@ impl BenchOptions {
         put("value_size", w.value_size.to_string());
         put("clients", self.clients.to_string());
         put("pipeline", self.pipeline.to_string());
+        if let Some(rate) = self.rate {
+            put("rate", format!("{rate} requests/s (open loop)"));
+        }
         put(
             "length",
             match self.length {
@@ -313,6 +331,7 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
             let before = phase::info_layers(opts, target).await;
             let (tally, seconds, failed) = phase::run(opts, target, round, opts.length).await?;
             let mut r = Round::of(round, &tally, seconds, failed);
+            r.late = opts.rate.map(|_| tally.late);
             if opts.workload.layers.is_some() {
                 r.layers = report::layer_counts(&opts.workload.layer_prefixes(), &tally);
             }

@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
 
-use super::client::{connect, Budget, Client};
+use super::client::{connect, Budget, Client, Schedule};
 use super::report;
 use super::tally::Tally;
 use super::workload::{Generator, OpKind};
@@ -129,12 +129,13 @@ pub async fn run(
         let workload = opts.workload.clone();
         let (pipeline, timeout) = (opts.pipeline, opts.timeout);
         let rng = client_rng(opts.seed, round, i);
+        let schedule = opts.rate.map(|rate| schedule(rate, opts, i, started));
         tasks.push(tokio::spawn(async move {
             let mut gen = Generator::new(&workload, rng);
             let mut client = Client::new(stream, timeout);
             let mut tally = Tally::default();
             let result = client
-                .run(&mut gen, pipeline, &budget, &mut tally, &done)
+                .run(&mut gen, pipeline, &budget, schedule, &mut tally, &done)
                 .await;
             if let Err(e) = &result {
                 tally.error("connection", &e.to_string());
@@ -164,6 +165,18 @@ pub async fn run(
         bar.finish_and_clear();
     }
     Ok((tally, seconds, failed))
+}
+
+/// Client `i`'s share of an open loop of `rate` requests per second over all clients: one
+/// pipeline every `pipeline × clients / rate` seconds, the clients' timetables staggered
+/// evenly across one interval so the target sees a steady stream, not bursts.
+fn schedule(rate: f64, opts: &BenchOptions, i: usize, started: Instant) -> Schedule {
+    let interval = Duration::from_secs_f64(opts.pipeline as f64 * opts.clients as f64 / rate);
+    let offset = interval.mul_f64(i as f64 / opts.clients as f64);
+    Schedule {
+        interval,
+        next: started + offset,
+    }
 }
 
 /// A progress bar on stderr for one measured phase: requests answered, or time elapsed.

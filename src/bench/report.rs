@@ -76,6 +76,10 @@ pub struct Round {
     pub errors: BTreeMap<String, u64>,
     /// Clients whose connection failed during the round.
     pub clients_failed: usize,
+    /// With --rate: requests that fell due while their connection still waited for earlier
+    /// replies (timed from when they were due).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
     /// When the target is strata: its own per-layer figures over the round (INFO layers
     /// before and after). Empty for other servers.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -186,6 +190,7 @@ impl Round {
             ops,
             errors: tally.errors.clone(),
             clients_failed,
+            late: None,
             strata_layers: BTreeMap::new(),
             layers: BTreeMap::new(),
         }
@@ -205,6 +210,9 @@ pub struct TargetReport {
     pub errors: BTreeMap<String, u64>,
     /// The first error text of each kind.
     pub error_examples: BTreeMap<String, String>,
+    /// With --rate: requests sent late over all rounds (see `Round::late`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
     /// strata's own per-layer figures summed over the rounds (empty for other servers).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub strata_layers: BTreeMap<String, LayerCounts>,
@@ -249,6 +257,11 @@ impl TargetReport {
             strata_layers,
             layers,
             per_sec: median(rounds.iter().map(|r| r.per_sec)),
+            late: rounds
+                .iter()
+                .map(|r| r.late)
+                .reduce(|a, b| Some(a? + b?))
+                .flatten(),
             rounds,
             ops,
             errors: all.errors.clone(),
@@ -476,6 +489,19 @@ impl Report {
                 if !seen.is_empty() {
                     let _ = writeln!(s, "{}: {what}: {}", t.name, seen.join("; "));
                 }
+            }
+            if let Some(late) = t.late {
+                let all: u64 = t.ops.values().map(|o| o.requests).sum();
+                let share = if all > 0 {
+                    late as f64 * 100.0 / all as f64
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    s,
+                    "{}: {late} of {all} requests fell due while their connection still waited ({share:.2}%): latencies are timed from when each was due",
+                    t.name
+                );
             }
             for (kind, n) in &t.errors {
                 let example = t.error_examples.get(kind).map_or("", String::as_str);

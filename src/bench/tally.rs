@@ -76,6 +76,9 @@ pub struct Tally {
     pub examples: BTreeMap<String, String>,
     /// Per key space (`Workload::layer_prefixes`): GET hits, GET misses, SETs acknowledged.
     pub layers: Vec<[u64; 3]>,
+    /// Open loop: requests that fell due while their connection still waited for earlier
+    /// replies (the target did not keep up with the rate).
+    pub late: u64,
 }
 
 impl Tally {
@@ -130,6 +133,7 @@ impl Tally {
         for (k, v) in &other.examples {
             self.examples.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        self.late += other.late;
     }
 
     /// Requests answered, every kind.
