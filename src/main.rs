@@ -176,6 +176,10 @@ struct BenchArgs {
     /// Router: size of an answer (result:), bytes, fixed or a range.
     #[arg(long, default_value = "500-4000", help_heading = "Router workload")]
     result_size: String,
+    /// Router: distinct answers per query (each asking picks one): above 1, answers are
+    /// reused less often than routing decisions.
+    #[arg(long, default_value_t = 1, help_heading = "Router workload")]
+    result_variants: u64,
     /// Router: simulated seconds per real second (costs slept and TTLs written divided by it).
     #[arg(long, default_value_t = 1.0, help_heading = "Router workload")]
     time_scale: f64,
@@ -213,6 +217,7 @@ impl BenchArgs {
                     inference_sigma: self.inference_sigma,
                     load_update: self.load_update,
                     result_size: (size.min, size.max),
+                    result_variants: self.result_variants,
                     time_scale: self.time_scale,
                     ..Default::default()
                 })

@@ -13,7 +13,7 @@
 mod common;
 
 use common::layers::*;
-use common::RedisNode;
+use common::{RawClient, RedisNode};
 use serde_json::Value;
 
 fn u(v: &Value) -> u64 {
@@ -203,6 +203,9 @@ fn the_router_workload_counts_what_strata_counts() {
         "100",
         "--clients",
         "2",
+        // Three answers per query: result: keys are `result:<q>:<variant>:<model>`.
+        "--result-variants",
+        "3",
     ]));
     assert!(
         stdout.contains("speed-up with the cache (strata)"),
@@ -240,6 +243,17 @@ fn the_router_workload_counts_what_strata_counts() {
     // (twice when both workers draw it at the same moment).
     assert!(u(&f["misses"]["route"]) <= 2 * 50, "{f}");
     assert!(u(&f["hits"]["route"]) >= queries - 2 * 50, "{f}");
+    // 150 distinct answers: each missed once (or twice in a race), never more.
+    assert!(u(&f["misses"]["result"]) <= 2 * 150, "{f}");
+    assert_eq!(report["settings"]["result_variants"], "3");
+    let answers: usize = nodes
+        .iter()
+        .map(|node| {
+            let mut c = RawClient::connect(&node.addr());
+            c.call(&["KEYS", "result:*"]).array().len()
+        })
+        .sum();
+    assert!(answers > 50, "{answers} result keys for 50 queries of 3 answers each");
     let none = &router["no_cache"];
     assert_eq!(u(&none["queries"]), queries);
     assert_eq!(none["overall_hit_rate"].as_f64(), Some(0.0));

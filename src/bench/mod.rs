@@ -177,8 +177,10 @@ impl BenchOptions {
         }
         if let Some(r) = &self.router {
             let positive = [r.route_ms, r.meta_ms, r.load_ms, r.inference_median_ms];
-            if r.queries == 0 || r.models == 0 {
-                return Err(BenchError::Zero("--queries and --models"));
+            if r.queries == 0 || r.models == 0 || r.result_variants == 0 {
+                return Err(BenchError::Zero(
+                    "--queries, --models and --result-variants",
+                ));
             }
             if !(r.zipf.is_finite() && r.zipf > 0.0) {
                 return Err(BenchError::Router(format!(
@@ -268,6 +270,7 @@ impl BenchOptions {
                 ),
             );
             put("load_update", r.load_update.to_string());
+            put("result_variants", r.result_variants.to_string());
             put(
                 "result_size",
                 format!("{}-{}", r.result_size.0, r.result_size.1),

@@ -9,6 +9,10 @@
 //! GET result:<q>:<model>   miss: inference (log-normal, --inference-ms median), then SET
 //! ```
 //!
+//! With `--result-variants N` above 1, each query asks for one of N answers (its context or
+//! sampling settings differ from one asking to the next: `result:<q>:<variant>:<model>`), so
+//! answers are reused less often than routing decisions.
+//!
 //! A query's response time is the sum of the simulated costs it incurred and the measured
 //! time of its cache requests. The same query stream with the cache bypassed pays every cost.
 //! `--time-scale K` runs K simulated seconds per real second: each worker keeps its queries on
@@ -49,6 +53,8 @@ pub struct RouterSpec {
     pub load_update: f64,
     /// Size of an answer, bytes (uniform in the range).
     pub result_size: (usize, usize),
+    /// Distinct answers per query, drawn uniformly: 1 makes an answer as reusable as its route.
+    pub result_variants: u64,
     /// TTLs written per layer (before scaling), as the default config.yaml has them.
     pub ttl: [Duration; 4],
     pub time_scale: f64,
@@ -67,6 +73,7 @@ impl Default for RouterSpec {
             inference_sigma: 0.92,
             load_update: 0.05,
             result_size: (500, 4000),
+            result_variants: 1,
             ttl: [
                 Duration::from_secs(300),
                 Duration::from_secs(60),
@@ -164,6 +171,8 @@ pub struct Router {
 #[derive(Debug, Clone, Copy)]
 pub struct Query {
     pub q: u64,
+    /// Which of the query's answers is asked for (0 with one variant).
+    pub variant: u64,
     pub model: u64,
     pub inference_ms: f64,
     pub update_load: bool,
@@ -201,8 +210,14 @@ impl Router {
             None => self.spec.inference_median_ms,
         };
         let (lo, hi) = self.spec.result_size;
+        let variants = self.spec.result_variants.max(1);
         Query {
             q,
+            variant: if variants > 1 {
+                self.rng.random_range(0..variants)
+            } else {
+                0
+            },
             // The routing decision is a function of the query, as a router's would be.
             model: xxhash_rust::xxh3::xxh3_64(&q.to_le_bytes()) % self.spec.models.max(1),
             inference_ms,
@@ -240,7 +255,11 @@ impl Router {
             format!("route:{}", query.q),
             format!("meta:{model}"),
             format!("load:{model}"),
-            format!("result:{}:{model}", query.q),
+            if self.spec.result_variants > 1 {
+                format!("result:{}:{}:{model}", query.q, query.variant)
+            } else {
+                format!("result:{}:{model}", query.q)
+            },
         ];
         let mut result_hit = false;
         for (layer, key) in keys.iter().enumerate() {
@@ -527,5 +546,24 @@ mod tests {
         }
         let top = counts.iter().max_by_key(|(_, c)| **c).map(|(q, _)| *q);
         assert_eq!(top, Some(0));
+    }
+
+    #[test]
+    fn result_variants_spread_a_query_s_answers() {
+        let one = RouterSpec::default();
+        let mut r = Router::new(&one, SmallRng::seed_from_u64(5));
+        assert!((0..1000).all(|_| r.draw().variant == 0));
+        let four = RouterSpec {
+            result_variants: 4,
+            ..RouterSpec::default()
+        };
+        let mut r = Router::new(&four, SmallRng::seed_from_u64(5));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let q = r.draw();
+            assert!(q.variant < 4);
+            seen.insert(q.variant);
+        }
+        assert_eq!(seen.len(), 4);
     }
 }
