@@ -146,6 +146,11 @@ struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also draw the report as charts in this SVG file: latency percentile curves per target
+    /// and kind, or for --workload router the response times with and without the cache and
+    /// the result layer's hit rate over time (docs/benchmarks.md).
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// Router: distinct queries (Zipf popularity).
     #[arg(long, default_value_t = 10_000, help_heading = "Router workload")]
     queries: u64,
@@ -256,6 +261,7 @@ impl BenchArgs {
             seed: self.seed,
             timeout: self.timeout,
             json: self.json,
+            svg: self.svg,
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
     }

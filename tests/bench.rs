@@ -1,7 +1,7 @@
 //! `strata bench` as a user runs it: the binary against strata (over three real Redis nodes)
 //! and a direct Redis node in one run. Checks the report's structure and that its counts add
 //! up — per round and kind, requests = hits + misses + errors; strata's own INFO counted the
-//! same hits and writes — never the speed.
+//! same hits and writes — never the speed; and that `--svg` draws charts naming every target.
 
 #![allow(
     clippy::unwrap_used,
@@ -253,7 +253,10 @@ fn the_router_workload_counts_what_strata_counts() {
             c.call(&["KEYS", "result:*"]).array().len()
         })
         .sum();
-    assert!(answers > 50, "{answers} result keys for 50 queries of 3 answers each");
+    assert!(
+        answers > 50,
+        "{answers} result keys for 50 queries of 3 answers each"
+    );
     let none = &router["no_cache"];
     assert_eq!(u(&none["queries"]), queries);
     assert_eq!(none["overall_hit_rate"].as_f64(), Some(0.0));
@@ -374,4 +377,112 @@ fn an_open_loop_keeps_to_its_rate_and_reports_late_requests() {
         "100",
     ]));
     assert!(report["targets"][0].get("late").is_none(), "{report}");
+}
+
+/// Asserts that `path` is an SVG file with no NaN coordinate, showing each of `wants` as a
+/// text of its own (a legend entry may go on: `direct (12.3x faster on average)`).
+fn assert_svg_shows(path: &std::path::Path, wants: &[&str]) {
+    let svg = std::fs::read_to_string(path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(!svg.contains("NaN"), "{svg}");
+    let texts: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim()))
+        .collect();
+    for want in wants {
+        assert!(
+            texts
+                .iter()
+                .any(|t| t == want || t.starts_with(&format!("{want} ("))),
+            "{want}: {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn svg_charts_of_a_mixed_run_name_both_targets() {
+    let (a, b) = (RedisNode::start(), RedisNode::start());
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("latency.svg");
+    let (_, report) = bench(&args(&[
+        "--target",
+        &format!("first={}", a.addr()),
+        "--target",
+        &format!("second={}", b.addr()),
+        "--workload",
+        "mixed",
+        "--keys",
+        "100",
+        "--requests",
+        "2000",
+        "--clients",
+        "2",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]));
+    assert_svg_shows(
+        &svg,
+        &[
+            "first GET",
+            "first SET",
+            "second GET",
+            "second SET",
+            "percentile",
+            "latency (µs)",
+            "50%",
+            "99%",
+        ],
+    );
+    // The curves the chart drew are in the JSON: quantiles rising to the maximum, latencies
+    // never falling.
+    for t in report["targets"].as_array().unwrap() {
+        let get = t["percentiles"]["get"].as_array().unwrap();
+        let first = get.first().unwrap();
+        let last = get.last().unwrap();
+        assert_eq!(first[0].as_f64(), Some(0.5), "{t}");
+        assert_eq!(last[0].as_f64(), Some(1.0), "{t}");
+        let us: Vec<f64> = get.iter().map(|p| p[1].as_f64().unwrap()).collect();
+        assert!(us.windows(2).all(|w| w[0] <= w[1]), "{us:?}");
+        assert!(
+            (last[1].as_f64().unwrap() - t["ops"]["get"]["max_us"].as_f64().unwrap()).abs() < 1e-6
+        );
+    }
+}
+
+#[test]
+fn svg_charts_of_a_router_run_show_both_charts() {
+    let node = RedisNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("router.svg");
+    bench(&args(&[
+        "--workload",
+        "router",
+        "--target",
+        &format!("direct={}", node.addr()),
+        "--requests",
+        "200",
+        "--queries",
+        "20",
+        "--models",
+        "2",
+        "--time-scale",
+        "100",
+        "--clients",
+        "2",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]));
+    assert_svg_shows(
+        &svg,
+        &[
+            "Router: response time per query, with and without the cache",
+            "Router: result-layer hit rate over time",
+            "direct",
+            "no cache",
+            "average",
+            "p99",
+            "result: hit rate (%)",
+        ],
+    );
 }

@@ -10,8 +10,10 @@
 //! - `phase`: one measured phase against a target, the fill, strata's INFO layers.
 //! - `tally`: what a client counts (histograms, hits, errors), merged per run.
 //! - `report`: the figures, medians over rounds, ratios, the table and the JSON.
+//! - `chart`: the report drawn as SVG charts (`--svg`).
 //! - `router`: the model-router workload (a simulated LLM router in front of the cache).
 
+mod chart;
 mod client;
 mod phase;
 mod report;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use chart::ChartError;
 pub use client::ClientError;
 use client::{connect, Client};
 pub use report::{OpFigures, Ratio, Report, Round, RouterReport, TargetReport};
@@ -100,6 +103,8 @@ pub struct BenchOptions {
     /// Longest wait for a connection or a pipeline's replies.
     pub timeout: Duration,
     pub json: Option<PathBuf>,
+    /// Also draw the report as charts in this SVG file (`chart`).
+    pub svg: Option<PathBuf>,
     /// Show progress on stderr (a terminal).
     pub progress: bool,
 }
@@ -140,6 +145,8 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Svg { path: PathBuf, source: ChartError },
 }
 
 impl BenchOptions {
@@ -284,7 +291,7 @@ impl BenchOptions {
     }
 }
 
-/// Runs the bench and returns its report (also written as JSON when asked).
+/// Runs the bench and returns its report (also written as JSON and drawn as SVG when asked).
 pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     opts.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -296,6 +303,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     if let Some(path) = &opts.json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|source| BenchError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if let Some(path) = &opts.svg {
+        chart::write(&report, path).map_err(|source| BenchError::Svg {
             path: path.clone(),
             source,
         })?;

@@ -1,10 +1,11 @@
 //! The bench's figures: per target, round and kind of request (throughput, latency
-//! percentiles, hits, errors), medians over rounds, ratios between targets; printed as a table
-//! and written as JSON.
+//! percentiles and the percentile curve, hits, errors), medians over rounds, ratios between
+//! targets; printed as a table and written as JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::router::{RouterFigures, LAYERS};
@@ -205,6 +206,10 @@ pub struct TargetReport {
     pub rounds: Vec<Round>,
     /// Per kind: throughput = median of the rounds; latencies over every reply of every round.
     pub ops: BTreeMap<OpKind, OpFigures>,
+    /// Per kind: the latency percentile curve over every reply of every round, as
+    /// `(quantile, µs)` pairs at [`CURVE_QUANTILES`] (those the sample count resolves, and the
+    /// maximum at 1.0). `--svg` draws it.
+    pub percentiles: BTreeMap<OpKind, Vec<(f64, f64)>>,
     /// Median over rounds of all kinds' requests per second.
     pub per_sec: f64,
     pub errors: BTreeMap<String, u64>,
@@ -224,11 +229,13 @@ pub struct TargetReport {
 impl TargetReport {
     pub fn new(name: &str, addr: &str, rounds: Vec<Round>, all: &Tally) -> TargetReport {
         let mut ops = BTreeMap::new();
+        let mut percentiles = BTreeMap::new();
         for kind in OpKind::ALL {
             let t = all.of(kind);
             if t.requests() == 0 {
                 continue;
             }
+            percentiles.insert(kind, percentile_curve(&t.latency));
             let mut figures = OpFigures::of(t, 0.0);
             figures.per_sec = median(
                 rounds
@@ -264,10 +271,40 @@ impl TargetReport {
                 .flatten(),
             rounds,
             ops,
+            percentiles,
             errors: all.errors.clone(),
             error_examples: all.examples.clone(),
         }
     }
+}
+
+/// The quantiles of a percentile curve: HdrHistogram's plot from the median to the maximum,
+/// denser where the tail bends.
+pub const CURVE_QUANTILES: [f64; 11] = [
+    0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 1.0,
+];
+
+/// `(quantile, µs)` at each of [`CURVE_QUANTILES`] that the histogram's sample count
+/// resolves — q below 1 needs at least one sample above it, n·(1−q) ≥ 1, else it is only the
+/// maximum again — and the maximum at 1.0. Empty for an empty histogram.
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let n = h.len() as f64;
+    CURVE_QUANTILES
+        .iter()
+        // (a hair under 1: 1 − 0.999 is not exactly 0.001 in binary)
+        .filter(|&&q| q >= 1.0 || n * (1.0 - q) >= 1.0 - 1e-9)
+        .map(|&q| {
+            let ns = if q >= 1.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(q)
+            };
+            (q, ns as f64 / 1000.0)
+        })
+        .collect()
 }
 
 /// One target against the first, per kind of request.
