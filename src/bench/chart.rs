@@ -416,7 +416,7 @@ fn draw_hit_rate_over_time(area: &Area, router: &RouterReport) -> Result<(), Cha
             .result_hit_rate_over_time
             .iter()
             .enumerate()
-            .map(|(s, &r)| (s as f64 + 0.5, (nonnegative(r) * 100.0).min(100.0)))
+            .filter_map(|(s, &r)| Some((s as f64 + 0.5, (nonnegative(r?) * 100.0).min(100.0))))
             .collect();
         let style = c.stroke_width(2);
         chart

@@ -434,8 +434,9 @@ pub struct RouterFigures {
     /// All four layers' GETs together.
     pub overall_hit_rate: f64,
     pub errors: BTreeMap<String, u64>,
-    /// Per real second: the share of queries answered from the cache.
-    pub result_hit_rate_over_time: Vec<f64>,
+    /// Per real second: the share of queries answered from the cache (None for a second in
+    /// which no query finished: no rate, not a rate of 0).
+    pub result_hit_rate_over_time: Vec<Option<f64>>,
     /// Simulated seconds per real second the workers kept up (at most --time-scale: a cache
     /// round trip cannot be shortened, so a high scale may not be reached).
     pub time_scale_reached: f64,
@@ -497,7 +498,7 @@ impl RouterFigures {
             result_hit_rate_over_time: t
                 .timeline
                 .iter()
-                .map(|&(q, h)| if q > 0 { h as f64 / q as f64 } else { 0.0 })
+                .map(|&(q, h)| (q > 0).then(|| h as f64 / q as f64))
                 .collect(),
         }
     }

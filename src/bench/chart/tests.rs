@@ -123,7 +123,7 @@ fn empty_zero_and_odd_figures_draw_without_nan() {
     );
 }
 
-fn figures(avg: f64, over_time: Vec<f64>) -> RouterFigures {
+fn figures(avg: f64, over_time: Vec<Option<f64>>) -> RouterFigures {
     RouterFigures {
         queries: 100,
         avg_ms: avg,
@@ -146,11 +146,14 @@ fn a_router_run_draws_both_charts_in_one_file() {
     let mut report = Report::new(BTreeMap::new(), Vec::new());
     report.router = Some(RouterReport::new(
         vec![
-            ("strata".into(), figures(2.5, vec![0.0, 0.4, 0.75, 0.9])),
+            (
+                "strata".into(),
+                figures(2.5, vec![Some(0.0), None, Some(0.75), Some(0.9)]),
+            ),
             // An empty timeline and NaN figures must not break the chart.
             ("redis".into(), figures(f64::NAN, Vec::new())),
         ],
-        figures(20.0, vec![0.0, 0.0]),
+        figures(20.0, vec![Some(0.0), Some(0.0)]),
     ));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("router.svg");
