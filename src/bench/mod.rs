@@ -301,8 +301,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         .map_err(BenchError::Runtime)?;
     let report = runtime.block_on(run_all(opts))?;
     if let Some(path) = &opts.json {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text + "\n").map_err(|source| BenchError::Json {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(std::io::Error::from)
+            .and_then(|text| std::fs::write(path, text + "\n"));
+        written.map_err(|source| BenchError::Json {
             path: path.clone(),
             source,
         })?;
