@@ -274,7 +274,7 @@ fn bench(args: BenchArgs) -> ExitCode {
     match report {
         Ok(report) => {
             let _ = write!(std::io::stdout(), "{}", report.table());
-            if report.targets.iter().all(|t| t.errors.is_empty()) {
+            if report.failed_requests() == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

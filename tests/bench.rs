@@ -486,3 +486,29 @@ fn svg_charts_of_a_router_run_show_both_charts() {
         ],
     );
 }
+
+#[test]
+fn a_router_run_with_refused_writes_exits_1() {
+    let node = RedisNode::start();
+    let mut c = RawClient::connect(&node.addr());
+    // No memory for any write: every SET is refused with OOM, GETs still answer.
+    assert_eq!(
+        c.call(&["CONFIG", "SET", "maxmemory", "1"]),
+        common::Resp::ok()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--workload", "router", "--target"])
+        .arg(format!("full={}", node.addr()))
+        .args(["--requests", "20", "--clients", "1", "--time-scale", "100"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let f = &report["router"]["cached"][0][1];
+    assert!(u(&f["errors"]["OOM"]) > 0, "{f}");
+}

@@ -391,7 +391,15 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
         vec![BTreeMap::new(); opts.targets.len()];
     let mut bypassed = router::RouterTally::default();
     for round in 1..=opts.rounds {
-        for (i, target) in opts.targets.iter().enumerate() {
+        // As in run_all: every other round in reverse order.
+        let mut order: Vec<usize> = (0..opts.targets.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let Some(target) = opts.targets.get(i) else {
+                continue;
+            };
             let mut clients = Vec::with_capacity(opts.clients);
             for _ in 0..opts.clients {
                 let stream = connect(&target.addr, opts.timeout)

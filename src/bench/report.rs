@@ -441,6 +441,17 @@ impl Report {
         }
     }
 
+    /// Requests that got an error reply or lost their connection, over every target (and,
+    /// for the router workload, every cached run).
+    pub fn failed_requests(&self) -> u64 {
+        let targets = self.targets.iter().flat_map(|t| t.errors.values());
+        let router = self
+            .router
+            .iter()
+            .flat_map(|r| r.cached.iter().flat_map(|(_, f)| f.errors.values()));
+        targets.chain(router).sum()
+    }
+
     /// The report as a person reads it.
     pub fn table(&self) -> String {
         let mut s = String::new();
