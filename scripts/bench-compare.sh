@@ -33,12 +33,14 @@
 #                      --requests BENCH_MIXED_REQUESTS --rounds BENCH_MIXED_ROUNDS, every target
 #                      in one invocation (strata bench alternates them itself).
 #   router           strata bench --workload router --requests BENCH_ROUTER_REQUESTS
-#                      --time-scale BENCH_ROUTER_SCALE --rounds BENCH_ROUTER_ROUNDS, every
+#                      --time-scale BENCH_ROUTER_SCALE --rounds BENCH_ROUTER_ROUNDS
+#                      --result-variants BENCH_ROUTER_VARIANTS, every
 #                      target in one invocation, then the same queries with no cache.
 # The report (markdown: the machine, the setup and its configs, every command run, the tables,
 # strata bench's own tables and key figures from its JSON, the raw numbers) is printed and
 # written to target/bench-compare/<timestamp>.md, beside <timestamp>.tsv (req/s of every
-# redis-benchmark run) and <timestamp>-mixed.json / -router.json (strata bench's reports).
+# redis-benchmark run) and <timestamp>-mixed.json / -router.json (strata bench's reports) with
+# their charts, <timestamp>-mixed.svg / -router.svg.
 # Everything started here is stopped on exit; every run is bounded by BENCH_TIMEOUT.
 #
 # The published benchmark (direct, twemproxy, strata, strata-rf2; every workload and test;
@@ -63,6 +65,7 @@
 #   BENCH_ROUTER_REQUESTS router: queries per target and round (default 20000)
 #   BENCH_ROUTER_SCALE    router: --time-scale         (default 4)
 #   BENCH_ROUTER_ROUNDS   router: rounds               (default 1)
+#   BENCH_ROUTER_VARIANTS router: --result-variants    (default 4: answers vary more than routes)
 #   BENCH_TIMEOUT   seconds before one redis-benchmark run, or one measured phase of strata
 #                   bench, is aborted                  (default 600)
 #   BENCH_SHARED_NODES  1: every proxy in front of the same three nodes (default 0)
@@ -115,6 +118,7 @@ mixed_pipeline="${BENCH_MIXED_PIPELINE:-1}"
 router_requests="${BENCH_ROUTER_REQUESTS:-20000}"
 router_scale="${BENCH_ROUTER_SCALE:-4}"
 router_rounds="${BENCH_ROUTER_ROUNDS:-1}"
+router_variants="${BENCH_ROUTER_VARIANTS:-4}"
 shared_nodes="${BENCH_SHARED_NODES:-0}"
 default_rf2_config='defaults: {replication: 2, write_consistency: quorum}'
 rf2_config="${STRATA_RF2_CONFIG:-$default_rf2_config}"
@@ -155,7 +159,7 @@ fi
     die "BENCH_TESTS must be a comma-separated list of redis-benchmark tests, got '$tests'"
 IFS=, read -r -a test_list <<<"$tests"
 require_positive rounds n_p1 n_p16 run_timeout mixed_requests mixed_rounds mixed_pipeline \
-    router_requests router_rounds
+    router_requests router_rounds router_variants
 [[ "$router_scale" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_ROUTER_SCALE must be a number, got '$router_scale'"
 [[ "$shared_nodes" =~ ^[01]$ ]] || die "BENCH_SHARED_NODES must be 0 or 1, got '$shared_nodes'"
 if [[ -n "${STRATA_WORKERS:-}" && ! "$STRATA_WORKERS" =~ ^[0-9]+$ ]]; then
@@ -522,7 +526,7 @@ strata_bench() {
     shift 2
     local cmd=("$strata_bin" bench)
     for t in "${targets[@]}"; do cmd+=(--target "$t=127.0.0.1:${port_of[$t]}"); done
-    cmd+=("$@" --json "$json")
+    cmd+=("$@" --json "$json" --svg "${json%.json}.svg")
     local cmd_str
     cmd_str="$(relative "${cmd[@]}")"
     printf '%s\n' "$cmd_str" >>"$commands"
@@ -558,15 +562,8 @@ if ((want_mixed)); then
 fi
 if ((want_router)); then
     strata_bench router $(((ntargets + 1) * router_rounds)) --workload router \
-        --requests "$router_requests" --time-scale "$router_scale" --rounds "$router_rounds"
-    # strata bench's exit status does not count the router's errors: read them from its JSON.
-    if [[ -f "$outdir/$stamp-router.json" ]]; then
-        router_errors="$(python3 "$helper" router-errors "$outdir/$stamp-router.json")"
-        if ((router_errors > 0)); then
-            failures=$((failures + 1))
-            warn "router: $router_errors requests failed (see the errors column)"
-        fi
-    fi
+        --requests "$router_requests" --time-scale "$router_scale" --rounds "$router_rounds" \
+        --result-variants "$router_variants"
 fi
 
 # --- report ----------------------------------------------------------------------------------
@@ -758,6 +755,8 @@ code_block() {
     for name in mixed router; do
         [[ -f "$outdir/$stamp-$name.json" ]] && printf 'strata bench %s: `%s` (every round, every figure).\n' \
             "$name" "target/bench-compare/$stamp-$name.json"
+        [[ -f "$outdir/$stamp-$name.svg" ]] && printf 'strata bench %s charts: `%s`.\n' \
+            "$name" "target/bench-compare/$stamp-$name.svg"
     done
     if ((failures > 0)); then
         printf '\n**%d run(s) failed or were skipped**; logs kept in `target/bench-compare/%s-logs`.\n' "$failures" "$stamp"

@@ -9,8 +9,6 @@
   tables SECTION ...   the results of one workload as markdown: `redis-benchmark` (medians per
                        target, test and -P, and ratios, from the raw TSV), `mixed` or `router`
                        (key figures from strata bench's JSON report).
-  router-errors JSON   the number of failed requests in a router report (strata bench's exit
-                       status does not count them).
 
 A ratio a/b is printed for each of these pairs whose two targets ran: strata/direct,
 strata/twemproxy, strata-rf2/strata, twemproxy/direct, strata/baseline.
@@ -333,11 +331,6 @@ def tables(args):
             router_tables(report, targets, pairs)
 
 
-def router_errors(path):
-    rt = load(path)["router"]
-    print(sum(sum(f["errors"].values()) for _, f in rt["cached"]))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -352,15 +345,11 @@ def main():
     t.add_argument("--rounds", default="1", help="redis-benchmark: rounds run")
     t.add_argument("--tests", default="set,get", help="redis-benchmark: the -t list")
     t.add_argument("--json", help="mixed, router: strata bench's JSON report")
-    r = sub.add_parser("router-errors")
-    r.add_argument("json")
     args = parser.parse_args()
     if args.command == "probe":
         probe(args.port, args.tests)
-    elif args.command == "tables":
-        tables(args)
     else:
-        router_errors(args.json)
+        tables(args)
 
 
 if __name__ == "__main__":
