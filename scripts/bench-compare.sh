@@ -696,8 +696,8 @@ code_block() {
             printf '.'
         fi
         if [[ $name == router ]]; then
-            printf ' strata bench runs the targets in the order listed in every round (it does not'
-            printf ' alternate them for this workload), then the same queries with no cache.'
+            printf ' Each round runs every target (in reverse order every other round), then the'
+            printf ' same queries with no cache.'
         fi
         printf '\n\n```sh\n%s\n```\n\n' "$(cat "$workdir/$name.cmd")"
         if [[ -s "$workdir/$name.txt" ]]; then
