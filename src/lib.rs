@@ -80,6 +80,7 @@ pub mod coordinator;
 pub mod health;
 pub mod latch;
 pub mod load;
+pub mod near;
 pub mod policy;
 pub mod protocol;
 pub mod repair;

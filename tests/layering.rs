@@ -16,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("admin", &[]),
     ("command", &["protocol"]),
     ("stats", &["command", "protocol"]),
-    ("policy", &["config", "protocol", "stats"]),
+    ("near", &["config"]),
+    ("policy", &["config", "near", "protocol", "stats"]),
     ("acl", &["command", "config", "protocol"]),
     (
         "cluster",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::template::KeyTemplate;
-use super::{Config, ReadConsistency, WriteConsistency};
+use super::{Config, NearCacheConfig, ReadConsistency, WriteConsistency};
 
 /// Most copies of a key a layer may ask for.
 pub const MAX_REPLICAS: u8 = 16;
@@ -35,6 +35,11 @@ pub struct LayerSpec {
     pub miss_failover: bool,
     /// A down node leaves the layer's ring until it recovers.
     pub eject_on_down: bool,
+    /// Hot values kept in strata's memory (None: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_cache: Option<NearCacheConfig>,
+    /// Identical concurrent reads that miss share one node request.
+    pub coalesce: bool,
 }
 
 fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
@@ -122,6 +127,8 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             read_consistency: l.read_consistency.unwrap_or(d.read_consistency),
             miss_failover: false,
             eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
+            near_cache: l.near_cache,
+            coalesce: l.coalesce.unwrap_or(false),
         });
         let replication = l.replication.unwrap_or(d.replication);
         if let Some(last) = out.last_mut() {
@@ -142,6 +149,8 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         read_consistency: d.read_consistency,
         miss_failover: d.miss_failover.unwrap_or(d.replication > 1),
         eject_on_down: d.eject_on_down,
+        near_cache: None,
+        coalesce: false,
     });
     for (i, l) in out.iter().enumerate() {
         let at = if l.name == DEFAULT_LAYER {
@@ -173,6 +182,42 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
                 l.replication
             ));
         }
+        if let Some(near) = &l.near_cache {
+            check_near_cache(&at, l, near)?;
+        }
+    }
+    let total: u64 = out
+        .iter()
+        .filter_map(|l| l.near_cache.map(|n| n.max_bytes.bytes()))
+        .fold(0, u64::saturating_add);
+    let budget = config.near_cache.max_bytes;
+    if total > budget.bytes() {
+        return Err(format!(
+            "near_cache.max_bytes: the layers' near caches take {} together, more than {budget}; raise it or lower theirs",
+            super::ByteSize(total)
+        ));
     }
     Ok(out)
+}
+
+/// The rules of one layer's near cache.
+fn check_near_cache(at: &str, l: &LayerSpec, near: &NearCacheConfig) -> Result<(), String> {
+    if l.read_consistency != ReadConsistency::One {
+        return Err(format!(
+            "{at}.near_cache: only for layers with read_consistency: one (a value served from memory asks no replica)"
+        ));
+    }
+    if near.max_bytes.bytes() == 0 {
+        return Err(format!("{at}.near_cache.max_bytes: must be greater than 0"));
+    }
+    if near.max_value_size.bytes() == 0 || near.max_value_size > near.max_bytes {
+        return Err(format!(
+            "{at}.near_cache.max_value_size: must be greater than 0 and at most max_bytes ({}), got {}",
+            near.max_bytes, near.max_value_size
+        ));
+    }
+    if near.max_ttl.is_zero() {
+        return Err(format!("{at}.near_cache.max_ttl: must be greater than 0"));
+    }
+    Ok(())
 }

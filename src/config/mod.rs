@@ -80,6 +80,8 @@ pub struct Config {
     pub defaults: LayerDefaults,
     /// Key layers: a key belongs to the layer with the longest matching prefix.
     pub layers: Vec<LayerConfig>,
+    /// What the layers' near caches may take together.
+    pub near_cache: NearCacheBudget,
     pub stats: StatsConfig,
     pub health: HealthConfig,
     pub repair: RepairConfig,
@@ -145,6 +147,7 @@ impl Default for Config {
             ring: RingConfig::default(),
             defaults: LayerDefaults::default(),
             layers: Vec::new(),
+            near_cache: NearCacheBudget::default(),
             stats: StatsConfig::default(),
             health: HealthConfig::default(),
             repair: RepairConfig::default(),

@@ -120,6 +120,56 @@ pub struct LayerConfig {
     pub miss_failover: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eject_on_down: Option<bool>,
+    /// Keep the layer's hot values in strata's own memory, kept coherent by the nodes'
+    /// invalidations (docs/near-cache.md). Default none: off. Only for `read_consistency: one`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_cache: Option<NearCacheConfig>,
+    /// Concurrent identical reads of one key that miss are sent to the node once, and every
+    /// waiter gets the reply. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<bool>,
+}
+
+/// A layer's near cache.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearCacheConfig {
+    /// Memory the layer's entries may take: keys, values and a fixed overhead per entry.
+    /// Default `64mb`.
+    pub max_bytes: ByteSize,
+    /// Values larger than this are not kept. Default `64kb`.
+    pub max_value_size: ByteSize,
+    /// Longest an entry is kept without the node's say-so: it is dropped this long after it
+    /// was read from the node, even if no invalidation came. The entry never outlives the
+    /// key's own TTL either. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+impl Default for NearCacheConfig {
+    fn default() -> Self {
+        NearCacheConfig {
+            max_bytes: ByteSize(64 << 20),
+            max_value_size: ByteSize(64 << 10),
+            max_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The process-wide budget of the layers' near caches.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearCacheBudget {
+    /// The layers' `near_cache.max_bytes` together may not exceed this. Default `256mb`.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for NearCacheBudget {
+    fn default() -> Self {
+        NearCacheBudget {
+            max_bytes: ByteSize(256 << 20),
+        }
+    }
 }
 
 /// Statistics.

@@ -115,3 +115,59 @@ fn host_port_forms() {
     assert_eq!(split_host_port("redis1"), None);
     assert_eq!(split_host_port(":6379"), None);
 }
+
+#[test]
+fn near_caches_resolve_and_their_rules_are_enforced() {
+    let two = "nodes:\n  - {id: a, addr: 'h:1'}\n  - {id: b, addr: 'h:2'}\n";
+    let s = Config::parse(
+        &format!(
+            "{two}layers:\n  - {{name: route, prefix: 'route:', near_cache: {{max_bytes: 1mb}}, coalesce: true}}\n  - {{name: meta, prefix: 'meta:'}}\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    let route = &s.layers[0];
+    let near = route.near_cache.unwrap();
+    assert_eq!(near.max_bytes.bytes(), 1 << 20);
+    assert_eq!(near.max_value_size.bytes(), 64 << 10, "default");
+    assert_eq!(near.max_ttl, std::time::Duration::from_secs(60), "default");
+    assert!(route.coalesce);
+    assert!(s.layers[1].near_cache.is_none() && !s.layers[1].coalesce);
+    for (layers, want) in [
+        (
+            "  - {name: r, prefix: 'r:', read_consistency: quorum, replication: 2, near_cache: {}}\n",
+            "only for layers with read_consistency: one",
+        ),
+        (
+            "  - {name: r, prefix: 'r:', near_cache: {max_bytes: 0}}\n",
+            "near_cache.max_bytes: must be greater than 0",
+        ),
+        (
+            "  - {name: r, prefix: 'r:', near_cache: {max_bytes: 1kb, max_value_size: 2kb}}\n",
+            "max_value_size: must be greater than 0 and at most max_bytes",
+        ),
+        (
+            "  - {name: r, prefix: 'r:', near_cache: {max_ttl: 0s}}\n",
+            "max_ttl: must be greater than 0",
+        ),
+        (
+            "  - {name: r, prefix: 'r:', near_cache: {max_bytes: 200mb}}\n  - {name: s, prefix: 's:', near_cache: {max_bytes: 100mb}}\n",
+            "near_cache.max_bytes: the layers' near caches take 300mb together, more than 256mb",
+        ),
+        (
+            "  - {name: r, prefix: 'r:', near_cache: {max_entries: 1}}\n",
+            "unknown field `max_entries`",
+        ),
+    ] {
+        let err = Config::parse(&format!("{two}layers:\n{layers}"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}\nwanted: {want}");
+    }
+    // The process-wide budget can be raised.
+    Config::parse(
+        &format!("{two}near_cache: {{max_bytes: 1gb}}\nlayers:\n  - {{name: r, prefix: 'r:', near_cache: {{max_bytes: 300mb}}}}\n"),
+        "t",
+    )
+    .unwrap();
+}

@@ -4,6 +4,7 @@
 use super::ttl::TtlLimits;
 pub use crate::config::layers::{resolve_layers, LayerSpec, DEFAULT_LAYER, MAX_REPLICAS};
 use crate::config::{ReadConsistency, WriteConsistency};
+use crate::near::Coherence;
 use crate::stats::LayerStats;
 
 /// The TTL rules of a layer, in the form the TTL rewriter takes.
@@ -30,6 +31,8 @@ pub struct Layer {
     /// Keeps several copies or ejects down nodes: requests take the replicated path
     /// (`coordinator::replicate`).
     pub replicated: bool,
+    /// The layer's near cache (`near_cache` configured).
+    pub near: Option<std::sync::Arc<crate::near::Store>>,
 }
 
 impl Layer {
@@ -43,7 +46,39 @@ impl Layer {
             spec,
             stats: std::sync::Arc::new(LayerStats::new(workers)),
             set_suffix,
+            near: None,
         }
+    }
+
+    /// Gives the layer its near cache when it has one configured: `kept` when its settings
+    /// are the same (a reload keeps its entries), else a new, empty one.
+    fn with_near(
+        mut self,
+        coherence: &std::sync::Arc<Coherence>,
+        kept: Option<&std::sync::Arc<crate::near::Store>>,
+    ) -> Layer {
+        let Some(config) = self.spec.near_cache else {
+            return self;
+        };
+        let same =
+            kept.filter(|s| *s.config() == config && s.prefix() == self.spec.prefix.as_bytes());
+        self.near = match same {
+            Some(store) => Some(store.clone()),
+            None => match crate::near::Store::new(
+                &self.spec.name,
+                &self.spec.prefix,
+                config,
+                coherence.clone(),
+            ) {
+                Ok(store) => Some(std::sync::Arc::new(store)),
+                Err(e) => {
+                    // The configuration's checks refuse what would fail here.
+                    tracing::error!(error = %e, "near cache not started");
+                    None
+                }
+            },
+        };
+        self
     }
 }
 
@@ -61,14 +96,27 @@ pub struct Layers {
     any_ttl: bool,
     /// True when some layer is replicated.
     any_replicated: bool,
+    /// Shared by every generation of the layers (reloads carry it over).
+    coherence: std::sync::Arc<Coherence>,
+    /// True when some layer has a near cache.
+    any_near: bool,
 }
 
 impl Layers {
     pub fn new(specs: &[LayerSpec], workers: usize) -> Layers {
+        Layers::build(specs, workers, None)
+    }
+
+    fn build(specs: &[LayerSpec], workers: usize, old: Option<&Layers>) -> Layers {
+        let coherence = old.map_or_else(Default::default, |o| o.coherence.clone());
+        let kept = |name: &str| {
+            old.and_then(|o| o.layers.iter().find(|l| l.spec.name == name))
+                .and_then(|l| l.near.as_ref())
+        };
         let mut layers: Vec<Layer> = specs
             .iter()
             .filter(|s| s.name != DEFAULT_LAYER)
-            .map(|spec| Layer::new(spec.clone(), workers))
+            .map(|spec| Layer::new(spec.clone(), workers).with_near(&coherence, kept(&spec.name)))
             .collect();
         let default = specs
             .iter()
@@ -85,6 +133,8 @@ impl Layers {
                 read_consistency: ReadConsistency::One,
                 miss_failover: false,
                 eject_on_down: false,
+                near_cache: None,
+                coalesce: false,
             });
         layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
@@ -111,19 +161,24 @@ impl Layers {
             .iter()
             .any(|l| l.spec.ttl.is_some() || l.spec.max_ttl.is_some());
         let any_replicated = layers.iter().any(|l| l.replicated);
+        let stores: Vec<_> = layers.iter().filter_map(|l| l.near.clone()).collect();
+        let any_near = !stores.is_empty();
+        coherence.set_stores(stores);
         Layers {
             layers,
             by_length,
             first_bytes,
             any_ttl,
             any_replicated,
+            coherence,
+            any_near,
         }
     }
 
     /// Layers built from `specs` whose statistics continue those of the layer of the same
     /// name in `old` (a reload); new layers start at zero, removed ones are dropped.
     pub fn carried_over(specs: &[LayerSpec], workers: usize, old: &Layers) -> Layers {
-        let mut layers = Layers::new(specs, workers);
+        let mut layers = Layers::build(specs, workers, Some(old));
         for layer in &mut layers.layers {
             if let Some(before) = old.layers.iter().find(|l| l.spec.name == layer.spec.name) {
                 layer.stats = before.stats.clone();
@@ -193,6 +248,15 @@ impl Layers {
     }
 
     /// True when some layer has a TTL rule; when none has, writes skip the TTL policy.
+    pub fn any_near(&self) -> bool {
+        self.any_near
+    }
+
+    /// The near cache's coherence state (the same across reloads).
+    pub fn coherence(&self) -> &std::sync::Arc<Coherence> {
+        &self.coherence
+    }
+
     pub fn any_ttl(&self) -> bool {
         self.any_ttl
     }

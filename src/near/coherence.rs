@@ -1,0 +1,198 @@
+//! What keeps the near cache coherent with the nodes: which nodes' invalidation streams are
+//! live, the counters a fill checks to know whether an invalidation or a flush overtook it,
+//! and the stores an invalidation or a flush reaches.
+//!
+//! The fill race (Redis's client-side caching documentation, "avoiding race conditions"): a
+//! fill's reply comes on a data connection and an invalidation on the tracking connection,
+//! and Redis may write the invalidation of a write first and the older value second. A fill
+//! therefore takes a [`FillToken`] before its request is sent, and its value is kept only if
+//! no invalidation of its key's bucket and no flush came in between. The check runs after the
+//! insert, and an invalidation bumps its counter before it removes, so whichever of the two
+//! runs second undoes the insert.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::store::Store;
+
+/// Buckets of invalidation counters: a fill is dropped by an invalidation of any key of its
+/// bucket, so more buckets drop fewer fills needlessly. 4096 × 8 bytes.
+const BUCKETS: usize = 4096;
+
+/// Process-wide: one for the life of strata, carried over reloads.
+#[derive(Debug)]
+pub struct Coherence {
+    /// Bumped by every flush.
+    generation: AtomicU64,
+    /// Bumped by every invalidation of a key of the bucket.
+    buckets: Box<[AtomicU64]>,
+    /// True while every node that should send invalidations does: only then are entries
+    /// served or filled.
+    ready: AtomicBool,
+    streams: Mutex<Streams>,
+    /// The layers' stores, for invalidations and flushes (replaced by reloads).
+    stores: ArcSwap<Vec<Arc<Store>>>,
+}
+
+/// Which nodes must send invalidations, and which do.
+#[derive(Debug, Default)]
+struct Streams {
+    expected: BTreeSet<usize>,
+    live: BTreeSet<usize>,
+}
+
+/// Taken before a fill's request is sent (see the module's doc).
+#[derive(Debug, Clone, Copy)]
+pub struct FillToken {
+    generation: u64,
+    bucket: usize,
+    seen: u64,
+}
+
+impl Default for Coherence {
+    fn default() -> Self {
+        Coherence {
+            generation: AtomicU64::new(0),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            ready: AtomicBool::new(false),
+            streams: Mutex::default(),
+            stores: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+}
+
+fn bucket_of(key: &[u8]) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key) as usize) % BUCKETS
+}
+
+impl Coherence {
+    /// Whether entries may be served and filled now.
+    #[inline]
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The stores of the layers with a near cache (a reload's new layers).
+    pub fn set_stores(&self, stores: Vec<Arc<Store>>) {
+        self.stores.store(Arc::new(stores));
+    }
+
+    /// The prefixes the nodes must report writes of: the near-cached layers' prefixes,
+    /// without those another one already covers (Redis refuses overlapping prefixes).
+    pub fn prefixes(&self) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = self
+            .stores
+            .load()
+            .iter()
+            .map(|s| s.prefix().to_vec())
+            .collect();
+        all.sort();
+        all.dedup();
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(all.len());
+        // Sorted, a prefix comes right before the ones it covers.
+        for p in all {
+            if !out.iter().any(|q| p.starts_with(q)) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Before a fill's request is sent.
+    pub fn begin(&self, key: &[u8]) -> FillToken {
+        let bucket = bucket_of(key);
+        FillToken {
+            generation: self.generation.load(Ordering::SeqCst),
+            bucket,
+            seen: self
+                .buckets
+                .get(bucket)
+                .map_or(0, |b| b.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// Whether an invalidation of the token's bucket or a flush came since it was taken (or
+    /// the streams stopped being ready).
+    pub fn overtaken(&self, token: &FillToken) -> bool {
+        let bucket = self
+            .buckets
+            .get(token.bucket)
+            .map_or(0, |b| b.load(Ordering::SeqCst));
+        !self.ready()
+            || self.generation.load(Ordering::SeqCst) != token.generation
+            || bucket != token.seen
+    }
+
+    /// A write of `key` (seen by a node, or sent through strata): fills under way are dropped
+    /// and the entry removed.
+    pub fn invalidate(&self, key: &[u8]) {
+        if let Some(b) = self.buckets.get(bucket_of(key)) {
+            b.fetch_add(1, Ordering::SeqCst);
+        }
+        for store in self.stores.load().iter() {
+            if key.starts_with(store.prefix()) {
+                store.remove_invalidated(key);
+            }
+        }
+    }
+
+    /// Everything may have changed (a node flushed, its stream was lost, the ring changed):
+    /// fills under way are dropped and every entry removed.
+    pub fn flush(&self, why: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let stores = self.stores.load();
+        if stores.iter().any(|s| !s.is_empty()) {
+            tracing::info!(reason = why, "near cache flushed");
+        }
+        for store in stores.iter() {
+            store.flush();
+        }
+    }
+
+    /// The nodes whose invalidations are needed (the members). A node no longer expected is
+    /// forgotten; a new one must report in before entries are served again.
+    pub fn expect(&self, nodes: impl IntoIterator<Item = usize>) {
+        let mut s = self.lock();
+        s.expected = nodes.into_iter().collect();
+        let expected = s.expected.clone();
+        s.live.retain(|n| expected.contains(n));
+        self.settle(&s, "the nodes changed");
+    }
+
+    /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`).
+    pub fn set_live(&self, slot: usize, live: bool) {
+        let mut s = self.lock();
+        let changed = if live {
+            s.live.insert(slot)
+        } else {
+            s.live.remove(&slot)
+        };
+        if changed {
+            self.settle(&s, "a node's invalidation stream was lost");
+        }
+    }
+
+    /// Recomputes `ready`; flushes on every change (entries filled while a stream was down
+    /// may have missed invalidations; fills begun before a stream came up were not covered).
+    fn settle(&self, s: &Streams, why: &str) {
+        let ready = !s.expected.is_empty() && s.expected.is_subset(&s.live);
+        let was = self.ready.swap(ready, Ordering::SeqCst);
+        if was != ready || !ready {
+            self.flush(if ready {
+                "every node's invalidation stream is live"
+            } else {
+                why
+            });
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
+        // A panic while holding it cannot leave the sets half-updated in a harmful way.
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

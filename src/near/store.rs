@@ -1,0 +1,231 @@
+//! One layer's near cache: values by key in a byte-bounded cache (quick_cache: its
+//! CLOCK-Pro-like policy kept the most hits per byte on Zipf workloads, at several times the
+//! speed of moka and mini-moka; docs/near-cache.md has the measurement), each entry with the
+//! moment it must be dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
+
+use super::coherence::{Coherence, FillToken};
+use crate::config::NearCacheConfig;
+
+/// What an entry costs beyond its key's and value's bytes: the cache's slot, its index entry
+/// and the `Bytes` headers, as measured with a counting allocator (docs/near-cache.md).
+pub const ENTRY_OVERHEAD: u64 = 352;
+
+/// A cached value.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub value: Bytes,
+    /// When it was read from the node (Unix ms, for STRATA NEARCACHE GET).
+    pub filled_unix_ms: u64,
+    /// When it must be dropped: the key's TTL on the node or the layer's `max_ttl`, whichever
+    /// comes first, counted from before the fill's request was sent.
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bytewise;
+
+impl Weighter<Bytes, Entry> for Bytewise {
+    fn weight(&self, key: &Bytes, entry: &Entry) -> u64 {
+        key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// Counts the entries the cache evicted to stay within its bytes.
+#[derive(Debug, Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<Bytes, Entry> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut Self::RequestState, _key: Bytes, _entry: Entry) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The figures of a store that are not counted per worker.
+#[derive(Debug, Default)]
+pub struct StoreCounts {
+    /// Fills whose value was not kept: an invalidation or flush overtook them (the race).
+    pub fills_dropped: AtomicU64,
+    /// Entries removed by an invalidation.
+    pub invalidations: AtomicU64,
+    /// Times the store was emptied.
+    pub flushes: AtomicU64,
+}
+
+/// One layer's near cache.
+#[derive(Debug)]
+pub struct Store {
+    name: String,
+    prefix: Vec<u8>,
+    config: NearCacheConfig,
+    cache: Cache<Bytes, Entry, Bytewise, quick_cache::DefaultHashBuilder, CountEvictions>,
+    evictions: Arc<AtomicU64>,
+    pub counts: StoreCounts,
+    coherence: Arc<Coherence>,
+}
+
+/// Why a store could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("near cache of layer {layer}: {reason}")]
+pub struct StoreError {
+    layer: String,
+    reason: String,
+}
+
+impl Store {
+    pub fn new(
+        name: &str,
+        prefix: &str,
+        config: NearCacheConfig,
+        coherence: Arc<Coherence>,
+    ) -> Result<Store, StoreError> {
+        let max = config.max_bytes.bytes();
+        // A guess at the entry count the cache sizes its tables for: small values.
+        let items = usize::try_from(max / (ENTRY_OVERHEAD + 128))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(max)
+            .build()
+            .map_err(|e| StoreError {
+                layer: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let evictions = Arc::new(AtomicU64::new(0));
+        Ok(Store {
+            name: name.to_string(),
+            prefix: prefix.as_bytes().to_vec(),
+            config,
+            cache: Cache::with_options(
+                options,
+                Bytewise,
+                quick_cache::DefaultHashBuilder::default(),
+                CountEvictions(evictions.clone()),
+            ),
+            evictions,
+            counts: StoreCounts::default(),
+            coherence,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    pub fn config(&self) -> &NearCacheConfig {
+        &self.config
+    }
+
+    pub fn coherence(&self) -> &Arc<Coherence> {
+        &self.coherence
+    }
+
+    /// The value of `key` when an entry may be served now: the invalidation streams are live
+    /// and the entry has not run out its time (then it is dropped).
+    #[inline]
+    pub fn get(&self, key: &[u8], now: Instant) -> Option<Bytes> {
+        if !self.coherence.ready() {
+            return None;
+        }
+        let entry = self.cache.get(key)?;
+        if entry.expires <= now {
+            self.cache.remove(key);
+            return None;
+        }
+        Some(entry.value)
+    }
+
+    /// The entry of `key`, whatever its state (STRATA NEARCACHE GET).
+    pub fn peek(&self, key: &[u8]) -> Option<Entry> {
+        self.cache.peek(key)
+    }
+
+    /// How long an entry filled now may live, given the key's `PTTL` on the node (ms; -1:
+    /// no TTL); `None` when it should not be kept (no key, or the value is too large).
+    pub fn life(&self, pttl_ms: i64, value_len: usize) -> Option<Duration> {
+        if value_len as u64 > self.config.max_value_size.bytes() {
+            return None;
+        }
+        match pttl_ms {
+            -1 => Some(self.config.max_ttl),
+            ms if ms > 0 => Some(self.config.max_ttl.min(Duration::from_millis(ms as u64))),
+            _ => None,
+        }
+    }
+
+    /// Keeps `value` for `key` unless an invalidation or flush overtook the fill that read it
+    /// (then counted as dropped). `sent` is when the fill's request was sent: the entry's
+    /// life counts from then, so it never outlives the key on the node.
+    pub fn fill(&self, token: &FillToken, key: Bytes, value: Bytes, sent: Instant, life: Duration) {
+        if self.coherence.overtaken(token) {
+            self.counts.fills_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let filled_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let entry = Entry {
+            value,
+            filled_unix_ms,
+            expires: sent + life,
+        };
+        self.cache.insert(key.clone(), entry);
+        // Checked again after the insert: an invalidation that ran in between (it bumps
+        // before it removes) is seen here, or its removal comes after the insert.
+        if self.coherence.overtaken(token) {
+            self.cache.remove(&key);
+            self.counts.fills_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A write of `key` was reported: its entry goes.
+    pub fn remove_invalidated(&self, key: &[u8]) {
+        if self.cache.remove(key).is_some() {
+            self.counts.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes one entry (STRATA NEARCACHE FLUSH of a key); true when there was one.
+    pub fn remove(&self, key: &[u8]) -> bool {
+        self.cache.remove(key).is_some()
+    }
+
+    /// Empties the store.
+    pub fn flush(&self) {
+        self.cache.clear();
+        self.counts.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Entries held.
+    pub fn entries(&self) -> u64 {
+        self.cache.len() as u64
+    }
+
+    /// Bytes held, entry overhead included.
+    pub fn bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// Entries evicted to stay within `max_bytes`.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,154 @@
+//! Unit tests of the near cache's store and coherence: the fill race, readiness, flushes,
+//! lives and the byte bound.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::{ByteSize, NearCacheConfig};
+
+fn config(max_bytes: u64) -> NearCacheConfig {
+    NearCacheConfig {
+        max_bytes: ByteSize(max_bytes),
+        max_value_size: ByteSize(1024),
+        max_ttl: Duration::from_secs(60),
+    }
+}
+
+/// A coherence with one live node, and a store of `route:` on it.
+fn ready_store(max_bytes: u64) -> (Arc<Coherence>, Arc<Store>) {
+    let c = Arc::new(Coherence::default());
+    let s = Arc::new(Store::new("route", "route:", config(max_bytes), c.clone()).unwrap());
+    c.set_stores(vec![s.clone()]);
+    c.expect([0]);
+    c.set_live(0, true);
+    assert!(c.ready());
+    (c, s)
+}
+
+fn fill(s: &Store, token: &FillToken, key: &str, value: &str) {
+    s.fill(
+        token,
+        Bytes::copy_from_slice(key.as_bytes()),
+        Bytes::copy_from_slice(value.as_bytes()),
+        Instant::now(),
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn a_fill_is_kept_and_served_when_nothing_overtook_it() {
+    let (c, s) = ready_store(1 << 20);
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "m1");
+    assert_eq!(s.get(b"route:a", Instant::now()), Some(Bytes::from("m1")));
+    assert_eq!(s.entries(), 1);
+}
+
+#[test]
+fn an_invalidation_or_a_flush_during_a_fill_drops_it() {
+    let (c, s) = ready_store(1 << 20);
+    // The race: the invalidation of a write came before the older value.
+    let t = c.begin(b"route:a");
+    c.invalidate(b"route:a");
+    fill(&s, &t, "route:a", "old");
+    assert_eq!(s.get(b"route:a", Instant::now()), None);
+    let t = c.begin(b"route:b");
+    c.flush("test");
+    fill(&s, &t, "route:b", "old");
+    assert_eq!(s.get(b"route:b", Instant::now()), None);
+    assert_eq!(
+        s.counts
+            .fills_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // An invalidation after the fill removes the entry.
+    let t = c.begin(b"route:c");
+    fill(&s, &t, "route:c", "v");
+    c.invalidate(b"route:c");
+    assert_eq!(s.get(b"route:c", Instant::now()), None);
+    // Keys of another prefix are not touched.
+    let t = c.begin(b"route:d");
+    fill(&s, &t, "route:d", "v");
+    c.invalidate(b"meta:d");
+    assert!(s.get(b"route:d", Instant::now()).is_some());
+}
+
+#[test]
+fn nothing_is_served_or_kept_unless_every_expected_stream_is_live() {
+    let (c, s) = ready_store(1 << 20);
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "v");
+    // A second node joins: not ready until its stream is live, and flushed.
+    c.expect([0, 1]);
+    assert!(!c.ready());
+    assert_eq!(s.get(b"route:a", Instant::now()), None);
+    assert!(s.is_empty());
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "v");
+    assert!(s.is_empty(), "a fill while not ready is not kept");
+    c.set_live(1, true);
+    assert!(c.ready());
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "v");
+    assert!(s.get(b"route:a", Instant::now()).is_some());
+    // Losing a stream flushes.
+    c.set_live(0, false);
+    assert!(!c.ready() && s.is_empty());
+}
+
+#[test]
+fn an_entry_lives_no_longer_than_its_key_or_max_ttl() {
+    let (c, s) = ready_store(1 << 20);
+    assert_eq!(s.life(-1, 10), Some(Duration::from_secs(60)));
+    assert_eq!(s.life(1500, 10), Some(Duration::from_millis(1500)));
+    assert_eq!(s.life(120_000, 10), Some(Duration::from_secs(60)));
+    assert_eq!(s.life(-2, 10), None, "no key");
+    assert_eq!(s.life(0, 10), None);
+    assert_eq!(s.life(-1, 2000), None, "past max_value_size");
+    let t = c.begin(b"route:a");
+    let sent = Instant::now();
+    s.fill(
+        &t,
+        Bytes::from("route:a"),
+        Bytes::from("v"),
+        sent,
+        Duration::from_millis(5),
+    );
+    assert!(s.get(b"route:a", sent).is_some());
+    assert_eq!(s.get(b"route:a", sent + Duration::from_millis(5)), None);
+    assert!(s.is_empty(), "an expired entry is dropped when met");
+}
+
+#[test]
+fn the_store_stays_within_its_bytes() {
+    let budget = 64 * 1024;
+    let (c, s) = ready_store(budget);
+    for i in 0..2000 {
+        let key = format!("route:{i}");
+        let t = c.begin(key.as_bytes());
+        fill(&s, &t, &key, &"x".repeat(100));
+    }
+    assert!(s.bytes() <= budget, "{} > {budget}", s.bytes());
+    assert!(s.evictions() > 0);
+    let per_entry = "route:1000".len() as u64 + 100 + ENTRY_OVERHEAD;
+    assert!(s.entries() <= budget / (per_entry - 4));
+}
+
+#[test]
+fn tracked_prefixes_do_not_overlap() {
+    let c = Arc::new(Coherence::default());
+    let store = |name: &str, prefix: &str| {
+        Arc::new(Store::new(name, prefix, config(1 << 20), c.clone()).unwrap())
+    };
+    c.set_stores(vec![
+        store("a", "route:hot:"),
+        store("b", "route:"),
+        store("c", "meta:"),
+        store("d", "meta:"),
+    ]);
+    assert_eq!(c.prefixes(), vec![b"meta:".to_vec(), b"route:".to_vec()]);
+}
