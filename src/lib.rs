@@ -88,4 +88,5 @@ pub mod server;
 pub mod signals;
 pub mod stats;
 pub mod tls;
+pub mod tracking;
 pub mod warm;

@@ -423,6 +423,7 @@ fn run_worker(
             tokio::spawn(sample_rates(control.clone()));
             tokio::spawn(crate::control::layer_keys::run(coord.clone()));
             crate::health::heartbeat::start(&router);
+            crate::tracking::start(&router);
             tokio::spawn(reload_on_request(control.clone(), router.clone()));
             tokio::spawn(crate::control::clients::close_idle(control.clone()));
             tokio::spawn(crate::control::refill::watch(control.clone()));

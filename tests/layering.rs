@@ -43,9 +43,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["backend", "cluster", "config", "protocol", "repair", "tls"],
     ),
     (
+        "tracking",
+        &["backend", "cluster", "config", "near", "protocol"],
+    ),
+    (
         "coordinator",
         &[
-            "backend", "cluster", "command", "config", "policy", "protocol", "repair", "stats",
+            "backend", "cluster", "command", "config", "near", "policy", "protocol", "repair",
+            "stats",
         ],
     ),
     (
@@ -64,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "repair",
             "stats",
             "tls",
+            "tracking",
         ],
     ),
     (

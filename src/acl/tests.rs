@@ -189,6 +189,5 @@ fn layer(name: &str, prefix: &str) -> LayerSpec {
         miss_failover: false,
         eject_on_down: false,
         near_cache: None,
-        coalesce: false,
     }
 }

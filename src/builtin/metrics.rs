@@ -365,6 +365,72 @@ impl Collector for StrataCollector {
                 )
             }),
         )?;
+        // The near-cached layers' figures (docs/near-cache.md).
+        let near: Vec<(&str, Vec<(&'static str, u64)>)> = all_layers
+            .iter()
+            .filter(|(_, l)| l.near.is_some())
+            .map(|(_, l)| {
+                let t = l.stats.totals();
+                (
+                    l.spec.name.as_str(),
+                    crate::builtin::report::near_fields(l, &t),
+                )
+            })
+            .collect();
+        let near_help: [(&str, &str, bool); 9] = [
+            ("near_hits", "GETs answered from the near cache.", true),
+            (
+                "near_misses",
+                "GETs of a near-cached layer sent to a node.",
+                true,
+            ),
+            ("near_fills", "Values kept in the near cache.", true),
+            (
+                "near_fills_dropped",
+                "Values not kept: an invalidation or flush overtook their fill.",
+                true,
+            ),
+            (
+                "near_invalidations",
+                "Near cache entries removed by an invalidation.",
+                true,
+            ),
+            (
+                "near_evictions",
+                "Near cache entries evicted to stay within max_bytes.",
+                true,
+            ),
+            ("near_flushes", "Times the near cache was emptied.", true),
+            (
+                "near_bytes",
+                "Bytes the near cache holds (keys, values, per-entry overhead).",
+                false,
+            ),
+            ("near_entries", "Entries the near cache holds.", false),
+        ];
+        if !near.is_empty() {
+            for (field, help, counter) in near_help {
+                let values = near.iter().map(move |(n, f)| {
+                    let v = f
+                        .iter()
+                        .find(|(name, _)| *name == field)
+                        .map_or(0, |(_, v)| *v);
+                    (*n, v)
+                });
+                let name = format!("layer_{field}");
+                if counter {
+                    counters(&mut e, &name, help, "layer", values)?;
+                } else {
+                    gauges(
+                        &mut e,
+                        &name,
+                        help,
+                        "layer",
+                        values.map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX))),
+                    )?;
+                }
+            }
+        }
         {
             let mut m = e.encode_descriptor(
                 "layer_request_duration_seconds",

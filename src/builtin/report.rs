@@ -60,7 +60,7 @@ pub fn layers_section(control: &Control, out: &mut String) {
         let t = layer.stats.totals();
         let _ = write!(
             out,
-            "layer_{}:prefix={},ttl_ms={},max_ttl_ms={},hits={},misses={},hit_rate={},writes={},deletes={},invalidations={},expirations={},warms={},errors={},failovers={},miss_failovers={},repairs={},write_failures={},replication={},keys={},{}\r\n",
+            "layer_{}:prefix={},ttl_ms={},max_ttl_ms={},hits={},misses={},hit_rate={},writes={},deletes={},invalidations={},expirations={},warms={},errors={},failovers={},miss_failovers={},repairs={},write_failures={},replication={},keys={},{}{}\r\n",
             layer.spec.name,
             layer.spec.prefix.replace([',', '\r', '\n'], " "),
             layer.spec.ttl_ms().map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
@@ -80,9 +80,39 @@ pub fn layers_section(control: &Control, out: &mut String) {
             t.write_failures,
             layer.spec.replication,
             keys(&t),
+            near_text(layer, &t),
             percentiles_text(&t.all_latency()),
         );
     }
+}
+
+/// A near-cached layer's figures, in the order INFO and STRATA LAYERS give them; empty for a
+/// layer without a near cache.
+pub fn near_fields(layer: &Layer, t: &LayerTotals) -> Vec<(&'static str, u64)> {
+    let Some(store) = &layer.near else {
+        return Vec::new();
+    };
+    let f = store.figures();
+    vec![
+        ("near_hits", t.near_hits),
+        ("near_misses", t.near_misses),
+        ("near_fills", f.fills),
+        ("near_fills_dropped", f.fills_dropped),
+        ("near_invalidations", f.invalidations),
+        ("near_evictions", f.evictions),
+        ("near_flushes", f.flushes),
+        ("near_bytes", f.bytes),
+        ("near_entries", f.entries),
+    ]
+}
+
+/// [`near_fields`] as INFO's `name=value,` text.
+fn near_text(layer: &Layer, t: &LayerTotals) -> String {
+    let mut s = String::new();
+    for (name, v) in near_fields(layer, t) {
+        let _ = write!(s, "{name}={v},");
+    }
+    s
 }
 
 /// Latency per command class: every layer's plus the requests without keys.
@@ -303,6 +333,10 @@ fn layer_reply(layer: &Layer) -> Reply {
         Reply::bulk("keys"),
         Reply::Integer(keys(&t)),
     ];
+    for (name, v) in near_fields(layer, &t) {
+        f.push(Reply::bulk(name));
+        f.push(int(v));
+    }
     let all = t.all_latency();
     f.push(Reply::bulk("requests"));
     f.push(int(all.count()));

@@ -38,8 +38,6 @@ pub struct LayerSpec {
     /// Hot values kept in strata's memory (None: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near_cache: Option<NearCacheConfig>,
-    /// Identical concurrent reads that miss share one node request.
-    pub coalesce: bool,
 }
 
 fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
@@ -128,7 +126,6 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             miss_failover: false,
             eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
             near_cache: l.near_cache,
-            coalesce: l.coalesce.unwrap_or(false),
         });
         let replication = l.replication.unwrap_or(d.replication);
         if let Some(last) = out.last_mut() {
@@ -150,7 +147,6 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         miss_failover: d.miss_failover.unwrap_or(d.replication > 1),
         eject_on_down: d.eject_on_down,
         near_cache: None,
-        coalesce: false,
     });
     for (i, l) in out.iter().enumerate() {
         let at = if l.name == DEFAULT_LAYER {

@@ -124,10 +124,6 @@ pub struct LayerConfig {
     /// invalidations (docs/near-cache.md). Default none: off. Only for `read_consistency: one`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub near_cache: Option<NearCacheConfig>,
-    /// Concurrent identical reads of one key that miss are sent to the node once, and every
-    /// waiter gets the reply. Default false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coalesce: Option<bool>,
 }
 
 /// A layer's near cache.

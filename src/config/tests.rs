@@ -121,7 +121,7 @@ fn near_caches_resolve_and_their_rules_are_enforced() {
     let two = "nodes:\n  - {id: a, addr: 'h:1'}\n  - {id: b, addr: 'h:2'}\n";
     let s = Config::parse(
         &format!(
-            "{two}layers:\n  - {{name: route, prefix: 'route:', near_cache: {{max_bytes: 1mb}}, coalesce: true}}\n  - {{name: meta, prefix: 'meta:'}}\n"
+            "{two}layers:\n  - {{name: route, prefix: 'route:', near_cache: {{max_bytes: 1mb}}}}\n  - {{name: meta, prefix: 'meta:'}}\n"
         ),
         "t",
     )
@@ -131,8 +131,7 @@ fn near_caches_resolve_and_their_rules_are_enforced() {
     assert_eq!(near.max_bytes.bytes(), 1 << 20);
     assert_eq!(near.max_value_size.bytes(), 64 << 10, "default");
     assert_eq!(near.max_ttl, std::time::Duration::from_secs(60), "default");
-    assert!(route.coalesce);
-    assert!(s.layers[1].near_cache.is_none() && !s.layers[1].coalesce);
+    assert!(s.layers[1].near_cache.is_none());
     for (layers, want) in [
         (
             "  - {name: r, prefix: 'r:', read_consistency: quorum, replication: 2, near_cache: {}}\n",

@@ -181,6 +181,7 @@ pub fn apply(
     control.rebalance.remember(old);
     if let Some(slot) = added {
         crate::health::heartbeat::start_one(router, slot);
+        crate::tracking::start_one(router, slot);
     }
     if let Some(node) = removed {
         // Its hints can never be replayed; its connections close once idle.

@@ -50,6 +50,7 @@ pub fn reload(control: &Arc<Control>, router: &Arc<Router>) -> Result<Report, St
             }
             for slot in added {
                 crate::health::heartbeat::start_one(router, slot);
+                crate::tracking::start_one(router, slot);
             }
             for node in removed {
                 let pending = node.hints.len();

@@ -162,6 +162,25 @@ impl Coherence {
         self.settle(&s, "the nodes changed");
     }
 
+    /// Node `slot` joined (`true`) or left (`false`) the members whose invalidations are
+    /// needed. A joining node must report in before entries are served again; a leaving one
+    /// moves keys to other nodes, so everything goes.
+    pub fn expect_node(&self, slot: usize, expected: bool) {
+        let mut s = self.lock();
+        let changed = if expected {
+            s.expected.insert(slot)
+        } else {
+            s.live.remove(&slot);
+            s.expected.remove(&slot)
+        };
+        if changed {
+            self.settle(&s, "the nodes changed");
+            if !expected {
+                self.flush("a node left the ring");
+            }
+        }
+    }
+
     /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`).
     pub fn set_live(&self, slot: usize, live: bool) {
         let mut s = self.lock();

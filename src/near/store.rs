@@ -53,6 +53,8 @@ impl Lifecycle<Bytes, Entry> for CountEvictions {
 /// The figures of a store that are not counted per worker.
 #[derive(Debug, Default)]
 pub struct StoreCounts {
+    /// Fills whose value was kept.
+    pub fills: AtomicU64,
     /// Fills whose value was not kept: an invalidation or flush overtook them (the race).
     pub fills_dropped: AtomicU64,
     /// Entries removed by an invalidation.
@@ -189,6 +191,8 @@ impl Store {
         if self.coherence.overtaken(token) {
             self.cache.remove(&key);
             self.counts.fills_dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counts.fills.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -204,10 +208,13 @@ impl Store {
         self.cache.remove(key).is_some()
     }
 
-    /// Empties the store.
+    /// Empties the store (counted when it held something).
     pub fn flush(&self) {
+        let had = !self.cache.is_empty();
         self.cache.clear();
-        self.counts.flushes.fetch_add(1, Ordering::Relaxed);
+        if had {
+            self.counts.flushes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -228,4 +235,30 @@ impl Store {
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
+
+    /// The store's own figures, read now.
+    pub fn figures(&self) -> StoreFigures {
+        let c = &self.counts;
+        StoreFigures {
+            fills: c.fills.load(Ordering::Relaxed),
+            fills_dropped: c.fills_dropped.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            evictions: self.evictions(),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            bytes: self.bytes(),
+            entries: self.entries(),
+        }
+    }
+}
+
+/// A store's figures at one moment (INFO, STRATA LAYERS, /metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFigures {
+    pub fills: u64,
+    pub fills_dropped: u64,
+    pub invalidations: u64,
+    pub evictions: u64,
+    pub flushes: u64,
+    pub bytes: u64,
+    pub entries: u64,
 }

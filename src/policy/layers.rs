@@ -134,7 +134,6 @@ impl Layers {
                 miss_failover: false,
                 eject_on_down: false,
                 near_cache: None,
-                coalesce: false,
             });
         layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers

@@ -57,6 +57,10 @@ pub struct LayerWorker {
     pub repairs: Counter,
     /// Writes that reached fewer replicas than their consistency needs.
     pub write_failures: Counter,
+    /// GETs answered from the near cache.
+    pub near_hits: Counter,
+    /// GETs of a near-cached layer that went to a node (fills).
+    pub near_misses: Counter,
     /// Request latency by [`Class`].
     pub latency: [SharedLatency; 3],
 }
@@ -84,6 +88,8 @@ pub struct LayerTotals {
     pub miss_failovers: u64,
     pub repairs: u64,
     pub write_failures: u64,
+    pub near_hits: u64,
+    pub near_misses: u64,
     /// By [`Class`].
     pub latency: [Latency; 3],
     /// None until the first count.
@@ -146,6 +152,8 @@ impl LayerStats {
             t.miss_failovers += w.miss_failovers.get();
             t.repairs += w.repairs.get();
             t.write_failures += w.write_failures.get();
+            t.near_hits += w.near_hits.get();
+            t.near_misses += w.near_misses.get();
             for (sum, l) in t.latency.iter_mut().zip(&w.latency) {
                 sum.merge(&l.snapshot());
             }
@@ -169,6 +177,8 @@ impl LayerStats {
                 &w.errors,
                 &w.failovers,
                 &w.miss_failovers,
+                &w.near_hits,
+                &w.near_misses,
                 &w.repairs,
                 &w.write_failures,
             ] {

@@ -6,6 +6,7 @@
 //! also what transactions and the built-in commands use.
 
 mod copies;
+mod near;
 
 use crate::backend::Lane;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -467,6 +468,32 @@ pub async fn plan(
     if blocks {
         return crate::coordinator::blocking::plan_blocking(router, view, lane, spec, request);
     }
+    if view.layers.any_near() {
+        if spec.name == "get" {
+            if let Some(pending) = near::get(coord, view, lane, &request, track).await {
+                return pending;
+            }
+        }
+        let effect = near::before_write(view, spec, &request);
+        if !matches!(effect, near::WriteEffect::None) {
+            let pending = Box::pin(planned(coord, view, lane, spec, traits, request, track)).await;
+            return near::after_write(view, effect, pending);
+        }
+    }
+    planned(coord, view, lane, spec, traits, request, track).await
+}
+
+/// [`plan`] past the near cache.
+async fn planned(
+    coord: &Arc<Coordinator>,
+    view: &View,
+    lane: Lane,
+    spec: &'static CommandSpec,
+    traits: Traits,
+    request: Request,
+    track: &mut Track,
+) -> Pending {
+    let router = &coord.router;
     let layers = &view.layers;
     let rebalancing = coord.rebalance.is_running();
     let copies = (layers.any_replicated() || rebalancing)

@@ -1,0 +1,238 @@
+//! Invalidation streams for the near cache: per member node, a RESP3 connection of its own on
+//! which `CLIENT TRACKING ON BCAST PREFIX ...` asks the node to report every write of a key of
+//! the near-cached layers' prefixes — made through this strata, another one, a client of the
+//! node, an expiry, an eviction or a flush (`>invalidate` pushes; a flush is an `invalidate`
+//! with a null). Each report removes the entry ([`Coherence::invalidate`]) or everything
+//! ([`Coherence::flush`]).
+//!
+//! The near cache serves entries only while every member node's stream is live. A stream that
+//! ends (the connection closed or killed, the node restarted, a PING unanswered within
+//! `health.node_timeout`, the node marked down, a reload that changed the prefixes) is marked
+//! lost at once, which empties the near cache before anything more is served from it; the
+//! task then connects again (backoff as the node connections). Redis replies to an
+//! overlapping prefix list with two replies to one command, so the prefixes sent never
+//! overlap (`Coherence::prefixes`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::backend::{CallError, RespClient, Router};
+use crate::cluster::NodeInfo;
+use crate::near::Coherence;
+use crate::protocol::NodeReply;
+use crate::protocol::Proto;
+use redis_protocol::resp2::types::BytesFrame;
+
+/// Largest push taken from a node: Redis gathers the keys written in one event-loop pass into
+/// one push, so a burst of writes makes a large one. A longer one ends the stream (and flushes
+/// the near cache) rather than taking memory without bound.
+const MAX_PUSH: usize = 64 << 20;
+
+/// Starts one tracking task per member node on the current runtime.
+pub fn start(router: &Arc<Router>) {
+    let members = router.view().topology.members.clone();
+    for slot in members {
+        start_one(router, slot);
+    }
+}
+
+/// Starts the tracking task of the node in `slot` (a node added at run time). It stops when
+/// the node is removed.
+pub fn start_one(router: &Arc<Router>, slot: usize) {
+    router.view().layers.coherence().expect_node(slot, true);
+    tokio::spawn(track(router.clone(), slot));
+}
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("{0}")]
+    Call(#[from] CallError),
+    #[error("CLIENT TRACKING refused: {0}")]
+    Refused(String),
+    #[error("no reply to PING within {0:?}")]
+    Silent(Duration),
+    #[error("the node is marked down")]
+    Down,
+    #[error("the near-cached prefixes changed")]
+    Prefixes,
+}
+
+async fn track(router: Arc<Router>, slot: usize) {
+    let Some(node) = router.view().topology.node(slot).cloned() else {
+        return;
+    };
+    let mut backoff = Duration::ZERO;
+    let mut logged_failure = false;
+    loop {
+        let (coherence, prefixes, interval, connect_timeout, backoff_range) = {
+            let view = router.view();
+            let c = &view.settings.config;
+            (
+                view.layers.coherence().clone(),
+                view.layers.coherence().prefixes(),
+                c.health.heartbeat_interval,
+                c.timeouts.connect,
+                (
+                    c.backend.reconnect_backoff_min,
+                    c.backend.reconnect_backoff_max,
+                ),
+            )
+        };
+        let idle = prefixes.is_empty() || node.health.is_down();
+        let wait = if idle { interval } else { backoff };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = node.retired() => break,
+            }
+        }
+        if idle {
+            continue;
+        }
+        let outcome = tokio::select! {
+            ended = stream(&router, &node, &coherence, &prefixes, slot, connect_timeout) => ended,
+            _ = node.retired() => break,
+        };
+        coherence.set_live(slot, false);
+        match outcome {
+            Ended::Prefixes => backoff = Duration::ZERO,
+            Ended::Down => backoff = interval,
+            e => {
+                backoff = (backoff * 2).clamp(backoff_range.0, backoff_range.1);
+                if !logged_failure {
+                    tracing::warn!(node = %node.id, addr = %node.addr, error = %e,
+                        "near cache: invalidation stream lost; the near cache is off until it is back");
+                    logged_failure = true;
+                }
+                continue;
+            }
+        }
+        logged_failure = false;
+    }
+    let coherence = router.view().layers.coherence().clone();
+    coherence.set_live(slot, false);
+    coherence.expect_node(slot, false);
+}
+
+/// Opens the node's stream and reads it until it ends; the stream counts as live from the
+/// node's `OK` to `CLIENT TRACKING` until this returns.
+async fn stream(
+    router: &Router,
+    node: &NodeInfo,
+    coherence: &Coherence,
+    prefixes: &[Vec<u8>],
+    slot: usize,
+    connect_timeout: Duration,
+) -> Ended {
+    let mut client = match open(node, prefixes, connect_timeout).await {
+        Ok(client) => client,
+        Err(e) => return e,
+    };
+    coherence.set_live(slot, true);
+    tracing::info!(node = %node.id, prefixes = prefixes.len(), "near cache: invalidation stream live");
+    let (interval, node_timeout) = {
+        let view = router.view();
+        let h = &view.settings.config.health;
+        (h.heartbeat_interval, h.node_timeout)
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // PINGs sent and not answered yet, and since when the oldest waits.
+    let mut unanswered: u64 = 0;
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            read = client.read() => match read {
+                Ok(reply) => {
+                    if let Some(pong) = take(coherence, &reply) {
+                        if pong && unanswered > 0 {
+                            unanswered -= 1;
+                            waiting_since = (unanswered > 0).then(Instant::now);
+                        }
+                    }
+                }
+                Err(e) => return Ended::Call(e),
+            },
+            _ = ticker.tick() => {
+                if node.health.is_down() {
+                    return Ended::Down;
+                }
+                if coherence.prefixes() != prefixes {
+                    return Ended::Prefixes;
+                }
+                if let Some(since) = waiting_since {
+                    if since.elapsed() >= node_timeout {
+                        return Ended::Silent(node_timeout);
+                    }
+                }
+                // Redis closes idle connections after its `timeout`, tracking ones included:
+                // the PINGs keep it open and tell a hung node from a quiet one.
+                if let Err(e) = client.send(b"*1\r\n$4\r\nPING\r\n").await {
+                    return Ended::Call(e);
+                }
+                unanswered += 1;
+                waiting_since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+}
+
+/// Connects (RESP3, the node's credentials and TLS) and turns tracking on for `prefixes`.
+async fn open(
+    node: &NodeInfo,
+    prefixes: &[Vec<u8>],
+    timeout: Duration,
+) -> Result<RespClient, Ended> {
+    let setup = async {
+        let mut client = RespClient::connect_node(node, Proto::Resp3, timeout)
+            .await?
+            .with_reply_limit(MAX_PUSH);
+        let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"ON", b"BCAST"];
+        for p in prefixes {
+            args.push(b"PREFIX");
+            args.push(p);
+        }
+        let reply = client.call(&args).await?;
+        match reply.frame {
+            BytesFrame::SimpleString(_) => Ok(client),
+            other => Err(Ended::Refused(format!("{other:?}"))),
+        }
+    };
+    match tokio::time::timeout(timeout * 2, setup).await {
+        Ok(result) => result,
+        Err(_) => Err(Ended::Silent(timeout * 2)),
+    }
+}
+
+/// Applies one frame of the stream: an invalidation push is applied and gives `Some(false)`,
+/// a reply (PONG) `Some(true)`, anything else `None`.
+fn take(coherence: &Coherence, reply: &NodeReply) -> Option<bool> {
+    if reply.raw.first() != Some(&b'>') {
+        return Some(
+            matches!(&reply.frame, BytesFrame::SimpleString(s) if s.eq_ignore_ascii_case(b"PONG")),
+        );
+    }
+    let BytesFrame::Array(items) = &reply.frame else {
+        return None;
+    };
+    match items.as_slice() {
+        [BytesFrame::BulkString(kind), keys] if kind.eq_ignore_ascii_case(b"invalidate") => {
+            match keys {
+                BytesFrame::Array(keys) => {
+                    for key in keys {
+                        if let BytesFrame::BulkString(key) = key {
+                            coherence.invalidate(key);
+                        }
+                    }
+                }
+                // A flush of the node (FLUSHALL, FLUSHDB, a full resync): everything goes.
+                _ => coherence.flush("a node was flushed"),
+            }
+            Some(false)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,200 @@
+//! The near cache against real Redis nodes: GETs answered from strata's memory, and every way
+//! an entry must go — a write through strata (read-your-writes, at once), a write made on the
+//! node directly, an expiry, a FLUSHALL on a node, the tracking connection killed, a node
+//! restarted empty. Invalidations that come from a node arrive on their own connection, so
+//! the tests wait for them (within a deadline) where a real client would see them late too.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::layers::{info, info_lines};
+use common::{poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
+
+/// `route:` near-cached (two copies), `meta:` near-cached (one copy), `load:` not.
+const LAYERS: &str = r#"layers:
+  - { name: route, prefix: "route:", replication: 2, write_consistency: quorum, near_cache: { max_bytes: 1mb, max_ttl: 30s } }
+  - { name: meta,  prefix: "meta:",  near_cache: { max_bytes: 1mb } }
+  - { name: load,  prefix: "load:",  ttl: 5s }
+health: { heartbeat_interval: 100ms, node_timeout: 1s }
+stats: { layer_keys_interval: 0s }
+"#;
+
+fn start(nodes: &[RedisNode]) -> Strata {
+    let s = Strata::builder(nodes).section(LAYERS).start();
+    wait_ready(&s);
+    s
+}
+
+/// A layer's INFO fields.
+fn layer(c: &mut RawClient, name: &str) -> BTreeMap<String, String> {
+    let lines = info_lines(&info(c, "layers"));
+    lines
+        .get(&format!("layer_{name}"))
+        .unwrap_or_else(|| panic!("no layer {name}"))
+        .iter()
+        .cloned()
+        .collect()
+}
+
+fn near(c: &mut RawClient, layer_name: &str, field: &str) -> u64 {
+    layer(c, layer_name)
+        .get(field)
+        .unwrap_or_else(|| panic!("no {field} for {layer_name}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until a GET of a fresh key is answered from memory the second time (every node's
+/// invalidation stream is live).
+fn wait_ready(s: &Strata) {
+    let mut c = s.raw();
+    let mut n = 0;
+    poll_until(DEADLINE, "the near cache to serve", || {
+        n += 1;
+        let key = format!("meta:ready{n}");
+        c.call(&["SET", &key, "x"]);
+        c.call(&["GET", &key]);
+        let before = near(&mut c, "meta", "near_hits");
+        c.call(&["GET", &key]);
+        (near(&mut c, "meta", "near_hits") > before).then_some(())
+    });
+}
+
+fn get(c: &mut RawClient, key: &str) -> Resp {
+    c.call(&["GET", key])
+}
+
+#[test]
+fn reads_are_served_from_memory_and_writes_through_strata_are_read_at_once() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    assert_eq!(c.call(&["SET", "route:q1", "m1"]), Resp::ok());
+    let (hits, misses, fills) = (
+        near(&mut c, "route", "near_hits"),
+        near(&mut c, "route", "near_misses"),
+        near(&mut c, "route", "near_fills"),
+    );
+    assert_eq!(get(&mut c, "route:q1"), Resp::bulk("m1"));
+    assert_eq!(near(&mut c, "route", "near_misses"), misses + 1);
+    assert_eq!(near(&mut c, "route", "near_fills"), fills + 1);
+    for _ in 0..5 {
+        assert_eq!(get(&mut c, "route:q1"), Resp::bulk("m1"));
+    }
+    assert_eq!(near(&mut c, "route", "near_hits"), hits + 5);
+    // The layer's own hit count includes the near hits.
+    assert!(near(&mut c, "route", "hits") >= 6);
+    assert_eq!(near(&mut c, "route", "near_entries"), 1);
+    assert!(near(&mut c, "route", "near_bytes") > "route:q1m1".len() as u64);
+
+    // Read-your-writes: each write is seen by the very next read, from this client and from
+    // another one, with no wait.
+    let mut other = s.raw();
+    for i in 0..200 {
+        let v = format!("v{i}");
+        let key = if i % 2 == 0 { "route:q1" } else { "meta:m1" };
+        assert_eq!(c.call(&["SET", key, &v]), Resp::ok());
+        assert_eq!(get(&mut c, key), Resp::bulk(&v), "write {i}");
+        assert_eq!(
+            get(&mut other, key),
+            Resp::bulk(&v),
+            "write {i}, other client"
+        );
+    }
+    // Other writes: DEL, INCR, MSET, EXPIRE are writes too.
+    assert_eq!(c.call(&["DEL", "route:q1"]), Resp::Int(1));
+    assert_eq!(get(&mut c, "route:q1"), Resp::Nil);
+    c.call(&["SET", "meta:n", "1"]);
+    get(&mut c, "meta:n");
+    assert_eq!(c.call(&["INCR", "meta:n"]), Resp::Int(2));
+    assert_eq!(get(&mut c, "meta:n"), Resp::bulk("2"));
+    assert_eq!(c.call(&["MSET", "meta:n", "7", "load:x", "1"]), Resp::ok());
+    assert_eq!(get(&mut c, "meta:n"), Resp::bulk("7"));
+    // A layer without a near cache is not counted as one.
+    assert!(!layer(&mut c, "load").contains_key("near_hits"));
+}
+
+#[test]
+fn writes_made_on_the_nodes_directly_reach_the_near_cache() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    c.call(&["SET", "meta:gpt", "v1"]);
+    assert_eq!(get(&mut c, "meta:gpt"), Resp::bulk("v1"));
+    assert_eq!(get(&mut c, "meta:gpt"), Resp::bulk("v1"));
+    let owner = s.owner("meta:gpt");
+    let mut direct = RawClient::connect(&nodes[owner].addr());
+    let removals =
+        |c: &mut RawClient| near(c, "meta", "near_invalidations") + near(c, "meta", "near_flushes");
+    let before = removals(&mut c);
+    assert_eq!(direct.call(&["SET", "meta:gpt", "v2"]), Resp::ok());
+    poll_until(DEADLINE, "the direct write to be seen", || {
+        (get(&mut c, "meta:gpt") == Resp::bulk("v2")).then_some(())
+    });
+    // Removed by its invalidation (or, on a loaded machine, by a flush: a stream whose PING
+    // was late counts as lost).
+    assert!(removals(&mut c) > before);
+
+    // An expiry: the entry lives no longer than the key's TTL, even if the node reports the
+    // expiry late.
+    assert_eq!(c.call(&["SET", "meta:short", "x", "PX", "300"]), Resp::ok());
+    assert_eq!(get(&mut c, "meta:short"), Resp::bulk("x"));
+    assert_eq!(get(&mut c, "meta:short"), Resp::bulk("x"));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(&mut c, "meta:short"), Resp::Nil);
+
+    // FLUSHALL on a node: everything its stream covered goes.
+    get(&mut c, "meta:gpt");
+    let flushes = near(&mut c, "meta", "near_flushes");
+    direct.call(&["FLUSHALL"]);
+    poll_until(DEADLINE, "the flush to be seen", || {
+        (get(&mut c, "meta:gpt") == Resp::Nil).then_some(())
+    });
+    assert!(near(&mut c, "meta", "near_flushes") > flushes);
+}
+
+#[test]
+fn losing_a_tracking_connection_or_a_node_restart_empties_the_near_cache() {
+    let mut nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    c.call(&["SET", "meta:a", "1"]);
+    assert_eq!(get(&mut c, "meta:a"), Resp::bulk("1"));
+    let hits = near(&mut c, "meta", "near_hits");
+    assert_eq!(get(&mut c, "meta:a"), Resp::bulk("1"));
+    assert_eq!(near(&mut c, "meta", "near_hits"), hits + 1);
+    let owner = s.owner("meta:a");
+
+    // Kill strata's tracking connection on the node (the connection in tracking mode).
+    let mut direct = RawClient::connect(&nodes[owner].addr());
+    let flushes = near(&mut c, "meta", "near_flushes");
+    let killed = direct.call(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    assert!(killed.int() >= 1, "{killed:?}");
+    poll_until(DEADLINE, "the lost stream to flush the near cache", || {
+        (near(&mut c, "meta", "near_flushes") > flushes).then_some(())
+    });
+    // A write made while strata had no stream is seen once it is back.
+    direct = RawClient::connect(&nodes[owner].addr());
+    direct.call(&["SET", "meta:a", "2"]);
+    poll_until(DEADLINE, "the direct write", || {
+        (get(&mut c, "meta:a") == Resp::bulk("2")).then_some(())
+    });
+    wait_ready(&s);
+    assert_eq!(get(&mut c, "meta:a"), Resp::bulk("2"));
+
+    // The node restarts empty: its entries must not survive.
+    get(&mut c, "meta:a");
+    nodes[owner].restart();
+    poll_until(DEADLINE, "the restarted node's empty key", || {
+        (get(&mut c, "meta:a") == Resp::Nil).then_some(())
+    });
+}
