@@ -146,6 +146,12 @@ async fn warm(coord: &Arc<Coordinator>, client: &ClientInfo, args: &[Bytes]) -> 
         &mut track,
     )
     .await;
+    let pending = match track.near_after.take() {
+        Some(effect) => {
+            crate::coordinator::plan::then_apply(pending, *effect, view.layers.coherence().clone())
+        }
+        None => pending,
+    };
     Done {
         layer: Some(layer),
         rewrites: track.rewrites,

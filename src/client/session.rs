@@ -527,6 +527,10 @@ async fn drain_ready(
             }
             match head.poll_reply(cx) {
                 Poll::Ready(reply) => {
+                    if let Some(effect) = track.near_after.take() {
+                        // Before the client has the reply: it then reads its own write.
+                        effect.apply(layers.coherence());
+                    }
                     if matches!(reply, Reply::Error(_)) {
                         errors += 1;
                     }

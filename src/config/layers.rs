@@ -206,10 +206,14 @@ fn check_near_cache(at: &str, l: &LayerSpec, near: &NearCacheConfig) -> Result<(
     if near.max_bytes.bytes() == 0 {
         return Err(format!("{at}.near_cache.max_bytes: must be greater than 0"));
     }
-    if near.max_value_size.bytes() == 0 || near.max_value_size > near.max_bytes {
+    // The cache evicts per shard and keeps no entry heavier than a shard's share
+    // (`near::SHARDS` = 4, halved for the share the cache keeps for new entries).
+    let largest = near.max_bytes.bytes() / 8;
+    if near.max_value_size.bytes() == 0 || near.max_value_size.bytes() > largest {
         return Err(format!(
-            "{at}.near_cache.max_value_size: must be greater than 0 and at most max_bytes ({}), got {}",
-            near.max_bytes, near.max_value_size
+            "{at}.near_cache.max_value_size: must be greater than 0 and at most an eighth of max_bytes ({}), got {}",
+            super::ByteSize(largest),
+            near.max_value_size
         ));
     }
     if near.max_ttl.is_zero() {

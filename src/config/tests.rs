@@ -143,7 +143,7 @@ fn near_caches_resolve_and_their_rules_are_enforced() {
         ),
         (
             "  - {name: r, prefix: 'r:', near_cache: {max_bytes: 1kb, max_value_size: 2kb}}\n",
-            "max_value_size: must be greater than 0 and at most max_bytes",
+            "max_value_size: must be greater than 0 and at most an eighth of max_bytes (128)",
         ),
         (
             "  - {name: r, prefix: 'r:', near_cache: {max_ttl: 0s}}\n",

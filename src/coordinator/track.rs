@@ -133,6 +133,9 @@ pub struct Track {
     /// Refused before it ran (arity, disabled): counted as the command's `rejected_calls`,
     /// not as a call.
     pub rejected: bool,
+    /// A write of near-cached keys: what to invalidate again once its reply is in, before the
+    /// client gets it (`plan/near.rs`). Boxed: most requests have none.
+    pub near_after: Option<Box<crate::coordinator::plan::WriteEffect>>,
 }
 
 impl Track {
@@ -149,6 +152,7 @@ impl Track {
             proto: crate::protocol::Proto::Resp2,
             shape: crate::protocol::resp3::Shape::Plain,
             rejected: false,
+            near_after: None,
         }
     }
 

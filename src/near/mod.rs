@@ -11,7 +11,7 @@ mod coherence;
 mod store;
 
 pub use coherence::{Coherence, FillToken};
-pub use store::{Entry, Store, StoreCounts, StoreError, StoreFigures, ENTRY_OVERHEAD};
+pub use store::{Entry, Store, StoreCounts, StoreError, StoreFigures, ENTRY_OVERHEAD, SHARDS};
 
 #[cfg(test)]
 mod tests;

@@ -31,8 +31,8 @@ fn ready_store(max_bytes: u64) -> (Arc<Coherence>, Arc<Store>) {
 fn fill(s: &Store, token: &FillToken, key: &str, value: &str) {
     s.fill(
         token,
-        Bytes::copy_from_slice(key.as_bytes()),
-        Bytes::copy_from_slice(value.as_bytes()),
+        key.as_bytes(),
+        value.as_bytes(),
         Instant::now(),
         Duration::from_secs(10),
     );
@@ -111,13 +111,7 @@ fn an_entry_lives_no_longer_than_its_key_or_max_ttl() {
     assert_eq!(s.life(-1, 2000), None, "past max_value_size");
     let t = c.begin(b"route:a");
     let sent = Instant::now();
-    s.fill(
-        &t,
-        Bytes::from("route:a"),
-        Bytes::from("v"),
-        sent,
-        Duration::from_millis(5),
-    );
+    s.fill(&t, b"route:a", b"v", sent, Duration::from_millis(5));
     assert!(s.get(b"route:a", sent).is_some());
     assert_eq!(s.get(b"route:a", sent + Duration::from_millis(5)), None);
     assert!(s.is_empty(), "an expired entry is dropped when met");
@@ -134,6 +128,13 @@ fn the_store_stays_within_its_bytes() {
     }
     assert!(s.bytes() <= budget, "{} > {budget}", s.bytes());
     assert!(s.evictions() > 0);
+    // A second fill of a key replaces its value: not an eviction.
+    let (c, s) = ready_store(1 << 20);
+    for _ in 0..3 {
+        let t = c.begin(b"route:same");
+        fill(&s, &t, "route:same", "v");
+    }
+    assert_eq!((s.entries(), s.evictions()), (1, 0));
     let per_entry = "route:1000".len() as u64 + 100 + ENTRY_OVERHEAD;
     assert!(s.entries() <= budget / (per_entry - 4));
 }

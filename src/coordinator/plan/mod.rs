@@ -8,6 +8,8 @@
 mod copies;
 mod near;
 
+pub use near::{then_apply, WriteEffect};
+
 use crate::backend::Lane;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -475,9 +477,9 @@ pub async fn plan(
             }
         }
         let effect = near::before_write(view, spec, &request);
-        if !matches!(effect, near::WriteEffect::None) {
-            let pending = Box::pin(planned(coord, view, lane, spec, traits, request, track)).await;
-            return near::after_write(view, effect, pending);
+        if effect != WriteEffect::None {
+            // Applied again by the session when the reply is in (`Track::near_after`).
+            track.near_after = Some(Box::new(effect));
         }
     }
     planned(coord, view, lane, spec, traits, request, track).await

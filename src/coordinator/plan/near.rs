@@ -22,7 +22,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use crate::backend::{settle, Lane};
 use crate::cluster::View;
 use crate::command::keys::key_positions;
-use crate::command::spec::{flags, CommandSpec, Route};
+use crate::command::spec::{flags, CommandSpec, KeySpec, Route};
 use crate::coordinator::pending::{Pending, TaskOutput};
 use crate::coordinator::read_flight::{Flight, NodeOutcome, ReadOp, ReadRequest};
 use crate::coordinator::read_one::output;
@@ -109,7 +109,7 @@ pub(super) async fn get(
                 _ => None,
             };
             if let Some(life) = pttl_ms.and_then(|ms| store.life(ms, value.len())) {
-                store.fill(&token, key, value.clone(), sent, life);
+                store.fill(&token, &key, value, sent, life);
             }
             return done(Reply::Raw(reply.raw));
         }
@@ -136,14 +136,35 @@ fn done(reply: Reply) -> TaskOutput {
     }
 }
 
-/// What a write does to the near cache.
-pub(super) enum WriteEffect {
+/// What a write does to the near cache: applied before the write is sent
+/// ([`before_write`]) and again when its reply is in, before the client gets it
+/// ([`WriteEffect::apply`], called by the session with the reply: the request's `Track`
+/// carries it there, so a write costs no task of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteEffect {
     /// It touches no near-cached key.
     None,
-    /// These keys are invalidated before and after.
-    Keys(Vec<Bytes>),
-    /// Everything is flushed before and after.
+    /// One key is invalidated (the commonest write).
+    Key(Bytes),
+    /// These keys are invalidated.
+    Keys(Box<[Bytes]>),
+    /// Everything is flushed.
     Flush,
+}
+
+impl WriteEffect {
+    pub fn apply(&self, coherence: &Coherence) {
+        match self {
+            WriteEffect::None => {}
+            WriteEffect::Key(key) => coherence.invalidate(key),
+            WriteEffect::Keys(keys) => {
+                for key in keys.iter() {
+                    coherence.invalidate(key);
+                }
+            }
+            WriteEffect::Flush => coherence.flush("a keyspace-wide write through strata"),
+        }
+    }
 }
 
 /// Whether `spec` may change data: Redis's `write` flag, or `may_replicate` (scripts and
@@ -158,9 +179,8 @@ pub(super) fn before_write(view: &View, spec: &CommandSpec, request: &Request) -
     if !may_write(spec) {
         return WriteEffect::None;
     }
-    let coherence = view.layers.coherence();
     let effect = effect_of(view, spec, request);
-    apply(coherence, &effect, "a keyspace-wide write through strata");
+    effect.apply(view.layers.coherence());
     effect
 }
 
@@ -168,51 +188,46 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     if matches!(spec.route, Route::FanOut(_)) {
         return WriteEffect::Flush;
     }
-    let mut positions = Vec::new();
-    if key_positions(spec, &request.args, &mut positions).is_err() {
-        // The command will be refused with the same error; nothing is written.
-        return WriteEffect::None;
-    }
     let near = |key: &Bytes| {
         view.layers
             .get(view.layers.resolve(key))
             .is_some_and(|l| l.near.is_some())
     };
+    // The commonest write names one key, first: no positions to collect.
+    let one = KeySpec::Range {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+    if spec.keys == one {
+        return match request.args.get(1) {
+            Some(key) if near(key) => WriteEffect::Key(key.clone()),
+            _ => WriteEffect::None,
+        };
+    }
+    let mut positions = Vec::new();
+    if key_positions(spec, &request.args, &mut positions).is_err() {
+        // The command will be refused with the same error; nothing is written.
+        return WriteEffect::None;
+    }
     let keys: Vec<Bytes> = positions
         .iter()
         .filter_map(|&p| request.args.get(p))
         .filter(|k| near(k))
         .cloned()
         .collect();
-    if keys.is_empty() {
-        WriteEffect::None
-    } else {
-        WriteEffect::Keys(keys)
+    match keys.len() {
+        0 => WriteEffect::None,
+        _ => WriteEffect::Keys(keys.into_boxed_slice()),
     }
 }
 
-fn apply(coherence: &Coherence, effect: &WriteEffect, why: &str) {
-    match effect {
-        WriteEffect::None => {}
-        WriteEffect::Keys(keys) => {
-            for key in keys {
-                coherence.invalidate(key);
-            }
-        }
-        WriteEffect::Flush => coherence.flush(why),
-    }
-}
-
-/// The write's pending reply, with the invalidation repeated once the reply is in and before
-/// the client gets it.
-pub(super) fn after_write(view: &View, effect: WriteEffect, mut pending: Pending) -> Pending {
-    if matches!(effect, WriteEffect::None) || pending.is_dedicated() {
-        return pending;
-    }
-    let coherence = view.layers.coherence().clone();
+/// `pending` with `effect` applied again once its reply is in: for a write planned outside a
+/// client's session (STRATA WARM), whose `Track` no session reads.
+pub fn then_apply(mut pending: Pending, effect: WriteEffect, coherence: Arc<Coherence>) -> Pending {
     Pending::task(async move {
         let reply = std::future::poll_fn(|cx| pending.poll_reply(cx)).await;
-        apply(&coherence, &effect, "a keyspace-wide write through strata");
+        effect.apply(&coherence);
         TaskOutput {
             reply,
             applied: pending.applied().to_vec(),
