@@ -28,6 +28,7 @@ use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
 use crate::control::clients::Registration;
 use crate::control::Control;
+use crate::coordinator::plan::WriteEffect;
 use crate::coordinator::{Coordinator, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 
@@ -527,9 +528,10 @@ async fn drain_ready(
             }
             match head.poll_reply(cx) {
                 Poll::Ready(reply) => {
-                    if let Some(effect) = track.near_after.take() {
+                    if !track.near_after.is_none() {
                         // Before the client has the reply: it then reads its own write.
-                        effect.apply(layers.coherence());
+                        std::mem::replace(&mut track.near_after, WriteEffect::None)
+                            .apply(layers.coherence());
                     }
                     if matches!(reply, Reply::Error(_)) {
                         errors += 1;

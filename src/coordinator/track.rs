@@ -134,8 +134,8 @@ pub struct Track {
     /// not as a call.
     pub rejected: bool,
     /// A write of near-cached keys: what to invalidate again once its reply is in, before the
-    /// client gets it (`plan/near.rs`). Boxed: most requests have none.
-    pub near_after: Option<Box<crate::coordinator::plan::WriteEffect>>,
+    /// client gets it (`plan/near.rs`); `None` for every other request.
+    pub near_after: crate::coordinator::plan::WriteEffect,
 }
 
 impl Track {
@@ -152,7 +152,7 @@ impl Track {
             proto: crate::protocol::Proto::Resp2,
             shape: crate::protocol::resp3::Shape::Plain,
             rejected: false,
-            near_after: None,
+            near_after: crate::coordinator::plan::WriteEffect::None,
         }
     }
 

@@ -126,16 +126,28 @@ impl Coherence {
             || bucket != token.seen
     }
 
-    /// A write of `key` (seen by a node, or sent through strata): fills under way are dropped
-    /// and the entry removed.
+    /// A write of `key` reported by a node: fills under way are dropped and the entry
+    /// removed from whichever store holds it.
     pub fn invalidate(&self, key: &[u8]) {
-        if let Some(b) = self.buckets.get(bucket_of(key)) {
-            b.fetch_add(1, Ordering::SeqCst);
-        }
+        self.bump(key);
         for store in self.stores.load().iter() {
             if key.starts_with(store.prefix()) {
                 store.remove_invalidated(key);
             }
+        }
+    }
+
+    /// A write of `key` through strata, whose layer's store is known: as
+    /// [`invalidate`](Coherence::invalidate) without looking for the store.
+    pub fn invalidate_in(&self, store: &Store, key: &[u8]) {
+        self.bump(key);
+        store.remove_invalidated(key);
+    }
+
+    /// Fills of `key`'s bucket under way will be dropped.
+    fn bump(&self, key: &[u8]) {
+        if let Some(b) = self.buckets.get(bucket_of(key)) {
+            b.fetch_add(1, Ordering::SeqCst);
         }
     }
 

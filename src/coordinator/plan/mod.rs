@@ -477,9 +477,9 @@ pub async fn plan(
             }
         }
         let effect = near::before_write(view, spec, &request);
-        if effect != WriteEffect::None {
+        if !effect.is_none() {
             // Applied again by the session when the reply is in (`Track::near_after`).
-            track.near_after = Some(Box::new(effect));
+            track.near_after = effect;
         }
     }
     planned(coord, view, lane, spec, traits, request, track).await

@@ -29,7 +29,7 @@ use crate::coordinator::read_one::output;
 use crate::coordinator::track::Track;
 use crate::coordinator::vote::is_miss;
 use crate::coordinator::Coordinator;
-use crate::near::Coherence;
+use crate::near::{Coherence, Store};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
 
@@ -140,12 +140,12 @@ fn done(reply: Reply) -> TaskOutput {
 /// ([`before_write`]) and again when its reply is in, before the client gets it
 /// ([`WriteEffect::apply`], called by the session with the reply: the request's `Track`
 /// carries it there, so a write costs no task of its own).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum WriteEffect {
     /// It touches no near-cached key.
     None,
-    /// One key is invalidated (the commonest write).
-    Key(Bytes),
+    /// One key of the layer whose store is given (the commonest write).
+    Key(Arc<Store>, Bytes),
     /// These keys are invalidated.
     Keys(Box<[Bytes]>),
     /// Everything is flushed.
@@ -153,10 +153,14 @@ pub enum WriteEffect {
 }
 
 impl WriteEffect {
+    pub fn is_none(&self) -> bool {
+        matches!(self, WriteEffect::None)
+    }
+
     pub fn apply(&self, coherence: &Coherence) {
         match self {
             WriteEffect::None => {}
-            WriteEffect::Key(key) => coherence.invalidate(key),
+            WriteEffect::Key(store, key) => coherence.invalidate_in(store, key),
             WriteEffect::Keys(keys) => {
                 for key in keys.iter() {
                     coherence.invalidate(key);
@@ -188,10 +192,10 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     if matches!(spec.route, Route::FanOut(_)) {
         return WriteEffect::Flush;
     }
-    let near = |key: &Bytes| {
+    let store_of = |key: &Bytes| {
         view.layers
             .get(view.layers.resolve(key))
-            .is_some_and(|l| l.near.is_some())
+            .and_then(|l| l.near.as_ref())
     };
     // The commonest write names one key, first: no positions to collect.
     let one = KeySpec::Range {
@@ -200,9 +204,9 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
         step: 1,
     };
     if spec.keys == one {
-        return match request.args.get(1) {
-            Some(key) if near(key) => WriteEffect::Key(key.clone()),
-            _ => WriteEffect::None,
+        return match request.args.get(1).and_then(|k| Some((store_of(k)?, k))) {
+            Some((store, key)) => WriteEffect::Key(store.clone(), key.clone()),
+            None => WriteEffect::None,
         };
     }
     let mut positions = Vec::new();
@@ -213,7 +217,7 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     let keys: Vec<Bytes> = positions
         .iter()
         .filter_map(|&p| request.args.get(p))
-        .filter(|k| near(k))
+        .filter(|k| store_of(k).is_some())
         .cloned()
         .collect();
     match keys.len() {
