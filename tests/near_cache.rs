@@ -209,3 +209,62 @@ fn losing_a_tracking_connection_or_a_node_restart_empties_the_near_cache() {
         (get(&mut c, "meta:a") == Resp::Nil).then_some(())
     });
 }
+
+/// A flat field/value array as a map.
+fn fields(reply: &Resp) -> BTreeMap<String, Resp> {
+    reply
+        .array()
+        .chunks(2)
+        .map(|p| (p[0].text(), p[1].clone()))
+        .collect()
+}
+
+#[test]
+fn strata_nearcache_shows_and_flushes_entries_and_invalidate_reaches_them() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    c.call(&["SET", "meta:k", "hello", "PX", "20000"]);
+    get(&mut c, "meta:k");
+    until_cached(&mut c, "meta", "meta:k");
+    let f = fields(&c.call(&["STRATA", "NEARCACHE", "GET", "meta:k"]));
+    assert_eq!(f["layer"], Resp::bulk("meta"));
+    assert_eq!(f["live"], Resp::Int(1));
+    assert_eq!(f["cached"], Resp::Int(1));
+    assert_eq!(f["bytes"], Resp::Int(5));
+    // Its life is the key's remaining TTL, not max_ttl (60 s).
+    let ttl = f["ttl_ms"].int();
+    assert!(ttl > 0 && ttl <= 20_000, "{f:?}");
+    assert!(
+        f["age_ms"].int() >= 0 && f["filled_unix_ms"].int() > 0,
+        "{f:?}"
+    );
+    let f = fields(&c.call(&["STRATA", "NEARCACHE", "GET", "meta:other"]));
+    assert_eq!(f["cached"], Resp::Int(0));
+    assert!(!f.contains_key("ttl_ms"));
+    // Layers without one, and bad arguments.
+    let e = c.call(&["STRATA", "NEARCACHE", "GET", "load:x"]);
+    assert_eq!(e.error_text(), "ERR strata: layer 'load' has no near cache");
+    let e = c.call(&["STRATA", "NEARCACHE", "FLUSH", "load"]);
+    assert_eq!(e.error_text(), "ERR strata: layer 'load' has no near cache");
+    let e = c.call(&["STRATA", "NEARCACHE", "FLUSH", "nope"]);
+    assert_eq!(e.error_text(), "ERR strata: no layer named 'nope'");
+    assert!(c.call(&["STRATA", "NEARCACHE", "GET"]).is_error());
+    assert!(c.call(&["STRATA", "NEARCACHE", "PEEK", "x"]).is_error());
+
+    // FLUSH of the layer removes its entries and replies with their count.
+    let removed = c.call(&["STRATA", "NEARCACHE", "FLUSH", "meta"]).int();
+    assert!(removed >= 1, "{removed}");
+    let f = fields(&c.call(&["STRATA", "NEARCACHE", "GET", "meta:k"]));
+    assert_eq!(f["cached"], Resp::Int(0));
+    until_cached(&mut c, "meta", "meta:k");
+    assert!(c.call(&["STRATA", "NEARCACHE", "FLUSH"]).int() >= 1);
+
+    // STRATA INVALIDATE KEY removes the entry before its reply.
+    until_cached(&mut c, "meta", "meta:k");
+    assert_eq!(
+        c.call(&["STRATA", "INVALIDATE", "KEY", "meta:k"]),
+        Resp::Int(1)
+    );
+    assert_eq!(get(&mut c, "meta:k"), Resp::Nil);
+}

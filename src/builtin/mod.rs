@@ -7,6 +7,7 @@ pub mod introspect;
 pub mod local;
 
 pub mod metrics;
+pub mod nearcache;
 pub mod pubsub_info;
 pub mod report;
 pub mod strata;

@@ -1,5 +1,6 @@
 //! `STRATA <subcommand>`: strata's own admin commands over RESP: RING, NODES, NODE (live
-//! membership, `membership.rs`), LAYERS, STATS, INVALIDATE, WARM and HELP.
+//! membership, `membership.rs`), LAYERS, STATS, INVALIDATE, NEARCACHE (`nearcache.rs`), WARM
+//! and HELP.
 
 use bytes::Bytes;
 
@@ -38,7 +39,14 @@ pub async fn strata(
         "layers" => wrong_arity("strata|layers"),
         "stats" if args.len() == 2 => report::stats_reply(control),
         "stats" => wrong_arity("strata|stats"),
-        "invalidate" => Box::pin(invalidate::command(&coord.router, client.lane(), args)).await,
+        "invalidate" => {
+            let reply = Box::pin(invalidate::command(&coord.router, client.lane(), args)).await;
+            // The nodes report the removals too, a moment later: the near cache forgets them
+            // before the reply, so the client reads what it removed as removed.
+            super::nearcache::after_invalidate(control, args);
+            reply
+        }
+        "nearcache" => super::nearcache::command(control, args),
         "node" => crate::control::membership::command(control, &coord.router, args),
         "rebalance" => Box::pin(crate::control::membership::rebalance(control, args)).await,
         "reload" if args.len() == 2 => reload(control, coord),
@@ -70,6 +78,10 @@ pub async fn strata(
             "    Remove every key of the layer from every node (SCAN + UNLINK).",
             "INVALIDATE WHERE <field>=<value> [<field>=<value> ...]",
             "    Remove the keys whose key template fields have these values, in every layer.",
+            "NEARCACHE GET <key>",
+            "    Whether the key's value is in the near cache, since when and for how long.",
+            "NEARCACHE FLUSH [<layer>]",
+            "    Empty every near cache, or one layer's; replies with the entries removed.",
             "WARM <key> <value> [<ttl-ms>]",
             "    Write the key through the layer policy; counted as a warm operation.",
         ]),

@@ -151,6 +151,11 @@ impl Coherence {
         }
     }
 
+    /// Fills under way are dropped (their value may be older than what a flush removed).
+    pub fn drop_fills(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Everything may have changed (a node flushed, its stream was lost, the ring changed):
     /// fills under way are dropped and every entry removed.
     pub fn flush(&self, why: &str) {
