@@ -268,3 +268,28 @@ fn strata_nearcache_shows_and_flushes_entries_and_invalidate_reaches_them() {
     );
     assert_eq!(get(&mut c, "meta:k"), Resp::Nil);
 }
+
+#[test]
+fn a_transaction_s_writes_are_read_at_once() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    c.call(&["SET", "meta:t", "0"]);
+    get(&mut c, "meta:t");
+    until_cached(&mut c, "meta", "meta:t");
+    for i in 1..=20 {
+        // The old value is held when the transaction runs.
+        until_cached(&mut c, "meta", "meta:t");
+        assert_eq!(c.call(&["MULTI"]), Resp::ok());
+        assert_eq!(
+            c.call(&["SET", "meta:t", &i.to_string()]),
+            Resp::status("QUEUED")
+        );
+        assert_eq!(c.call(&["EXEC"]), Resp::Array(vec![Resp::ok()]));
+        assert_eq!(
+            get(&mut c, "meta:t"),
+            Resp::bulk(i.to_string()),
+            "after EXEC {i}"
+        );
+    }
+}

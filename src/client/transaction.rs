@@ -224,6 +224,18 @@ impl Transaction {
         block.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
         let mut followers = Vec::new();
         let mut writes = Vec::new();
+        // The near cache forgets the block's writes before it is sent and again before the
+        // client has EXEC's reply (read-your-writes, as for a write outside a transaction).
+        let near: Vec<plan::WriteEffect> = if view.layers.any_near() {
+            queued
+                .iter()
+                .map(|(spec, request)| plan::before_write(&view, spec, request))
+                .filter(|e| !e.is_none())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let coherence = view.layers.coherence().clone();
         for (spec, request) in &queued {
             let (payload, follow) = rewrite(&view, spec, request);
             block.extend_from_slice(&payload);
@@ -262,6 +274,11 @@ impl Transaction {
                 Ok::<_, Reply>(Reply::Raw(exec.raw))
             }
             .await;
+            // Whether the block ran or failed on the way, what it may have written is
+            // forgotten before the client has the reply.
+            for effect in &near {
+                effect.apply(&coherence);
+            }
             output(reply.unwrap_or_else(|e| e))
         }))
     }

@@ -8,7 +8,7 @@
 mod copies;
 mod near;
 
-pub use near::{then_apply, WriteEffect};
+pub use near::{before_write, then_apply, WriteEffect};
 
 use crate::backend::Lane;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -179,7 +179,7 @@ fn may_write(spec: &CommandSpec) -> bool {
 
 /// What the write `request` does to the near cache (called only when some layer has one),
 /// with the pre-send invalidation done.
-pub(super) fn before_write(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect {
+pub fn before_write(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect {
     if !may_write(spec) {
         return WriteEffect::None;
     }
