@@ -213,6 +213,33 @@ impl RespClient {
         self.stream.flush().await.map_err(CallError::Write)
     }
 
+    /// Reads the next frame as its bytes, without decoding it into a frame (a RESP3
+    /// connection's pushes, read by a caller that parses the few shapes it expects itself).
+    /// No timeout: the caller bounds the wait.
+    pub async fn read_raw(&mut self) -> Result<bytes::Bytes, CallError> {
+        loop {
+            let len = crate::protocol::resp3_reply::frame_len(&self.buf)
+                .map_err(|e| CallError::Protocol(e.to_string()))?;
+            if let Some(len) = len {
+                return Ok(self.buf.split_to(len).freeze());
+            }
+            if let Some(max) = self.max_reply.filter(|&max| self.buf.len() > max) {
+                return Err(CallError::Protocol(format!(
+                    "reply longer than {max} bytes"
+                )));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(CallError::Read)?;
+            if n == 0 {
+                return Err(CallError::Closed);
+            }
+        }
+    }
+
     async fn next_reply(&mut self) -> Result<NodeReply, CallError> {
         loop {
             if let Some(reply) = decode_reply_as(&mut self.buf, self.proto)

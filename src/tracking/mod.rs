@@ -21,7 +21,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::backend::{CallError, RespClient, Router};
 use crate::cluster::NodeInfo;
 use crate::near::Coherence;
-use crate::protocol::NodeReply;
 use crate::protocol::Proto;
 use redis_protocol::resp2::types::BytesFrame;
 
@@ -145,13 +144,11 @@ async fn stream(
     let mut waiting_since: Option<Instant> = None;
     loop {
         tokio::select! {
-            read = client.read() => match read {
-                Ok(reply) => {
-                    if let Some(pong) = take(coherence, &reply) {
-                        if pong && unanswered > 0 {
-                            unanswered -= 1;
-                            waiting_since = (unanswered > 0).then(Instant::now);
-                        }
+            read = client.read_raw() => match read {
+                Ok(raw) => {
+                    if take(coherence, &raw) && unanswered > 0 {
+                        unanswered -= 1;
+                        waiting_since = (unanswered > 0).then(Instant::now);
                     }
                 }
                 Err(e) => return Ended::Call(e),
@@ -207,32 +204,120 @@ async fn open(
     }
 }
 
-/// Applies one frame of the stream: an invalidation push is applied and gives `Some(false)`,
-/// a reply (PONG) `Some(true)`, anything else `None`.
-fn take(coherence: &Coherence, reply: &NodeReply) -> Option<bool> {
-    if reply.raw.first() != Some(&b'>') {
-        return Some(
-            matches!(&reply.frame, BytesFrame::SimpleString(s) if s.eq_ignore_ascii_case(b"PONG")),
-        );
+/// One frame of the stream, parsed from its bytes (the node sends few shapes).
+#[derive(Debug, PartialEq, Eq)]
+enum Frame<'a> {
+    /// `>2 invalidate [keys]`.
+    Invalidate(Vec<&'a [u8]>),
+    /// `>2 invalidate _`: the node was flushed.
+    Flush,
+    Pong,
+    /// Another push or reply: nothing to do.
+    Other,
+}
+
+/// Reads one CRLF-ended line at `*at`, moving past it.
+fn line<'a>(raw: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    let rest = raw.get(*at..)?;
+    let end = memchr::memmem::find(rest, b"\r\n")?;
+    *at += end + 2;
+    rest.get(..end)
+}
+
+fn number(text: &[u8]) -> Option<usize> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A bulk string at `*at` (`$len`, the bytes, CRLF), moving past it.
+fn bulk<'a>(raw: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    let head = line(raw, at)?;
+    let len = number(head.strip_prefix(b"$")?)?;
+    let bytes = raw.get(*at..at.checked_add(len)?)?;
+    *at += len + 2;
+    Some(bytes)
+}
+
+/// What `raw` (one whole frame) is; `None` for an invalidate push of a shape not understood
+/// (treated as a flush: everything may have changed).
+fn parse(raw: &[u8]) -> Option<Frame<'_>> {
+    if raw.first() != Some(&b'>') {
+        return Some(if raw.eq_ignore_ascii_case(b"+PONG\r\n") {
+            Frame::Pong
+        } else {
+            Frame::Other
+        });
     }
-    let BytesFrame::Array(items) = &reply.frame else {
-        return None;
-    };
-    match items.as_slice() {
-        [BytesFrame::BulkString(kind), keys] if kind.eq_ignore_ascii_case(b"invalidate") => {
-            match keys {
-                BytesFrame::Array(keys) => {
-                    for key in keys {
-                        if let BytesFrame::BulkString(key) = key {
-                            coherence.invalidate(key);
-                        }
-                    }
-                }
-                // A flush of the node (FLUSHALL, FLUSHDB, a full resync): everything goes.
-                _ => coherence.flush("a node was flushed"),
+    let mut at = 0;
+    let head = line(raw, &mut at)?;
+    if number(head.get(1..)?)? != 2 || !bulk(raw, &mut at)?.eq_ignore_ascii_case(b"invalidate") {
+        return Some(Frame::Other);
+    }
+    let keys = line(raw, &mut at)?;
+    if keys == b"_" || keys == b"*-1" {
+        return Some(Frame::Flush);
+    }
+    let n = number(keys.strip_prefix(b"*")?)?;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        out.push(bulk(raw, &mut at)?);
+    }
+    Some(Frame::Invalidate(out))
+}
+
+/// Applies one frame of the stream; true for a PONG.
+fn take(coherence: &Coherence, raw: &[u8]) -> bool {
+    match parse(raw) {
+        Some(Frame::Invalidate(keys)) => {
+            for key in keys {
+                coherence.invalidate(key);
             }
-            Some(false)
+            false
         }
-        _ => None,
+        Some(Frame::Pong) => true,
+        Some(Frame::Other) => false,
+        // A flush of the node (FLUSHALL, FLUSHDB, a full resync), or a push not understood.
+        Some(Frame::Flush) | None => {
+            coherence.flush("a node was flushed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_parse_as_redis_sends_them() {
+        // Bytes as redis-server 7.0 writes them.
+        let one = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$7\r\nroute:a\r\n";
+        assert_eq!(parse(one), Some(Frame::Invalidate(vec![&b"route:a"[..]])));
+        let two = b">2\r\n$10\r\ninvalidate\r\n*2\r\n$7\r\nroute:a\r\n$7\r\nroute:b\r\n";
+        assert_eq!(
+            parse(two),
+            Some(Frame::Invalidate(vec![&b"route:a"[..], &b"route:b"[..]]))
+        );
+        assert_eq!(
+            parse(b">2\r\n$10\r\ninvalidate\r\n_\r\n"),
+            Some(Frame::Flush)
+        );
+        assert_eq!(parse(b"+PONG\r\n"), Some(Frame::Pong));
+        assert_eq!(parse(b"+OK\r\n"), Some(Frame::Other));
+        assert_eq!(
+            parse(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"),
+            Some(Frame::Other)
+        );
+        // Binary keys, with CRLF inside.
+        let bin = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$4\r\na\r\nb\r\n";
+        assert_eq!(parse(bin), Some(Frame::Invalidate(vec![&b"a\r\nb"[..]])));
+        // Truncated or lying lengths are not understood (flushed), never a panic.
+        for bad in [
+            &b">2\r\n$10\r\ninvalidate\r\n*2\r\n$7\r\nroute:a\r\n"[..],
+            b">2\r\n$10\r\ninvalidate\r\n*1\r\n$99\r\nroute:a\r\n",
+            b">2\r\n$10\r\ninvalidate\r\n*x\r\n",
+            b">",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }
