@@ -129,10 +129,18 @@ impl Coherence {
     /// A write of `key` reported by a node: fills under way are dropped and the entry
     /// removed from whichever store holds it.
     pub fn invalidate(&self, key: &[u8]) {
-        self.bump(key);
-        for store in self.stores.load().iter() {
-            if key.starts_with(store.prefix()) {
-                store.remove_invalidated(key);
+        self.invalidate_all([key]);
+    }
+
+    /// [`invalidate`](Coherence::invalidate) of each key (a push names several).
+    pub fn invalidate_all<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        let stores = self.stores.load();
+        for key in keys {
+            self.bump(key);
+            for store in stores.iter() {
+                if key.starts_with(store.prefix()) {
+                    store.remove_invalidated(key);
+                }
             }
         }
     }

@@ -219,7 +219,11 @@ enum Frame<'a> {
 /// Reads one CRLF-ended line at `*at`, moving past it.
 fn line<'a>(raw: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
     let rest = raw.get(*at..)?;
-    let end = memchr::memmem::find(rest, b"\r\n")?;
+    // A header line holds no CR of its own: the first one ends it.
+    let end = memchr::memchr(b'\r', rest)?;
+    if rest.get(end + 1) != Some(&b'\n') {
+        return None;
+    }
     *at += end + 2;
     rest.get(..end)
 }
@@ -268,9 +272,7 @@ fn parse(raw: &[u8]) -> Option<Frame<'_>> {
 fn take(coherence: &Coherence, raw: &[u8]) -> bool {
     match parse(raw) {
         Some(Frame::Invalidate(keys)) => {
-            for key in keys {
-                coherence.invalidate(key);
-            }
+            coherence.invalidate_all(keys);
             false
         }
         Some(Frame::Pong) => true,
