@@ -9,6 +9,8 @@
 //!                            (with users configured: the access check, client/gate.rs)
 //! coordinator/mod.rs         classify: command/classify.rs + command/table, the key's layer
 //!                            (policy/layers.rs), the statistics record (coordinator/track.rs)
+//! coordinator/plan/near.rs   a layer with a near cache: answered from memory (near/), or
+//!                            sent with a PTTL to fill it
 //! coordinator/plan/mod.rs    the planner: one copy → the key's node (cluster/ring.rs), sent
 //!                            as received by `forward`; several copies → plan/copies.rs →
 //!                            read_one.rs / read_flight.rs (failover, R of N, repair) or
@@ -33,7 +35,10 @@
 //!   the layers as configured; a one-shot latch; the HTTP server of the admin endpoint.
 //! - [`command`]: the command table, classification, key positions.
 //! - [`stats`]: per-worker counters and latency histograms.
-//! - [`policy`]: the runtime layers (longest-prefix match, statistics) and TTL rules.
+//! - [`near`]: the near cache's per-layer stores (values in strata's memory, bounded in bytes)
+//!   and its coherence state (which invalidation streams are live, the fill race's counters).
+//! - [`policy`]: the runtime layers (longest-prefix match, statistics, near cache stores) and
+//!   TTL rules.
 //! - [`acl`]: users and what each may run and touch, compiled from `security` (checked by
 //!   `client/gate.rs` and `client/dispatch.rs` before a request runs).
 //! - [`cluster`]: node records (identity, health state, hints owed), the ring, the topology
@@ -45,6 +50,8 @@
 //!   the rebalancer, dedicated connections, `strata warm`, `strata load`); typed node errors.
 //! - [`repair`], [`health`]: convergence (write tails, read repair, hinted handoff) and
 //!   heartbeats.
+//! - [`tracking`]: the near cache's invalidation streams, one RESP3 connection per node with
+//!   `CLIENT TRACKING ON BCAST` (docs/near-cache.md).
 //! - [`coordinator`]: classify → plan (one planner, one or several copies) → flights → merge.
 //! - [`control`]: the client registry, reload, membership changes, rebalance, shutdown,
 //!   layer key counts, and the process-wide [`control::Control`] handle.
