@@ -217,35 +217,30 @@ impl RespClient {
     /// connection's pushes, read by a caller that parses the few shapes it expects itself).
     /// No timeout: the caller bounds the wait.
     pub async fn read_raw(&mut self) -> Result<bytes::Bytes, CallError> {
-        loop {
-            let len = crate::protocol::resp3_reply::frame_len(&self.buf)
+        self.read_until(|buf, _| {
+            let len = crate::protocol::resp3_reply::frame_len(buf)
                 .map_err(|e| CallError::Protocol(e.to_string()))?;
-            if let Some(len) = len {
-                return Ok(self.buf.split_to(len).freeze());
-            }
-            if let Some(max) = self.max_reply.filter(|&max| self.buf.len() > max) {
-                return Err(CallError::Protocol(format!(
-                    "reply longer than {max} bytes"
-                )));
-            }
-            self.buf.reserve(READ_CHUNK);
-            let n = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(CallError::Read)?;
-            if n == 0 {
-                return Err(CallError::Closed);
-            }
-        }
+            Ok(len.map(|len| buf.split_to(len).freeze()))
+        })
+        .await
     }
 
     async fn next_reply(&mut self) -> Result<NodeReply, CallError> {
+        self.read_until(|buf, proto| {
+            decode_reply_as(buf, proto).map_err(|e| CallError::Protocol(e.to_string()))
+        })
+        .await
+    }
+
+    /// Reads until `take` finds a whole frame at the start of the buffer (`Ok(None)`: more
+    /// bytes needed), within the reply limit.
+    async fn read_until<T>(
+        &mut self,
+        mut take: impl FnMut(&mut BytesMut, Proto) -> Result<Option<T>, CallError>,
+    ) -> Result<T, CallError> {
         loop {
-            if let Some(reply) = decode_reply_as(&mut self.buf, self.proto)
-                .map_err(|e| CallError::Protocol(e.to_string()))?
-            {
-                return Ok(reply);
+            if let Some(frame) = take(&mut self.buf, self.proto)? {
+                return Ok(frame);
             }
             if let Some(max) = self.max_reply.filter(|&max| self.buf.len() > max) {
                 return Err(CallError::Protocol(format!(

@@ -333,13 +333,7 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
     let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); opts.targets.len()];
     let mut totals: Vec<Tally> = vec![Tally::default(); opts.targets.len()];
     for round in 1..=opts.rounds {
-        // Every other round in reverse order: a target run right after another meets the
-        // machine in another state, so none always follows the same one.
-        let mut order: Vec<usize> = (0..opts.targets.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
-        }
-        for i in order {
+        for i in round_order(opts.targets.len(), round) {
             let Some(target) = opts.targets.get(i) else {
                 continue;
             };
@@ -383,6 +377,16 @@ async fn run_all(opts: &BenchOptions) -> Result<Report, BenchError> {
     Ok(Report::new(opts.settings(), targets))
 }
 
+/// The targets' order in `round`: every other round in reverse, since a target run right after
+/// another meets the machine in another state, so none always follows the same one.
+fn round_order(targets: usize, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..targets).collect();
+    if round % 2 == 0 {
+        order.reverse();
+    }
+    order
+}
+
 /// The router workload: each round runs every target, then the same stream with the cache
 /// bypassed; figures are merged over rounds.
 async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterReport, BenchError> {
@@ -391,12 +395,7 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
         vec![BTreeMap::new(); opts.targets.len()];
     let mut bypassed = router::RouterTally::default();
     for round in 1..=opts.rounds {
-        // As in run_all: every other round in reverse order.
-        let mut order: Vec<usize> = (0..opts.targets.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
-        }
-        for i in order {
+        for i in round_order(opts.targets.len(), round) {
             let Some(target) = opts.targets.get(i) else {
                 continue;
             };
@@ -440,10 +439,7 @@ async fn run_router(opts: &BenchOptions, spec: &RouterSpec) -> Result<RouterRepo
             let delta = report::layer_delta(&before, &phase::info_layers(opts, target).await);
             if let Some(sum) = seen.get_mut(i) {
                 for (name, c) in delta {
-                    let s = sum.entry(name).or_default();
-                    s.hits += c.hits;
-                    s.misses += c.misses;
-                    s.writes += c.writes;
+                    sum.entry(name).or_default().add(&c);
                 }
             }
             if opts.progress {

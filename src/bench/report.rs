@@ -117,6 +117,12 @@ pub struct LayerCounts {
 }
 
 impl LayerCounts {
+    pub fn add(&mut self, other: &LayerCounts) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.writes += other.writes;
+    }
+
     pub fn hit_rate(&self) -> Option<f64> {
         let n = self.hits + self.misses;
         (n > 0).then(|| self.hits as f64 / n as f64)
@@ -248,10 +254,7 @@ impl TargetReport {
             let mut out: BTreeMap<String, LayerCounts> = BTreeMap::new();
             for r in &rounds {
                 for (name, c) in pick(r) {
-                    let s = out.entry(name.clone()).or_default();
-                    s.hits += c.hits;
-                    s.misses += c.misses;
-                    s.writes += c.writes;
+                    out.entry(name.clone()).or_default().add(c);
                 }
             }
             out

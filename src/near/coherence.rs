@@ -177,16 +177,6 @@ impl Coherence {
         }
     }
 
-    /// The nodes whose invalidations are needed (the members). A node no longer expected is
-    /// forgotten; a new one must report in before entries are served again.
-    pub fn expect(&self, nodes: impl IntoIterator<Item = usize>) {
-        let mut s = self.lock();
-        s.expected = nodes.into_iter().collect();
-        let expected = s.expected.clone();
-        s.live.retain(|n| expected.contains(n));
-        self.settle(&s, "the nodes changed");
-    }
-
     /// Node `slot` joined (`true`) or left (`false`) the members whose invalidations are
     /// needed. A joining node must report in before entries are served again; a leaving one
     /// moves keys to other nodes, so everything goes.

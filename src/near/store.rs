@@ -214,11 +214,6 @@ impl Store {
         }
     }
 
-    /// Removes one entry (STRATA NEARCACHE FLUSH of a key); true when there was one.
-    pub fn remove(&self, key: &[u8]) -> bool {
-        self.cache.remove(key).is_some()
-    }
-
     /// Empties the store (counted when it held something).
     pub fn flush(&self) {
         let had = !self.cache.is_empty();

@@ -22,7 +22,7 @@ fn ready_store(max_bytes: u64) -> (Arc<Coherence>, Arc<Store>) {
     let c = Arc::new(Coherence::default());
     let s = Arc::new(Store::new("route", "route:", config(max_bytes), c.clone()).unwrap());
     c.set_stores(vec![s.clone()]);
-    c.expect([0]);
+    c.expect_node(0, true);
     c.set_live(0, true);
     assert!(c.ready());
     (c, s)
@@ -83,7 +83,7 @@ fn nothing_is_served_or_kept_unless_every_expected_stream_is_live() {
     let t = c.begin(b"route:a");
     fill(&s, &t, "route:a", "v");
     // A second node joins: not ready until its stream is live, and flushed.
-    c.expect([0, 1]);
+    c.expect_node(1, true);
     assert!(!c.ready());
     assert_eq!(s.get(b"route:a", Instant::now()), None);
     assert!(s.is_empty());

@@ -442,6 +442,8 @@ async fn fan_out_merged(
 /// request that goes to nodes comes through here with its one snapshot (`view`):
 ///
 /// - blocking commands → a dedicated connection (`blocking.rs`);
+/// - with a near cache: a GET of its layer answered from memory or sent as a fill, a write
+///   of its keys invalidated before it is sent (and again by the session, `near.rs`);
 /// - key commands and splittable multi-key commands of layers with one copy → the owning
 ///   node's shared connection, TTL policy applied (`one_copy`, `split_one_copy`);
 /// - the same of layers with several copies (or ejecting down nodes), and every key command
@@ -482,20 +484,6 @@ pub async fn plan(
             track.near_after = effect;
         }
     }
-    planned(coord, view, lane, spec, traits, request, track).await
-}
-
-/// [`plan`] past the near cache.
-async fn planned(
-    coord: &Arc<Coordinator>,
-    view: &View,
-    lane: Lane,
-    spec: &'static CommandSpec,
-    traits: Traits,
-    request: Request,
-    track: &mut Track,
-) -> Pending {
-    let router = &coord.router;
     let layers = &view.layers;
     let rebalancing = coord.rebalance.is_running();
     let copies = (layers.any_replicated() || rebalancing)

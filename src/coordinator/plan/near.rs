@@ -87,20 +87,20 @@ pub(super) async fn get(
     Some(Pending::task(async move {
         let got = settle(&node, get_rx.await);
         let pttl = settle(&node, pttl_rx.await);
+        // The read goes on to the next replicas as the `one` read flight would.
+        let keys = std::iter::once(key.clone()).collect();
+        let go_on = |first: NodeOutcome| async move {
+            let read = ReadRequest {
+                nodes,
+                payload,
+                keys,
+                started,
+            };
+            output(Flight::continue_one(&coord, lane, layer_id, op, read, position, first).await)
+        };
         let reply = match got {
             Ok(reply) => reply,
-            Err(e) if e.retryable() && others > 0 => {
-                let read = ReadRequest {
-                    nodes,
-                    payload,
-                    keys: std::iter::once(key).collect(),
-                    started,
-                };
-                let first = NodeOutcome::Failed(e);
-                let landed =
-                    Flight::continue_one(&coord, lane, layer_id, op, read, position, first).await;
-                return output(landed);
-            }
+            Err(e) if e.retryable() && others > 0 => return go_on(NodeOutcome::Failed(e)).await,
             Err(e) => return done(Reply::error(e.to_string())),
         };
         if let BytesFrame::BulkString(value) = &reply.frame {
@@ -118,14 +118,7 @@ pub(super) async fn get(
         if believed || !is_miss(op.outcome, &reply.raw) {
             return done(Reply::Raw(reply.raw));
         }
-        let read = ReadRequest {
-            nodes,
-            payload,
-            keys: std::iter::once(key).collect(),
-            started,
-        };
-        let first = NodeOutcome::Answered(reply);
-        output(Flight::continue_one(&coord, lane, layer_id, op, read, position, first).await)
+        go_on(NodeOutcome::Answered(reply)).await
     }))
 }
 
