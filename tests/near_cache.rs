@@ -293,3 +293,78 @@ fn a_transaction_s_writes_are_read_at_once() {
         );
     }
 }
+
+#[test]
+fn mget_is_served_per_key_from_memory_and_fills_what_it_misses() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes);
+    let mut c = s.raw();
+    assert_eq!(
+        c.call(&["MSET", "meta:a", "1", "route:b", "2", "load:c", "3"]),
+        Resp::ok()
+    );
+    let keys = ["MGET", "meta:a", "route:b", "load:c", "meta:none", "meta:a"];
+    let expected = Resp::Array(vec![
+        Resp::bulk("1"),
+        Resp::bulk("2"),
+        Resp::bulk("3"),
+        Resp::Nil,
+        Resp::bulk("1"),
+    ]);
+    let hits = |c: &mut RawClient| near(c, "meta", "near_hits") + near(c, "route", "near_hits");
+    // Filled by MGETs (the first fill after a write may be dropped: see `until_cached`).
+    poll_until(DEADLINE, "an MGET answered from memory", || {
+        assert_eq!(c.call(&keys), expected);
+        let before = hits(&mut c);
+        assert_eq!(c.call(&keys), expected);
+        // meta:a twice and route:b: three keys from memory.
+        (hits(&mut c) == before + 3).then_some(())
+    });
+    // Every near-cached key found: the reply is built in memory, the nodes are not asked.
+    let both = ["MGET", "route:b", "meta:a"];
+    let before = hits(&mut c);
+    assert_eq!(
+        c.call(&both),
+        Resp::Array(vec![Resp::bulk("2"), Resp::bulk("1")])
+    );
+    assert_eq!(hits(&mut c), before + 2);
+    // A GET is served from what an MGET filled, and the other way round.
+    let before = near(&mut c, "meta", "near_hits");
+    assert_eq!(get(&mut c, "meta:a"), Resp::bulk("1"));
+    assert_eq!(near(&mut c, "meta", "near_hits"), before + 1);
+
+    // Read-your-writes, and a write made on the node directly.
+    assert_eq!(c.call(&["SET", "meta:a", "9"]), Resp::ok());
+    assert_eq!(
+        c.call(&["MGET", "meta:a", "load:c"]),
+        Resp::Array(vec![Resp::bulk("9"), Resp::bulk("3")])
+    );
+    let mut direct = RawClient::connect(&nodes[s.owner("meta:a")].addr());
+    until_cached(&mut c, "meta", "meta:a");
+    assert_eq!(direct.call(&["SET", "meta:a", "10"]), Resp::ok());
+    poll_until(DEADLINE, "the direct write to be seen by MGET", || {
+        let reply = c.call(&["MGET", "meta:a", "load:c"]);
+        (reply == Resp::Array(vec![Resp::bulk("10"), Resp::bulk("3")])).then_some(())
+    });
+    // A key of the wrong type is nil in an MGET, as in Redis, and never cached.
+    c.call(&["RPUSH", "meta:list", "x"]);
+    assert_eq!(
+        c.call(&["MGET", "meta:list", "meta:a"]),
+        Resp::Array(vec![Resp::Nil, Resp::bulk("10")])
+    );
+
+    // A RESP3 client gets RESP3's null for a missing key, whether the others came from memory
+    // or from a node.
+    let mut r3 = s.raw();
+    r3.send_cmd(&["HELLO", "3"]);
+    r3.read_frame().unwrap();
+    until_cached(&mut c, "meta", "meta:a");
+    let mget = ["MGET", "meta:a", "load:c", "meta:none"];
+    for _ in 0..2 {
+        r3.send_cmd(&mget);
+        assert_eq!(
+            String::from_utf8(r3.read_frame().unwrap()).unwrap(),
+            "*3\r\n$2\r\n10\r\n$1\r\n3\r\n_\r\n"
+        );
+    }
+}

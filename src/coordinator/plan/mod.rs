@@ -438,6 +438,45 @@ async fn fan_out_merged(
     fan_out(router, lane, payload(&request), plan).await
 }
 
+/// A splittable multi-key command: by [`copies::split`] when some layer has several copies
+/// or a rebalance runs, else one sub-command per node ([`split_one_copy`]).
+#[allow(clippy::too_many_arguments)]
+async fn split_any(
+    coord: &Arc<Coordinator>,
+    view: &View,
+    lane: Lane,
+    spec: &'static CommandSpec,
+    split: Split,
+    request: Request,
+    traits: Traits,
+    track: &mut Track,
+) -> Pending {
+    if view.layers.any_replicated() || coord.rebalance.is_running() {
+        copies::split(
+            coord,
+            view,
+            lane,
+            spec,
+            split,
+            request,
+            traits.ttl_rule,
+            track,
+        )
+        .await
+    } else {
+        split_one_copy(
+            &coord.router,
+            view,
+            lane,
+            spec,
+            split,
+            request,
+            traits.ttl_rule,
+        )
+        .await
+    }
+}
+
 /// The planner: where a request goes and how, by its route and its keys' layers. Every
 /// request that goes to nodes comes through here with its one snapshot (`view`):
 ///
@@ -478,6 +517,20 @@ pub async fn plan(
                 return pending;
             }
         }
+        if let Route::Split(split @ Split::Mget) = spec.route {
+            match near::mget(coord, view, &request, track) {
+                near::Mget::Usual => {}
+                near::Mget::Served(reply) => return Pending::ready(reply),
+                near::Mget::Rest(rest, mut parts) => {
+                    let pending = Box::pin(split_any(
+                        coord, view, lane, spec, split, rest, traits, track,
+                    ))
+                    .await;
+                    parts.send_pttls(coord, view, lane).await;
+                    return parts.finish(pending);
+                }
+            }
+        }
         let effect = near::before_write(view, spec, &request);
         if !effect.is_none() {
             // Applied again by the session when the reply is in (`Track::near_after`).
@@ -486,18 +539,14 @@ pub async fn plan(
     }
     let layers = &view.layers;
     let rebalancing = coord.rebalance.is_running();
+    // A key command of a layer with several copies, or any while keys move: flights.
     let copies = (layers.any_replicated() || rebalancing)
-        && match spec.route {
-            Route::SameNode => {
-                rebalancing
-                    || track
-                        .layer
-                        .and_then(|l| layers.get(l))
-                        .is_some_and(|l| l.replicated)
-            }
-            Route::Split(_) => true,
-            _ => false,
-        };
+        && spec.route == Route::SameNode
+        && (rebalancing
+            || track
+                .layer
+                .and_then(|l| layers.get(l))
+                .is_some_and(|l| l.replicated));
     match spec.route {
         Route::SameNode if copies => {
             let layer = track.layer.unwrap_or_default();
@@ -513,18 +562,8 @@ pub async fn plan(
             )
             .await
         }
-        Route::Split(split) if copies => {
-            copies::split(
-                coord,
-                view,
-                lane,
-                spec,
-                split,
-                request,
-                traits.ttl_rule,
-                track,
-            )
-            .await
+        Route::Split(split) => {
+            split_any(coord, view, lane, spec, split, request, traits, track).await
         }
         Route::SameNode => match one_copy(view, lane, spec, &request, traits.ttl_rule, track) {
             Err(reply) => Pending::ready(reply),
@@ -535,9 +574,6 @@ pub async fn plan(
                 send_followed(router, view, lane, node, payload, followers).await
             }
         },
-        Route::Split(split) => {
-            split_one_copy(router, view, lane, spec, split, request, traits.ttl_rule).await
-        }
         Route::FanOut(merge) => Box::pin(fan_out_merged(coord, view, lane, merge, request)).await,
         Route::AnyNode => {
             let node = view.topology.pick(lane.client);

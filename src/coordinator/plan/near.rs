@@ -6,6 +6,8 @@
 //!   client's connection, and a value found is kept for the key's remaining TTL (at most
 //!   `max_ttl`) unless an invalidation overtook it. A miss or a failure that another replica
 //!   may not have goes on as the `one` read flight would (`Flight::continue_one`).
+//! - An `MGET` is served key by key: keys found in memory from there, the others in one
+//!   `MGET` by the usual path, the near-cached ones among them filled as a `GET` would be.
 //! - A write naming a key of a near-cached layer invalidates the key before it is sent and
 //!   again when its reply is in, before the client has it: a fill that read the value before
 //!   the write cannot outlive the write's acknowledgement, so every client of this strata reads
@@ -230,4 +232,213 @@ pub fn then_apply(mut pending: Pending, effect: WriteEffect, coherence: Arc<Cohe
             applied: pending.applied().to_vec(),
         }
     })
+}
+
+/// What the near cache makes of an MGET.
+pub(super) enum Mget {
+    /// No key of it is near-cached (or the near cache cannot serve now): the usual path.
+    Usual,
+    /// Every key was answered from memory.
+    Served(Reply),
+    /// Some keys were answered from memory or are fills: the rest goes the usual path as this
+    /// request, and [`MgetParts::finish`] puts the reply together.
+    Rest(Request, MgetParts),
+}
+
+/// An MGET answered partly from memory, partly by the nodes (see [`Mget::Rest`]).
+pub(super) struct MgetParts {
+    /// Keys in the client's request.
+    total: usize,
+    /// Positions in the reply answered from memory, with their values.
+    hits: Vec<(usize, Bytes)>,
+    /// The reply position of each key of the rest request, in its order.
+    sent: Vec<usize>,
+    /// The near-cached keys sent on: filled from the rest's reply.
+    fills: Vec<MgetFill>,
+    /// The protocol of the rest's reply.
+    proto: crate::protocol::Proto,
+}
+
+/// One key of an MGET's rest that is a fill: its token is taken before the rest is sent, its
+/// `PTTL` sent behind it ([`MgetParts::send_pttls`]).
+struct MgetFill {
+    /// Its index in the rest request.
+    index: usize,
+    store: Arc<Store>,
+    key: Bytes,
+    token: crate::near::FillToken,
+    sent: Instant,
+    pttl: Option<(Arc<crate::cluster::NodeInfo>, crate::backend::PendingReply)>,
+}
+
+/// An MGET of keys some of which are near-cached: each key found in memory is answered from
+/// there, the others go on in one MGET (the usual path: replicas, failover, splitting per
+/// node), and the near-cached ones among them are fills. `Usual` when no key is near-cached
+/// or the near cache cannot serve now.
+pub(super) fn mget(coord: &Coordinator, view: &View, request: &Request, track: &Track) -> Mget {
+    let Some(keys) = request.args.get(1..) else {
+        return Mget::Usual;
+    };
+    let layer_of = |i: usize| match &track.key_layers {
+        Some(ids) => ids.get(i).copied(),
+        None => track.layer,
+    };
+    let store_of = |i: usize| {
+        let layer = view.layers.get(layer_of(i)?)?;
+        Some((layer, layer.near.as_ref()?))
+    };
+    if !(0..keys.len()).any(|i| store_of(i).is_some()) {
+        return Mget::Usual;
+    }
+    // As for GET: while keys move, or before every stream is live, the usual path reads.
+    if !view.layers.coherence().ready() || coord.rebalance.is_running() {
+        return Mget::Usual;
+    }
+    let now = Instant::now();
+    let worker = coord.router.worker;
+    let mut hits = Vec::new();
+    let mut sent = Vec::new();
+    let mut fills = Vec::new();
+    let mut rest = Vec::with_capacity(request.args.len());
+    rest.extend(request.args.first().cloned());
+    for (i, key) in keys.iter().enumerate() {
+        let near = store_of(i);
+        let counts = near.and_then(|(layer, _)| layer.stats.worker(worker));
+        if let Some(value) = near.and_then(|(_, store)| store.get(key, now)) {
+            if let Some(w) = counts {
+                w.near_hits.add(1);
+            }
+            hits.push((i, value));
+            continue;
+        }
+        if let Some((_, store)) = near {
+            if let Some(w) = counts {
+                w.near_misses.add(1);
+            }
+            fills.push(MgetFill {
+                index: sent.len(),
+                store: store.clone(),
+                key: key.clone(),
+                token: store.coherence().begin(key),
+                sent: now,
+                pttl: None,
+            });
+        }
+        sent.push(i);
+        rest.push(key.clone());
+    }
+    if sent.is_empty() {
+        let mut out = vec![Reply::Nil; keys.len()];
+        for (i, value) in hits {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Reply::Bulk(value);
+            }
+        }
+        return Mget::Served(Reply::Array(out));
+    }
+    let parts = MgetParts {
+        total: keys.len(),
+        hits,
+        sent,
+        fills,
+        proto: crate::protocol::Proto::Resp2,
+    };
+    Mget::Rest(Request::from_args(rest), parts)
+}
+
+impl MgetParts {
+    /// Sends each fill's `PTTL` to the first replica of its key that is up, behind the rest
+    /// (which was sent first on the same client connection, so the TTL is read after the
+    /// value).
+    pub(super) async fn send_pttls(&mut self, coord: &Coordinator, view: &View, lane: Lane) {
+        self.proto = lane.proto;
+        let topology = &view.topology;
+        let up = |&n: &usize| topology.node(n).is_some_and(|n| !n.health.is_down());
+        for fill in &mut self.fills {
+            let spec = view.layers.get(view.layers.resolve(&fill.key));
+            let Some(node) =
+                spec.and_then(|l| view.replicas_of(&l.spec, &fill.key).into_iter().find(up))
+            else {
+                continue;
+            };
+            let Some(conn) = coord.router.connection(node, lane) else {
+                continue;
+            };
+            let rx = conn
+                .send(command_bytes([&b"PTTL"[..], fill.key.as_ref()].into_iter()))
+                .await;
+            fill.pttl = Some((conn.node().clone(), rx));
+        }
+    }
+
+    /// The client's reply: the rest's reply (`pending`) merged with the values from memory;
+    /// the fills kept.
+    pub(super) fn finish(self, mut pending: Pending) -> Pending {
+        Pending::task(async move {
+            let reply = std::future::poll_fn(|cx| pending.poll_reply(cx)).await;
+            let applied = pending.applied().to_vec();
+            let reply = match self.merge(reply).await {
+                Ok(reply) | Err(reply) => reply,
+            };
+            TaskOutput { reply, applied }
+        })
+    }
+
+    async fn merge(self, reply: Reply) -> Result<Reply, Reply> {
+        let items = elements(reply, self.proto)?;
+        if items.len() != self.sent.len() {
+            return Err(Reply::error_static(
+                "ERR strata: unexpected reply from node",
+            ));
+        }
+        let mut out = vec![Reply::Nil; self.total];
+        for (i, value) in self.hits {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Reply::Bulk(value);
+            }
+        }
+        for fill in self.fills {
+            let Some((node, rx)) = fill.pttl else {
+                continue;
+            };
+            let Some(Reply::Bulk(value)) = items.get(fill.index) else {
+                continue;
+            };
+            let pttl = match settle(&node, rx.await).map(|r| r.frame) {
+                Ok(BytesFrame::Integer(ms)) => ms,
+                _ => continue,
+            };
+            if let Some(life) = fill.store.life(pttl, value.len()) {
+                fill.store
+                    .fill(&fill.token, &fill.key, value, fill.sent, life);
+            }
+        }
+        for (item, &i) in items.into_iter().zip(&self.sent) {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = item;
+            }
+        }
+        Ok(Reply::Array(out))
+    }
+}
+
+/// The elements of an MGET's reply; `Err` with the reply to give when it is not an array (an
+/// error).
+fn elements(reply: Reply, proto: crate::protocol::Proto) -> Result<Vec<Reply>, Reply> {
+    match reply {
+        Reply::Array(items) => Ok(items),
+        Reply::Raw(raw) => {
+            let mut buf = bytes::BytesMut::from(raw.as_ref());
+            match crate::protocol::codec::decode_reply_as(&mut buf, proto) {
+                Ok(Some(r)) => match r.frame {
+                    BytesFrame::Array(items) => {
+                        Ok(items.into_iter().map(Reply::from_frame).collect())
+                    }
+                    _ => Err(Reply::Raw(raw)),
+                },
+                _ => Err(Reply::Raw(raw)),
+            }
+        }
+        other => Err(other),
+    }
 }
