@@ -11,6 +11,7 @@
 //!                            (policy/layers.rs), the statistics record (coordinator/track.rs)
 //! coordinator/plan/near.rs   a layer with a near cache: answered from memory (near/), or
 //!                            sent with a PTTL to fill it
+//! coordinator/coalesce.rs    a layer with `coalesce`: an identical read in flight is joined
 //! coordinator/plan/mod.rs    the planner: one copy → the key's node (cluster/ring.rs), sent
 //!                            as received by `forward`; several copies → plan/copies.rs →
 //!                            read_one.rs / read_flight.rs (failover, R of N, repair) or

@@ -138,6 +138,7 @@ impl Server {
             connected: AtomicUsize::new(0),
             stats: Stats::new(workers, COMMANDS.len()),
             background: Arc::new(crate::repair::Background::new(background_budget)),
+            coalesce: Arc::default(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             local_addr,
@@ -417,6 +418,7 @@ fn run_worker(
                 background: control.background.clone(),
             },
             rebalance: control.rebalance.clone(),
+            coalesce: control.coalesce.clone(),
         });
         tokio::spawn(coord.repairs.tails.clone().watch());
         if index == 0 {

@@ -188,6 +188,7 @@ fn layer(name: &str, prefix: &str) -> LayerSpec {
         read_consistency: crate::config::ReadConsistency::One,
         miss_failover: false,
         eject_on_down: false,
+        coalesce: false,
         near_cache: None,
     }
 }

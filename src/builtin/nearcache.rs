@@ -120,7 +120,7 @@ fn flush(control: &Control, layer: Option<&[u8]>) -> Reply {
 /// (WHERE: keys of any layer) every near cache goes.
 pub fn after_invalidate(control: &Control, args: &[Bytes]) {
     let view = control.live.load();
-    if !view.layers.any_near() {
+    if !view.layers.watch_writes() {
         return;
     }
     let coherence = view.layers.coherence();

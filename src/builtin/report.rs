@@ -86,9 +86,18 @@ pub fn layers_section(control: &Control, out: &mut String) {
     }
 }
 
-/// A near-cached layer's figures, in the order INFO and STRATA LAYERS give them; empty for a
-/// layer without a near cache.
-pub fn near_fields(layer: &Layer, t: &LayerTotals) -> Vec<(&'static str, u64)> {
+/// The figures of the features a layer has turned on, in the order INFO and STRATA LAYERS
+/// give them: its near cache's, and `coalesced` when it coalesces reads; empty for a layer
+/// with neither.
+pub fn feature_fields(layer: &Layer, t: &LayerTotals) -> Vec<(&'static str, u64)> {
+    let mut out = near_fields(layer, t);
+    if layer.spec.coalesce {
+        out.push(("coalesced", t.coalesced));
+    }
+    out
+}
+
+fn near_fields(layer: &Layer, t: &LayerTotals) -> Vec<(&'static str, u64)> {
     let Some(store) = &layer.near else {
         return Vec::new();
     };
@@ -106,10 +115,10 @@ pub fn near_fields(layer: &Layer, t: &LayerTotals) -> Vec<(&'static str, u64)> {
     ]
 }
 
-/// [`near_fields`] as INFO's `name=value,` text.
+/// [`feature_fields`] as INFO's `name=value,` text.
 fn near_text(layer: &Layer, t: &LayerTotals) -> String {
     let mut s = String::new();
-    for (name, v) in near_fields(layer, t) {
+    for (name, v) in feature_fields(layer, t) {
         let _ = write!(s, "{name}={v},");
     }
     s
@@ -333,7 +342,7 @@ fn layer_reply(layer: &Layer) -> Reply {
         Reply::bulk("keys"),
         Reply::Integer(keys(&t)),
     ];
-    for (name, v) in near_fields(layer, &t) {
+    for (name, v) in feature_fields(layer, &t) {
         f.push(Reply::bulk(name));
         f.push(int(v));
     }

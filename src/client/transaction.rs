@@ -224,9 +224,10 @@ impl Transaction {
         block.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
         let mut followers = Vec::new();
         let mut writes = Vec::new();
-        // The near cache forgets the block's writes before it is sent and again before the
-        // client has EXEC's reply (read-your-writes, as for a write outside a transaction).
-        let near: Vec<plan::WriteEffect> = if view.layers.any_near() {
+        // The near cache forgets the block's writes, and coalesced reads stop joining flights
+        // sent before them, before the block is sent and again before the client has EXEC's
+        // reply (read-your-writes, as for a write outside a transaction).
+        let near: Vec<plan::WriteEffect> = if view.layers.watch_writes() {
             queued
                 .iter()
                 .map(|(spec, request)| plan::before_write(&view, spec, request))

@@ -35,6 +35,8 @@ pub struct LayerSpec {
     pub miss_failover: bool,
     /// A down node leaves the layer's ring until it recovers.
     pub eject_on_down: bool,
+    /// Concurrent identical reads share one request to the nodes.
+    pub coalesce: bool,
     /// Hot values kept in strata's memory (None: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near_cache: Option<NearCacheConfig>,
@@ -125,6 +127,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             read_consistency: l.read_consistency.unwrap_or(d.read_consistency),
             miss_failover: false,
             eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
+            coalesce: l.coalesce.unwrap_or(d.coalesce),
             near_cache: l.near_cache,
         });
         let replication = l.replication.unwrap_or(d.replication);
@@ -146,6 +149,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         read_consistency: d.read_consistency,
         miss_failover: d.miss_failover.unwrap_or(d.replication > 1),
         eject_on_down: d.eject_on_down,
+        coalesce: d.coalesce,
         near_cache: None,
     });
     for (i, l) in out.iter().enumerate() {

@@ -68,6 +68,9 @@ pub struct LayerDefaults {
     /// (twemproxy's auto-eject). Default false: the node keeps its place, its keys are served
     /// by their other replicas.
     pub eject_on_down: bool,
+    /// Concurrent identical reads that go to the nodes are sent once and share the reply
+    /// (docs/coalescing.md). Default false.
+    pub coalesce: bool,
 }
 
 impl Default for LayerDefaults {
@@ -80,6 +83,7 @@ impl Default for LayerDefaults {
             read_consistency: ReadConsistency::One,
             miss_failover: None,
             eject_on_down: false,
+            coalesce: false,
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct LayerConfig {
     pub miss_failover: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eject_on_down: Option<bool>,
+    /// Concurrent identical reads share one request to the nodes (docs/coalescing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<bool>,
     /// Keep the layer's hot values in strata's own memory, kept coherent by the nodes'
     /// invalidations (docs/near-cache.md). Default none: off. Only for `read_consistency: one`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

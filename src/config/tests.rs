@@ -170,3 +170,32 @@ fn near_caches_resolve_and_their_rules_are_enforced() {
     )
     .unwrap();
 }
+
+#[test]
+fn coalesce_is_per_layer_with_a_default() {
+    let two = "nodes:\n  - {id: a, addr: 'h:1'}\n  - {id: b, addr: 'h:2'}\n";
+    let s = Config::parse(
+        &format!(
+            "{two}defaults: {{coalesce: true}}\nlayers:\n  - {{name: result, prefix: 'result:'}}\n  - {{name: meta, prefix: 'meta:', coalesce: false}}\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    let by_name = |n: &str| s.layers.iter().find(|l| l.name == n).unwrap();
+    assert!(by_name("result").coalesce, "from defaults");
+    assert!(!by_name("meta").coalesce, "the layer's own setting wins");
+    assert!(by_name("default").coalesce);
+    let s = Config::parse(
+        &format!("{two}layers:\n  - {{name: r, prefix: 'r:'}}\n"),
+        "t",
+    )
+    .unwrap();
+    assert!(s.layers.iter().all(|l| !l.coalesce), "off by default");
+    let e = Config::parse(
+        &format!("{two}layers:\n  - {{name: r, prefix: 'r:', coalesce: 1}}\n"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("coalesce"), "{e}");
+}

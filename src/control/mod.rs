@@ -45,6 +45,8 @@ pub struct Control {
     pub rebalance: Arc<Rebalance>,
     /// Budget and figures of background convergence work (write tails, repairs).
     pub background: Arc<Background>,
+    /// Reads of coalescing layers in flight, shared by every worker.
+    pub coalesce: Arc<crate::coordinator::coalesce::Coalescer>,
     pub started: Instant,
     pub started_wall: SystemTime,
     /// The address actually bound (differs from the config with port 0).

@@ -7,6 +7,7 @@
 //! (`keyspace/`).
 
 pub mod blocking;
+pub mod coalesce;
 pub mod invalidate;
 pub mod keyspace;
 pub mod merge;
@@ -42,6 +43,8 @@ pub struct Coordinator {
     pub router: Arc<Router>,
     pub repairs: Repairs,
     pub rebalance: Arc<Rebalance>,
+    /// Reads of coalescing layers in flight (`coalesce.rs`).
+    pub coalesce: Arc<coalesce::Coalescer>,
 }
 
 /// What the session gets back for one request.

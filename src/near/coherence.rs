@@ -117,13 +117,17 @@ impl Coherence {
     /// Whether an invalidation of the token's bucket or a flush came since it was taken (or
     /// the streams stopped being ready).
     pub fn overtaken(&self, token: &FillToken) -> bool {
+        !self.ready() || self.changed(token)
+    }
+
+    /// Whether a write or an invalidation of a key of the token's bucket, or a flush, came
+    /// since it was taken (what a read that would join another checks: `coordinator::coalesce`).
+    pub fn changed(&self, token: &FillToken) -> bool {
         let bucket = self
             .buckets
             .get(token.bucket)
             .map_or(0, |b| b.load(Ordering::SeqCst));
-        !self.ready()
-            || self.generation.load(Ordering::SeqCst) != token.generation
-            || bucket != token.seen
+        self.generation.load(Ordering::SeqCst) != token.generation || bucket != token.seen
     }
 
     /// A write of `key` reported by a node: fills under way are dropped and the entry
@@ -150,6 +154,12 @@ impl Coherence {
     pub fn invalidate_in(&self, store: &Store, key: &[u8]) {
         self.bump(key);
         store.remove_invalidated(key);
+    }
+
+    /// A write of `key` through strata to a layer without a near cache: only the counters
+    /// (coalesced reads sent before it are not joined any more).
+    pub fn note_write(&self, key: &[u8]) {
+        self.bump(key);
     }
 
     /// Fills of `key`'s bucket under way will be dropped.

@@ -100,6 +100,8 @@ pub struct Layers {
     coherence: std::sync::Arc<Coherence>,
     /// True when some layer has a near cache.
     any_near: bool,
+    /// True when some layer coalesces its reads.
+    any_coalesce: bool,
 }
 
 impl Layers {
@@ -133,6 +135,7 @@ impl Layers {
                 read_consistency: ReadConsistency::One,
                 miss_failover: false,
                 eject_on_down: false,
+                coalesce: false,
                 near_cache: None,
             });
         layers.push(Layer::new(default, workers));
@@ -162,6 +165,7 @@ impl Layers {
         let any_replicated = layers.iter().any(|l| l.replicated);
         let stores: Vec<_> = layers.iter().filter_map(|l| l.near.clone()).collect();
         let any_near = !stores.is_empty();
+        let any_coalesce = layers.iter().any(|l| l.spec.coalesce);
         coherence.set_stores(stores);
         Layers {
             layers,
@@ -171,6 +175,7 @@ impl Layers {
             any_replicated,
             coherence,
             any_near,
+            any_coalesce,
         }
     }
 
@@ -246,9 +251,16 @@ impl Layers {
         self.any_replicated
     }
 
-    /// True when some layer has a TTL rule; when none has, writes skip the TTL policy.
+    /// True when some layer has a near cache.
     pub fn any_near(&self) -> bool {
         self.any_near
+    }
+
+    /// True when some layer's reads depend on strata noticing writes (a near cache, or
+    /// coalescing: a read may not join one sent before a write): writes then bump
+    /// [`Coherence`]'s counters.
+    pub fn watch_writes(&self) -> bool {
+        self.any_near || self.any_coalesce
     }
 
     /// The near cache's coherence state (the same across reloads).
@@ -256,6 +268,7 @@ impl Layers {
         &self.coherence
     }
 
+    /// True when some layer has a TTL rule; when none has, writes skip the TTL policy.
     pub fn any_ttl(&self) -> bool {
         self.any_ttl
     }

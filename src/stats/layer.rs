@@ -61,6 +61,8 @@ pub struct LayerWorker {
     pub near_hits: Counter,
     /// GETs of a near-cached layer that went to a node (fills).
     pub near_misses: Counter,
+    /// Reads that waited for an identical read in flight instead of being sent (coalescing).
+    pub coalesced: Counter,
     /// Request latency by [`Class`].
     pub latency: [SharedLatency; 3],
 }
@@ -90,6 +92,7 @@ pub struct LayerTotals {
     pub write_failures: u64,
     pub near_hits: u64,
     pub near_misses: u64,
+    pub coalesced: u64,
     /// By [`Class`].
     pub latency: [Latency; 3],
     /// None until the first count.
@@ -154,6 +157,7 @@ impl LayerStats {
             t.write_failures += w.write_failures.get();
             t.near_hits += w.near_hits.get();
             t.near_misses += w.near_misses.get();
+            t.coalesced += w.coalesced.get();
             for (sum, l) in t.latency.iter_mut().zip(&w.latency) {
                 sum.merge(&l.snapshot());
             }
@@ -179,6 +183,7 @@ impl LayerStats {
                 &w.miss_failovers,
                 &w.near_hits,
                 &w.near_misses,
+                &w.coalesced,
                 &w.repairs,
                 &w.write_failures,
             ] {

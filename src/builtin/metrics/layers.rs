@@ -80,19 +80,20 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, s: &Control) -> R {
             )
         }),
     )?;
-    // The near-cached layers' figures (docs/near-cache.md).
-    let near: Vec<(&str, Vec<(&'static str, u64)>)> = all_layers
+    // The figures of the near-cached layers (docs/near-cache.md) and of the coalescing ones
+    // (docs/coalescing.md): each family lists the layers that have it.
+    let features: Vec<(&str, Vec<(&'static str, u64)>)> = all_layers
         .iter()
-        .filter(|(_, l)| l.near.is_some())
         .map(|(_, l)| {
             let t = l.stats.totals();
             (
                 l.spec.name.as_str(),
-                crate::builtin::report::near_fields(l, &t),
+                crate::builtin::report::feature_fields(l, &t),
             )
         })
+        .filter(|(_, fields)| !fields.is_empty())
         .collect();
-    let near_help: [(&str, &str, bool); 9] = [
+    let feature_help: [(&str, &str, bool); 10] = [
         ("near_hits", "GETs answered from the near cache.", true),
         (
             "near_misses",
@@ -122,28 +123,36 @@ pub(super) fn encode(e: &mut DescriptorEncoder<'_>, s: &Control) -> R {
             false,
         ),
         ("near_entries", "Entries the near cache holds.", false),
+        (
+            "coalesced",
+            "Reads that waited for an identical read in flight instead of being sent.",
+            true,
+        ),
     ];
-    if !near.is_empty() {
-        for (field, help, counter) in near_help {
-            let values = near.iter().map(move |(n, f)| {
-                let v = f
-                    .iter()
-                    .find(|(name, _)| *name == field)
-                    .map_or(0, |(_, v)| *v);
-                (*n, v)
-            });
-            let name = format!("layer_{field}");
-            if counter {
-                counters(e, &name, help, "layer", values)?;
-            } else {
-                gauges(
-                    e,
-                    &name,
-                    help,
-                    "layer",
-                    values.map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX))),
-                )?;
-            }
+    for (field, help, counter) in feature_help {
+        let values: Vec<(&str, u64)> = features
+            .iter()
+            .filter_map(|(n, f)| {
+                let (_, v) = f.iter().find(|(name, _)| *name == field)?;
+                Some((*n, *v))
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let name = format!("layer_{field}");
+        if counter {
+            counters(e, &name, help, "layer", values.into_iter())?;
+        } else {
+            gauges(
+                e,
+                &name,
+                help,
+                "layer",
+                values
+                    .into_iter()
+                    .map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX))),
+            )?;
         }
     }
     {

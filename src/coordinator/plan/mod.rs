@@ -25,8 +25,9 @@ use crate::policy::ttl::{self, TtlPlan};
 use crate::protocol::reply::{append_args, append_encoded, command_bytes};
 use crate::protocol::{Reply, Request};
 
+use crate::coordinator::coalesce::Join;
 use crate::coordinator::merge::MergePlan;
-use crate::coordinator::pending::{Gather, Pending};
+use crate::coordinator::pending::{Gather, Pending, TaskOutput};
 use crate::coordinator::track::{Track, Traits};
 use crate::coordinator::Coordinator;
 
@@ -511,13 +512,116 @@ pub async fn plan(
     if blocks {
         return crate::coordinator::blocking::plan_blocking(router, view, lane, spec, request);
     }
-    if view.layers.any_near() {
-        if spec.name == "get" {
-            if let Some(pending) = near::get(coord, view, lane, &request, track).await {
+    if view.layers.any_near() && spec.name == "get" {
+        if let Some(reply) = near::hit(coord, view, &request, track) {
+            return Pending::ready(reply);
+        }
+    }
+    if let Some(key) = coalescable(view, spec, &request, track) {
+        let coherence = view.layers.coherence();
+        match coord
+            .coalesce
+            .join(coherence, key, lane.proto, payload(&request))
+        {
+            Join::Joined(flight) => {
+                let layer = track.layer.and_then(|l| view.layers.get(l));
+                if let Some(w) = layer.and_then(|l| l.stats.worker(router.worker)) {
+                    w.coalesced.add(1);
+                }
+                return joined(coord, flight, lane, spec, traits, request, track);
+            }
+            Join::Lead(lead) => {
+                let pending = routed(coord, view, lane, spec, traits, request, track).await;
+                let flight = lead.share(pending);
+                return Pending::task(async move {
+                    TaskOutput {
+                        reply: flight.reply().await.unwrap_or_else(|| {
+                            Reply::error_static("ERR strata: internal error: a read was lost")
+                        }),
+                        applied: Vec::new(),
+                    }
+                });
+            }
+        }
+    }
+    routed(coord, view, lane, spec, traits, request, track).await
+}
+
+/// A read that waits for an identical one in flight. Should that one's leader be gone before
+/// it sent the read (its client disconnected mid-request), this read is sent by itself.
+fn joined(
+    coord: &Arc<Coordinator>,
+    flight: crate::coordinator::coalesce::Flight,
+    lane: Lane,
+    spec: &'static CommandSpec,
+    traits: Traits,
+    request: Request,
+    track: &Track,
+) -> Pending {
+    let coord = coord.clone();
+    let (started, layer) = (track.started, track.layer);
+    Pending::task(async move {
+        if let Some(reply) = flight.reply().await {
+            return TaskOutput {
+                reply,
+                applied: Vec::new(),
+            };
+        }
+        let view = coord.router.view_full();
+        let mut track = Track::new(started);
+        track.layer = layer;
+        let mut pending = routed(&coord, &view, lane, spec, traits, request, &mut track).await;
+        let reply = std::future::poll_fn(|cx| pending.poll_reply(cx)).await;
+        TaskOutput {
+            reply,
+            applied: pending.applied().to_vec(),
+        }
+    })
+}
+
+/// The key of a read that coalescing may share: a read (not a random pick) of one key, at
+/// position 1, of a layer with `coalesce: true`.
+fn coalescable<'r>(
+    view: &View,
+    spec: &CommandSpec,
+    request: &'r Request,
+    track: &Track,
+) -> Option<&'r Bytes> {
+    let layer = view.layers.get(track.layer?)?;
+    let one_key = KeySpec::Range {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+    let read = spec.has(crate::command::spec::flags::READONLY)
+        && !spec.has(crate::command::spec::flags::WRITE)
+        && spec.route == Route::SameNode
+        && spec.keys == one_key
+        // Two clients asking for a random member expect two draws.
+        && !matches!(spec.name, "srandmember" | "hrandfield" | "zrandmember");
+    (layer.spec.coalesce && read)
+        .then(|| request.args.get(1))
+        .flatten()
+}
+
+/// A request after the near cache's memory and coalescing had their say: sent to the nodes.
+async fn routed(
+    coord: &Arc<Coordinator>,
+    view: &View,
+    lane: Lane,
+    spec: &'static CommandSpec,
+    traits: Traits,
+    request: Request,
+    track: &mut Track,
+) -> Pending {
+    let router = &coord.router;
+    if view.layers.watch_writes() {
+        if spec.name == "get" && view.layers.any_near() {
+            if let Some(pending) = near::fill(coord, view, lane, &request, track).await {
                 return pending;
             }
         }
-        if let Route::Split(split @ Split::Mget) = spec.route {
+        if let (Route::Split(split @ Split::Mget), true) = (spec.route, view.layers.any_near()) {
             match near::mget(coord, view, &request, track) {
                 near::Mget::Usual => {}
                 near::Mget::Served(reply) => return Pending::ready(reply),

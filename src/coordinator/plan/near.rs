@@ -35,10 +35,28 @@ use crate::near::{Coherence, Store};
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
 
-/// A `GET` of a near-cached layer: served from memory, or sent as a fill. `None` when the
-/// near cache has no part in it (not ready, a rebalance under way, no replica up): the usual
-/// path takes it.
-pub(super) async fn get(
+/// A `GET` of a near-cached layer answered from memory; `None` when its entry is not there.
+pub(super) fn hit(
+    coord: &Coordinator,
+    view: &View,
+    request: &Request,
+    track: &Track,
+) -> Option<Reply> {
+    let layer = view.layers.get(track.layer?)?;
+    let value = layer
+        .near
+        .as_ref()?
+        .get(request.args.get(1)?, Instant::now())?;
+    if let Some(w) = layer.stats.worker(coord.router.worker) {
+        w.near_hits.add(1);
+    }
+    Some(Reply::Bulk(value))
+}
+
+/// A `GET` of a near-cached layer that [`hit`] did not answer, sent as a fill. `None` when
+/// the near cache has no part in it (not ready, a rebalance under way, no replica up): the
+/// usual path takes it.
+pub(super) async fn fill(
     coord: &Arc<Coordinator>,
     view: &View,
     lane: Lane,
@@ -50,12 +68,6 @@ pub(super) async fn get(
     let store = layer.near.as_ref()?;
     let key = request.args.get(1)?;
     let counts = layer.stats.worker(coord.router.worker);
-    if let Some(value) = store.get(key, Instant::now()) {
-        if let Some(w) = counts {
-            w.near_hits.add(1);
-        }
-        return Some(Pending::ready(Reply::Bulk(value)));
-    }
     // While keys move, reads may need their previous owners: the usual path knows them.
     if !store.coherence().ready() || coord.rebalance.is_running() {
         return None;
@@ -139,8 +151,9 @@ fn done(reply: Reply) -> TaskOutput {
 pub enum WriteEffect {
     /// It touches no near-cached key.
     None,
-    /// One key of the layer whose store is given (the commonest write).
-    Key(Arc<Store>, Bytes),
+    /// One key, of the layer whose store is given when it has a near cache (the commonest
+    /// write).
+    Key(Option<Arc<Store>>, Bytes),
     /// These keys are invalidated.
     Keys(Box<[Bytes]>),
     /// Everything is flushed.
@@ -155,7 +168,8 @@ impl WriteEffect {
     pub fn apply(&self, coherence: &Coherence) {
         match self {
             WriteEffect::None => {}
-            WriteEffect::Key(store, key) => coherence.invalidate_in(store, key),
+            WriteEffect::Key(Some(store), key) => coherence.invalidate_in(store, key),
+            WriteEffect::Key(None, key) => coherence.note_write(key),
             WriteEffect::Keys(keys) => {
                 for key in keys.iter() {
                     coherence.invalidate(key);
@@ -172,8 +186,8 @@ fn may_write(spec: &CommandSpec) -> bool {
     spec.has(flags::WRITE) || (spec.has(flags::MAY_REPLICATE) && !spec.has(flags::PUBSUB))
 }
 
-/// What the write `request` does to the near cache (called only when some layer has one),
-/// with the pre-send invalidation done.
+/// What the write `request` does to the near cache and to coalesced reads (called only when
+/// some layer has either: `Layers::watch_writes`), with the pre-send invalidation done.
 pub fn before_write(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect {
     if !may_write(spec) {
         return WriteEffect::None;
@@ -187,10 +201,11 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     if matches!(spec.route, Route::FanOut(_)) {
         return WriteEffect::Flush;
     }
-    let store_of = |key: &Bytes| {
+    // The key's layer, when its reads depend on writes being noticed.
+    let watched = |key: &Bytes| {
         view.layers
             .get(view.layers.resolve(key))
-            .and_then(|l| l.near.as_ref())
+            .filter(|l| l.near.is_some() || l.spec.coalesce)
     };
     // The commonest write names one key, first: no positions to collect.
     let one = KeySpec::Range {
@@ -199,8 +214,8 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
         step: 1,
     };
     if spec.keys == one {
-        return match request.args.get(1).and_then(|k| Some((store_of(k)?, k))) {
-            Some((store, key)) => WriteEffect::Key(store.clone(), key.clone()),
+        return match request.args.get(1).and_then(|k| Some((watched(k)?, k))) {
+            Some((layer, key)) => WriteEffect::Key(layer.near.clone(), key.clone()),
             None => WriteEffect::None,
         };
     }
@@ -212,7 +227,7 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     let keys: Vec<Bytes> = positions
         .iter()
         .filter_map(|&p| request.args.get(p))
-        .filter(|k| store_of(k).is_some())
+        .filter(|k| watched(k).is_some())
         .cloned()
         .collect();
     match keys.len() {
