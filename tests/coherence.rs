@@ -19,6 +19,8 @@
 mod common;
 #[path = "coherence/history.rs"]
 mod history;
+#[path = "coherence/workload.rs"]
+mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use common::layers::{info, info_lines};
 use common::{poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
-use history::{judge, parse_value, percentiles, Read, Seen, State, Value};
+use history::{judge, percentiles, Read, State, Value};
+use workload::{reader, ttl_writer, writer, Keys, Kind, Run, READERS, WRITERS};
 
 /// `route:` near-cached with two copies and quorum writes, `meta:` near-cached with one copy
 /// (as tests/near_cache.rs). `route:` has no miss failover: a FLUSHALL of a key's first
@@ -41,13 +44,6 @@ health: { heartbeat_interval: 100ms, node_timeout: 1s }
 stats: { layer_keys_interval: 0s }
 "#;
 
-const ROUTE_KEYS: usize = 24;
-const META_KEYS: usize = 24;
-const TTL_KEYS: usize = 6;
-const WRITERS: usize = 2;
-const READERS: usize = 3;
-/// A writer's pause between two writes: keys stay cached long enough to be hit.
-const WRITE_PAUSE: Duration = Duration::from_millis(2);
 /// Reads that begin this long after a fault ended still count in its window.
 const WINDOW_TAIL: Duration = Duration::from_millis(500);
 
@@ -58,272 +54,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
             .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
         Err(_) => default,
     }
-}
-
-/// A cheap deterministic random number generator (xorshift), one per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// `route:` (two copies).
-    Route,
-    /// `meta:` (one copy).
-    Meta,
-    /// `meta:` written on its node with a short TTL, left to expire.
-    Ttl,
-}
-
-/// The keys of the run, by index.
-struct Keys {
-    names: Vec<String>,
-    kinds: Vec<Kind>,
-    /// The nodes holding each key (preference order: the first is where reads go).
-    replicas: Vec<Vec<usize>>,
-}
-
-impl Keys {
-    fn new(s: &Strata) -> Keys {
-        let ring = s.ring();
-        let mut keys = Keys {
-            names: Vec::new(),
-            kinds: Vec::new(),
-            replicas: Vec::new(),
-        };
-        let groups = [
-            (Kind::Route, "route:c", ROUTE_KEYS, 2),
-            (Kind::Meta, "meta:c", META_KEYS, 1),
-            (Kind::Ttl, "meta:ttl", TTL_KEYS, 1),
-        ];
-        for (kind, prefix, n, copies) in groups {
-            for i in 0..n {
-                let name = format!("{prefix}{i}");
-                keys.replicas
-                    .push(ring.preference_list(name.as_bytes(), copies));
-                keys.names.push(name);
-                keys.kinds.push(kind);
-            }
-        }
-        keys
-    }
-
-    fn of(&self, kind: Kind) -> Vec<usize> {
-        (0..self.names.len())
-            .filter(|&k| self.kinds[k] == kind)
-            .collect()
-    }
-}
-
-/// What the threads share.
-struct Run {
-    keys: Keys,
-    strata: String,
-    nodes: Vec<String>,
-    /// Each key's states, in the order they were recorded.
-    histories: Vec<Mutex<Vec<State>>>,
-    /// Writers hold it (shared) while writing a version; a FLUSHALL or a restart holds it
-    /// alone, so no write is in flight across one and each key's history stays a sequence.
-    gate: RwLock<()>,
-    stop: AtomicBool,
-    /// Read-your-writes failures: a writer's read right after its write through strata.
-    ryw: Mutex<Vec<String>>,
-}
-
-impl Run {
-    fn record(&self, key: usize, state: State) {
-        self.histories[key].lock().unwrap().push(state);
-    }
-
-    /// The value the key's newest state holds.
-    fn last_value(&self, key: usize) -> Value {
-        let h = self.histories[key].lock().unwrap();
-        h.iter().max_by_key(|s| s.ack).and_then(|s| s.value)
-    }
-}
-
-/// Connections straight to the nodes, opened again after a failure (a node restarts).
-struct Direct {
-    addrs: Vec<String>,
-    conns: Vec<Option<RawClient>>,
-}
-
-impl Direct {
-    fn new(addrs: &[String]) -> Direct {
-        Direct {
-            addrs: addrs.to_vec(),
-            conns: addrs.iter().map(|_| None).collect(),
-        }
-    }
-
-    fn call(&mut self, node: usize, args: &[&str]) -> Option<Resp> {
-        if self.conns[node].is_none() {
-            self.conns[node] = RawClient::try_connect(&self.addrs[node]).ok();
-        }
-        let reply = self.conns[node].as_mut()?.try_call(args);
-        if reply.is_none() {
-            self.conns[node] = None;
-        }
-        reply
-    }
-}
-
-/// Retries `write` until it succeeds (a node may be restarting); panics after [`DEADLINE`].
-fn until_written(key: &str, mut write: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !write() {
-        assert!(
-            Instant::now() < end,
-            "writes of {key} failed for {DEADLINE:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Writes versions of `keys`, each through strata or directly on every node holding it.
-fn writer(run: &Run, keys: Vec<usize>, seed: u64) {
-    let mut rng = Rng(seed);
-    let mut strata = RawClient::connect(&run.strata);
-    let mut direct = Direct::new(&run.nodes);
-    let mut versions = vec![0u64; run.keys.names.len()];
-    while !run.stop.load(Ordering::Relaxed) {
-        let k = keys[rng.below(keys.len())];
-        let name = run.keys.names[k].as_str();
-        versions[k] += 1;
-        let value = format!("v{}", versions[k]);
-        let via_strata = rng.next() % 2 == 0;
-        let gate = run.gate.read().unwrap();
-        let start = Instant::now();
-        if via_strata {
-            until_written(name, || {
-                strata.try_call(&["SET", name, &value]) == Some(Resp::ok())
-            });
-        } else {
-            // With two copies the version counts as written once both nodes have it: the
-            // first is where strata's reads go, the second where they fail over.
-            until_written(name, || {
-                run.keys.replicas[k]
-                    .iter()
-                    .all(|&n| direct.call(n, &["SET", name, &value]) == Some(Resp::ok()))
-            });
-        }
-        let ack = Instant::now();
-        run.record(
-            k,
-            State {
-                value: Some(versions[k]),
-                also: None,
-                start,
-                ack,
-                via_strata,
-            },
-        );
-        if via_strata {
-            // Read-your-writes is exact: no wait, no bound.
-            let got = strata.try_call(&["GET", name]);
-            if got != Some(Resp::bulk(&value)) {
-                run.ryw
-                    .lock()
-                    .unwrap()
-                    .push(format!("{name}: wrote {value}, read back {got:?}"));
-            }
-        }
-        drop(gate);
-        thread::sleep(WRITE_PAUSE);
-    }
-}
-
-/// Writes `SET key v<n> PX <ttl>` on the key's node, then leaves the key to expire (and stay
-/// gone a while) before its next version.
-fn ttl_writer(run: &Run, keys: Vec<usize>, seed: u64) {
-    let mut rng = Rng(seed);
-    let mut direct = Direct::new(&run.nodes);
-    let mut versions = vec![0u64; run.keys.names.len()];
-    let mut free_at = vec![Instant::now(); run.keys.names.len()];
-    while !run.stop.load(Ordering::Relaxed) {
-        let k = keys[rng.below(keys.len())];
-        if free_at[k] > Instant::now() {
-            thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        let name = run.keys.names[k].as_str();
-        versions[k] += 1;
-        let value = format!("v{}", versions[k]);
-        let ttl = Duration::from_millis(30 + rng.next() % 120);
-        let px = ttl.as_millis().to_string();
-        let node = run.keys.replicas[k][0];
-        let gate = run.gate.read().unwrap();
-        let start = Instant::now();
-        until_written(name, || {
-            direct.call(node, &["SET", name, &value, "PX", &px]) == Some(Resp::ok())
-        });
-        let ack = Instant::now();
-        let version = State {
-            value: Some(versions[k]),
-            also: None,
-            start,
-            ack,
-            via_strata: false,
-        };
-        run.record(k, version);
-        // The node set the expiry between `start` and `ack`.
-        run.record(
-            k,
-            State {
-                value: None,
-                start: start + ttl,
-                ack: ack + ttl,
-                ..version
-            },
-        );
-        drop(gate);
-        free_at[k] = ack + ttl + Duration::from_millis(5 + rng.next() % 100);
-    }
-}
-
-/// Reads random keys through strata until told to stop.
-fn reader(run: &Run, id: usize, seed: u64) -> Vec<Read> {
-    let mut rng = Rng(seed);
-    let mut strata = RawClient::connect(&run.strata);
-    let mut reads = Vec::new();
-    while !run.stop.load(Ordering::Relaxed) {
-        let key = rng.below(run.keys.names.len());
-        let start = Instant::now();
-        let reply = strata.try_call(&["GET", &run.keys.names[key]]);
-        let end = Instant::now();
-        let seen = match reply {
-            Some(Resp::Nil) => Seen::Value(None),
-            Some(Resp::Bulk(b)) => match parse_value(&b) {
-                Some(n) => Seen::Value(Some(n)),
-                None => Seen::Garbage(String::from_utf8_lossy(&b).into_owned()),
-            },
-            Some(Resp::Error(e)) => Seen::Error(e),
-            Some(other) => Seen::Garbage(format!("{other:?}")),
-            None => {
-                strata = RawClient::connect(&run.strata);
-                Seen::Error("connection failed".to_string())
-            }
-        };
-        reads.push(Read {
-            reader: id,
-            key,
-            start,
-            end,
-            seen,
-        });
-    }
-    reads
 }
 
 /// A fault step and when it struck.
@@ -469,6 +199,65 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The near-cache fields of INFO `# Layers`, by near-cached layer.
+fn near_figures(c: &mut RawClient) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let lines = info_lines(&info(c, "layers"));
+    ["route", "meta"]
+        .iter()
+        .map(|layer| {
+            let fields = lines[&format!("layer_{layer}")]
+                .iter()
+                .filter(|(k, _)| k.starts_with("near_"))
+                .map(|(k, v)| (k.clone(), v.parse().unwrap()))
+                .collect();
+            (layer.to_string(), fields)
+        })
+        .collect()
+}
+
+/// One line per window: the reads that began outside any fault's window, then those that
+/// began during each fault or up to [`WINDOW_TAIL`] after it.
+fn print_windows(
+    histories: &[Vec<State>],
+    names: &[String],
+    reads: &[Read],
+    faults: &[Fault],
+    began: Instant,
+    bound: Duration,
+) {
+    println!(
+        "{:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
+        "window", "reads", "errors", "stale", "max stale", "violations"
+    );
+    let in_window = |r: &Read, f: &Fault| r.start >= f.start && r.start <= f.end + WINDOW_TAIL;
+    let mut rows: Vec<(String, Vec<Read>)> = faults
+        .iter()
+        .map(|f| {
+            let at = f.start.duration_since(began);
+            let rs = reads.iter().filter(|r| in_window(r, f)).cloned().collect();
+            (format!("{:>5.1}s {}", at.as_secs_f64(), f.what), rs)
+        })
+        .collect();
+    let steady: Vec<Read> = reads
+        .iter()
+        .filter(|r| !faults.iter().any(|f| in_window(r, f)))
+        .cloned()
+        .collect();
+    rows.insert(0, ("no fault".to_string(), steady));
+    for (name, rs) in &rows {
+        let v = judge(histories, names, rs, bound);
+        let max = v.stale.iter().max().copied().unwrap_or_default();
+        println!(
+            "{name:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
+            v.reads,
+            v.errors,
+            v.stale.len(),
+            ms(max),
+            v.violations.len()
+        );
+    }
+}
+
 #[test]
 fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
     let secs = env_u64("STRATA_COHERENCE_SECS", 6);
@@ -554,37 +343,7 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         "coherence checker: {elapsed:.1?}, bound {bound:?}, {writes} versions written, {} reads",
         verdict.reads
     );
-    println!(
-        "{:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
-        "window", "reads", "errors", "stale", "max stale", "violations"
-    );
-    let in_window = |r: &Read, f: &Fault| r.start >= f.start && r.start <= f.end + WINDOW_TAIL;
-    let mut rows: Vec<(String, Vec<Read>)> = faults
-        .iter()
-        .map(|f| {
-            let at = f.start.duration_since(began);
-            let rs = reads.iter().filter(|r| in_window(r, f)).cloned().collect();
-            (format!("{:>5.1}s {}", at.as_secs_f64(), f.what), rs)
-        })
-        .collect();
-    let steady: Vec<Read> = reads
-        .iter()
-        .filter(|r| !faults.iter().any(|f| in_window(r, f)))
-        .cloned()
-        .collect();
-    rows.insert(0, ("no fault".to_string(), steady));
-    for (name, rs) in &rows {
-        let v = judge(&histories, &run.keys.names, rs, bound);
-        let max = v.stale.iter().max().copied().unwrap_or_default();
-        println!(
-            "{name:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
-            v.reads,
-            v.errors,
-            v.stale.len(),
-            ms(max),
-            v.violations.len()
-        );
-    }
+    print_windows(&histories, &run.keys.names, &reads, &faults, began, bound);
     let mut stale = verdict.stale.clone();
     let (p50, p99, max) = percentiles(&mut stale);
     println!(
@@ -598,9 +357,8 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         verdict.errors,
         verdict.backwards
     );
-    for layer in ["route", "meta"] {
-        let lines = info_lines(&info(&mut c, "layers"));
-        let f: BTreeMap<_, _> = lines[&format!("layer_{layer}")].iter().cloned().collect();
+    let layers = near_figures(&mut c);
+    for (layer, f) in &layers {
         println!(
             "{layer}: near_hits {} near_misses {} near_fills {} near_fills_dropped {} near_invalidations {} near_flushes {}",
             f["near_hits"], f["near_misses"], f["near_fills"], f["near_fills_dropped"], f["near_invalidations"], f["near_flushes"]
@@ -630,19 +388,7 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         verdict.violations.len()
     );
     // The run must have exercised what it checks.
-    let hits: u64 = ["route", "meta"]
-        .iter()
-        .map(|l| {
-            let lines = info_lines(&info(&mut c, "layers"));
-            lines[&format!("layer_{l}")]
-                .iter()
-                .find(|(k, _)| k == "near_hits")
-                .unwrap()
-                .1
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let hits: u64 = layers.values().map(|f| f["near_hits"]).sum();
     assert!(hits > 0, "no read was served from the near cache");
     assert!(writes > 100, "only {writes} versions written");
 }
@@ -672,6 +418,9 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
     };
     let mut delays = Vec::with_capacity(writes);
     let mut round_trips = Vec::new();
+    // Writes whose entry was already gone at the first poll: the delay is below one poll's
+    // round trip, the resolution of this measurement.
+    let mut first_poll = 0;
     for i in 0..writes {
         let n = i % nodes.len();
         let key = keys[n].as_str();
@@ -685,13 +434,14 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
         assert_eq!(direct[n].call(&["SET", key, &new]), Resp::ok());
         let ack = Instant::now();
         let end = ack + DEADLINE;
-        loop {
+        for poll in 0.. {
             let sent = Instant::now();
             let gone = !cached(&mut c, key);
             let seen = Instant::now();
             round_trips.push(seen - sent);
             if gone {
                 delays.push(seen - ack);
+                first_poll += usize::from(poll == 0);
                 break;
             }
             assert!(
@@ -704,7 +454,7 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
     let (p50, p99, max) = percentiles(&mut delays);
     let (rt50, _, _) = percentiles(&mut round_trips);
     println!(
-        "invalidation delay over {writes} direct writes (write acknowledged → entry gone, at most): p50 {} p99 {} max {}; poll round trip p50 {}",
+        "invalidation delay over {writes} direct writes (write acknowledged → entry gone, at most): p50 {} p99 {} max {}; poll round trip p50 {}; gone at the first poll: {first_poll}",
         ms(p50),
         ms(p99),
         ms(max),
