@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,7 +35,8 @@ const SHARDS: usize = 16;
 /// gone before it sent the read (its client disconnected mid-request).
 type FlightFuture = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
 
-type Shards = Arc<[Mutex<HashMap<FlightKey, Entry>>; SHARDS]>;
+type Map = HashMap<FlightKey, Entry, BuildHasherDefault<KeyHash>>;
+type Shards = Arc<[Mutex<Map>; SHARDS]>;
 
 /// The reads in flight, process-wide (shared by every worker's [`Coordinator`](super::Coordinator)).
 #[derive(Default)]
@@ -49,11 +51,49 @@ impl std::fmt::Debug for Coalescer {
     }
 }
 
-/// What makes two reads identical: the request's bytes and the protocol of the reply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What makes two reads identical: the request's bytes and the protocol of the reply. Its
+/// hash is computed once (xxh3, for the shard and the map both): the map's default SipHash,
+/// three times per read, cost more than the rest of the lookup (callgrind).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct FlightKey {
+    hash: u64,
     proto: Proto,
     payload: Bytes,
+}
+
+impl FlightKey {
+    fn new(proto: Proto, payload: Bytes) -> FlightKey {
+        FlightKey {
+            hash: xxhash_rust::xxh3::xxh3_64(&payload),
+            proto,
+            payload,
+        }
+    }
+}
+
+impl std::hash::Hash for FlightKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The map's hasher: a [`FlightKey`] hashes to its precomputed hash.
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (FlightKey's Hash); anything else still hashes.
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 struct Entry {
@@ -91,10 +131,11 @@ pub struct Lead {
 }
 
 fn shard_of(key: &FlightKey) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(&key.payload) as usize) % SHARDS
+    // The high bits: hashbrown uses the low ones for the bucket and the top 7 as the tag.
+    ((key.hash >> 32) as usize) % SHARDS
 }
 
-fn lock(m: &Mutex<HashMap<FlightKey, Entry>>) -> MutexGuard<'_, HashMap<FlightKey, Entry>> {
+fn lock(m: &Mutex<Map>) -> MutexGuard<'_, Map> {
     // Nothing is left half-updated by a panic while it is held: inserts and removes only.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -105,7 +146,7 @@ impl Coalescer {
     /// leads a new flight, in the map at once (so two identical reads arriving together on
     /// two workers do not both lead).
     pub fn join(&self, coherence: &Coherence, key: &[u8], proto: Proto, payload: Bytes) -> Join {
-        let key_of = FlightKey { proto, payload };
+        let key_of = FlightKey::new(proto, payload);
         let shard = shard_of(&key_of);
         let Some(cell) = self.shards.get(shard) else {
             return Join::Lead(self.begin(coherence, key, key_of).0);
