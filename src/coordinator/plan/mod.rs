@@ -482,8 +482,11 @@ async fn split_any(
 /// request that goes to nodes comes through here with its one snapshot (`view`):
 ///
 /// - blocking commands → a dedicated connection (`blocking.rs`);
-/// - with a near cache: a GET of its layer answered from memory or sent as a fill, a write
-///   of its keys invalidated before it is sent (and again by the session, `near.rs`);
+/// - with a near cache: a GET (an MGET, key by key) of its layer answered from memory or
+///   sent as a fill, a write of its keys invalidated before it is sent (and again by the
+///   session, `near.rs`);
+/// - with `coalesce`: a read of one key joins an identical one in flight, or leads a flight
+///   others may join (`coordinator/coalesce.rs`); writes of its keys end joining;
 /// - key commands and splittable multi-key commands of layers with one copy → the owning
 ///   node's shared connection, TTL policy applied (`one_copy`, `split_one_copy`);
 /// - the same of layers with several copies (or ejecting down nodes), and every key command
