@@ -37,6 +37,10 @@
 #   CLIENTS_CHECK_STRICT   1: exit 1 when any step differs                    (default 0)
 #   CLIENTS_CHECK_WIDTH    characters of each result shown in the table       (default 48)
 #   CLIENTS_CHECK_TLS      1: clients, strata and nodes all over TLS (above)  (default 0)
+#   CLIENTS_CHECK_NEAR     1: strata serves from its near cache and coalesces reads: the
+#                          scenarios' str: and pipe: keys get near-cached layers, route: and
+#                          result: a near cache too, and every layer `coalesce: true`
+#                          (docs/near-cache.md, docs/coalescing.md)                (default 0)
 #   STRATA_BIN             strata binary to check             (default: cargo build --release)
 #   REDIS_PY_VERSION       redis-py version instead of the newest             (default: newest)
 #   REDIS_PY5_VERSION      redis-py 5.x version instead of the newest 5.x     (default: newest 5.x)
@@ -54,6 +58,7 @@ step_timeout="${CLIENTS_CHECK_TIMEOUT:-5}"
 strict="${CLIENTS_CHECK_STRICT:-0}"
 width="${CLIENTS_CHECK_WIDTH:-48}"
 use_tls="${CLIENTS_CHECK_TLS:-0}"
+use_near="${CLIENTS_CHECK_NEAR:-0}"
 require_positive step_timeout width
 [[ "$use_tls" == 0 || "$use_tls" == 1 ]] || die "CLIENTS_CHECK_TLS must be 0 or 1, got '$use_tls'"
 [[ ${#clients[@]} -gt 0 ]] || die "CLIENTS_CHECK_CLIENTS is empty"
@@ -187,13 +192,28 @@ cfg="$workdir/strata.yaml"
         printf 'backend: { tls: { ca: "%s" } }\n' "$pki/ca.crt"
     fi
     strata_nodes_yaml "${strata_node_ports[@]}"
-    cat <<EOF
+    if ((use_near)); then
+        cat <<EOF
+defaults: { ttl: 0, max_ttl: 0, replication: 1, coalesce: true }
+layers:
+  - { name: route,  prefix: "route:",  ttl: 5m,  replication: 2, write_consistency: eventual, near_cache: { max_bytes: 16mb } }
+  - { name: result, prefix: "result:", ttl: 10m, replication: 2, write_consistency: quorum, near_cache: { max_bytes: 16mb } }
+  - { name: meta,   prefix: "meta:",   ttl: 1m,  replication: 3, write_consistency: strong, read_consistency: quorum }
+  - { name: load,   prefix: "load:",   ttl: 5s,  replication: 1 }
+  - { name: str,    prefix: "str:",    near_cache: { max_bytes: 16mb } }
+  - { name: pipe,   prefix: "pipe:",   near_cache: { max_bytes: 16mb } }
+EOF
+    else
+        cat <<EOF
 defaults: { ttl: 0, max_ttl: 0, replication: 1 }
 layers:
   - { name: route,  prefix: "route:",  ttl: 5m,  replication: 2, write_consistency: eventual }
   - { name: result, prefix: "result:", ttl: 10m, replication: 2, write_consistency: quorum }
   - { name: meta,   prefix: "meta:",   ttl: 1m,  replication: 3, write_consistency: strong, read_consistency: quorum }
   - { name: load,   prefix: "load:",   ttl: 5s,  replication: 1 }
+EOF
+    fi
+    cat <<EOF
 stats: { layer_keys_interval: 0s }
 # The scenarios start from an empty database (FLUSHALL) and list keys (KEYS).
 security: { allow_dangerous_commands: true }
@@ -317,6 +337,20 @@ cat "$outdir/table.txt"
 for note in "${tls_notes[@]}"; do
     printf '\nnote: %s\n' "$note"
 done
+if ((use_near)); then
+    # What strata's near caches and coalescing did over every scenario: the check means little
+    # if nothing was served from memory.
+    printf '\nstrata, near cache and coalescing (INFO layers):\n'
+    redis-cli -p "$strata_port" INFO layers | python3 -c '
+import sys
+for line in sys.stdin:
+    name, _, fields = line.strip().partition(":")
+    pairs = dict(f.split("=", 1) for f in fields.split(",") if "=" in f)
+    shown = [f"{k}={pairs[k]}" for k in ("near_hits", "near_fills", "coalesced") if k in pairs]
+    if shown:
+        print("  " + name.removeprefix("layer_") + ": " + " ".join(shown))
+'
+fi
 printf '\n%s: ran in %s s; table, full differences, recordings and logs in %s\n' "$LIB_PROG" \
     "$((SECONDS - started))" "${outdir#"$STRATA_ROOT"/}"
 if ((${#broken[@]} > 0)); then

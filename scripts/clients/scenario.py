@@ -166,6 +166,21 @@ def main():
     )
     s("string MSET over nodes", lambda: r.mset({f"str:m{i}": i for i in range(10)}))
     s("string MGET over nodes", lambda: r.mget([f"str:m{i}" for i in range(10)] + ["str:none"]))
+    # Read again and again: with a near cache (CLIENTS_CHECK_NEAR) these come from memory.
+    s(
+        "string GET and MGET, read again",
+        lambda: [
+            [r.get(f"str:m{i}") for i in range(10)] + [r.mget([f"str:m{i}" for i in range(10)])]
+            for _ in range(5)
+        ],
+    )
+    s(
+        "string GET after SET, read again",
+        lambda: [
+            [r.set("str:m0", n), r.get("str:m0"), r.get("str:m0"), r.mget(["str:m0", "str:m1"])]
+            for n in range(5)
+        ],
+    )
     s(
         "string MSETNX (hash tag)",
         lambda: [r.msetnx({"{str}x": 1, "{str}y": 2}), r.msetnx({"{str}x": 3, "{str}z": 4})],
