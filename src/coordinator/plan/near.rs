@@ -48,11 +48,11 @@ pub(super) async fn get(
     let store = layer.near.as_ref()?;
     let key = request.args.get(1)?;
     let counts = layer.stats.worker(coord.router.worker);
-    if let Some(value) = store.get(key, Instant::now()) {
+    if let Some(reply) = store.reply(key, Instant::now()) {
         if let Some(w) = counts {
             w.near_hits.add(1);
         }
-        return Some(Pending::ready(Reply::Bulk(value)));
+        return Some(Pending::ready(Reply::Raw(reply)));
     }
     // While keys move, reads may need their previous owners: the usual path knows them.
     if !store.coherence().ready() || coord.rebalance.is_running() {

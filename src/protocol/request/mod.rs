@@ -203,7 +203,7 @@ impl RequestParser {
             Some(p) => p,
             None => {
                 // Header `*<n>\r\n`. Redis looks for the '\r'.
-                let Some(cr) = memchr::memchr(b'\r', buf) else {
+                let Some(cr) = find_cr(buf) else {
                     if buf.len() > self.limits.max_inline_len {
                         return Err(ProtocolError::TooBigMultibulkCount);
                     }
@@ -242,7 +242,7 @@ impl RequestParser {
                 Some(len) => len,
                 None => {
                     let rest = buf.get(partial.pos..).unwrap_or_default();
-                    let Some(cr) = memchr::memchr(b'\r', rest) else {
+                    let Some(cr) = find_cr(rest) else {
                         if rest.len() > self.limits.max_inline_len {
                             return Err(ProtocolError::TooBigBulkCount);
                         }
@@ -299,6 +299,20 @@ impl RequestParser {
             raw: Some(frame),
         }))
     }
+}
+
+/// The first `\r` of `buf`. Headers (`*3`, `$16`) are short: their first bytes are looked at
+/// one by one before memchr, whose set-up cost more than the search (about 40 instructions
+/// a call, three calls per GET; callgrind).
+#[inline]
+fn find_cr(buf: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = buf.get(..SHORT).unwrap_or(buf);
+    if let Some(at) = head.iter().position(|&b| b == b'\r') {
+        return Some(at);
+    }
+    let rest = buf.get(SHORT..)?;
+    memchr::memchr(b'\r', rest).map(|at| at + SHORT)
 }
 
 enum Step {
