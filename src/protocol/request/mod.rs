@@ -9,6 +9,7 @@
 //! connection answers the error and closes, as Redis does.
 
 use bytes::{Buf, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 /// Limits enforced while parsing (`limits` in config.yaml).
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +103,9 @@ struct Partial {
     /// Arguments announced by the `*<n>` header.
     argc: usize,
     /// (start, end) offsets of the arguments parsed so far, relative to the buffer start.
-    args: Vec<(usize, usize)>,
+    /// Inline up to 4 (GET, SET and most commands): one allocation and free per request
+    /// fewer.
+    args: SmallVec<[(usize, usize); 4]>,
     /// Offset where parsing resumes.
     pos: usize,
     /// Length of the bulk whose header was read but whose data is not complete.
@@ -230,7 +233,7 @@ impl RequestParser {
                 Partial {
                     argc,
                     // Cap the up-front allocation: the count is the client's claim.
-                    args: Vec::with_capacity(argc.min(1024)),
+                    args: SmallVec::with_capacity(argc.min(1024)),
                     pos: cr + 2,
                     pending_bulk: None,
                 }
