@@ -728,7 +728,9 @@ code_block() {
         printf '\nEach proxy has three redis-server nodes of its own (no target reads keys another wrote).\n'
     fi
     printf 'Nodes and direct: `redis-server --port PORT --bind 127.0.0.1 --save "" --appendonly no`.\n'
-    if ((${#proxies[@]} > 0)); then
+    if ((${#proxies[@]} > 0 && near)); then
+        printf 'BENCH_NEAR=1: the benchmark'"'"'s keys are in a near-cached layer of strata (see the targets), and every target was loaded first (`-t set`, then `-t get`, `-r 100000 -n %s -P 16`).\n' "$near_load"
+    elif ((${#proxies[@]} > 0)); then
         printf 'strata configs have no layers: every key is in the `default` layer.\n'
     fi
     if ((want_rb)); then
