@@ -76,6 +76,17 @@
 #   BASELINE_EXTRA_CONFIG  YAML appended to the baseline's config; with STRATA_BASELINE set to
 #                   the same binary, this compares two configurations (e.g. replication 2 vs 1)
 #   STRATA_BASELINE path of a strata binary to run as the "baseline" target
+#   BENCH_NEAR      1: the benchmark's keys (key:...) in a near-cached layer of every strata
+#                   target (`layers: [{name: bench, prefix: "key:", near_cache: {...}}]`,
+#                   BENCH_NEAR_BYTES of memory, default 256mb; do not also give `layers:` in
+#                   the *_EXTRA_CONFIG variables), and before the redis-benchmark runs every
+#                   target is loaded: SET of every key, then GETs that fill the near caches
+#                   (redis-benchmark -r 100000 -P 16, BENCH_NEAR_LOAD requests each, default
+#                   1000000). Use with BENCH_TESTS=get: a SET test would invalidate the
+#                   entries the GET test reads.             (default 0)
+#   BASELINE_NEAR   0: BENCH_NEAR leaves the baseline without the near-cached layer (to
+#                   measure the near cache itself with STRATA_BASELINE the same binary)
+#                                                      (default 1)
 
 set -euo pipefail
 
@@ -122,6 +133,23 @@ router_variants="${BENCH_ROUTER_VARIANTS:-4}"
 shared_nodes="${BENCH_SHARED_NODES:-0}"
 default_rf2_config='defaults: {replication: 2, write_consistency: quorum}'
 rf2_config="${STRATA_RF2_CONFIG:-$default_rf2_config}"
+near="${BENCH_NEAR:-0}"
+near_bytes="${BENCH_NEAR_BYTES:-256mb}"
+near_load="${BENCH_NEAR_LOAD:-1000000}"
+baseline_near="${BASELINE_NEAR:-1}"
+[[ "$near" == 0 || "$near" == 1 ]] || die "BENCH_NEAR must be 0 or 1, got '$near'"
+[[ "$baseline_near" == 0 || "$baseline_near" == 1 ]] || die "BASELINE_NEAR must be 0 or 1, got '$baseline_near'"
+[[ "$near_load" =~ ^[1-9][0-9]*$ ]] || die "BENCH_NEAR_LOAD must be a positive count, got '$near_load'"
+near_yaml="layers: [{name: bench, prefix: \"key:\", near_cache: {max_bytes: $near_bytes}}]
+near_cache: { max_bytes: $near_bytes }"
+# near_config EXTRA_YAML - EXTRA_YAML with, under BENCH_NEAR=1, the near-cached layer.
+near_config() {
+    if ((near)); then
+        printf '%s\n%s' "$near_yaml" "$1"
+    else
+        printf '%s' "$1"
+    fi
+}
 
 [[ ${#targets[@]} -gt 0 ]] || die "BENCH_TARGETS is empty"
 [[ ${#workloads[@]} -gt 0 ]] || die "BENCH_WORKLOADS is empty"
@@ -269,9 +297,15 @@ start_strata_target() {
     fi
     log "$t on ${port_of[$t]}${STRATA_WORKERS:+ (workers: $STRATA_WORKERS)}"
 }
-[[ -n "${seen_target[strata]:-}" ]] && start_strata_target strata "$strata_bin" "${STRATA_EXTRA_CONFIG:-}"
-[[ -n "${seen_target[strata-rf2]:-}" ]] && start_strata_target strata-rf2 "$strata_bin" "$rf2_config"
-((want_baseline)) && start_strata_target baseline "$STRATA_BASELINE" "${BASELINE_EXTRA_CONFIG:-}"
+[[ -n "${seen_target[strata]:-}" ]] && start_strata_target strata "$strata_bin" "$(near_config "${STRATA_EXTRA_CONFIG:-}")"
+[[ -n "${seen_target[strata-rf2]:-}" ]] && start_strata_target strata-rf2 "$strata_bin" "$(near_config "$rf2_config")"
+if ((want_baseline)); then
+    if ((baseline_near)); then
+        start_strata_target baseline "$STRATA_BASELINE" "$(near_config "${BASELINE_EXTRA_CONFIG:-}")"
+    else
+        start_strata_target baseline "$STRATA_BASELINE" "${BASELINE_EXTRA_CONFIG:-}"
+    fi
+fi
 
 # --- twemproxy -------------------------------------------------------------------------------
 if ((want_twemproxy)); then
@@ -453,6 +487,20 @@ if ((want_rb)); then
             printf '%s' "${ok[*]}"
         )"
     done
+    if ((near)); then
+        # Every target gets every key, then GETs of them (which fill the near caches): the
+        # measured GETs then find their keys everywhere, and strata answers from memory.
+        for t in "${targets[@]}"; do
+            for test in set get; do
+                cmd=(redis-benchmark -h 127.0.0.1 -p "${port_of[$t]}" -t "$test" -c 50 -r 100000
+                    -n "$near_load" -P 16 -q)
+                printf '%s\n' "$(shell_quote "${cmd[@]}")" >>"$commands"
+                run_bench "$t" "$run_timeout" "$workdir/load-$t-$test.out" "$workdir/load-$t-$test.err" "${cmd[@]}" ||
+                    die "$t: loading the keys ($test) failed: $(tail -c 300 "$workdir/load-$t-$test.err")"
+            done
+            log "$t loaded: $near_load SETs and GETs of key:__rand_int__ (-r 100000)"
+        done
+    fi
     printf '\n%s: redis-benchmark -t %s; rounds: %s; -n %s with -P 1, -n %s with -P 16%s\n' \
         "$LIB_PROG" "$tests" "$rounds" "$n_p1" "$n_p16" "${BENCH_EXTRA:+; extra: $BENCH_EXTRA}"
     for pipeline in 1 16; do
@@ -622,22 +670,29 @@ machine() {
     return 0
 }
 
+# near_note - under BENCH_NEAR=1, what it adds to a strata target's description.
+# shellcheck disable=SC2016 # backquotes in the report are markdown, not commands
+near_note() {
+    ((near)) && printf ', the keys in a near-cached layer (`%s`), loaded and read once before the runs' "${near_yaml//$'\n'/ }"
+    return 0
+}
+
 # describe TARGET - what a target is, one line of markdown.
 # shellcheck disable=SC2016 # backquotes in the report are markdown, not commands
 describe() {
     case "$1" in
         direct) printf 'one redis-server' ;;
         twemproxy) printf 'nutcracker (fnv1a_64, ketama) in front of 3 nodes' ;;
-        strata) printf 'strata in front of 3 nodes, one copy of each key%s' "${STRATA_EXTRA_CONFIG:+, plus \`$STRATA_EXTRA_CONFIG\`}" ;;
-        strata-rf2) printf 'the same strata binary in front of 3 nodes with `%s`' "$rf2_config" ;;
-        baseline) printf 'strata binary %s in front of 3 nodes%s' "$STRATA_BASELINE" "${BASELINE_EXTRA_CONFIG:+, plus \`$BASELINE_EXTRA_CONFIG\`}" ;;
+        strata) printf 'strata in front of 3 nodes, one copy of each key%s%s' "${STRATA_EXTRA_CONFIG:+, plus \`$STRATA_EXTRA_CONFIG\`}" "$(near_note)" ;;
+        strata-rf2) printf 'the same strata binary in front of 3 nodes with `%s`%s' "$rf2_config" "$(near_note)" ;;
+        baseline) printf 'strata binary %s in front of 3 nodes%s%s' "$STRATA_BASELINE" "${BASELINE_EXTRA_CONFIG:+, plus \`$BASELINE_EXTRA_CONFIG\`}" "$( ((baseline_near)) && near_note)" ;;
     esac
 }
 
 # reproduce - the command line that runs this benchmark again with the same settings.
 reproduce() {
     local v vars=()
-    for v in $(compgen -v | grep -E '^(BENCH_|STRATA_WORKERS$|STRATA_EXTRA_CONFIG$|STRATA_RF2_CONFIG$|BASELINE_EXTRA_CONFIG$|STRATA_BASELINE$)' || true); do
+    for v in $(compgen -v | grep -E '^(BENCH_|STRATA_WORKERS$|STRATA_EXTRA_CONFIG$|STRATA_RF2_CONFIG$|BASELINE_EXTRA_CONFIG$|BASELINE_NEAR$|STRATA_BASELINE$)' || true); do
         vars+=("$v=${!v}")
     done
     shell_quote "${vars[@]}" scripts/bench-compare.sh
@@ -673,7 +728,9 @@ code_block() {
         printf '\nEach proxy has three redis-server nodes of its own (no target reads keys another wrote).\n'
     fi
     printf 'Nodes and direct: `redis-server --port PORT --bind 127.0.0.1 --save "" --appendonly no`.\n'
-    if ((${#proxies[@]} > 0)); then
+    if ((${#proxies[@]} > 0 && near)); then
+        printf 'BENCH_NEAR=1: the benchmark'"'"'s keys are in a near-cached layer of strata (see the targets), and every target was loaded first (`-t set`, then `-t get`, `-r 100000 -n %s -P 16`).\n' "$near_load"
+    elif ((${#proxies[@]} > 0)); then
         printf 'strata configs have no layers: every key is in the `default` layer.\n'
     fi
     if ((want_rb)); then

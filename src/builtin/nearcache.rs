@@ -63,7 +63,7 @@ fn get(control: &Control, key: &[u8]) -> Reply {
         let left = e.expires.saturating_duration_since(Instant::now());
         f.extend([
             Reply::bulk("bytes"),
-            int(e.value.len() as u64),
+            int(e.value().len() as u64),
             Reply::bulk("filled_unix_ms"),
             int(e.filled_unix_ms),
             Reply::bulk("age_ms"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::acl::Acl;
+use crate::cluster::View;
 use crate::command::spec::Route;
 use crate::command::table::command_index;
 use crate::control::clients::ClientInfo;
@@ -16,19 +17,20 @@ use crate::protocol::Request;
 
 use super::gate::Gate;
 
-/// Runs one request: returns its pending reply once every node involved has been sent its
-/// part. `started` is when the request was read (for latency figures).
+/// Runs one request with `view` (the session's, loaded once for a batch of requests):
+/// returns its pending reply once every node involved has been sent its part. `started` is
+/// when the request was read (for latency figures).
 pub async fn dispatch(
     coord: &Arc<Coordinator>,
     control: &Arc<Control>,
     client: &ClientInfo,
+    view: &View,
     request: Request,
     started: Instant,
     access: Option<(&Arc<Acl>, &mut Gate)>,
 ) -> Dispatched {
-    let view = coord.router.view();
     let lane = client.lane();
-    let classified = match coordinator::classify(&view, lane, &request, started) {
+    let classified = match coordinator::classify(view, lane, &request, started) {
         Ok(classified) => classified,
         Err(refused) => return *refused,
     };
@@ -56,7 +58,7 @@ pub async fn dispatch(
         mut track,
     } = classified;
     if !matches!(spec.route, Route::Local | Route::Subcommand) {
-        let pending = plan(coord, &view, lane, spec, traits, request, &mut track).await;
+        let pending = plan(coord, view, lane, spec, traits, request, &mut track).await;
         return Dispatched {
             pending,
             close: false,
@@ -64,8 +66,8 @@ pub async fn dispatch(
             track,
         };
     }
-    // Built-in commands load what they need themselves (some wait on nodes for long).
-    drop(view);
+    // Built-in commands load what they need themselves (some wait on nodes for long, some
+    // change the view: the session then loads the next one for the requests after it).
     // Local commands may describe the client (CLIENT LIST / INFO): record it first.
     client.touch(command_index(spec));
     // Built by strata, these replies take their RESP3 types here. The shape is known before

@@ -92,14 +92,19 @@ impl ClientInfo {
         self.killed.set();
     }
 
-    /// Completes once the client is killed.
-    pub async fn killed(&self) {
-        self.killed.wait().await;
+    /// Completes once the client is killed; the session keeps it across its passes.
+    pub fn killed(&self) -> crate::latch::Watch<'_> {
+        self.killed.watch()
     }
 
     pub fn touch(&self, command: Option<usize>) {
-        let ms = self.created.elapsed().as_millis() as u64;
-        self.last_active_ms.store(ms, Ordering::Relaxed);
+        self.mark_active(Instant::now());
+        self.set_last_command(command);
+    }
+
+    /// Records the client's last command (CLIENT LIST's `cmd=`); the session marks the
+    /// activity itself ([`ClientInfo::mark_active`]) with a time it read anyway.
+    pub fn set_last_command(&self, command: Option<usize>) {
         if let Some(i) = command {
             self.last_command.store(i + 1, Ordering::Relaxed);
         }

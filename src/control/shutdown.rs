@@ -32,8 +32,8 @@ impl Drain {
     }
 
     /// Completes once draining has begun.
-    pub async fn begun(&self) {
-        self.draining.wait().await;
+    pub fn begun(&self) -> crate::latch::Watch<'_> {
+        self.draining.watch()
     }
 
     /// Waits (on a worker's runtime, after it stopped taking clients) until no client is

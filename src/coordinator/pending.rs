@@ -133,6 +133,11 @@ impl Pending {
         }
     }
 
+    /// True when the reply is known already (nothing to wait for).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Pending::Ready(Some(_)))
+    }
+
     /// True for a command on a dedicated connection (it may block for long).
     pub fn is_dedicated(&self) -> bool {
         matches!(self, Pending::Dedicated(_))

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
@@ -25,10 +25,14 @@ pub const ENTRY_OVERHEAD: u64 = 384;
 /// `max_bytes / (2 × SHARDS)` (`config::layers` checks it).
 pub const SHARDS: usize = 4;
 
-/// A cached value.
+/// A cached value, kept as the reply to a `GET` of its key: a hit is answered with one copy
+/// of these bytes, with no encoding (the same bytes in RESP2 and RESP3).
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub value: Bytes,
+    /// `$<len>\r\n<value>\r\n`.
+    reply: Bytes,
+    /// Where the value starts in `reply`.
+    header: u8,
     /// When it was read from the node (Unix ms, for STRATA NEARCACHE GET).
     pub filled_unix_ms: u64,
     /// When it must be dropped: the key's TTL on the node or the layer's `max_ttl`, whichever
@@ -36,12 +40,47 @@ pub struct Entry {
     pub expires: Instant,
 }
 
+impl Entry {
+    fn new(value: &[u8], filled_unix_ms: u64, expires: Instant) -> Entry {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value.len()).as_bytes();
+        let mut reply = BytesMut::with_capacity(value.len() + digits.len() + 5);
+        reply.put_u8(b'$');
+        reply.extend_from_slice(digits);
+        reply.extend_from_slice(b"\r\n");
+        reply.extend_from_slice(value);
+        reply.extend_from_slice(b"\r\n");
+        Entry {
+            reply: reply.freeze(),
+            // At most 1 + 20 + 2 bytes.
+            header: u8::try_from(digits.len() + 3).unwrap_or(u8::MAX),
+            filled_unix_ms,
+            expires,
+        }
+    }
+
+    /// The value's bytes.
+    pub fn value(&self) -> &[u8] {
+        let end = self.reply.len().saturating_sub(2);
+        self.reply
+            .get(usize::from(self.header)..end)
+            .unwrap_or_default()
+    }
+
+    /// The value's bytes, sharing the entry's buffer.
+    fn value_bytes(&self) -> Bytes {
+        let end = self.reply.len().saturating_sub(2);
+        let start = usize::from(self.header).min(end);
+        self.reply.slice(start..end)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bytewise;
 
 impl Weighter<Bytes, Entry> for Bytewise {
     fn weight(&self, key: &Bytes, entry: &Entry) -> u64 {
-        key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD
+        key.len() as u64 + entry.reply.len() as u64 + ENTRY_OVERHEAD
     }
 }
 
@@ -146,10 +185,10 @@ impl Store {
         &self.coherence
     }
 
-    /// The value of `key` when an entry may be served now: the invalidation streams are live
-    /// and the entry has not run out its time (then it is dropped).
+    /// The entry of `key` when it may be served now: the invalidation streams are live and
+    /// the entry has not run out its time (then it is dropped).
     #[inline]
-    pub fn get(&self, key: &[u8], now: Instant) -> Option<Bytes> {
+    fn live_entry(&self, key: &[u8], now: Instant) -> Option<Entry> {
         if !self.coherence.ready() {
             return None;
         }
@@ -158,7 +197,20 @@ impl Store {
             self.cache.remove(key);
             return None;
         }
-        Some(entry.value)
+        Some(entry)
+    }
+
+    /// The value of `key` when an entry may be served now (see [`Store::reply`]).
+    pub fn get(&self, key: &[u8], now: Instant) -> Option<Bytes> {
+        self.live_entry(key, now).map(|e| e.value_bytes())
+    }
+
+    /// The reply to a `GET` of `key` (its value as a RESP bulk string, the same in RESP2 and
+    /// RESP3) when an entry may be served now: the invalidation streams are live and the
+    /// entry has not run out its time (then it is dropped).
+    #[inline]
+    pub fn reply(&self, key: &[u8], now: Instant) -> Option<Bytes> {
+        self.live_entry(key, now).map(|e| e.reply)
     }
 
     /// The entry of `key`, whatever its state (STRATA NEARCACHE GET).
@@ -191,11 +243,7 @@ impl Store {
         let filled_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let entry = Entry {
-            value: Bytes::copy_from_slice(value),
-            filled_unix_ms,
-            expires: sent + life,
-        };
+        let entry = Entry::new(value, filled_unix_ms, sent + life);
         self.cache.insert(Bytes::copy_from_slice(key), entry);
         // Checked again after the insert: an invalidation that ran in between (it bumps
         // before it removes) is seen here, or its removal comes after the insert.

@@ -355,8 +355,34 @@ fn index() -> &'static AHashMap<&'static [u8], &'static CommandSpec> {
     })
 }
 
+/// GET and SET, looked up once.
+fn get_and_set() -> &'static (Option<&'static CommandSpec>, Option<&'static CommandSpec>) {
+    static COMMON: OnceLock<(Option<&'static CommandSpec>, Option<&'static CommandSpec>)> =
+        OnceLock::new();
+    COMMON.get_or_init(|| {
+        (
+            index().get(&b"get"[..]).copied(),
+            index().get(&b"set"[..]).copied(),
+        )
+    })
+}
+
 /// Finds a command by name, ignoring ASCII case. Does not allocate.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    // The commonest commands without hashing the name: about 20 instructions instead of 130
+    // (callgrind, GET through the near cache).
+    if let [a, b, c] = name {
+        let (get, set) = get_and_set();
+        match [
+            a.to_ascii_lowercase(),
+            b.to_ascii_lowercase(),
+            c.to_ascii_lowercase(),
+        ] {
+            [b'g', b'e', b't'] => return *get,
+            [b's', b'e', b't'] => return *set,
+            _ => {}
+        }
+    }
     let mut buf = [0u8; MAX_NAME];
     let lower = buf.get_mut(..name.len())?;
     for (dst, src) in lower.iter_mut().zip(name) {

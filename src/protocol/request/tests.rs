@@ -208,3 +208,18 @@ fn string2ll_rules() {
     assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
     assert_eq!(parse_i64(b"-9223372036854775809"), None);
 }
+
+#[test]
+fn find_cr_looks_at_the_head_then_the_rest() {
+    assert_eq!(find_cr(b""), None);
+    assert_eq!(find_cr(b"*3\r\n"), Some(2));
+    assert_eq!(find_cr(b"no return here at all, longer than sixteen"), None);
+    for at in [0, 15, 16, 17, 40] {
+        let mut line = vec![b'x'; at];
+        line.extend_from_slice(b"\r\nmore\r\n");
+        assert_eq!(find_cr(&line), Some(at), "\\r at {at}");
+    }
+    // A header longer than the head is still found (and refused by its length checks).
+    let long = format!("${}\r\n", "9".repeat(30));
+    assert_eq!(find_cr(long.as_bytes()), Some(31));
+}
