@@ -158,14 +158,11 @@ async fn warm(coord: &Arc<Coordinator>, client: &ClientInfo, args: &[Bytes]) -> 
         &mut track,
     )
     .await;
-    let effect = std::mem::replace(
-        &mut track.near_after,
-        crate::coordinator::plan::WriteEffect::None,
-    );
-    let pending = if effect.is_none() {
-        pending
-    } else {
-        crate::coordinator::plan::then_apply(pending, effect, view.layers.coherence().clone())
+    let pending = match track.near_after.take() {
+        None => pending,
+        Some(effect) => {
+            crate::coordinator::plan::then_apply(pending, *effect, view.layers.coherence().clone())
+        }
     };
     Done {
         layer: Some(layer),

@@ -30,7 +30,6 @@ use crate::command::table::lookup;
 use crate::config::OutputBufferLimit;
 use crate::control::clients::Registration;
 use crate::control::Control;
-use crate::coordinator::plan::WriteEffect;
 use crate::coordinator::{Coordinator, Pending, Recorder, Track};
 use crate::protocol::{ParseLimits, Parsed, Proto, Reply, RequestParser};
 
@@ -608,10 +607,9 @@ fn drain(
         }
         match head.poll_reply(cx) {
             Poll::Ready(reply) => {
-                if !track.near_after.is_none() {
+                if let Some(effect) = track.near_after.take() {
                     // Before the client has the reply: it then reads its own write.
-                    std::mem::replace(&mut track.near_after, WriteEffect::None)
-                        .apply(layers.coherence());
+                    effect.apply(layers.coherence());
                 }
                 if matches!(reply, Reply::Error(_)) {
                     errors += 1;

@@ -133,9 +133,10 @@ pub struct Track {
     /// Refused before it ran (arity, disabled): counted as the command's `rejected_calls`,
     /// not as a call.
     pub rejected: bool,
-    /// A write of near-cached keys: what to invalidate again once its reply is in, before the
-    /// client gets it (`plan/near.rs`); `None` for every other request.
-    pub near_after: crate::coordinator::plan::WriteEffect,
+    /// A write of near-cached (or coalescing) keys: what to invalidate again once its reply
+    /// is in, before the client gets it (`plan/near.rs`); `None` for every other request.
+    /// Boxed: every request's track is moved several times, and most carry none.
+    pub near_after: Option<Box<crate::coordinator::plan::WriteEffect>>,
 }
 
 impl Track {
@@ -152,7 +153,7 @@ impl Track {
             proto: crate::protocol::Proto::Resp2,
             shape: crate::protocol::resp3::Shape::Plain,
             rejected: false,
-            near_after: crate::coordinator::plan::WriteEffect::None,
+            near_after: None,
         }
     }
 
