@@ -111,6 +111,8 @@ async fn serve(
     let mut eof = false;
     // Bytes moved either way since the clock was last read (`limits.idle_timeout`).
     let mut active = false;
+    // Requests were read in this pass (see the write below).
+    let mut read_now = false;
     // One timer for the hedge time of the oldest pending reply (`Pending::hedge_at`): replies
     // behind it were sent later, so it is always the first due.
     let hedge = tokio::time::sleep(std::time::Duration::from_secs(3600));
@@ -388,6 +390,7 @@ async fn serve(
                         Io::Read(Ok(0) | Err(_)) => eof = true,
                         Io::Read(Ok(n)) => {
                             active = true;
+                            read_now = true;
                             if let Some(s) = stats {
                                 s.net_input_bytes.add(n as u64);
                             }
@@ -441,6 +444,14 @@ async fn serve(
         // Write what the socket takes now; the rest waits for it to be writable again, while
         // requests keep being read.
         if !output.is_empty() {
+            // Replies to requests just read wait until the worker's other ready sessions have
+            // read and answered theirs: the replies then leave in a burst, as Redis writes its
+            // clients' replies at the end of a loop pass. Written at once, each woke its client
+            // alone (a loopback send wakes the reader): 0.85-0.9 of the throughput
+            // (docs/architecture.md).
+            if std::mem::take(&mut read_now) {
+                tokio::task::yield_now().await;
+            }
             match output.flush(&mut stream) {
                 Ok(written) => {
                     active |= written > 0;
