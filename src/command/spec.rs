@@ -88,6 +88,16 @@ pub enum KeySpec {
     SubcommandKey,
 }
 
+impl KeySpec {
+    /// One key, the first argument: most commands (GET, SET, HGET, ...). The planner's fast
+    /// paths test for it rather than collect key positions.
+    pub const FIRST_ONLY: KeySpec = KeySpec::Range {
+        first: 1,
+        last: 1,
+        step: 1,
+    };
+}
+
 /// How strata routes a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {

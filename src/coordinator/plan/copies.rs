@@ -98,12 +98,7 @@ fn no_node(layer: &LayerSpec) -> Pending {
 
 /// The request's keys, without collecting positions in the common one-key case.
 fn request_keys(spec: &CommandSpec, request: &Request) -> Result<Keys, Reply> {
-    let one = KeySpec::Range {
-        first: 1,
-        last: 1,
-        step: 1,
-    };
-    if spec.keys == one {
+    if spec.keys == KeySpec::FIRST_ONLY {
         return Ok(request.args.get(1).cloned().into_iter().collect());
     }
     let mut positions = Vec::new();

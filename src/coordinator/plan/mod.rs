@@ -121,13 +121,7 @@ pub fn same_node(
     let topology = &view.topology;
     let ring = &topology.ring;
     // The common case, one key at position 1, without collecting positions.
-    if spec.keys
-        == (KeySpec::Range {
-            first: 1,
-            last: 1,
-            step: 1,
-        })
-    {
+    if spec.keys == KeySpec::FIRST_ONLY {
         if let Some(key) = request.args.get(1) {
             return Ok(ring.primary(key));
         }
@@ -679,15 +673,10 @@ fn coalescable<'r>(
     track: &Track,
 ) -> Option<&'r Bytes> {
     let layer = view.layers.get(track.layer?)?;
-    let one_key = KeySpec::Range {
-        first: 1,
-        last: 1,
-        step: 1,
-    };
     let read = spec.has(crate::command::spec::flags::READONLY)
         && !spec.has(crate::command::spec::flags::WRITE)
         && spec.route == Route::SameNode
-        && spec.keys == one_key
+        && spec.keys == KeySpec::FIRST_ONLY
         // Two clients asking for a random member expect two draws.
         && !matches!(spec.name, "srandmember" | "hrandfield" | "zrandmember");
     (layer.spec.coalesce && read)

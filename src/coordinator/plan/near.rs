@@ -208,12 +208,7 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
             .filter(|l| l.near.is_some() || l.spec.coalesce)
     };
     // The commonest write names one key, first: no positions to collect.
-    let one = KeySpec::Range {
-        first: 1,
-        last: 1,
-        step: 1,
-    };
-    if spec.keys == one {
+    if spec.keys == KeySpec::FIRST_ONLY {
         return match request.args.get(1).and_then(|k| Some((watched(k)?, k))) {
             Some((layer, key)) => WriteEffect::Key(layer.near.clone(), key.clone()),
             None => WriteEffect::None,
