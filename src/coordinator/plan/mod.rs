@@ -1,12 +1,16 @@
 //! The planner: which nodes a request goes to, in what pieces, and how the replies come back
 //! together; sends the pieces and returns the [`Pending`] reply. [`plan`] is the one entry for
 //! every request that goes to nodes, planned with the request's one [`View`]: layers with one
-//! copy here, layers with several (and every key while a rebalance runs) in `copies.rs`. The
+//! copy here (multi-key commands split per node in `split.rs`), layers with several (and every
+//! key while a rebalance runs) in `copies.rs`, the near cache in `near.rs`, coalescing in
+//! `coalesced.rs`. The
 //! sending helpers ([`forward`], [`fan_out`]) and the request rewrites ([`write_payload`]) are
 //! also what transactions and the built-in commands use.
 
+mod coalesced;
 mod copies;
 mod near;
+mod split;
 
 pub use near::{before_write, then_apply, WriteEffect};
 
@@ -27,7 +31,7 @@ use crate::protocol::{Reply, Request};
 
 use crate::coordinator::coalesce::Join;
 use crate::coordinator::merge::MergePlan;
-use crate::coordinator::pending::{Gather, Pending, TaskOutput};
+use crate::coordinator::pending::{Gather, Pending};
 use crate::coordinator::track::{Track, Traits};
 use crate::coordinator::Coordinator;
 
@@ -330,86 +334,6 @@ pub fn write_payload(
     }
 }
 
-/// Groups argument positions by owning node, keeping argument order inside each group.
-/// `stride` is 1 for key lists, 2 for key/value pairs.
-fn group_by_node(view: &View, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
-    let ring = &view.topology.ring;
-    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-    let mut pos = 1;
-    while let Some(key) = request.args.get(pos) {
-        let node = ring.primary(key);
-        match groups.iter_mut().find(|(n, _)| *n == node) {
-            Some((_, positions)) => positions.push(pos),
-            None => groups.push((node, vec![pos])),
-        }
-        pos += stride;
-    }
-    groups
-}
-
-/// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when every layer has one copy: one
-/// sub-command per node, merged. MSET's keys get the TTL policy's followers.
-async fn split_one_copy(
-    router: &Router,
-    view: &View,
-    lane: Lane,
-    spec: &CommandSpec,
-    split: Split,
-    request: Request,
-    ttl_rule: bool,
-) -> Pending {
-    let stride = match split {
-        Split::Mset => {
-            if request.args.len() % 2 == 0 {
-                return Pending::ready(crate::command::classify::wrong_arity(spec.name));
-            }
-            2
-        }
-        Split::Mget | Split::SumKeys => 1,
-    };
-    let followers = if ttl_rule && view.layers.any_ttl() {
-        match ttl_plan(view, spec, &request) {
-            Err(reply) => return Pending::ready(reply),
-            Ok(plan) => plan.map(|p| p.followers).unwrap_or_default(),
-        }
-    } else {
-        Vec::new()
-    };
-    let groups = group_by_node(view, &request, stride);
-    if let [(node, _)] = groups.as_slice() {
-        // Every key on one node: forward the request as it is.
-        return send_followed(router, view, lane, *node, payload(&request), followers).await;
-    }
-    let name = request.args.first().cloned().unwrap_or_default();
-    let total = request.args.len().saturating_sub(1) / stride;
-    let mut slots = Vec::with_capacity(groups.len());
-    let mut gather = Gather::new(MergePlan::Done);
-    for (node, positions) in groups {
-        let args = std::iter::once(name.as_ref()).chain(positions.iter().flat_map(|&p| {
-            (p..p + stride).filter_map(|i| request.args.get(i).map(|a| a.as_ref()))
-        }));
-        let args: Vec<&[u8]> = args.collect();
-        let Some(conn) = router.connection(node, lane) else {
-            continue;
-        };
-        if conn.node().health.is_down() {
-            return down_reply(router, conn.node());
-        }
-        let rx = conn.send(command_bytes(args.into_iter())).await;
-        gather.push(rx, conn.node().clone());
-        slots.push(positions.iter().map(|p| (p - 1) / stride).collect());
-    }
-    let plan = match split {
-        Split::Mget => MergePlan::Mget { slots, total },
-        Split::Mset => MergePlan::AllOk,
-        Split::SumKeys => MergePlan::Sum,
-    };
-    let mut gather = gather;
-    gather.set_plan(plan);
-    send_followers(router, view, lane, &mut gather, followers).await;
-    Pending::gather(gather)
-}
-
 /// Routes keyspace-wide commands to every node; the keyspace reads count each key once
 /// (`keyspace/`).
 async fn fan_out_merged(
@@ -433,45 +357,6 @@ async fn fan_out_merged(
     fan_out(router, lane, payload(&request), plan).await
 }
 
-/// A splittable multi-key command: by [`copies::split`] when some layer has several copies
-/// or a rebalance runs, else one sub-command per node ([`split_one_copy`]).
-#[allow(clippy::too_many_arguments)]
-async fn split_any(
-    coord: &Arc<Coordinator>,
-    view: &View,
-    lane: Lane,
-    spec: &'static CommandSpec,
-    split: Split,
-    request: Request,
-    traits: Traits,
-    track: &mut Track,
-) -> Pending {
-    if view.layers.any_replicated() || coord.rebalance.is_running() {
-        copies::split(
-            coord,
-            view,
-            lane,
-            spec,
-            split,
-            request,
-            traits.ttl_rule,
-            track,
-        )
-        .await
-    } else {
-        split_one_copy(
-            &coord.router,
-            view,
-            lane,
-            spec,
-            split,
-            request,
-            traits.ttl_rule,
-        )
-        .await
-    }
-}
-
 /// The planner: where a request goes and how, by its route and its keys' layers. Every
 /// request that goes to nodes comes through here with its one snapshot (`view`):
 ///
@@ -482,7 +367,7 @@ async fn split_any(
 /// - with `coalesce`: a read of one key joins an identical one in flight, or leads a flight
 ///   others may join (`coordinator/coalesce.rs`); writes of its keys end joining;
 /// - key commands and splittable multi-key commands of layers with one copy → the owning
-///   node's shared connection, TTL policy applied (`one_copy`, `split_one_copy`);
+///   node's shared connection, TTL policy applied (`one_copy`, `split.rs`);
 /// - the same of layers with several copies (or ejecting down nodes), and every key command
 ///   while a rebalance runs (reads fall back to the keys' previous owners) → flights to the
 ///   keys' replicas (`copies.rs`);
@@ -515,21 +400,12 @@ pub async fn plan(
         }
     }
     let mut lead = None;
-    if let Some(key) = coalescable(view, spec, &request, track) {
-        let coherence = view.layers.coherence();
-        match coord
-            .coalesce
-            .join(coherence, key, lane.proto, payload(&request))
-        {
-            Join::Joined(flight) => {
-                let layer = track.layer.and_then(|l| view.layers.get(l));
-                if let Some(w) = layer.and_then(|l| l.stats.worker(router.worker)) {
-                    w.coalesced.add(1);
-                }
-                return joined(coord, flight, lane, spec, traits, request, track);
-            }
-            Join::Lead(l) => lead = Some(l),
+    match coalesced::join(coord, view, lane, spec, &request, track) {
+        None => {}
+        Some(Join::Joined(flight)) => {
+            return coalesced::joined(coord, flight, lane, spec, traits, request, track)
         }
+        Some(Join::Lead(l)) => lead = Some(l),
     }
     // One body for every request, without a nested future of its own: a separate async fn
     // here cost every request about 160 instructions (callgrind).
@@ -546,7 +422,7 @@ pub async fn plan(
                     near::Mget::Usual => {}
                     near::Mget::Served(reply) => break 'routed Pending::ready(reply),
                     near::Mget::Rest(rest, mut parts) => {
-                        let pending = Box::pin(split_any(
+                        let pending = Box::pin(split::split_any(
                             coord, view, lane, spec, split, rest, traits, track,
                         ))
                         .await;
@@ -587,7 +463,7 @@ pub async fn plan(
                 .await
             }
             Route::Split(split) => {
-                split_any(coord, view, lane, spec, split, request, traits, track).await
+                split::split_any(coord, view, lane, spec, split, request, traits, track).await
             }
             Route::SameNode => match one_copy(view, lane, spec, &request, traits.ttl_rule, track) {
                 Err(reply) => Pending::ready(reply),
@@ -617,69 +493,6 @@ pub async fn plan(
     };
     match lead {
         None => pending,
-        Some(lead) => {
-            let flight = lead.share(pending);
-            Pending::task(async move {
-                TaskOutput {
-                    reply: flight.reply().await.unwrap_or_else(|| {
-                        Reply::error_static("ERR strata: internal error: a read was lost")
-                    }),
-                    applied: Vec::new(),
-                }
-            })
-        }
+        Some(lead) => coalesced::led(lead, pending),
     }
-}
-
-/// A read that waits for an identical one in flight. Should that one's leader be gone before
-/// it sent the read (its client disconnected mid-request), this read is sent by itself.
-fn joined(
-    coord: &Arc<Coordinator>,
-    flight: crate::coordinator::coalesce::Flight,
-    lane: Lane,
-    spec: &'static CommandSpec,
-    traits: Traits,
-    request: Request,
-    track: &Track,
-) -> Pending {
-    let coord = coord.clone();
-    let (started, layer) = (track.started, track.layer);
-    Pending::task(async move {
-        if let Some(reply) = flight.reply().await {
-            return TaskOutput {
-                reply,
-                applied: Vec::new(),
-            };
-        }
-        let view = coord.router.view_full();
-        let mut track = Track::new(started);
-        track.layer = layer;
-        let mut pending =
-            Box::pin(plan(&coord, &view, lane, spec, traits, request, &mut track)).await;
-        let reply = std::future::poll_fn(|cx| pending.poll_reply(cx)).await;
-        TaskOutput {
-            reply,
-            applied: pending.applied().to_vec(),
-        }
-    })
-}
-
-/// The key of a read that coalescing may share: a read (not a random pick) of one key, at
-/// position 1, of a layer with `coalesce: true`.
-fn coalescable<'r>(
-    view: &View,
-    spec: &CommandSpec,
-    request: &'r Request,
-    track: &Track,
-) -> Option<&'r Bytes> {
-    let layer = view.layers.get(track.layer?)?;
-    let read = spec.has(crate::command::spec::flags::READONLY)
-        && !spec.has(crate::command::spec::flags::WRITE)
-        && spec.route == Route::SameNode
-        && spec.keys == KeySpec::FIRST_ONLY
-        // Two clients asking for a random member expect two draws.
-        && !matches!(spec.name, "srandmember" | "hrandfield" | "zrandmember");
-    (layer.spec.coalesce && read)
-        .then(|| request.args.get(1))
-        .flatten()
 }
