@@ -6,6 +6,7 @@ pub mod gate;
 pub mod output;
 pub mod output_limit;
 pub mod pubsub;
+mod replies;
 pub mod session;
 pub mod stream;
 pub mod transaction;
