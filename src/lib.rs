@@ -20,8 +20,8 @@
 //! backend/connection.rs      multiplexed, pipelined, FIFO replies (backend/queue.rs);
 //!                            replies decoded by protocol/codec.rs
 //! coordinator/pending.rs     the pending reply the session polls
-//! client/session.rs          counts it (coordinator/track.rs → stats/) and writes it
-//!                            (client/output.rs)
+//! client/replies.rs          counts it (coordinator/track.rs → stats/) and encodes it
+//!                            (client/output.rs); client/session.rs writes it out
 //! ```
 //!
 //! Commands strata answers itself (PING, INFO, CONFIG, CLIENT, COMMAND, STRATA ...) leave the
