@@ -9,6 +9,7 @@
 //! a reply (redis-py's pipelines do) is served as Redis serves it, with the replies buffered
 //! up to `limits.client_output_buffer_limit` and the client disconnected past it.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::os::fd::AsRawFd;
@@ -48,6 +49,33 @@ const MAX_READ_AHEAD: usize = 4 * 1024 * 1024;
 /// a value of up to 64 KiB still gets its whole read at once.
 const DECLARED_READ_AHEAD: usize = 64 * 1024;
 
+thread_local! {
+    /// Sessions alive on this thread. A worker runs its sessions on a runtime of its own thread,
+    /// so a session stays on the thread it started on.
+    static SESSIONS_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a session in [`SESSIONS_HERE`] while it lives.
+struct Here;
+
+impl Here {
+    fn enter() -> Self {
+        SESSIONS_HERE.with(|n| n.set(n.get() + 1));
+        Here
+    }
+
+    /// No other session on this thread could have replies to send in the same burst.
+    fn alone() -> bool {
+        SESSIONS_HERE.with(|n| n.get() <= 1)
+    }
+}
+
+impl Drop for Here {
+    fn drop(&mut self) {
+        SESSIONS_HERE.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// Serves one client until it quits, errs or goes away.
 pub async fn run(coord: Arc<Coordinator>, control: Arc<Control>, stream: ClientStream) {
     let (Ok(addr), Ok(laddr)) = (stream.tcp().peer_addr(), stream.tcp().local_addr()) else {
@@ -69,6 +97,7 @@ async fn serve(
 ) {
     let client = &registration.info;
     tracing::debug!("connected");
+    let _here = Here::enter();
 
     let settings = control.live.load().settings.clone();
     let limits = &settings.config.limits;
@@ -449,8 +478,9 @@ async fn serve(
             // read and answered theirs: the replies then leave in a burst, as Redis writes its
             // clients' replies at the end of a loop pass. Written at once, each woke its client
             // alone (a loopback send wakes the reader): 0.85-0.9 of the throughput
-            // (docs/architecture.md).
-            if std::mem::take(&mut read_now) {
+            // (docs/architecture.md). A session alone on its worker skips the wait: it would
+            // only cost a poll of the sockets (0.94 of a lone client's throughput).
+            if std::mem::take(&mut read_now) && !Here::alone() {
                 tokio::task::yield_now().await;
             }
             match output.flush(&mut stream) {
