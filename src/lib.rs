@@ -34,6 +34,8 @@
 //! - [`protocol`], [`tls`], [`config`], [`latch`], [`admin`]: RESP parsing, encoding and node
 //!   reply decoding; TLS set-ups built from certificate files (rustls); the config schema and
 //!   the layers as configured; a one-shot latch; the HTTP server of the admin endpoint.
+//! - [`client_tracking`]: `CLIENT TRACKING` for strata's clients: who tracks what (the table
+//!   of keys read, BCAST prefixes), and the invalidation messages waiting for each session.
 //! - [`command`]: the command table, classification, key positions.
 //! - [`stats`]: per-worker counters and latency histograms.
 //! - [`near`]: the near cache's per-layer stores (values in strata's memory, bounded in bytes)
@@ -80,6 +82,7 @@ pub mod backend;
 pub mod bench;
 pub mod builtin;
 pub mod client;
+pub mod client_tracking;
 pub mod cluster;
 pub mod command;
 pub mod config;

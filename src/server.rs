@@ -110,6 +110,10 @@ impl Server {
         }
         let workers = settings.workers;
         let layers = Layers::new(&settings.layers, workers);
+        layers
+            .coherence()
+            .clients
+            .configure(settings.config.client_tracking.limits());
         let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
         let topology = Topology::new(
             nodes,

@@ -10,13 +10,14 @@ use std::path::Path;
 /// module it may use may use only by naming it here too: the list is the whole truth.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("latch", &[]),
+    ("client_tracking", &[]),
     ("protocol", &[]),
     ("tls", &[]),
-    ("config", &["protocol", "tls"]),
+    ("config", &["client_tracking", "protocol", "tls"]),
     ("admin", &[]),
     ("command", &["protocol"]),
     ("stats", &["command", "protocol"]),
-    ("near", &["config"]),
+    ("near", &["client_tracking", "config"]),
     ("policy", &["config", "near", "protocol", "stats"]),
     ("acl", &["command", "config", "protocol"]),
     (
@@ -49,7 +50,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "coordinator",
         &[
-            "backend", "cluster", "command", "config", "near", "policy", "protocol", "repair",
+            "backend",
+            "client_tracking",
+            "cluster",
+            "command",
+            "config",
+            "near",
+            "policy",
+            "protocol",
+            "repair",
             "stats",
         ],
     ),
@@ -58,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "acl",
             "backend",
+            "client_tracking",
             "cluster",
             "command",
             "config",
@@ -77,6 +87,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "acl",
             "backend",
+            "client_tracking",
             "cluster",
             "command",
             "config",
@@ -93,6 +104,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "acl",
             "backend",
+            "client_tracking",
             "builtin",
             "cluster",
             "command",

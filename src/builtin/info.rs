@@ -224,10 +224,32 @@ fn server(control: &Control, out: &mut String) {
 fn clients(control: &Control, out: &mut String) {
     let _ = write!(
         out,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n",
         control.clients.count(),
         control.live.load().settings.config.limits.max_clients,
         control.clients.blocked(),
+        control.live.load().layers.coherence().clients.clients(),
+    );
+}
+
+/// Client tracking's figures (Redis's three, then strata's own), at the end of `# Stats`.
+fn tracking(control: &Control, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let view = control.live.load();
+    let hub = &view.layers.coherence().clients;
+    let c = &hub.counters;
+    let _ = write!(
+        out,
+        "tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nstrata_tracking_table_bytes:{}\r\nstrata_tracking_invalidation_messages:{}\r\nstrata_tracking_invalidated_keys:{}\r\nstrata_tracking_flushes:{}\r\nstrata_tracking_evicted_keys:{}\r\nstrata_tracking_covered:{}\r\n",
+        hub.table.keys(),
+        hub.table.items(),
+        hub.prefixes(),
+        hub.table.bytes(),
+        c.messages.load(Relaxed),
+        c.keys.load(Relaxed),
+        c.flushes.load(Relaxed),
+        c.evicted.load(Relaxed),
+        u8::from(hub.covered()),
     );
 }
 
@@ -263,6 +285,7 @@ fn stats(control: &Control, out: &mut String) {
         control.stats.admin_denied_auth.load(Relaxed),
         t.errors,
     );
+    tracking(control, out);
 }
 
 fn ring(control: &Control, out: &mut String) {

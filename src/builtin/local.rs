@@ -458,16 +458,22 @@ fn client_command(control: &Control, client: &ClientInfo, args: &[Bytes]) -> Rep
             "ID, GETNAME, SETNAME <name>, INFO,",
             "LIST [TYPE normal|pubsub] [ID id ...], NO-EVICT <ON|OFF>,",
             "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [SKIPME yes|no]",
-            "(strata's own client connections; PAUSE and tracking are not supported)",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]] [OPTIN] [OPTOUT] [NOLOOP],",
+            "CACHING (YES|NO), GETREDIR, TRACKINGINFO",
+            "(strata's own client connections; PAUSE is not supported)",
         ])),
         "kill" => client_kill(control, client, args),
         "pause" | "unpause" => Err(Reply::error(format!(
             "ERR strata: CLIENT {} is not supported through the proxy: it would stop one node's clients, not strata's (pause the writers instead)",
             sub.to_ascii_uppercase()
         ))),
-        "reply" | "tracking" | "trackinginfo" | "caching" | "getredir" | "unblock" => {
-            Err(unsupported(&format!("client|{sub}")))
+        "tracking" => {
+            check(-3).map(|()| super::client_tracking::tracking(control, client, args))
         }
+        "caching" => check(3).map(|()| super::client_tracking::caching(client, args)),
+        "getredir" => check(2).map(|()| super::client_tracking::getredir(client)),
+        "trackinginfo" => check(2).map(|()| super::client_tracking::trackinginfo(client)),
+        "reply" | "unblock" => Err(unsupported(&format!("client|{sub}"))),
         _ => Err(unknown_subcommand(
             "client",
             args.get(1).map_or(&b""[..], |s| s),

@@ -1,6 +1,7 @@
 //! The commands strata answers itself (PING, HELLO, INFO, CONFIG, COMMAND, CLIENT, STRATA ...)
 //! and the `/metrics` rendering: above the coordinator, whose planning they use to ask nodes.
 
+pub mod client_tracking;
 pub mod config_get;
 pub mod info;
 pub mod introspect;

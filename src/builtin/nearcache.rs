@@ -105,7 +105,7 @@ fn flush(control: &Control, layer: Option<&[u8]>) -> Reply {
     };
     let removed: u64 = stores.iter().map(|s| s.entries()).sum();
     if layer.is_none() {
-        view.layers.coherence().flush("STRATA NEARCACHE FLUSH");
+        view.layers.coherence().flush_near("STRATA NEARCACHE FLUSH");
     } else {
         // Fills under way of any layer are dropped with it: they may be this layer's.
         view.layers.coherence().drop_fills();

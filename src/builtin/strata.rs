@@ -160,9 +160,12 @@ async fn warm(coord: &Arc<Coordinator>, client: &ClientInfo, args: &[Bytes]) -> 
     .await;
     let pending = match track.near_after.take() {
         None => pending,
-        Some(effect) => {
-            crate::coordinator::plan::then_apply(pending, *effect, view.layers.coherence().clone())
-        }
+        Some(effect) => crate::coordinator::plan::then_apply(
+            pending,
+            *effect,
+            view.layers.coherence().clone(),
+            client.id,
+        ),
     };
     Done {
         layer: Some(layer),

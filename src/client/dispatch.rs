@@ -58,6 +58,20 @@ pub async fn dispatch(
         mut track,
     } = classified;
     if !matches!(spec.route, Route::Local | Route::Subcommand) {
+        if client.is_tracking() {
+            if let Some(tracker) = client.tracker() {
+                track.tracked = crate::coordinator::tracked::tracked_read(
+                    view.layers.coherence(),
+                    tracker,
+                    client.caching(),
+                    spec,
+                    &request,
+                );
+            }
+            // CLIENT CACHING applies to one command (Redis clears it after any command but
+            // CLIENT ...).
+            client.clear_caching();
+        }
         let pending = plan(coord, view, lane, spec, traits, request, &mut track).await;
         return Dispatched {
             pending,
@@ -70,6 +84,9 @@ pub async fn dispatch(
     // change the view: the session then loads the next one for the requests after it).
     // Local commands may describe the client (CLIENT LIST / INFO): record it first.
     client.touch(command_index(spec));
+    if spec.name != "client" {
+        client.clear_caching();
+    }
     // Built by strata, these replies take their RESP3 types here. The shape is known before
     // the command runs, the protocol after (HELLO 3 answers in RESP3).
     let shape = crate::protocol::resp3::shape_of(spec.name, &request);

@@ -27,11 +27,11 @@ pub(super) async fn drain_ready(
     output: &mut Output,
     cap: usize,
     control: &Control,
-    worker: usize,
+    (worker, client): (usize, u64),
 ) -> Drained {
     poll_fn(|cx| {
         let view = control.live.load();
-        let drained = drain(pending, output, cap, (&view, control, worker), cx);
+        let drained = drain(pending, output, cap, (&view, control, worker, client), cx);
         if drained.written > 0 {
             Poll::Ready(drained)
         } else {
@@ -49,7 +49,7 @@ pub(super) fn drain(
     pending: &mut VecDeque<(Pending, Track)>,
     output: &mut Output,
     cap: usize,
-    (view, control, worker): (&View, &Control, usize),
+    (view, control, worker, client): (&View, &Control, usize, u64),
     cx: &mut std::task::Context<'_>,
 ) -> Drained {
     let stats = control.stats.workers.get(worker);
@@ -64,8 +64,12 @@ pub(super) fn drain(
         match head.poll_reply(cx) {
             Poll::Ready(reply) => {
                 if let Some(effect) = track.near_after.take() {
-                    // Before the client has the reply: it then reads its own write.
-                    effect.apply(layers.coherence());
+                    // Before the client has the reply: it then reads its own write, and
+                    // tracking clients are told of it.
+                    effect.apply_after(layers.coherence(), client);
+                }
+                if let Some(read) = track.tracked.take() {
+                    read.finish(layers.coherence());
                 }
                 if matches!(reply, Reply::Error(_)) {
                     errors += 1;

@@ -221,6 +221,17 @@ async fn serve(
                     state.multi.store(-1, Ordering::Relaxed);
                     client.set_proto(2);
                     client.set_name("");
+                    // Tracking off, as Redis's RESET turns it off.
+                    if client.is_tracking() {
+                        client.set_tracker(None);
+                        coord
+                            .router
+                            .view()
+                            .layers
+                            .coherence()
+                            .clients
+                            .disable(client.id);
+                    }
                     // Back to the default user: authenticated only when it needs no password.
                     let rules = coord.router.view().acl.clone();
                     client.set_user(
@@ -317,7 +328,7 @@ async fn serve(
                     &mut pending,
                     &mut output,
                     cap,
-                    (batch_view, control, worker),
+                    (batch_view, control, worker, client.id),
                     cx,
                 ))
             })
@@ -405,7 +416,7 @@ async fn serve(
             || tokio::select! {
                 // Replies first: they free pipeline room and let the client make progress.
                 biased;
-                drained = drain_ready(&mut pending, &mut output, output_cap(&class), control, coord.router.worker), if !pending.is_empty() => {
+                drained = drain_ready(&mut pending, &mut output, output_cap(&class), control, (coord.router.worker, client.id)), if !pending.is_empty() => {
                     if let Some(s) = stats {
                         s.errors.add(drained.errors);
                     }
@@ -444,6 +455,17 @@ async fn serve(
                         add(&more);
                     }
                     true
+                }
+                // Invalidations for a tracking client (`client_tracking`), its own or another's
+                // that redirects here.
+                messages = poll_fn(|cx| client.inbox.poll_take(cx)) => {
+                    let resp3 = client.lane().proto.is_resp3();
+                    let subscribed = pubsub.active();
+                    let mut any = false;
+                    for m in &messages {
+                        any |= crate::client_tracking::inbox::encode(m, resp3, subscribed, output.tail());
+                    }
+                    any
                 }
                 _ = &mut drain_begun, if !closing => false,
                 _ = &mut killed => break None,

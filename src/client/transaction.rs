@@ -230,7 +230,7 @@ impl Transaction {
         let near: Vec<plan::WriteEffect> = if view.layers.watch_writes() {
             queued
                 .iter()
-                .map(|(spec, request)| plan::before_write(&view, spec, request))
+                .map(|(spec, request)| plan::before_write(&view, spec, request, lane.client))
                 .filter(|e| !e.is_none())
                 .collect()
         } else {
@@ -278,7 +278,7 @@ impl Transaction {
             // Whether the block ran or failed on the way, what it may have written is
             // forgotten before the client has the reply.
             for effect in &near {
-                effect.apply(&coherence);
+                effect.apply_after(&coherence, lane.client);
             }
             output(reply.unwrap_or_else(|e| e))
         }))

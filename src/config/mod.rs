@@ -82,6 +82,8 @@ pub struct Config {
     pub layers: Vec<LayerConfig>,
     /// What the layers' near caches may take together.
     pub near_cache: NearCacheBudget,
+    /// `CLIENT TRACKING` for strata's clients: the table's and the queues' bounds.
+    pub client_tracking: ClientTrackingConfig,
     pub stats: StatsConfig,
     pub health: HealthConfig,
     pub repair: RepairConfig,
@@ -148,6 +150,7 @@ impl Default for Config {
             defaults: LayerDefaults::default(),
             layers: Vec::new(),
             near_cache: NearCacheBudget::default(),
+            client_tracking: ClientTrackingConfig::default(),
             stats: StatsConfig::default(),
             health: HealthConfig::default(),
             repair: RepairConfig::default(),
@@ -252,6 +255,19 @@ impl Config {
             )? {
                 node_tls.insert(node.id.clone(), t);
             }
+        }
+        let ct = &self.client_tracking;
+        if ct.max_bytes.bytes() < 1 << 20 {
+            return Err(format!(
+                "client_tracking.max_bytes: at least 1mb, got {}",
+                ct.max_bytes
+            ));
+        }
+        if ct.max_queued_bytes.bytes() < 4 << 10 {
+            return Err(format!(
+                "client_tracking.max_queued_bytes: at least 4kb, got {}",
+                ct.max_queued_bytes
+            ));
         }
         if self.limits.max_nodes < self.nodes.len() || self.limits.max_nodes > 65535 {
             return Err(format!(

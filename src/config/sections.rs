@@ -175,6 +175,51 @@ impl Default for NearCacheBudget {
     }
 }
 
+/// `CLIENT TRACKING` for strata's own clients (docs/client-tracking.md).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTrackingConfig {
+    /// Keys remembered for tracking clients in the default mode, as Redis's
+    /// `tracking-table-max-keys`: past it keys are invalidated early (their readers told) to
+    /// make room. Default 1000000; `0`: no bound on the count (`max_bytes` still applies).
+    pub max_keys: usize,
+    /// Bytes the remembered keys may take (each key's bytes plus 64 per key). Default
+    /// `256mb`; at least `1mb`.
+    pub max_bytes: ByteSize,
+    /// Bytes of invalidation messages waiting for one client; past it they collapse into one
+    /// flush (the client drops everything it cached). Default `1mb`; at least `4kb`.
+    pub max_queued_bytes: ByteSize,
+    /// How long the nodes' invalidation streams keep reporting every key after the last
+    /// tracking client turned tracking off (so clients coming and going do not make the
+    /// streams reconnect each time). Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl ClientTrackingConfig {
+    /// The bounds as the tracking table applies them.
+    pub fn limits(&self) -> crate::client_tracking::Limits {
+        let size = |b: ByteSize| usize::try_from(b.bytes()).unwrap_or(usize::MAX);
+        crate::client_tracking::Limits {
+            max_keys: self.max_keys,
+            max_bytes: size(self.max_bytes),
+            max_queued_bytes: size(self.max_queued_bytes),
+            linger: self.linger,
+        }
+    }
+}
+
+impl Default for ClientTrackingConfig {
+    fn default() -> Self {
+        ClientTrackingConfig {
+            max_keys: 1_000_000,
+            max_bytes: ByteSize(256 << 20),
+            max_queued_bytes: ByteSize(1 << 20),
+            linger: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Statistics.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

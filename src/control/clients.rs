@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::client_tracking::{Inbox, Tracker};
 
 /// What strata knows about one client connection.
 #[derive(Debug)]
@@ -30,6 +32,15 @@ pub struct ClientInfo {
     killed: crate::latch::Latch,
     /// The session's state as CLIENT LIST shows it, stored by the session as it changes.
     pub state: SessionState,
+    /// Invalidation messages waiting for this client (its own tracking, or another client's
+    /// that redirects to it).
+    pub inbox: Arc<Inbox>,
+    /// Its `CLIENT TRACKING`, when on; `tracking_on` is read first, without the lock, by
+    /// every request.
+    tracking: Mutex<Option<Arc<Tracker>>>,
+    tracking_on: AtomicBool,
+    /// `CLIENT CACHING YES|NO` was given for the next command.
+    caching: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -93,6 +104,48 @@ impl ClientInfo {
     }
 
     /// Completes once the client is killed; the session keeps it across its passes.
+    /// Whether `CLIENT TRACKING` is on (one atomic load).
+    #[inline]
+    pub fn is_tracking(&self) -> bool {
+        self.tracking_on.load(Ordering::Relaxed)
+    }
+
+    pub fn tracker(&self) -> Option<Arc<Tracker>> {
+        self.tracking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Turns tracking on with `tracker`, or off.
+    pub fn set_tracker(&self, tracker: Option<Arc<Tracker>>) {
+        let mut t = self
+            .tracking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tracking_on.store(tracker.is_some(), Ordering::Relaxed);
+        *t = tracker;
+        if t.is_none() {
+            self.caching.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// `CLIENT CACHING YES|NO` given (for the next command).
+    pub fn set_caching(&self) {
+        self.caching.store(true, Ordering::Relaxed);
+    }
+
+    pub fn caching(&self) -> bool {
+        self.caching.load(Ordering::Relaxed)
+    }
+
+    /// A command other than `CLIENT ...` ran outside MULTI: `CLIENT CACHING` applied to it.
+    pub fn clear_caching(&self) {
+        if self.caching.load(Ordering::Relaxed) {
+            self.caching.store(false, Ordering::Relaxed);
+        }
+    }
+
     pub fn killed(&self) -> crate::latch::Watch<'_> {
         self.killed.watch()
     }
@@ -216,12 +269,23 @@ impl ClientInfo {
         if multi >= 0 {
             flags.push('x');
         }
+        let tracker = self.tracker();
+        if let Some(t) = &tracker {
+            flags.push('t');
+            if t.options.redirect != 0 && t.redirect_broken() {
+                flags.push('R');
+            }
+            if t.options.bcast {
+                flags.push('B');
+            }
+        }
+        let redir = tracker.map_or(-1, |t| t.options.redirect as i64);
         if flags.is_empty() {
             flags.push('N');
         }
         let (qbuf, qbuf_cap, omem) = (load(&s.qbuf), load(&s.qbuf_capacity), load(&s.omem));
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem={} rbs={qbuf_cap} rbp={qbuf} obl={} oll={} omem={omem} tot-mem={} events={} cmd={cmd} user={user} redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem={} rbs={qbuf_cap} rbp={qbuf} obl={} oll={} omem={omem} tot-mem={} events={} cmd={cmd} user={user} redir={redir} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -270,6 +334,10 @@ impl ClientRegistry {
                 fd: std::sync::atomic::AtomicI64::new(-1),
                 ..SessionState::default()
             },
+            inbox: Arc::default(),
+            tracking: Mutex::new(None),
+            tracking_on: AtomicBool::new(false),
+            caching: AtomicBool::new(false),
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.insert(id, info.clone());
@@ -314,6 +382,11 @@ impl ClientRegistry {
     }
 
     /// A snapshot, ordered by id.
+    /// The client with this id, if connected.
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.clients.lock().ok()?.get(&id).cloned()
+    }
+
     pub fn all(&self) -> Vec<Arc<ClientInfo>> {
         self.clients
             .lock()
@@ -375,6 +448,17 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // Clients redirecting here find the redirect broken; this one's tracking ends.
+        self.info.inbox.close();
+        if self.info.is_tracking() {
+            self.registry
+                .live
+                .load()
+                .layers
+                .coherence()
+                .clients
+                .disable(self.info.id);
+        }
         self.registry.clients.unregister(self.info.id);
         self.registry
             .connected

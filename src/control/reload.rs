@@ -180,6 +180,10 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
         settings.config.timeouts.request,
     );
     let auto_rebalance = settings.config.rebalance.auto;
+    layers
+        .coherence()
+        .clients
+        .configure(settings.config.client_tracking.limits());
     let view = View {
         acl: Arc::new(crate::acl::Acl::new(
             &settings.config.security,

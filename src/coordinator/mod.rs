@@ -17,6 +17,7 @@ pub mod read_flight;
 pub mod read_one;
 pub mod scan;
 pub mod track;
+pub mod tracked;
 pub mod vote;
 pub mod write_flight;
 

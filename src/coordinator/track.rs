@@ -137,6 +137,9 @@ pub struct Track {
     /// is in, before the client gets it (`plan/near.rs`); `None` for every other request.
     /// Boxed: every request's track is moved several times, and most carry none.
     pub near_after: Option<Box<crate::coordinator::plan::WriteEffect>>,
+    /// A read by a client with `CLIENT TRACKING` on (`tracked.rs`), finished when its reply
+    /// is in; `None` for every other request.
+    pub tracked: Option<Box<crate::coordinator::tracked::TrackedRead>>,
 }
 
 impl Track {
@@ -154,6 +157,7 @@ impl Track {
             shape: crate::protocol::resp3::Shape::Plain,
             rejected: false,
             near_after: None,
+            tracked: None,
         }
     }
 

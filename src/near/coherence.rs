@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::store::Store;
+use crate::client_tracking::Hub;
 
 /// Buckets of invalidation counters: a fill is dropped by an invalidation of any key of its
 /// bucket, so more buckets drop fewer fills needlessly. 4096 × 8 bytes.
@@ -35,6 +36,9 @@ pub struct Coherence {
     streams: Mutex<Streams>,
     /// The layers' stores, for invalidations and flushes (replaced by reloads).
     stores: ArcSwap<Vec<Arc<Store>>>,
+    /// Strata's own clients with tracking on (`CLIENT TRACKING`): told of the same
+    /// invalidations and flushes.
+    pub clients: Hub,
 }
 
 /// Which nodes must send invalidations, and which do.
@@ -42,6 +46,8 @@ pub struct Coherence {
 struct Streams {
     expected: BTreeSet<usize>,
     live: BTreeSet<usize>,
+    /// Live streams that report every key (while clients track).
+    every_key: BTreeSet<usize>,
 }
 
 /// Taken before a fill's request is sent (see the module's doc).
@@ -60,6 +66,7 @@ impl Default for Coherence {
             ready: AtomicBool::new(false),
             streams: Mutex::default(),
             stores: ArcSwap::from_pointee(Vec::new()),
+            clients: Hub::default(),
         }
     }
 }
@@ -130,21 +137,33 @@ impl Coherence {
         self.generation.load(Ordering::SeqCst) != token.generation || bucket != token.seen
     }
 
-    /// A write of `key` reported by a node: fills under way are dropped and the entry
-    /// removed from whichever store holds it.
+    /// A write of `key` reported by a node: fills under way are dropped, the entry removed
+    /// from whichever store holds it, and tracking clients told.
     pub fn invalidate(&self, key: &[u8]) {
-        self.invalidate_all([key]);
+        self.invalidate_all(&[key]);
     }
 
     /// [`invalidate`](Coherence::invalidate) of each key (a push names several).
-    pub fn invalidate_all<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+    pub fn invalidate_all(&self, keys: &[&[u8]]) {
         let stores = self.stores.load();
-        for key in keys {
+        for &key in keys {
             self.bump(key);
             for store in stores.iter() {
                 if key.starts_with(store.prefix()) {
                     store.remove_invalidated(key);
                 }
+            }
+        }
+        self.clients.invalidate(keys.iter().copied(), None);
+    }
+
+    /// A write of `key` through strata, before it is sent (its store not looked up yet): the
+    /// counters bumped and the entry removed; tracking clients are told once its reply is in.
+    pub fn invalidate_in_stores(&self, key: &[u8]) {
+        self.bump(key);
+        for store in self.stores.load().iter() {
+            if key.starts_with(store.prefix()) {
+                store.remove_invalidated(key);
             }
         }
     }
@@ -175,8 +194,15 @@ impl Coherence {
     }
 
     /// Everything may have changed (a node flushed, its stream was lost, the ring changed):
-    /// fills under way are dropped and every entry removed.
+    /// fills under way are dropped, every entry removed, and tracking clients told.
     pub fn flush(&self, why: &str) {
+        self.flush_near(why);
+        self.clients.flush();
+    }
+
+    /// [`flush`](Coherence::flush) of the near cache alone (STRATA NEARCACHE FLUSH, a stream
+    /// coming up: nothing a client cached changed).
+    pub fn flush_near(&self, why: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let stores = self.stores.load();
         if stores.iter().any(|s| !s.is_empty()) {
@@ -196,6 +222,7 @@ impl Coherence {
             s.expected.insert(slot)
         } else {
             s.live.remove(&slot);
+            s.every_key.remove(&slot);
             s.expected.remove(&slot)
         };
         if changed {
@@ -206,16 +233,25 @@ impl Coherence {
         }
     }
 
-    /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`).
-    pub fn set_live(&self, slot: usize, live: bool) {
+    /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`);
+    /// `every_key` when it reports every key (not only the near-cached prefixes).
+    pub fn set_live(&self, slot: usize, live: bool, every_key: bool) {
         let mut s = self.lock();
         let changed = if live {
+            if every_key {
+                s.every_key.insert(slot);
+            }
             s.live.insert(slot)
         } else {
+            s.every_key.remove(&slot);
             s.live.remove(&slot)
         };
         if changed {
             self.settle(&s, "a node's invalidation stream was lost");
+            if !live {
+                // What clients cached may change unreported until the stream is back.
+                self.clients.flush();
+            }
         }
     }
 
@@ -223,9 +259,11 @@ impl Coherence {
     /// may have missed invalidations; fills begun before a stream came up were not covered).
     fn settle(&self, s: &Streams, why: &str) {
         let ready = !s.expected.is_empty() && s.expected.is_subset(&s.live);
+        self.clients
+            .set_covered(ready && s.expected.is_subset(&s.every_key));
         let was = self.ready.swap(ready, Ordering::SeqCst);
         if was != ready || !ready {
-            self.flush(if ready {
+            self.flush_near(if ready {
                 "every node's invalidation stream is live"
             } else {
                 why

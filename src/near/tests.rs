@@ -23,7 +23,7 @@ fn ready_store(max_bytes: u64) -> (Arc<Coherence>, Arc<Store>) {
     let s = Arc::new(Store::new("route", "route:", config(max_bytes), c.clone()).unwrap());
     c.set_stores(vec![s.clone()]);
     c.expect_node(0, true);
-    c.set_live(0, true);
+    c.set_live(0, true, false);
     assert!(c.ready());
     (c, s)
 }
@@ -90,13 +90,13 @@ fn nothing_is_served_or_kept_unless_every_expected_stream_is_live() {
     let t = c.begin(b"route:a");
     fill(&s, &t, "route:a", "v");
     assert!(s.is_empty(), "a fill while not ready is not kept");
-    c.set_live(1, true);
+    c.set_live(1, true, false);
     assert!(c.ready());
     let t = c.begin(b"route:a");
     fill(&s, &t, "route:a", "v");
     assert!(s.get(b"route:a", Instant::now()).is_some());
     // Losing a stream flushes.
-    c.set_live(0, false);
+    c.set_live(0, false, false);
     assert!(!c.ready() && s.is_empty());
 }
 

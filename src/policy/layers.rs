@@ -257,10 +257,10 @@ impl Layers {
     }
 
     /// True when some layer's reads depend on strata noticing writes (a near cache, or
-    /// coalescing: a read may not join one sent before a write): writes then bump
-    /// [`Coherence`]'s counters.
+    /// coalescing: a read may not join one sent before a write), or a client tracks keys
+    /// (`CLIENT TRACKING`): writes then bump [`Coherence`]'s counters.
     pub fn watch_writes(&self) -> bool {
-        self.any_near || self.any_coalesce
+        self.any_near || self.any_coalesce || self.coherence.clients.active()
     }
 
     /// The near cache's coherence state (the same across reloads).

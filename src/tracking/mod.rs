@@ -1,9 +1,12 @@
-//! Invalidation streams for the near cache: per member node, a RESP3 connection of its own on
-//! which `CLIENT TRACKING ON BCAST PREFIX ...` asks the node to report every write of a key of
-//! the near-cached layers' prefixes — made through this strata, another one, a client of the
-//! node, an expiry, an eviction or a flush (`>invalidate` pushes; a flush is an `invalidate`
-//! with a null). Each report removes the entry ([`Coherence::invalidate`]) or everything
-//! ([`Coherence::flush`]).
+//! Invalidation streams for the near cache and for tracking clients: per member node, a RESP3
+//! connection of its own on which `CLIENT TRACKING ON BCAST PREFIX ...` asks the node to
+//! report every write of a key of the near-cached layers' prefixes — made through this
+//! strata, another one, a client of the node, an expiry, an eviction or a flush
+//! (`>invalidate` pushes; a flush is an `invalidate` with a null). While any of strata's
+//! clients has `CLIENT TRACKING` on (and `client_tracking.linger` after), the stream asks for
+//! every key instead (`BCAST` without a prefix). Each report removes the entry
+//! ([`Coherence::invalidate`]) or everything ([`Coherence::flush`]), and tells the tracking
+//! clients.
 //!
 //! The near cache serves entries only while every member node's stream is live. A stream that
 //! ends (the connection closed or killed, the node restarted, a PING unanswered within
@@ -71,7 +74,7 @@ async fn track(router: Arc<Router>, slot: usize) {
             let c = &view.settings.config;
             (
                 view.layers.coherence().clone(),
-                view.layers.coherence().prefixes(),
+                wanted(view.layers.coherence()),
                 c.health.heartbeat_interval,
                 c.timeouts.connect,
                 (
@@ -85,6 +88,8 @@ async fn track(router: Arc<Router>, slot: usize) {
         if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                // A client turned tracking on: every key is wanted now.
+                _ = coherence.clients.mode_changed.notified(), if idle => {}
                 _ = node.retired() => break,
             }
         }
@@ -95,7 +100,7 @@ async fn track(router: Arc<Router>, slot: usize) {
             ended = stream(&router, &node, &coherence, &prefixes, slot, connect_timeout) => ended,
             _ = node.retired() => break,
         };
-        coherence.set_live(slot, false);
+        coherence.set_live(slot, false, false);
         match outcome {
             Ended::Prefixes => backoff = Duration::ZERO,
             Ended::Down => backoff = interval,
@@ -112,7 +117,7 @@ async fn track(router: Arc<Router>, slot: usize) {
         logged_failure = false;
     }
     let coherence = router.view().layers.coherence().clone();
-    coherence.set_live(slot, false);
+    coherence.set_live(slot, false, false);
     coherence.expect_node(slot, false);
 }
 
@@ -130,8 +135,9 @@ async fn stream(
         Ok(client) => client,
         Err(e) => return e,
     };
-    coherence.set_live(slot, true);
-    tracing::info!(node = %node.id, prefixes = prefixes.len(), "near cache: invalidation stream live");
+    let every_key = prefixes.iter().any(|p| p.is_empty());
+    coherence.set_live(slot, true, every_key);
+    tracing::info!(node = %node.id, prefixes = prefixes.len(), every_key, "invalidation stream live");
     let (interval, node_timeout) = {
         let view = router.view();
         let h = &view.settings.config.health;
@@ -153,11 +159,14 @@ async fn stream(
                 }
                 Err(e) => return Ended::Call(e),
             },
+            _ = coherence.clients.mode_changed.notified(), if !every_key => {
+                return Ended::Prefixes;
+            }
             _ = ticker.tick() => {
                 if node.health.is_down() {
                     return Ended::Down;
                 }
-                if coherence.prefixes() != prefixes {
+                if wanted(coherence) != prefixes {
                     return Ended::Prefixes;
                 }
                 if let Some(since) = waiting_since {
@@ -177,7 +186,18 @@ async fn stream(
     }
 }
 
-/// Connects (RESP3, the node's credentials and TLS) and turns tracking on for `prefixes`.
+/// The prefixes a stream asks for: every key (the empty prefix) while clients track, else
+/// the near-cached layers' prefixes (none: no stream).
+fn wanted(coherence: &Coherence) -> Vec<Vec<u8>> {
+    if coherence.clients.wants_every_key() {
+        vec![Vec::new()]
+    } else {
+        coherence.prefixes()
+    }
+}
+
+/// Connects (RESP3, the node's credentials and TLS) and turns tracking on for `prefixes` (the
+/// empty prefix: every key).
 async fn open(
     node: &NodeInfo,
     prefixes: &[Vec<u8>],
@@ -188,7 +208,7 @@ async fn open(
             .await?
             .with_reply_limit(MAX_PUSH);
         let mut args: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"ON", b"BCAST"];
-        for p in prefixes {
+        for p in prefixes.iter().filter(|p| !p.is_empty()) {
             args.push(b"PREFIX");
             args.push(p);
         }
@@ -272,7 +292,7 @@ fn parse(raw: &[u8]) -> Option<Frame<'_>> {
 fn take(coherence: &Coherence, raw: &[u8]) -> bool {
     match parse(raw) {
         Some(Frame::Invalidate(keys)) => {
-            coherence.invalidate_all(keys);
+            coherence.invalidate_all(&keys);
             false
         }
         Some(Frame::Pong) => true,

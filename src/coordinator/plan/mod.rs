@@ -431,7 +431,7 @@ pub async fn plan(
                     }
                 }
             }
-            let effect = near::before_write(view, spec, &request);
+            let effect = near::before_write(view, spec, &request, lane.client);
             if !effect.is_none() {
                 // Applied again by the session when the reply is in (`Track::near_after`).
                 track.near_after = Some(Box::new(effect));

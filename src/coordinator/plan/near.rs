@@ -165,6 +165,8 @@ impl WriteEffect {
         matches!(self, WriteEffect::None)
     }
 
+    /// Before the write is sent: the near cache forgets its keys, and reads that would
+    /// coalesce or fill stop trusting what they began with.
     pub fn apply(&self, coherence: &Coherence) {
         match self {
             WriteEffect::None => {}
@@ -172,10 +174,25 @@ impl WriteEffect {
             WriteEffect::Key(None, key) => coherence.note_write(key),
             WriteEffect::Keys(keys) => {
                 for key in keys.iter() {
-                    coherence.invalidate(key);
+                    coherence.invalidate_in_stores(key);
                 }
             }
-            WriteEffect::Flush => coherence.flush("a keyspace-wide write through strata"),
+            WriteEffect::Flush => coherence.flush_near("a keyspace-wide write through strata"),
+        }
+    }
+
+    /// Once the write's reply is in, before its client (`writer`) has it: [`apply`] again,
+    /// and the tracking clients told (all but the writer when it asked for NOLOOP).
+    ///
+    /// [`apply`]: WriteEffect::apply
+    pub fn apply_after(&self, coherence: &Coherence, writer: u64) {
+        self.apply(coherence);
+        let clients = &coherence.clients;
+        match self {
+            WriteEffect::None => {}
+            WriteEffect::Key(_, key) => clients.after_write([&key[..]], writer),
+            WriteEffect::Keys(keys) => clients.after_write(keys.iter().map(|k| &k[..]), writer),
+            WriteEffect::Flush => clients.flush(),
         }
     }
 }
@@ -186,14 +203,28 @@ fn may_write(spec: &CommandSpec) -> bool {
     spec.has(flags::WRITE) || (spec.has(flags::MAY_REPLICATE) && !spec.has(flags::PUBSUB))
 }
 
-/// What the write `request` does to the near cache and to coalesced reads (called only when
-/// some layer has either: `Layers::watch_writes`), with the pre-send invalidation done.
-pub fn before_write(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect {
+/// What the write `request` of client `writer` does to the near cache, to coalesced reads and
+/// to tracking clients (called only when one of them needs it: `Layers::watch_writes`), with
+/// the pre-send invalidation done.
+pub fn before_write(
+    view: &View,
+    spec: &CommandSpec,
+    request: &Request,
+    writer: u64,
+) -> WriteEffect {
     if !may_write(spec) {
         return WriteEffect::None;
     }
     let effect = effect_of(view, spec, request);
-    effect.apply(view.layers.coherence());
+    let coherence = view.layers.coherence();
+    effect.apply(coherence);
+    match &effect {
+        WriteEffect::Key(_, key) => coherence.clients.before_write([&key[..]], writer),
+        WriteEffect::Keys(keys) => coherence
+            .clients
+            .before_write(keys.iter().map(|k| &k[..]), writer),
+        WriteEffect::None | WriteEffect::Flush => {}
+    }
     effect
 }
 
@@ -201,11 +232,13 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
     if matches!(spec.route, Route::FanOut(_)) {
         return WriteEffect::Flush;
     }
-    // The key's layer, when its reads depend on writes being noticed.
+    // The key's layer, when its reads depend on writes being noticed (every layer's while
+    // clients track).
+    let tracking = view.layers.coherence().clients.active();
     let watched = |key: &Bytes| {
         view.layers
             .get(view.layers.resolve(key))
-            .filter(|l| l.near.is_some() || l.spec.coalesce)
+            .filter(|l| tracking || l.near.is_some() || l.spec.coalesce)
     };
     // The commonest write names one key, first: no positions to collect.
     if spec.keys == KeySpec::FIRST_ONLY {
@@ -233,10 +266,15 @@ fn effect_of(view: &View, spec: &CommandSpec, request: &Request) -> WriteEffect 
 
 /// `pending` with `effect` applied again once its reply is in: for a write planned outside a
 /// client's session (STRATA WARM), whose `Track` no session reads.
-pub fn then_apply(mut pending: Pending, effect: WriteEffect, coherence: Arc<Coherence>) -> Pending {
+pub fn then_apply(
+    mut pending: Pending,
+    effect: WriteEffect,
+    coherence: Arc<Coherence>,
+    writer: u64,
+) -> Pending {
     Pending::task(async move {
         let reply = std::future::poll_fn(|cx| pending.poll_reply(cx)).await;
-        effect.apply(&coherence);
+        effect.apply_after(&coherence, writer);
         TaskOutput {
             reply,
             applied: pending.applied().to_vec(),

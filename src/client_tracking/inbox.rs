@@ -1,0 +1,164 @@
+//! Invalidation messages on their way to one client's session: posted by whichever thread
+//! learns of a change (a node's invalidation stream, another session's write), taken and
+//! encoded by the session, between its replies. Bounded in bytes: past the bound the waiting
+//! messages collapse into one flush, which tells the client everything it cached may have
+//! changed (never less than it must be told).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+
+/// One message for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// These keys changed.
+    Keys(Vec<Bytes>),
+    /// Everything may have changed (a node was flushed, or strata lost a node's stream).
+    Flush,
+    /// The client the tracking client redirects to is gone (sent once, RESP3 only).
+    RedirectBroken(u64),
+}
+
+impl Message {
+    /// Bytes counted against the inbox's bound.
+    fn size(&self) -> usize {
+        match self {
+            Message::Keys(keys) => keys.iter().map(|k| k.len() + 16).sum::<usize>() + 32,
+            _ => 32,
+        }
+    }
+}
+
+/// The messages waiting for one session.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<Queue>,
+    /// Messages wait (read without the lock by the session's every pass).
+    waiting: AtomicBool,
+    /// Set when the session ended: nothing more is taken.
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Message>,
+    bytes: usize,
+}
+
+impl Inbox {
+    /// Posts `message`, or a flush in place of everything waiting when that would pass
+    /// `max_bytes`. False when the session is gone.
+    pub fn post(&self, message: Message, max_bytes: usize) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        {
+            let mut q = self.lock();
+            let size = message.size();
+            if q.bytes + size > max_bytes {
+                q.messages.clear();
+                q.messages.push_back(Message::Flush);
+                q.bytes = Message::Flush.size();
+            } else if !(q.messages.back() == Some(&Message::Flush) && message == Message::Flush) {
+                q.bytes += size;
+                q.messages.push_back(message);
+            }
+        }
+        self.waiting.store(true, Ordering::Release);
+        self.waker.wake();
+        true
+    }
+
+    /// Every message waiting, once there is one (the session's select branch).
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<VecDeque<Message>> {
+        if !self.waiting.load(Ordering::Acquire) {
+            self.waker.register(cx.waker());
+            // A post between the load and the registration woke no one: look again.
+            if !self.waiting.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        self.waiting.store(false, Ordering::Release);
+        let mut q = self.lock();
+        q.bytes = 0;
+        Poll::Ready(std::mem::take(&mut q.messages))
+    }
+
+    /// The session ended: later posts fail (the redirect is broken).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let mut q = self.lock();
+        q.messages.clear();
+        q.bytes = 0;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding it leaves at worst a message too many or too few counted.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The channel RESP2 clients receive invalidations on (as `message` frames).
+pub const CHANNEL: &[u8] = b"__redis__:invalidate";
+
+/// Encodes `message` as the session's client receives it: a RESP3 push, or, for a RESP2
+/// client in subscribed mode (a redirect target), a `message` of [`CHANNEL`]. Returns false
+/// when the client cannot receive it (RESP2 and not subscribed: Redis sends nothing then).
+pub fn encode(message: &Message, resp3: bool, subscribed: bool, out: &mut BytesMut) -> bool {
+    if resp3 {
+        match message {
+            Message::Keys(keys) => {
+                out.put_slice(b">2\r\n$10\r\ninvalidate\r\n");
+                keys_array(keys, out);
+            }
+            Message::Flush => out.put_slice(b">2\r\n$10\r\ninvalidate\r\n_\r\n"),
+            Message::RedirectBroken(id) => {
+                out.put_slice(b">2\r\n$21\r\ntracking-redir-broken\r\n:");
+                out.put_slice(itoa::Buffer::new().format(*id).as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        }
+        return true;
+    }
+    if !subscribed {
+        return false;
+    }
+    match message {
+        Message::Keys(keys) => {
+            out.put_slice(b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n");
+            keys_array(keys, out);
+        }
+        // The null of RESP2 is the null bulk string here, as Redis writes it.
+        Message::Flush => {
+            out.put_slice(b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n")
+        }
+        // Redis tells only RESP3 clients.
+        Message::RedirectBroken(_) => return false,
+    }
+    true
+}
+
+fn keys_array(keys: &[Bytes], out: &mut BytesMut) {
+    let mut n = itoa::Buffer::new();
+    out.put_u8(b'*');
+    out.put_slice(n.format(keys.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    for key in keys {
+        out.put_u8(b'$');
+        out.put_slice(n.format(key.len()).as_bytes());
+        out.put_slice(b"\r\n");
+        out.put_slice(key);
+        out.put_slice(b"\r\n");
+    }
+}
