@@ -194,6 +194,13 @@ fn own_writes_noloop_optin_and_multi_key_reads() {
     s.raw().call(&["SET", "n2", "theirs"]);
     expect_invalidation(&mut n, "n2", "another client's write (MGET's second key)");
 
+    // Reads inside MULTI ... EXEC are tracked too.
+    assert_eq!(c.call_raw(&["MULTI"]), b"+OK\r\n".to_vec());
+    assert_eq!(c.call_raw(&["GET", "m1"]), b"+QUEUED\r\n".to_vec());
+    assert_eq!(c.call_raw(&["EXEC"]), b"*1\r\n_\r\n".to_vec());
+    s.raw().call(&["SET", "m1", "1"]);
+    expect_invalidation(&mut c, "m1", "a write of a key read in a transaction");
+
     // OPTIN: only a read right after CLIENT CACHING YES is tracked.
     let mut o = tracking(&s, &["OPTIN"]);
     o.call_raw(&["GET", "o1"]);

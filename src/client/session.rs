@@ -243,7 +243,18 @@ async fn serve(
                 }
                 Ok(Parsed::Request(request)) if transaction.takes(&request) => {
                     last_spec = request.args.first().and_then(|n| lookup(n)).or(last_spec);
-                    let reply = transaction.handle(&coord.router, client.lane(), request);
+                    let tracking = client
+                        .is_tracking()
+                        .then(|| client.tracker().map(|t| (t, client.caching())))
+                        .flatten();
+                    let ends = request.args.first().is_some_and(|a| {
+                        a.eq_ignore_ascii_case(b"exec") || a.eq_ignore_ascii_case(b"discard")
+                    });
+                    let reply = transaction.handle(&coord.router, client.lane(), request, tracking);
+                    // CLIENT CACHING covers a whole MULTI ... EXEC block, as in Redis.
+                    if ends {
+                        client.clear_caching();
+                    }
                     pending.push_back((reply, Track::in_proto(started, proto)));
                     dispatched += 1;
                     let (count, bytes) = transaction

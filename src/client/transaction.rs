@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::backend::dedicated::Lease;
 use crate::backend::Router;
+use crate::client_tracking::Tracker;
 use crate::cluster::View;
 use crate::command::classify::classify;
 use crate::command::keys::key_positions;
@@ -25,6 +26,7 @@ use crate::command::spec::{CommandSpec, Route};
 use crate::coordinator::pending::{Pending, TaskOutput};
 use crate::coordinator::plan::{self, CROSSSLOT};
 use crate::coordinator::track::{self, Track};
+use crate::coordinator::tracked::tracked_read;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::{Reply, Request};
 
@@ -76,7 +78,16 @@ impl Transaction {
 
     /// Handles a request [`Transaction::takes`]; the reply to queue for it. The commands run
     /// on node connections in `lane`'s protocol, so the node's EXEC reply is the client's.
-    pub fn handle(&mut self, router: &Arc<Router>, lane: Lane, request: Request) -> Pending {
+    ///
+    /// `tracking`: the client's `CLIENT TRACKING` and whether `CLIENT CACHING` was given, when
+    /// tracking is on (EXEC's reads are then tracked as outside a transaction).
+    pub fn handle(
+        &mut self,
+        router: &Arc<Router>,
+        lane: Lane,
+        request: Request,
+        tracking: Option<(Arc<Tracker>, bool)>,
+    ) -> Pending {
         let name = request
             .args
             .first()
@@ -100,7 +111,7 @@ impl Transaction {
             ("discard", false) if arity_ok(1) => {
                 Pending::ready(Reply::error_static("ERR DISCARD without MULTI"))
             }
-            ("exec", true) if arity_ok(1) => self.exec(router, lane),
+            ("exec", true) if arity_ok(1) => self.exec(router, lane, tracking),
             ("discard", true) if arity_ok(1) => {
                 self.queued = None;
                 self.unwatch(Reply::ok())
@@ -197,7 +208,12 @@ impl Transaction {
     }
 
     /// EXEC: the queued commands as one MULTI ... EXEC block on their node.
-    fn exec(&mut self, router: &Arc<Router>, lane: Lane) -> Pending {
+    fn exec(
+        &mut self,
+        router: &Arc<Router>,
+        lane: Lane,
+        tracking: Option<(Arc<Tracker>, bool)>,
+    ) -> Pending {
         // Planned with one view, as any request.
         let view = router.view_full();
         let queued = self.queued.take().unwrap_or_default();
@@ -237,6 +253,17 @@ impl Transaction {
             Vec::new()
         };
         let coherence = view.layers.coherence().clone();
+        // A tracking client's reads in the block: remembered when EXEC's reply is in, and
+        // told at once of any a change overtook (as a read outside a transaction).
+        let tracked: Vec<_> = match tracking {
+            Some((tracker, caching)) => queued
+                .iter()
+                .filter_map(|(spec, request)| {
+                    tracked_read(&coherence, tracker.clone(), caching, spec, request)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         for (spec, request) in &queued {
             let (payload, follow) = rewrite(&view, spec, request);
             block.extend_from_slice(&payload);
@@ -279,6 +306,9 @@ impl Transaction {
             // forgotten before the client has the reply.
             for effect in &near {
                 effect.apply_after(&coherence, lane.client);
+            }
+            for read in tracked {
+                read.finish(&coherence);
             }
             output(reply.unwrap_or_else(|e| e))
         }))
