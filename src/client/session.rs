@@ -156,6 +156,8 @@ async fn serve(
     tokio::pin!(killed);
     let drain_begun = control.drain.begun();
     tokio::pin!(drain_begun);
+    // The waker this session left in its inbox (`Inbox::poll_take`).
+    let mut inbox_waker: Option<std::task::Waker> = None;
 
     // When the requests being parsed were read.
     let mut started = Instant::now();
@@ -469,7 +471,7 @@ async fn serve(
                 }
                 // Invalidations for a tracking client (`client_tracking`), its own or another's
                 // that redirects here.
-                messages = poll_fn(|cx| client.inbox.poll_take(cx)) => {
+                messages = poll_fn(|cx| client.inbox.poll_take(cx, &mut inbox_waker)) => {
                     let resp3 = client.lane().proto.is_resp3();
                     let subscribed = pubsub.active();
                     let mut any = false;

@@ -8,7 +8,7 @@ use super::*;
 fn take(inbox: &Inbox) -> Vec<Message> {
     let waker = futures_util::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
-    match inbox.poll_take(&mut cx) {
+    match inbox.poll_take(&mut cx, &mut None) {
         Poll::Ready(m) => m.into_iter().collect(),
         Poll::Pending => Vec::new(),
     }

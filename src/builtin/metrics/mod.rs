@@ -111,6 +111,74 @@ fn histogram<S: prometheus_client::encoding::EncodeLabelSet>(
     )
 }
 
+/// `CLIENT TRACKING` for strata's clients (docs/client-tracking.md).
+fn tracking(control: &Control, e: &mut DescriptorEncoder<'_>) -> R {
+    let view = control.live.load();
+    let hub = &view.layers.coherence().clients;
+    let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    gauge(
+        e,
+        "tracking_clients",
+        "Clients with CLIENT TRACKING on.",
+        size(hub.clients()),
+    )?;
+    gauge(
+        e,
+        "tracking_keys",
+        "Keys remembered for tracking clients (default mode).",
+        size(hub.table.keys()),
+    )?;
+    gauge(
+        e,
+        "tracking_items",
+        "Key-client pairs remembered for tracking clients.",
+        size(hub.table.items()),
+    )?;
+    gauge(
+        e,
+        "tracking_table_bytes",
+        "Bytes of the keys remembered for tracking clients (64 per key counted).",
+        size(hub.table.bytes()),
+    )?;
+    gauge(
+        e,
+        "tracking_prefixes",
+        "Distinct BCAST prefixes of tracking clients.",
+        size(hub.prefixes()),
+    )?;
+    gauge(
+        e,
+        "tracking_covered",
+        "1 while every node's invalidation stream is live and reports every key.",
+        i64::from(hub.covered()),
+    )?;
+    let c = &hub.counters;
+    counter(
+        e,
+        "tracking_invalidation_messages",
+        "Invalidation messages posted to tracking clients (a flush counts one).",
+        c.messages.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "tracking_invalidated_keys",
+        "Keys named in invalidation messages to tracking clients.",
+        c.keys.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "tracking_flushes",
+        "Flushes posted to tracking clients (a node flushed, a stream lost, FLUSHALL).",
+        c.flushes.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "tracking_evicted_keys",
+        "Keys invalidated early to keep the tracking table within client_tracking's bounds.",
+        c.evicted.load(Relaxed),
+    )
+}
+
 impl Collector for StrataCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> R {
         let s = &self.control;
@@ -133,6 +201,7 @@ impl Collector for StrataCollector {
             "Clients waiting on a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).",
             i64::try_from(s.clients.blocked()).unwrap_or(i64::MAX),
         )?;
+        tracking(s, &mut e)?;
         gauge(
             &mut e,
             "background_in_flight",
