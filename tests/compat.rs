@@ -172,3 +172,46 @@ fn command_getkeys_arity_matches_redis() {
     ]);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+#[test]
+fn client_tracking_replies_match_redis() {
+    let t = |rest: &[&str]| {
+        let mut words = vec!["CLIENT"];
+        words.extend_from_slice(rest);
+        case(&words)
+    };
+    let cases = vec![
+        t(&["TRACKINGINFO"]),
+        t(&["GETREDIR"]),
+        t(&["CACHING", "yes"]),
+        t(&["TRACKING"]),
+        t(&["TRACKING", "maybe"]),
+        t(&["TRACKING", "on", "bogus"]),
+        t(&["TRACKING", "on", "REDIRECT", "x"]),
+        t(&["TRACKING", "on", "REDIRECT", "999999"]),
+        t(&["TRACKING", "maybe", "REDIRECT", "999999"]),
+        t(&["TRACKING", "on", "PREFIX", "a"]),
+        t(&["TRACKING", "on", "BCAST", "OPTIN"]),
+        t(&["TRACKING", "on", "OPTIN", "OPTOUT"]),
+        t(&["TRACKING", "on", "BCAST", "PREFIX", "ab", "PREFIX", "a"]),
+        t(&["TRACKING", "on", "OPTIN", "NOLOOP"]),
+        t(&["TRACKINGINFO"]),
+        t(&["CACHING", "no"]),
+        t(&["CACHING", "maybe"]),
+        t(&["CACHING", "yes"]),
+        t(&["TRACKINGINFO"]),
+        t(&["TRACKING", "on", "OPTOUT"]),
+        t(&["TRACKING", "on", "BCAST"]),
+        t(&["GETREDIR"]),
+        t(&["TRACKING", "off", "BCAST", "OPTIN", "OPTOUT"]),
+        t(&["TRACKING", "on", "BCAST", "PREFIX", "b", "PREFIX", "a"]),
+        t(&["TRACKING", "on", "BCAST", "PREFIX", "ab"]),
+        t(&["TRACKING", "on", "BCAST", "PREFIX", "c"]),
+        t(&["TRACKINGINFO"]),
+        t(&["TRACKING", "off"]),
+        t(&["GETREDIR"]),
+        t(&["TRACKINGINFO"]),
+    ];
+    let diffs = differences(&cases);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -136,10 +136,6 @@ const REFUSED_SUBCOMMANDS: &[(&str, &str)] = &[
         "-ERR strata: CLIENT UNPAUSE is not supported through the proxy",
     ),
     (
-        "CLIENT TRACKING on",
-        "-ERR strata: 'client|tracking' is not supported through the proxy\r\n",
-    ),
-    (
         "CLIENT REPLY OFF",
         "-ERR strata: 'client|reply' is not supported through the proxy\r\n",
     ),

@@ -173,3 +173,35 @@ fn messages_encode_as_redis_writes_them() {
         b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\na\r\n"
     );
 }
+
+#[test]
+fn own_writes_are_told_after_the_reply_and_never_with_noloop() {
+    let hub = Hub::default();
+    let own = tracker(&hub, 1, Options::default());
+    let quiet = tracker(
+        &hub,
+        2,
+        Options {
+            noloop: true,
+            ..Options::default()
+        },
+    );
+    for id in [1, 2] {
+        hub.remember(&hub.tracker(id).unwrap(), &Bytes::from("k"));
+    }
+    // Client 1 writes k: before the write is sent, it stops being k's reader, so the node's
+    // report (which may come first) reaches only client 2.
+    hub.before_write([&b"k"[..]], 1);
+    hub.invalidate([&b"k"[..]], None);
+    assert!(take(&own).is_empty());
+    assert_eq!(take(&quiet), vec![keys(&["k"])]);
+    // Its reply in: client 1 is told of its own write.
+    hub.after_write([&b"k"[..]], 1);
+    assert_eq!(take(&own), vec![keys(&["k"])]);
+    // NOLOOP: client 2 writes a key it read and is never told.
+    hub.remember(&hub.tracker(2).unwrap(), &Bytes::from("q"));
+    hub.before_write([&b"q"[..]], 2);
+    hub.invalidate([&b"q"[..]], None);
+    hub.after_write([&b"q"[..]], 2);
+    assert!(take(&quiet).is_empty());
+}
