@@ -121,12 +121,41 @@ pub struct Counters {
     pub evicted: AtomicU64,
 }
 
+/// The tracking clients by id, and the BCAST ones apart (every write is matched against
+/// their prefixes; the default-mode ones are found through the table).
+#[derive(Debug, Default)]
+struct Trackers {
+    by_id: HashMap<u64, Arc<Tracker>>,
+    bcast: Vec<Arc<Tracker>>,
+}
+
+impl Trackers {
+    fn get(&self, id: &u64) -> Option<&Arc<Tracker>> {
+        self.by_id.get(id)
+    }
+
+    /// Adds or replaces; true when the client was not tracking.
+    fn insert(&mut self, t: Arc<Tracker>) -> bool {
+        let id = t.id;
+        self.bcast.retain(|b| b.id != id);
+        if t.options.bcast {
+            self.bcast.push(t.clone());
+        }
+        self.by_id.insert(id, t).is_none()
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        self.bcast.retain(|b| b.id != id);
+        self.by_id.remove(&id).is_some()
+    }
+}
+
 /// Every tracking client of this strata process, the table of keys they read, and whether
 /// the nodes' streams cover every key now. One per process, carried over reloads (inside
 /// the near cache's `Coherence`, which the streams report to).
 #[derive(Debug, Default)]
 pub struct Hub {
-    trackers: RwLock<HashMap<u64, Arc<Tracker>>>,
+    trackers: RwLock<Trackers>,
     /// Clients with tracking on (read without the lock on every write through strata).
     active: AtomicUsize,
     /// When the last tracking client turned it off (the streams keep reporting every key
@@ -173,8 +202,7 @@ impl Hub {
     pub fn enable(&self, tracker: Arc<Tracker>) {
         let first = {
             let mut t = write(&self.trackers);
-            t.insert(tracker.id, tracker).is_none()
-                && self.active.fetch_add(1, Ordering::SeqCst) == 0
+            t.insert(tracker) && self.active.fetch_add(1, Ordering::SeqCst) == 0
         };
         if first {
             self.mode_changed.notify_waiters();
@@ -184,7 +212,7 @@ impl Hub {
     /// Turns tracking off for client `id` (its keys stay in the table until they change, as
     /// in Redis; no one is told then).
     pub fn disable(&self, id: u64) {
-        let removed = write(&self.trackers).remove(&id).is_some();
+        let removed = write(&self.trackers).remove(id);
         if removed && self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             *lock(&self.idle_since) = Some(Instant::now());
         }
@@ -198,8 +226,8 @@ impl Hub {
     pub fn prefixes(&self) -> usize {
         let t = read(&self.trackers);
         let mut all: Vec<&Bytes> = t
-            .values()
-            .filter(|t| t.options.bcast)
+            .bcast
+            .iter()
             .flat_map(|t| t.options.prefixes.iter())
             .collect();
         all.sort();
@@ -273,8 +301,8 @@ impl Hub {
                     }
                 }
             }
-            for t in trackers.values() {
-                if t.options.bcast && t.covers(key) && !quiet(t) {
+            for t in &trackers.bcast {
+                if t.covers(key) && !quiet(t) {
                     out.entry(t.id).or_default().push(owned_key());
                 }
             }
@@ -321,7 +349,7 @@ impl Hub {
         }
         let max_queued_bytes = self.limits().max_queued_bytes;
         self.table.clear();
-        let trackers: Vec<Arc<Tracker>> = read(&self.trackers).values().cloned().collect();
+        let trackers: Vec<Arc<Tracker>> = read(&self.trackers).by_id.values().cloned().collect();
         for t in trackers {
             self.counters.messages.fetch_add(1, Ordering::Relaxed);
             self.counters.flushes.fetch_add(1, Ordering::Relaxed);
