@@ -115,12 +115,27 @@ impl Server {
             .clients
             .configure(settings.config.client_tracking.limits());
         let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
+        let links = settings
+            .config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(backend, b)| {
+                Arc::new(crate::cluster::slots::ClusterLink {
+                    backend,
+                    name: b.name.clone(),
+                    max_redirects: b.cluster.max_redirects,
+                    refresh: Default::default(),
+                })
+            })
+            .collect();
         let topology = Topology::new(
             nodes,
             settings.config.ring.vnodes,
             settings.hash_tag,
             most_copies.unwrap_or(1),
-        );
+        )
+        .with_clusters(links);
         let background_budget = settings.config.repair.max_in_flight;
         let timeouts = settings.config.timeouts.clone();
         let view = View {
@@ -359,14 +374,17 @@ fn health(control: &Control) -> HttpResponse {
     }
     let view = control.live.load();
     let topology = &view.topology;
-    let down: Vec<&str> = topology
-        .member_nodes()
+    // The ring's members and the cluster backends' primaries.
+    let serving = topology.serving();
+    let down: Vec<&str> = serving
+        .iter()
+        .filter_map(|&s| topology.node(s))
         .filter(|n| n.health.is_down())
         .map(|n| n.id.as_str())
         .collect();
     if down.is_empty() {
         HttpResponse::text(200, "ok\n")
-    } else if down.len() < topology.members.len() {
+    } else if down.len() < serving.len() {
         HttpResponse::text(200, format!("degraded: not up: {}\n", down.join(" ")))
     } else {
         HttpResponse::text(
@@ -394,6 +412,8 @@ fn run_worker(
     runtime.block_on(async move {
         let view = control.live.load_full();
         let config = &view.settings.config;
+        // Redis Cluster redirects of this worker's connections, followed by its follower.
+        let (redirects, redirected) = tokio::sync::mpsc::channel(crate::backend::redirect::QUEUE);
         let conn_settings = ConnectionSettings {
             timeouts: control.timeouts.clone(),
             backoff_min: config.backend.reconnect_backoff_min,
@@ -401,6 +421,7 @@ fn run_worker(
             queue_depth: config.backend.queue_depth,
             max_in_flight: config.backend.max_in_flight,
             worker: index,
+            redirects: Some(redirects),
         };
         let pool = Pool::start(
             &view.topology.nodes,
@@ -425,7 +446,12 @@ fn run_worker(
             coalesce: control.coalesce.clone(),
         });
         tokio::spawn(coord.repairs.tails.clone().watch());
+        tokio::spawn(crate::backend::redirect::Follower::serve(
+            router.clone(),
+            redirected,
+        ));
         if index == 0 {
+            crate::control::slot_maps::start(&control, &router);
             tokio::spawn(sample_rates(control.clone()));
             tokio::spawn(crate::control::layer_keys::run(coord.clone()));
             crate::health::heartbeat::start(&router);

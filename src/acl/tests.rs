@@ -190,5 +190,6 @@ fn layer(name: &str, prefix: &str) -> LayerSpec {
         eject_on_down: false,
         coalesce: false,
         near_cache: None,
+        backend: None,
     }
 }

@@ -35,6 +35,9 @@ pub struct BackendRequest {
     /// One complete RESP command.
     pub payload: Bytes,
     pub reply: oneshot::Sender<NodeResult>,
+    /// On a connection to a Redis Cluster node, a redirect reply goes to the worker's
+    /// follower instead of the caller (`redirect.rs`); false for the follower's own sends.
+    pub follow: bool,
 }
 
 /// Tunables of a connection, from config.yaml.
@@ -48,6 +51,9 @@ pub struct ConnectionSettings {
     pub max_in_flight: usize,
     /// The worker whose thread runs this connection (its node figures are counted there).
     pub worker: usize,
+    /// Where the connections to Redis Cluster nodes hand their redirects (`redirect.rs`);
+    /// none: passed to the caller as they are.
+    pub redirects: Option<super::redirect::RedirectSink>,
 }
 
 /// Connect and request timeouts that a reload changes under running connections (read at
@@ -126,7 +132,27 @@ impl Connection {
     /// Queues one command; waits only when the queue is full (backpressure).
     pub async fn send(&self, payload: Bytes) -> PendingReply {
         let (reply, rx) = oneshot::channel();
-        self.queue.push(BackendRequest { payload, reply }).await;
+        self.queue
+            .push(BackendRequest {
+                payload,
+                reply,
+                follow: true,
+            })
+            .await;
+        rx
+    }
+
+    /// [`Connection::send`] whose redirect reply (a Redis Cluster node's `MOVED` / `ASK`)
+    /// comes back as it is: the follower's own sends.
+    pub async fn send_unfollowed(&self, payload: Bytes) -> PendingReply {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .push(BackendRequest {
+                payload,
+                reply,
+                follow: false,
+            })
+            .await;
         rx
     }
 }
@@ -181,6 +207,10 @@ async fn drive(
             }
             Err(reason) => reason,
         };
+        // A cluster node that cannot be reached may have failed over: ask for the map.
+        if let Some(link) = &node.cluster {
+            link.refresh.ask();
+        }
         // Refused credentials mark the node down at once; other failures count towards it.
         let transition = if failure.kind.is_refusal() {
             node.refused(&failure.detail)
@@ -247,6 +277,13 @@ async fn serve(
 ) -> Served {
     let (read_half, mut write_half) = stream.into_split();
     let in_flight = Arc::new(InFlight::new(settings.max_in_flight));
+    // Redirects are followed only for a cluster node's connections, which then keep each
+    // request's bytes until its reply.
+    let redirects = settings
+        .redirects
+        .clone()
+        .filter(|_| node.cluster.is_some());
+    let keep = redirects.is_some();
     let mut reader = tokio::spawn(read_replies(
         node.clone(),
         read_half,
@@ -254,6 +291,7 @@ async fn serve(
         settings.timeouts.clone(),
         settings.worker,
         proto,
+        redirects,
     ));
     let mut batch: Vec<BackendRequest> = Vec::new();
     let mut payloads: Vec<Bytes> = Vec::new();
@@ -284,8 +322,9 @@ async fn serve(
         let count = batch.len();
         let mut replies = Vec::with_capacity(count);
         for request in batch.drain(..) {
+            let resend = (keep && request.follow).then(|| request.payload.clone());
             payloads.push(request.payload);
-            replies.push(request.reply);
+            replies.push((request.reply, resend));
         }
         // The reply slots go to the reader before the bytes leave, so every reply finds one.
         in_flight.add(replies.into_iter(), count).await;
@@ -367,6 +406,7 @@ async fn read_replies(
     timeouts: Arc<LiveTimeouts>,
     worker: usize,
     proto: Proto,
+    redirects: Option<super::redirect::RedirectSink>,
 ) -> Failure {
     let stats = node.stats.worker(worker);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -417,13 +457,20 @@ async fn read_replies(
         loop {
             match decode_reply_as(&mut buf, proto) {
                 Ok(Some(reply)) => match in_flight.pop() {
-                    Some((tx, sent_at)) => {
+                    Some((tx, sent_at, resend)) => {
                         if let Some(l) = latencies.as_mut() {
                             let usec = now.saturating_duration_since(sent_at).as_micros();
                             l.record(u64::try_from(usec).unwrap_or(u64::MAX));
                         }
-                        // The client may have gone away; its reply is simply dropped.
-                        drop(tx.send(Ok(reply)));
+                        match (resend, &redirects) {
+                            (Some(payload), Some(sink))
+                                if super::redirect::is_redirect(&reply.raw) =>
+                            {
+                                hand_over(sink, &node, proto, payload, tx, reply);
+                            }
+                            // The client may have gone away; its reply is simply dropped.
+                            _ => drop(tx.send(Ok(reply))),
+                        }
                     }
                     None => {
                         failure =
@@ -454,10 +501,39 @@ async fn read_replies(
             s.timeouts.add(failed.len() as u64);
         }
     }
-    for (tx, _) in failed {
+    for (tx, _, _) in failed {
         let _ = tx.send(Err(error.clone()));
     }
     reason
+}
+
+/// Gives a redirected request to the worker's follower; when its queue is full, the caller
+/// gets the redirect itself.
+fn hand_over(
+    sink: &super::redirect::RedirectSink,
+    node: &Arc<NodeInfo>,
+    proto: Proto,
+    payload: Bytes,
+    tx: oneshot::Sender<NodeResult>,
+    reply: crate::protocol::NodeReply,
+) {
+    let redirected = super::redirect::Redirected {
+        payload,
+        reply: tx,
+        first: reply,
+        from: node.clone(),
+        proto,
+    };
+    if let Err(e) = sink.try_send(redirected) {
+        let back = e.into_inner();
+        if let Some(link) = &node.cluster {
+            link.refresh.ask();
+            link.refresh
+                .redirect_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        drop(back.reply.send(Ok(back.first)));
+    }
 }
 
 /// Read buffer growth step.

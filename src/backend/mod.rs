@@ -8,6 +8,7 @@ pub mod dedicated;
 pub mod error;
 pub mod pool;
 pub mod queue;
+pub mod redirect;
 pub mod resp_client;
 pub mod router;
 pub mod stream;

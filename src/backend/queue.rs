@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
@@ -123,8 +124,10 @@ impl RequestQueue {
     }
 }
 
-/// A request written to the node and not answered yet: where its reply goes, and when it left.
-pub type Slot = (oneshot::Sender<NodeResult>, Instant);
+/// A request written to the node and not answered yet: where its reply goes, when it left,
+/// and, on a connection to a Redis Cluster node, its bytes (to send again where a `MOVED` or
+/// `ASK` reply points, `redirect.rs`).
+pub type Slot = (oneshot::Sender<NodeResult>, Instant, Option<Bytes>);
 
 /// Reply slots in the order their requests were written; the reader pops one per reply.
 pub struct InFlight {
@@ -158,7 +161,7 @@ impl InFlight {
     /// queue, so it cannot wait forever).
     pub async fn add(
         &self,
-        batch: impl Iterator<Item = oneshot::Sender<NodeResult>>,
+        batch: impl Iterator<Item = (oneshot::Sender<NodeResult>, Option<Bytes>)>,
         count: usize,
     ) {
         loop {
@@ -178,7 +181,7 @@ impl InFlight {
         let sent_at = Instant::now();
         let mut slots = self.lock();
         let was_empty = slots.is_empty();
-        slots.extend(batch.map(|tx| (tx, sent_at)));
+        slots.extend(batch.map(|(tx, resend)| (tx, sent_at, resend)));
         drop(slots);
         if was_empty {
             self.added.notify_one();
@@ -196,7 +199,7 @@ impl InFlight {
 
     /// When the oldest unanswered request was written.
     pub fn oldest(&self) -> Option<Instant> {
-        self.lock().front().map(|(_, at)| *at)
+        self.lock().front().map(|(_, at, _)| *at)
     }
 
     /// Waits until a slot is added.
@@ -222,7 +225,6 @@ impl InFlight {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -232,6 +234,7 @@ mod tests {
             BackendRequest {
                 payload: Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
                 reply,
+                follow: true,
             },
             rx,
         )
@@ -274,13 +277,13 @@ mod tests {
         let in_flight = Arc::new(InFlight::new(2));
         let (a, mut ra) = oneshot::channel();
         let (b, _rb) = oneshot::channel();
-        in_flight.add([a, b].into_iter(), 2).await;
+        in_flight.add([(a, None), (b, None)].into_iter(), 2).await;
         let (c, _rc) = oneshot::channel();
         let f = in_flight.clone();
-        let adder = tokio::spawn(async move { f.add(std::iter::once(c), 1).await });
+        let adder = tokio::spawn(async move { f.add(std::iter::once((c, None)), 1).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!adder.is_finished(), "over max_in_flight the writer waits");
-        let (first, _) = in_flight.pop().unwrap();
+        let (first, _, _) = in_flight.pop().unwrap();
         first.send(Err(test_error())).unwrap();
         assert!(ra.try_recv().is_ok(), "the oldest slot is popped first");
         adder.await.unwrap();

@@ -187,6 +187,7 @@ fn settings(request: Duration) -> ConnectionSettings {
         queue_depth: 64,
         max_in_flight: 64,
         worker: 0,
+        redirects: None,
     }
 }
 

@@ -38,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "repair",
     "rebalance",
     "ring",
+    "backends",
 ];
 
 /// The event notification tokio (mio) uses on this platform.
@@ -134,6 +135,7 @@ fn render(control: &Control, wanted: &[&str], gathered: &Gathered) -> String {
             "repair" => report::repair_section(control, &mut out),
             "rebalance" => report::rebalance_section(control, &mut out),
             "ring" => ring(control, &mut out),
+            "backends" => report::backends_section(control, &mut out),
             _ => {}
         }
     }

@@ -1,4 +1,5 @@
-//! strata's statistics as INFO sections (`# Layers`, `# Latency`, `# Nodes`, `# Commandstats`)
+//! strata's statistics as INFO sections (`# Layers`, `# Latency`, `# Nodes`, `# Backends`,
+//! `# Commandstats`)
 //! and as the RESP replies of `STRATA LAYERS` and `STRATA STATS`: the same figures, two forms.
 
 use std::fmt::Write as _;
@@ -437,4 +438,73 @@ pub fn stats_reply(control: &Control) -> Reply {
                 .collect(),
         ),
     ])
+}
+
+/// `# Backends`: each Redis Cluster backend's slot map and redirects, and its nodes.
+pub fn backends_section(control: &Control, out: &mut String) {
+    use crate::cluster::slots::MapRefresh;
+    out.push_str("# Backends\r\n");
+    let view = control.live.load();
+    let topology = &view.topology;
+    let _ = write!(out, "backends:{}\r\n", topology.clusters.len());
+    for map in &topology.clusters {
+        let link = &map.link;
+        let r = &link.refresh;
+        let seeds = view
+            .settings
+            .config
+            .backends
+            .get(link.backend)
+            .map(|b| b.cluster.seeds.join(" "))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "backend_{}:kind=cluster,seeds={},slots_covered={},shards={},nodes={},map_version={},refreshes={},refresh_failures={},moved={},asked={},redirect_errors={}\r\n",
+            link.name,
+            seeds,
+            map.covered(),
+            map.shards().len(),
+            map.nodes.len(),
+            map.version,
+            MapRefresh::count(&r.refreshes),
+            MapRefresh::count(&r.refresh_failures),
+            MapRefresh::count(&r.moved),
+            MapRefresh::count(&r.asked),
+            MapRefresh::count(&r.redirect_errors),
+        );
+        for (i, &slot) in map.nodes.iter().enumerate() {
+            let Some(node) = topology.node(slot) else {
+                continue;
+            };
+            let slots: usize = map
+                .ranges
+                .iter()
+                .filter(|r| r.primary == node.addr)
+                .map(|r| usize::from(r.end - r.start) + 1)
+                .sum();
+            let role = if slots > 0 {
+                "primary"
+            } else if map.ranges.iter().any(|r| r.replicas.contains(&node.addr)) {
+                "replica"
+            } else {
+                "gone"
+            };
+            let t = node.stats.totals();
+            let _ = write!(
+                out,
+                "backend_{}_node{}:id={},addr={},role={},slots={},state={},connections={},requests={},errors={},timeouts={}\r\n",
+                link.name,
+                i,
+                node.id,
+                node.addr,
+                role,
+                slots,
+                node.health.state(),
+                node.status.connected(),
+                t.requests,
+                t.errors,
+                t.timeouts,
+            );
+        }
+    }
 }

@@ -41,6 +41,9 @@ pub struct NodeInfo {
     pub stats: NodeStats,
     /// Dedicated connections open to the node, all workers together (`dedicated.rs`).
     pub dedicated: AtomicUsize,
+    /// Set for a node of a Redis Cluster backend: which one, and how its redirects are
+    /// followed (`slots.rs`). `None` for the ring's nodes.
+    pub cluster: Option<Arc<crate::cluster::slots::ClusterLink>>,
 }
 
 impl NodeInfo {
@@ -61,7 +64,16 @@ impl NodeInfo {
             refill: Refill::default(),
             stats: NodeStats::new(workers),
             dedicated: AtomicUsize::new(0),
+            cluster: None,
         }
+    }
+
+    /// Makes this a node of a Redis Cluster backend. Strata's own repairs do not apply to
+    /// one (the cluster replicates and fails over by itself): no refill after a restart.
+    pub fn in_cluster(mut self, link: Arc<crate::cluster::slots::ClusterLink>) -> NodeInfo {
+        self.refill.set_enabled(false);
+        self.cluster = Some(link);
+        self
     }
 
     /// Applies the configured health thresholds, hint bound and refill switch.

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::cluster::ring::{Ring, RingNode};
+use crate::cluster::slots::SlotMap;
 use crate::cluster::NodeInfo;
 use crate::config::HashTag;
 
@@ -31,6 +32,9 @@ pub struct Topology {
     pub depth: usize,
     /// 1 for the configured topology, +1 per change.
     pub version: u64,
+    /// The slot map of each Redis Cluster backend (`backends`, by position); their nodes are
+    /// slots of `nodes` too, never members.
+    pub clusters: Vec<Arc<SlotMap>>,
 }
 
 impl Topology {
@@ -42,7 +46,20 @@ impl Topology {
         depth: usize,
     ) -> Topology {
         let members = (0..nodes.len()).collect();
-        Topology::build(nodes, members, vnodes, hash_tag, depth, 1)
+        Topology::build(nodes, members, vnodes, hash_tag, depth, 1, Vec::new())
+    }
+
+    /// This topology with an empty slot map for each cluster backend (`links`, in the order
+    /// of `backends`).
+    pub fn with_clusters(
+        mut self,
+        links: Vec<Arc<crate::cluster::slots::ClusterLink>>,
+    ) -> Topology {
+        self.clusters = links
+            .into_iter()
+            .map(|link| Arc::new(SlotMap::empty(link)))
+            .collect();
+        self
     }
 
     fn build(
@@ -52,6 +69,7 @@ impl Topology {
         hash_tag: Option<HashTag>,
         depth: usize,
         version: u64,
+        clusters: Vec<Arc<SlotMap>>,
     ) -> Topology {
         // Every slot is on the ring's node list (the ring names nodes by slot); non-members
         // have weight 0 and so no points.
@@ -76,6 +94,7 @@ impl Topology {
             hash_tag,
             depth,
             version,
+            clusters,
         }
     }
 
@@ -105,17 +124,86 @@ impl Topology {
         self.member_nodes().find(|n| n.id == id)
     }
 
-    /// The first member not marked down: the node strata asks about the nodes' own settings
-    /// (CONFIG GET, INFO `maxmemory`).
+    /// The first member not marked down (a cluster backend's first primary when no layer is
+    /// on the ring): the node strata asks about the nodes' own settings (CONFIG GET, INFO
+    /// `maxmemory`).
     pub fn first_up(&self) -> Option<usize> {
         let up = |&s: &usize| self.node(s).is_some_and(|n| !n.health.is_down());
-        self.members.iter().copied().find(up)
+        self.serving().into_iter().find(up)
     }
 
-    /// A member picked by `n` (spreads keyless requests over the members).
+    /// A member picked by `n` (spreads keyless requests over the members; over the cluster
+    /// backends' primaries when there are no members).
     pub fn pick(&self, n: u64) -> usize {
+        if self.members.is_empty() {
+            let primaries = self.primaries();
+            let count = primaries.len().max(1) as u64;
+            return primaries.get((n % count) as usize).copied().unwrap_or(0);
+        }
         let count = self.members.len().max(1) as u64;
         self.members.get((n % count) as usize).copied().unwrap_or(0)
+    }
+
+    /// The primaries of every cluster backend, each once.
+    pub fn primaries(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for p in self.clusters.iter().flat_map(|m| m.primaries()) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The nodes holding keys: the ring's members, then the cluster backends' primaries
+    /// (keyspace-wide commands go to each).
+    pub fn serving(&self) -> Vec<usize> {
+        let mut out = self.members.clone();
+        if !self.clusters.is_empty() {
+            out.extend(self.primaries());
+        }
+        out
+    }
+
+    /// This topology with cluster backend `backend`'s map replaced by `map`, and `added`
+    /// nodes (learnt from it) in new slots. The ring's placement and version do not change.
+    pub fn with_cluster_map(
+        &self,
+        backend: usize,
+        map: SlotMap,
+        added: Vec<Arc<NodeInfo>>,
+    ) -> Topology {
+        let mut clusters = self.clusters.clone();
+        if let Some(cell) = clusters.get_mut(backend) {
+            *cell = Arc::new(map);
+        }
+        if added.is_empty() {
+            return Topology {
+                clusters,
+                ..self.clone()
+            };
+        }
+        // The ring names every slot (new ones get no points), so it is built again.
+        let mut nodes = self.nodes.clone();
+        nodes.extend(added);
+        Topology::build(
+            nodes,
+            self.members.clone(),
+            self.vnodes,
+            self.hash_tag,
+            self.depth,
+            self.version,
+            clusters,
+        )
+    }
+
+    /// The node slot of cluster backend `backend` at `addr`.
+    pub fn cluster_node(&self, backend: usize, addr: &str) -> Option<usize> {
+        let map = self.clusters.get(backend)?;
+        map.nodes
+            .iter()
+            .copied()
+            .find(|&s| self.node(s).is_some_and(|n| n.addr == addr))
     }
 
     /// This topology with `node` added as a member in a new slot.
@@ -151,6 +239,7 @@ impl Topology {
             self.hash_tag,
             self.depth,
             self.version + 1,
+            self.clusters.clone(),
         )
     }
 

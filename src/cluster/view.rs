@@ -17,6 +17,50 @@ use super::topology::Topology;
 /// A key's replicas, primary first: inline for the usual few.
 pub type NodeList = smallvec::SmallVec<[usize; 4]>;
 
+/// Where a key is served: by a node of the ring, or in a hash slot of a Redis Cluster backend
+/// (by the node serving that slot now, when one does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Ring(usize),
+    Slot {
+        backend: usize,
+        slot: u16,
+        node: Option<usize>,
+    },
+}
+
+impl Place {
+    /// The node to send the key to; `None` for a slot no node serves.
+    pub fn node(self) -> Option<usize> {
+        match self {
+            Place::Ring(n) => Some(n),
+            Place::Slot { node, .. } => node,
+        }
+    }
+
+    /// True when keys in `self` and `other` may go in one command: the same ring node, or the
+    /// same slot of the same cluster (Redis Cluster refuses keys of two slots even on one
+    /// node).
+    pub fn together(self, other: Place) -> bool {
+        match (self, other) {
+            (Place::Ring(a), Place::Ring(b)) => a == b,
+            (
+                Place::Slot {
+                    backend: a,
+                    slot: s,
+                    ..
+                },
+                Place::Slot {
+                    backend: b,
+                    slot: t,
+                    ..
+                },
+            ) => a == b && s == t,
+            _ => false,
+        }
+    }
+}
+
 /// Settings, topology and layers at one moment.
 pub struct View {
     pub settings: Arc<Settings>,
@@ -27,14 +71,47 @@ pub struct View {
 }
 
 impl View {
-    /// The node owning `key` (its primary).
-    pub fn route(&self, key: &[u8]) -> usize {
-        self.topology.ring.primary(key)
+    /// Where `key` is served: its layer's backend decides (no layer lookup when every layer
+    /// is on the ring).
+    #[inline]
+    pub fn place(&self, key: &[u8]) -> Place {
+        match self.layers.cluster_of(key) {
+            None => Place::Ring(self.topology.ring.primary(key)),
+            Some(backend) => self.slot_place(backend, key),
+        }
+    }
+
+    /// `key`'s slot in cluster backend `backend` and the node serving it.
+    pub fn slot_place(&self, backend: usize, key: &[u8]) -> Place {
+        let slot = super::slots::key_slot(key);
+        let node = self
+            .topology
+            .clusters
+            .get(backend)
+            .and_then(|m| m.owner(slot));
+        Place::Slot {
+            backend,
+            slot,
+            node,
+        }
+    }
+
+    /// The node owning `key` (its primary); `None` for a key of a cluster slot no node serves.
+    pub fn route(&self, key: &[u8]) -> Option<usize> {
+        self.place(key).node()
     }
 
     /// The replicas of `key` under `layer`, primary first. With `eject_on_down`, down nodes are
-    /// passed over (the key moves to the next nodes while they are down).
+    /// passed over (the key moves to the next nodes while they are down). A layer served by a
+    /// Redis Cluster has one: the primary of the key's slot (none while no node serves it).
     pub fn replicas_of(&self, layer: &LayerSpec, key: &[u8]) -> NodeList {
+        if let Some(backend) = &layer.backend {
+            return self
+                .slot_place(usize::from(backend.index), key)
+                .node()
+                .into_iter()
+                .collect();
+        }
         let topology = &self.topology;
         let ring = &topology.ring;
         let hash = ring.key_hash(key);

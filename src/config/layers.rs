@@ -40,6 +40,23 @@ pub struct LayerSpec {
     /// Hot values kept in strata's memory (None: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub near_cache: Option<NearCacheConfig>,
+    /// The backend serving the layer (`backends`, by position); `None`: the ring of `nodes`.
+    #[serde(serialize_with = "backend_name")]
+    pub backend: Option<BackendRef>,
+}
+
+/// A layer's backend: its name and its position in `backends`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRef {
+    pub name: String,
+    pub index: u16,
+}
+
+fn backend_name<S: serde::Serializer>(b: &Option<BackendRef>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        b.as_ref()
+            .map_or(super::backends::RING, |b| b.name.as_str()),
+    )
 }
 
 fn template_text<S: serde::Serializer>(t: &Option<KeyTemplate>, s: S) -> Result<S::Ok, S::Error> {
@@ -72,6 +89,15 @@ impl LayerSpec {
 pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
     let d = &config.defaults;
     let nodes = config.nodes.len();
+    let backend_of = |at: &str, name: Option<&String>| {
+        let name = name.or(d.backend.as_ref());
+        let index = super::backends::resolve(&config.backends, name.map(String::as_str))
+            .map_err(|e| format!("{at}.backend: {e}"))?;
+        Ok::<_, String>(index.map(|index| BackendRef {
+            name: name.cloned().unwrap_or_default(),
+            index,
+        }))
+    };
     let mut out: Vec<LayerSpec> = Vec::with_capacity(config.layers.len() + 1);
     for (i, l) in config.layers.iter().enumerate() {
         let at = format!("layers[{i}]");
@@ -129,6 +155,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             eject_on_down: l.eject_on_down.unwrap_or(d.eject_on_down),
             coalesce: l.coalesce.unwrap_or(d.coalesce),
             near_cache: l.near_cache,
+            backend: backend_of(&at, l.backend.as_ref())?,
         });
         let replication = l.replication.unwrap_or(d.replication);
         if let Some(last) = out.last_mut() {
@@ -151,6 +178,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         eject_on_down: d.eject_on_down,
         coalesce: d.coalesce,
         near_cache: None,
+        backend: backend_of("defaults", None)?,
     });
     for (i, l) in out.iter().enumerate() {
         let at = if l.name == DEFAULT_LAYER {
@@ -169,6 +197,16 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         }
         if l.replication == 0 {
             return Err(format!("{at}.replication: must be at least 1"));
+        }
+        if l.backend.is_some() {
+            check_cluster_layer(&at, l)?;
+            continue;
+        }
+        if nodes == 0 {
+            return Err(format!(
+                "nodes: at least one node is required: {at} ({:?}) is served by the ring (give it, or defaults, a `backend`)",
+                l.name
+            ));
         }
         if l.replication > nodes {
             return Err(format!(
@@ -198,6 +236,35 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         ));
     }
     Ok(out)
+}
+
+/// What a layer served by a Redis Cluster may not ask for: the cluster keeps its own
+/// replicas (and fails over by itself), so strata's copies and their read and write rules do
+/// not apply; nor does the near cache yet (its invalidations come from the ring's nodes).
+fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
+    let Some(backend) = &l.backend else {
+        return Ok(());
+    };
+    let refused = if l.replication != 1 {
+        Some("replication (the cluster keeps its own replicas)")
+    } else if l.miss_failover {
+        Some("miss_failover")
+    } else if l.eject_on_down {
+        Some("eject_on_down")
+    } else if l.read_consistency != ReadConsistency::One {
+        Some("read_consistency other than one")
+    } else if l.near_cache.is_some() {
+        Some("near_cache (not yet for cluster backends)")
+    } else {
+        None
+    };
+    match refused {
+        Some(what) => Err(format!(
+            "{at}: served by the Redis Cluster backend {:?}, which does not take {what}; see docs/redis-cluster.md",
+            backend.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The rules of one layer's near cache.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use layers::{resolve_layers, LayerSpec};
 
+pub mod backends;
 mod bytesize;
 pub mod credentials;
 pub mod layers;
@@ -73,8 +74,12 @@ pub struct Config {
     /// machine whose cores also run the clients or the Redis nodes, one event loop wastes the
     /// least CPU on cross-core wake-ups (see docs/benchmarks.md). `0` means one per CPU core.
     pub workers: usize,
-    /// The Redis nodes keys are spread over. At least one; ids and addresses unique.
+    /// The Redis nodes the ring spreads keys over; ids and addresses unique. At least one
+    /// unless every layer is served by one of `backends`.
     pub nodes: Vec<NodeConfig>,
+    /// Other stores a layer may be served by (a Redis Cluster), by name. Default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<backends::BackendSpec>,
     pub ring: RingConfig,
     /// Policy of keys whose layer leaves a field out, and of keys matching no layer.
     pub defaults: LayerDefaults,
@@ -146,6 +151,7 @@ impl Default for Config {
             tls: None,
             workers: 1,
             nodes: Vec::new(),
+            backends: Vec::new(),
             ring: RingConfig::default(),
             defaults: LayerDefaults::default(),
             layers: Vec::new(),
@@ -211,9 +217,7 @@ impl Config {
 
     /// Checks the rules serde cannot express and resolves derived values.
     pub fn validate(self) -> Result<Settings, String> {
-        if self.nodes.is_empty() {
-            return Err("nodes: at least one node is required".into());
-        }
+        backends::validate(&self.backends)?;
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();
         let mut node_tls = HashMap::new();

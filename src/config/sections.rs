@@ -71,6 +71,10 @@ pub struct LayerDefaults {
     /// Concurrent identical reads that go to the nodes are sent once and share the reply
     /// (docs/coalescing.md). Default false.
     pub coalesce: bool,
+    /// The backend serving every layer that names none: `ring` (the `nodes`) or a name from
+    /// `backends`. Default `ring`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl Default for LayerDefaults {
@@ -84,6 +88,7 @@ impl Default for LayerDefaults {
             miss_failover: None,
             eject_on_down: false,
             coalesce: false,
+            backend: None,
         }
     }
 }
@@ -131,6 +136,10 @@ pub struct LayerConfig {
     /// invalidations (docs/near-cache.md). Default none: off. Only for `read_consistency: one`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub near_cache: Option<NearCacheConfig>,
+    /// What serves the layer's keys: `ring` (the `nodes`) or a name from `backends` (a Redis
+    /// Cluster, docs/redis-cluster.md). Default `defaults.backend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// A layer's near cache.

@@ -1,5 +1,6 @@
 //! The control plane: the registry of connected clients, configuration reloads, membership
-//! changes' key moves (rebalance), graceful shutdown, and the background layer key counts;
+//! changes' key moves (rebalance), graceful shutdown, the background layer key counts, and
+//! the Redis Cluster backends' slot maps;
 //! [`Control`] is the process-wide handle they share.
 
 pub mod clients;
@@ -9,6 +10,7 @@ pub mod rebalance;
 pub mod refill;
 pub mod reload;
 pub mod shutdown;
+pub mod slot_maps;
 mod walk;
 
 use std::net::SocketAddr;

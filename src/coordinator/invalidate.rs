@@ -133,7 +133,7 @@ async fn remove_matching(
 ) -> Result<u64, Reply> {
     let (batch, members) = {
         let view = router.view();
-        let members = view.topology.members.clone();
+        let members = view.topology.serving();
         (view.settings.config.limits.scan_count, members)
     };
     let mut removed = 0;

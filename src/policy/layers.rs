@@ -102,6 +102,8 @@ pub struct Layers {
     any_near: bool,
     /// True when some layer coalesces its reads.
     any_coalesce: bool,
+    /// True when some layer is served by a Redis Cluster backend.
+    any_cluster: bool,
 }
 
 impl Layers {
@@ -137,6 +139,7 @@ impl Layers {
                 eject_on_down: false,
                 coalesce: false,
                 near_cache: None,
+                backend: None,
             });
         layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
@@ -166,6 +169,7 @@ impl Layers {
         let stores: Vec<_> = layers.iter().filter_map(|l| l.near.clone()).collect();
         let any_near = !stores.is_empty();
         let any_coalesce = layers.iter().any(|l| l.spec.coalesce);
+        let any_cluster = layers.iter().any(|l| l.spec.backend.is_some());
         coherence.set_stores(stores);
         Layers {
             layers,
@@ -176,6 +180,7 @@ impl Layers {
             coherence,
             any_near,
             any_coalesce,
+            any_cluster,
         }
     }
 
@@ -249,6 +254,23 @@ impl Layers {
     /// True when some layer is replicated; when none is, requests skip the replicated path.
     pub fn any_replicated(&self) -> bool {
         self.any_replicated
+    }
+
+    /// True when some layer is served by a Redis Cluster backend; when none is, keys are
+    /// placed by the ring without a layer lookup.
+    pub fn any_cluster(&self) -> bool {
+        self.any_cluster
+    }
+
+    /// The cluster backend serving `key` (its position in `backends`); `None`: the ring.
+    #[inline]
+    pub fn cluster_of(&self, key: &[u8]) -> Option<usize> {
+        if !self.any_cluster {
+            return None;
+        }
+        self.of(key)
+            .and_then(|l| l.spec.backend.as_ref())
+            .map(|b| usize::from(b.index))
     }
 
     /// True when some layer has a near cache.

@@ -11,6 +11,7 @@ pub mod layers;
 mod node;
 mod proxy;
 mod raw;
+pub mod redis_cluster;
 pub mod resp3;
 pub mod tls;
 

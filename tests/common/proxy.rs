@@ -91,7 +91,11 @@ impl StrataBuilder {
             out.push_str(text);
             out.push('\n');
         }
-        out.push_str("nodes:\n");
+        out.push_str(if self.nodes.is_empty() {
+            "nodes: []\n"
+        } else {
+            "nodes:\n"
+        });
         for (i, addr) in self.nodes.iter().enumerate() {
             let extra: String = self
                 .node_fields

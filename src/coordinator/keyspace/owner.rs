@@ -28,7 +28,7 @@ impl Owners {
     /// The members not marked down right now are live; `by_owner`: see [`Owners::reports`].
     pub fn now(topology: Arc<Topology>, layers: Arc<Layers>, by_owner: bool) -> Owners {
         let mut live = vec![false; topology.nodes.len()];
-        for &slot in &topology.members {
+        for slot in topology.serving() {
             let up = topology.node(slot).is_some_and(|n| !n.health.is_down());
             if let Some(l) = live.get_mut(slot) {
                 *l = up;
@@ -70,10 +70,11 @@ impl Owners {
         self.live.get(slot).copied().unwrap_or(false)
     }
 
-    /// The live members, in member order: the nodes a keyspace-wide command asks.
+    /// The live members, in member order, then the live primaries of the cluster backends:
+    /// the nodes a keyspace-wide command asks.
     pub fn live_members(&self) -> Vec<usize> {
-        let members = self.topology.members.iter().copied();
-        members.filter(|&s| self.is_live(s)).collect()
+        let serving = self.topology.serving().into_iter();
+        serving.filter(|&s| self.is_live(s)).collect()
     }
 
     /// True when a key may be held by a node other than its primary (some layer keeps several
@@ -83,8 +84,20 @@ impl Owners {
         self.layers.any_replicated()
     }
 
-    /// The key's primary (position 0 of its preference list, whatever the nodes' health).
+    /// The key's primary (position 0 of its preference list, whatever the nodes' health; for
+    /// a cluster backend's key, the primary of its slot when one serves it).
     pub fn primary(&self, key: &[u8]) -> usize {
+        if let Some(backend) = self.layers.cluster_of(key) {
+            let slot = crate::cluster::slots::key_slot(key);
+            let owner = self
+                .topology
+                .clusters
+                .get(backend)
+                .and_then(|m| m.owner(slot));
+            if let Some(owner) = owner {
+                return owner;
+            }
+        }
         self.topology.ring.primary(key)
     }
 
@@ -102,6 +115,12 @@ impl Owners {
     fn first_live(&self, key: &[u8], skip: Option<usize>) -> Option<usize> {
         let ring = &self.topology.ring;
         let ok = |n: usize| Some(n) != skip && self.is_live(n);
+        // A cluster backend's key has one copy here: on the primary of its slot.
+        if let Some(backend) = self.layers.cluster_of(key) {
+            let slot = crate::cluster::slots::key_slot(key);
+            let owner = self.topology.clusters.get(backend)?.owner(slot)?;
+            return ok(owner).then_some(owner);
+        }
         // Without replicated layers every key has one copy, on its primary: no layer lookup.
         let (copies, eject) = if self.layers.any_replicated() {
             self.layers

@@ -23,7 +23,7 @@ use crate::command::keys::key_positions;
 use std::sync::Arc;
 
 use crate::backend::Router;
-use crate::cluster::View;
+use crate::cluster::{Place, View};
 use crate::command::spec::{CommandSpec, KeyError, KeySpec, Merge, Route, Split};
 use crate::policy::ttl::{self, TtlPlan};
 use crate::protocol::reply::{append_args, append_encoded, command_bytes};
@@ -101,10 +101,11 @@ pub async fn forward_then(
     }
 }
 
-/// Sends the same payload to every node and merges the replies.
+/// Sends the same payload to every node holding keys and merges the replies.
 pub async fn fan_out(router: &Router, lane: Lane, payload: Bytes, plan: MergePlan) -> Pending {
     let mut gather = Gather::new(plan);
-    let members = router.view().topology.members.clone();
+    // The ring's members and the cluster backends' primaries.
+    let members = router.view().topology.serving();
     for node in members {
         if let Some(conn) = router.connection(node, lane) {
             let rx = conn.send(payload.clone()).await;
@@ -123,6 +124,9 @@ pub fn same_node(
     request: &Request,
 ) -> Result<usize, Reply> {
     let topology = &view.topology;
+    if view.layers.any_cluster() {
+        return same_place(view, lane, spec, request);
+    }
     let ring = &topology.ring;
     // The common case, one key at position 1, without collecting positions.
     if spec.keys == KeySpec::FIRST_ONLY {
@@ -145,6 +149,59 @@ pub fn same_node(
         }
     }
     Ok(node.unwrap_or_else(|| topology.pick(lane.client)))
+}
+
+/// [`same_node`] when some layer is served by a Redis Cluster: every key must be in one place
+/// (one ring node, or one slot of one cluster), as Redis Cluster requires.
+fn same_place(
+    view: &View,
+    lane: Lane,
+    spec: &CommandSpec,
+    request: &Request,
+) -> Result<usize, Reply> {
+    if spec.keys == KeySpec::FIRST_ONLY {
+        if let Some(key) = request.args.get(1) {
+            return node_of(view, view.place(key));
+        }
+    }
+    let mut positions = Vec::new();
+    key_positions(spec, &request.args, &mut positions).map_err(|e| key_error(spec.name, e))?;
+    let mut first: Option<Place> = None;
+    for &pos in &positions {
+        let Some(key) = request.args.get(pos) else {
+            continue;
+        };
+        let place = view.place(key);
+        match first {
+            None => first = Some(place),
+            Some(p) if !p.together(place) => return Err(Reply::error_static(CROSSSLOT)),
+            Some(_) => {}
+        }
+    }
+    match first {
+        Some(place) => node_of(view, place),
+        None => Ok(view.topology.pick(lane.client)),
+    }
+}
+
+/// Redis Cluster's error for a key whose slot no node serves.
+pub const CLUSTERDOWN: &str = "CLUSTERDOWN Hash slot not served";
+
+/// The node serving `place`; `CLUSTERDOWN` for a cluster slot no node serves (strata's map
+/// may be behind: a refresh is asked for).
+pub fn node_of(view: &View, place: Place) -> Result<usize, Reply> {
+    match place {
+        Place::Ring(node) => Ok(node),
+        Place::Slot {
+            node: Some(node), ..
+        } => Ok(node),
+        Place::Slot { backend, .. } => {
+            if let Some(map) = view.topology.clusters.get(backend) {
+                map.link.refresh.ask();
+            }
+            Err(Reply::error_static(CLUSTERDOWN))
+        }
+    }
 }
 
 /// SORT / SORT_RO with BY or GET patterns: the keys a pattern forms must be on the sorted
@@ -265,7 +322,9 @@ async fn send_followers(
         let Some(key) = follower.get(1) else {
             continue;
         };
-        let node = view.route(key);
+        let Some(node) = view.route(key) else {
+            continue;
+        };
         let layer = view.layers.resolve(key);
         if let Some(conn) = router.connection(node, lane) {
             let rx = conn
@@ -440,13 +499,12 @@ pub async fn plan(
         let layers = &view.layers;
         let rebalancing = coord.rebalance.is_running();
         // A key command of a layer with several copies, or any while keys move: flights.
+        // A cluster backend's keys are never moved by a rebalance (and have one copy here).
+        let layer = track.layer.and_then(|l| layers.get(l));
         let copies = (layers.any_replicated() || rebalancing)
             && spec.route == Route::SameNode
-            && (rebalancing
-                || track
-                    .layer
-                    .and_then(|l| layers.get(l))
-                    .is_some_and(|l| l.replicated));
+            && layer.is_none_or(|l| l.spec.backend.is_none())
+            && (rebalancing || layer.is_some_and(|l| l.replicated));
         match spec.route {
             Route::SameNode if copies => {
                 let layer = track.layer.unwrap_or_default();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::backend::{Lane, Router};
-use crate::cluster::View;
+use crate::cluster::{Place, View};
 use crate::command::spec::{CommandSpec, Split};
 use crate::coordinator::merge::MergePlan;
 use crate::coordinator::pending::{Gather, Pending};
@@ -29,7 +29,15 @@ pub(super) async fn split_any(
     traits: Traits,
     track: &mut Track,
 ) -> Pending {
-    if view.layers.any_replicated() || coord.rebalance.is_running() {
+    // A rebalance moves the ring's keys only: a command whose first key is in a cluster
+    // backend's layer keeps to the one-copy path.
+    let of_cluster = || {
+        request
+            .args
+            .get(1)
+            .is_some_and(|k| view.layers.cluster_of(k).is_some())
+    };
+    if (view.layers.any_replicated() || coord.rebalance.is_running()) && !of_cluster() {
         copies::split(
             coord,
             view,
@@ -56,20 +64,40 @@ pub(super) async fn split_any(
 }
 
 /// Groups argument positions by owning node, keeping argument order inside each group.
-/// `stride` is 1 for key lists, 2 for key/value pairs.
-fn group_by_node(view: &View, request: &Request, stride: usize) -> Vec<(usize, Vec<usize>)> {
+/// `stride` is 1 for key lists, 2 for key/value pairs. Keys of a Redis Cluster backend are
+/// grouped by slot as well (a cluster refuses one command over two slots, even on one node);
+/// `Err` when a key's slot has no node.
+fn group_by_node(
+    view: &View,
+    request: &Request,
+    stride: usize,
+) -> Result<Vec<(usize, Vec<usize>)>, crate::protocol::Reply> {
     let ring = &view.topology.ring;
-    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let clusters = view.layers.any_cluster();
+    // (node, slot or u32::MAX for the ring) -> positions
+    let mut groups: Vec<((usize, u32), Vec<usize>)> = Vec::new();
     let mut pos = 1;
     while let Some(key) = request.args.get(pos) {
-        let node = ring.primary(key);
-        match groups.iter_mut().find(|(n, _)| *n == node) {
+        let at = if clusters {
+            let place = view.place(key);
+            let node = super::node_of(view, place)?;
+            match place {
+                Place::Slot { slot, .. } => (node, u32::from(slot)),
+                Place::Ring(_) => (node, u32::MAX),
+            }
+        } else {
+            (ring.primary(key), u32::MAX)
+        };
+        match groups.iter_mut().find(|(g, _)| *g == at) {
             Some((_, positions)) => positions.push(pos),
-            None => groups.push((node, vec![pos])),
+            None => groups.push((at, vec![pos])),
         }
         pos += stride;
     }
-    groups
+    Ok(groups
+        .into_iter()
+        .map(|((node, _), positions)| (node, positions))
+        .collect())
 }
 
 /// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when every layer has one copy: one
@@ -100,7 +128,10 @@ async fn split_one_copy(
     } else {
         Vec::new()
     };
-    let groups = group_by_node(view, &request, stride);
+    let groups = match group_by_node(view, &request, stride) {
+        Ok(groups) => groups,
+        Err(reply) => return Pending::ready(reply),
+    };
     if let [(node, _)] = groups.as_slice() {
         // Every key on one node: forward the request as it is.
         return send_followed(router, view, lane, *node, payload(&request), followers).await;

@@ -1,0 +1,266 @@
+//! The slot maps of the Redis Cluster backends, learnt from the clusters themselves: `CLUSTER
+//! SLOTS` asked of a node the map knows (primaries first, then replicas) or, when none
+//! answers, of the configured seeds; at start, every `refresh_interval`, and at once when a
+//! redirect or a node failure asks for it ([`MapRefresh::ask`]), never more often than
+//! `refresh_min_gap`. A map that differs from the current one is swapped into the view whole;
+//! nodes it names for the first time get a topology slot (connections, heartbeat, figures),
+//! named `<backend>@<host:port>`. A node the cluster stops naming keeps its slot, like a ring
+//! node removed.
+
+use std::sync::Arc;
+
+use crate::backend::{CallError, RespClient, Router};
+use crate::cluster::slots::{parse_cluster_slots, ClusterLink, SlotMap, SlotRange, SlotsError};
+use crate::cluster::{NodeInfo, View};
+use crate::config::Settings;
+use crate::protocol::Proto;
+
+use super::Control;
+
+/// Why no slot map could be learnt.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{addr}: {source}")]
+    Call { addr: String, source: CallError },
+    #[error("{addr}: {source}")]
+    Slots { addr: String, source: SlotsError },
+    #[error("{addr}: no reply within the request timeout")]
+    TimedOut { addr: String },
+    #[error("no node of the cluster to ask")]
+    NoCandidate,
+}
+
+/// Starts one refresher per cluster backend on the current runtime.
+pub fn start(control: &Arc<Control>, router: &Arc<Router>) {
+    let count = control.live.load().topology.clusters.len();
+    for backend in 0..count {
+        tokio::spawn(run(control.clone(), router.clone(), backend));
+    }
+}
+
+async fn run(control: Arc<Control>, router: Arc<Router>, backend: usize) {
+    let Some(link) = link_of(&control.live.load(), backend) else {
+        return;
+    };
+    loop {
+        if control.drain.is_draining() {
+            return;
+        }
+        match refresh(&control, &router, backend).await {
+            Ok(()) => {}
+            Err(e) => {
+                link.refresh
+                    .refresh_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(backend = %link.name, error = %e, "cannot learn the cluster's slot map");
+            }
+        }
+        let (interval, gap) = {
+            let view = control.live.load();
+            match view.settings.config.backends.get(backend) {
+                Some(b) => (b.cluster.refresh_interval, b.cluster.refresh_min_gap),
+                None => return,
+            }
+        };
+        tokio::time::sleep(gap).await;
+        let rest = interval.saturating_sub(gap);
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
+            _ = link.refresh.wanted() => {}
+        }
+    }
+}
+
+fn link_of(view: &View, backend: usize) -> Option<Arc<ClusterLink>> {
+    view.topology.clusters.get(backend).map(|m| m.link.clone())
+}
+
+/// Asks the cluster of `backend` for its slot map and swaps it in when it changed.
+pub async fn refresh(
+    control: &Arc<Control>,
+    router: &Arc<Router>,
+    backend: usize,
+) -> Result<(), RefreshError> {
+    let view = control.live.load_full();
+    let Some(map) = view.topology.clusters.get(backend).cloned() else {
+        return Ok(());
+    };
+    let ranges = ask_cluster(&view, &map).await?;
+    let link = map.link.clone();
+    if ranges != map.ranges {
+        let added = control
+            .live
+            .change(|current| changed(current, backend, ranges))
+            .unwrap_or_else(|e: String| {
+                tracing::error!(backend = %link.name, error = %e, "slot map not applied");
+                Vec::new()
+            });
+        for slot in added {
+            crate::health::heartbeat::start_one(router, slot);
+        }
+    }
+    link.refresh.learnt();
+    Ok(())
+}
+
+/// The addresses to ask, in order: the primaries the map knows that are not marked down, its
+/// other nodes, then the seeds; each once.
+fn candidates(view: &View, map: &SlotMap, backend: usize) -> Vec<String> {
+    let topology = &view.topology;
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |addr: &str| {
+        if !out.iter().any(|a| a == addr) {
+            out.push(addr.to_string());
+        }
+    };
+    let up = |&s: &usize| topology.node(s).is_some_and(|n| !n.health.is_down());
+    let primaries: Vec<usize> = map.primaries().collect();
+    for &slot in primaries.iter().filter(|s| up(s)) {
+        if let Some(n) = topology.node(slot) {
+            push(&n.addr);
+        }
+    }
+    for &slot in map.nodes.iter().filter(|s| up(s)) {
+        if let Some(n) = topology.node(slot) {
+            push(&n.addr);
+        }
+    }
+    if let Some(b) = view.settings.config.backends.get(backend) {
+        for seed in &b.cluster.seeds {
+            push(seed);
+        }
+    }
+    out
+}
+
+/// `CLUSTER SLOTS` of the first candidate that answers it.
+async fn ask_cluster(view: &View, map: &SlotMap) -> Result<Vec<SlotRange>, RefreshError> {
+    let settings = &view.settings;
+    let timeout = settings.config.timeouts.request;
+    let mut last = RefreshError::NoCandidate;
+    for addr in candidates(view, map, map.link.backend) {
+        let id = node_id(&map.link.name, &addr);
+        let credentials = settings.config.credentials_for(&id);
+        let tls = settings.node_tls_for(&id, &addr).ok().flatten();
+        let asked = async {
+            let mut client = RespClient::connect_with(
+                &addr,
+                credentials.as_ref(),
+                tls.as_deref(),
+                Proto::Resp2,
+                settings.config.timeouts.connect,
+            )
+            .await?;
+            client.call(&["CLUSTER", "SLOTS"]).await
+        };
+        let reply = match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(source)) => {
+                last = RefreshError::Call { addr, source };
+                continue;
+            }
+            Err(_) => {
+                last = RefreshError::TimedOut { addr };
+                continue;
+            }
+        };
+        let host = crate::config::split_host_port(&addr).map_or("127.0.0.1", |(h, _)| h);
+        match parse_cluster_slots(&reply.frame, host) {
+            // A node that lost its cluster (all slots unassigned) is asked no further.
+            Ok(ranges) if !ranges.is_empty() => return Ok(ranges),
+            Ok(_) => {
+                last = RefreshError::Slots {
+                    addr,
+                    source: SlotsError::Malformed("no slot is served"),
+                }
+            }
+            Err(source) => last = RefreshError::Slots { addr, source },
+        }
+    }
+    Err(last)
+}
+
+/// The id strata gives a node of a cluster backend (INFO, logs, metric labels).
+pub fn node_id(backend: &str, addr: &str) -> String {
+    format!("{backend}@{addr}")
+}
+
+/// The view with `ranges` as the map of `backend`, and the topology slots of the nodes added
+/// for it.
+fn changed(
+    current: &View,
+    backend: usize,
+    ranges: Vec<SlotRange>,
+) -> Result<(View, Vec<usize>), String> {
+    let topology = &current.topology;
+    let Some(old) = topology.clusters.get(backend) else {
+        return Err("no such cluster backend".into());
+    };
+    let link = old.link.clone();
+    let mut nodes = old.nodes.clone();
+    let mut added: Vec<Arc<NodeInfo>> = Vec::new();
+    let addrs = ranges
+        .iter()
+        .flat_map(|r| std::iter::once(&r.primary).chain(r.replicas.iter()));
+    for addr in addrs {
+        let known =
+            topology.cluster_node(backend, addr).is_some() || added.iter().any(|n| n.addr == *addr);
+        if known {
+            continue;
+        }
+        let slot = topology.nodes.len() + added.len();
+        let max = current.settings.config.limits.max_nodes;
+        if slot >= max {
+            return Err(format!(
+                "no room for cluster node {addr}: limits.max_nodes is {max}"
+            ));
+        }
+        added.push(cluster_node(&current.settings, slot, &link, addr)?);
+        nodes.push(slot);
+    }
+    let slot_of = |addr: &str| {
+        topology
+            .cluster_node(backend, addr)
+            .or_else(|| added.iter().find(|n| n.addr == addr).map(|n| n.index))
+    };
+    let map = SlotMap::build(link.clone(), ranges, slot_of, nodes, old.version + 1);
+    tracing::info!(
+        backend = %link.name,
+        version = map.version,
+        shards = map.shards().len(),
+        covered = map.covered(),
+        new_nodes = added.len(),
+        "cluster slot map changed"
+    );
+    let slots: Vec<usize> = added.iter().map(|n| n.index).collect();
+    let view = View {
+        settings: current.settings.clone(),
+        acl: current.acl.clone(),
+        topology: Arc::new(topology.with_cluster_map(backend, map, added)),
+        layers: current.layers.clone(),
+    };
+    Ok((view, slots))
+}
+
+/// A node of cluster backend `link` at `addr`, in topology slot `slot`: the global `backend`
+/// credentials and TLS, the health thresholds of every node.
+fn cluster_node(
+    settings: &Settings,
+    slot: usize,
+    link: &Arc<ClusterLink>,
+    addr: &str,
+) -> Result<Arc<NodeInfo>, String> {
+    let config = &settings.config;
+    let id = node_id(&link.name, addr);
+    let tls = settings.node_tls_for(&id, addr)?;
+    Ok(Arc::new(
+        NodeInfo::new(slot, id.clone(), addr.to_string(), 1, settings.workers)
+            .configured(
+                crate::cluster::health::Thresholds::from(&config.health),
+                &config.repair,
+            )
+            .with_credentials(config.credentials_for(&id))
+            .with_tls(tls)
+            .in_cluster(link.clone()),
+    ))
+}

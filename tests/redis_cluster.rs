@@ -1,0 +1,419 @@
+//! strata in front of a real Redis Cluster (`backends: [{cluster: ...}]`): keys go to the
+//! primary of their hash slot, multi-key commands split per slot, `MOVED` and `ASK` are
+//! followed, and clients keep working through a live reshard, a manual failover and a
+//! primary killed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::redis_cluster::RedisCluster;
+use common::*;
+
+/// strata with the four model-router layers (and the default layer) on cluster `cluster`.
+fn strata_over(cluster: &RedisCluster, extra: &str) -> Strata {
+    let seeds = cluster.addrs()[..2].join("', '");
+    StrataBuilder::with_addrs(Vec::new())
+        .section(&format!(
+            "backends:\n  - {{name: main, cluster: {{seeds: ['{seeds}']}}}}\n\
+             defaults: {{backend: main}}\n\
+             layers:\n\
+             \x20 - {{name: route, prefix: 'route:', ttl: 5m}}\n\
+             \x20 - {{name: result, prefix: 'result:', ttl: 10m}}\n\
+             \x20 - {{name: meta, prefix: 'meta:', ttl: 1m}}\n\
+             \x20 - {{name: load, prefix: 'load:', ttl: 5s}}\n{extra}"
+        ))
+        .start()
+}
+
+/// The `field=value` fields of the INFO line starting with `key:`.
+fn info_field(client: &mut RawClient, section: &str, key: &str, field: &str) -> Option<String> {
+    let text = client.call(&["INFO", section]).text();
+    let line = text.lines().find(|l| l.starts_with(&format!("{key}:")))?;
+    let fields = line.split_once(':')?.1;
+    fields
+        .split(',')
+        .find_map(|f| f.strip_prefix(&format!("{field}=")))
+        .map(str::to_string)
+}
+
+fn wait_for_map(strata: &Strata) {
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    poll_until(
+        Duration::from_secs(20),
+        "strata to learn the slot map",
+        || {
+            let covered = info_field(&mut c, "backends", "backend_main", "slots_covered")?;
+            (covered == "16384").then_some(())
+        },
+    );
+}
+
+#[test]
+fn keys_live_on_the_primary_of_their_slot_and_layers_apply() {
+    let cluster = RedisCluster::start(3, 0);
+    let strata = strata_over(&cluster, "");
+    wait_for_map(&strata);
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    let keys: Vec<String> = (0..60)
+        .map(|i| format!("{}:{i}", ["route", "result", "meta", "other"][i % 4]))
+        .collect();
+    for k in &keys {
+        assert_eq!(c.call(&["SET", k, &format!("v-{k}")]), Resp::ok());
+    }
+    for k in &keys {
+        let owner = cluster.owner_of(k);
+        assert_eq!(
+            cluster.nodes[owner].get(k).unwrap(),
+            Some(format!("v-{k}")),
+            "{k} on the primary of its slot"
+        );
+        assert_eq!(c.call(&["GET", k]), Resp::bulk(format!("v-{k}")));
+    }
+    // The layer's TTL was applied on the node.
+    let owner = cluster.owner_of("route:0");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("route:0")
+        .query(&mut cluster.nodes[owner].conn())
+        .unwrap();
+    assert!((290_000..=300_000).contains(&pttl), "route: TTL {pttl}");
+    // Multi-key commands split per slot, in the client's order.
+    let mget: Vec<&str> = std::iter::once("MGET")
+        .chain(keys.iter().map(String::as_str))
+        .chain(std::iter::once("missing:key"))
+        .collect();
+    let reply = c.call(&mget);
+    let items = reply.array();
+    assert_eq!(items.len(), keys.len() + 1);
+    for (k, item) in keys.iter().zip(items) {
+        assert_eq!(*item, Resp::bulk(format!("v-{k}")));
+    }
+    assert_eq!(items.last(), Some(&Resp::Nil));
+    assert_eq!(
+        c.call(&["MSET", "a{t}", "1", "b{t}", "2", "meta:x", "3"]),
+        Resp::ok()
+    );
+    assert_eq!(
+        c.call(&["EXISTS", "a{t}", "b{t}", "meta:x", "nope"]).int(),
+        3
+    );
+    // Keys of one slot may go in one command; of two slots, Redis Cluster's CROSSSLOT.
+    assert_eq!(c.call(&["SUNIONSTORE", "s{t}", "x{t}"]).int(), 0);
+    assert_eq!(
+        c.call(&["SUNIONSTORE", "s{t}", "x{u}"]),
+        Resp::err("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    assert_eq!(c.call(&["DEL", "a{t}", "b{t}", "meta:x"]).int(), 3);
+    // DBSIZE sums the primaries.
+    let total: i64 = cluster
+        .nodes
+        .iter()
+        .map(|n| redis::cmd("DBSIZE").query::<i64>(&mut n.conn()).unwrap())
+        .sum();
+    assert_eq!(c.call(&["DBSIZE"]).int(), total);
+    // Hits and misses per layer.
+    c.call(&["GET", "route:nope"]);
+    let hits = info_field(&mut c, "layers", "layer_route", "hits").unwrap();
+    let misses = info_field(&mut c, "layers", "layer_route", "misses").unwrap();
+    // 15 GETs and the 15 route: keys of the MGET hit; one GET missed.
+    assert_eq!((hits.as_str(), misses.as_str()), ("30", "1"));
+}
+
+#[test]
+fn moved_and_ask_are_followed() {
+    let cluster = RedisCluster::start(3, 0);
+    let strata = strata_over(&cluster, "");
+    wait_for_map(&strata);
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    // Two keys of one slot.
+    let (k1, k2) = ("{m}one", "{m}two");
+    c.call(&["SET", k1, "1"]);
+    c.call(&["SET", k2, "2"]);
+    let slot = cluster.slot_of(k1);
+    let from = cluster.owner_of_slot(slot);
+    let to = (from + 1) % 3;
+    // Mid-migration: k2 is at the target already, k1 not yet.
+    cluster.begin_migration(slot, from, to, &[k2]);
+    assert_eq!(c.call(&["GET", k2]), Resp::bulk("2"), "ASK followed");
+    assert_eq!(c.call(&["GET", k1]), Resp::bulk("1"));
+    let asked: u64 = info_field(&mut c, "backends", "backend_main", "asked")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(asked >= 1, "asked {asked}");
+    cluster.finish_migration(slot, from, to);
+    // strata's map still says `from`: the node answers MOVED, strata follows it.
+    assert_eq!(c.call(&["GET", k1]), Resp::bulk("1"), "MOVED followed");
+    assert_eq!(c.call(&["MGET", k1, k2]), Resp::bulks(&["1", "2"]));
+    let moved: u64 = info_field(&mut c, "backends", "backend_main", "moved")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(moved >= 1, "moved {moved}");
+    // The MOVED asked for the new map: soon the slot's owner is `to` in strata's view too.
+    let to_addr = cluster.nodes[to].addr();
+    poll_until(
+        Duration::from_secs(10),
+        "strata's map to move the slot",
+        || {
+            let view = strata.handle().control.live.load();
+            let owner = view.topology.clusters[0].owner(slot)?;
+            (view.topology.node(owner)?.addr == to_addr).then_some(())
+        },
+    );
+}
+
+/// Client traffic through strata until `stop`: SET then GET of its own keys, checking every
+/// value read. Counts operations and errors, and when errors were seen.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// When a read returned another value than the client's last write.
+    wrong: Arc<Mutex<Vec<Instant>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(strata: &Strata, clients: usize) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let wrong = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|t| {
+                let (stop, ops, errors, wrong) =
+                    (stop.clone(), ops.clone(), errors.clone(), wrong.clone());
+                let addr = strata.addr().to_string();
+                std::thread::spawn(move || {
+                    let mut c = RawClient::connect(&addr);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("result:{t}:{}", i % 500);
+                        let value = format!("{i}");
+                        // A failed SET may or may not have landed: the GET after it is
+                        // not checked.
+                        let mut landed = true;
+                        for (cmd, want) in [
+                            (vec!["SET", key.as_str(), value.as_str()], Resp::ok()),
+                            (vec!["GET", key.as_str()], Resp::bulk(&value)),
+                        ] {
+                            let Some(reply) = c.try_call(&cmd) else {
+                                errors
+                                    .lock()
+                                    .unwrap()
+                                    .push((Instant::now(), "connection".into()));
+                                match RawClient::try_connect(&addr) {
+                                    Ok(again) => c = again,
+                                    Err(_) => return,
+                                }
+                                landed = false;
+                                continue;
+                            };
+                            ops.fetch_add(1, Ordering::Relaxed);
+                            if reply.is_error() {
+                                errors
+                                    .lock()
+                                    .unwrap()
+                                    .push((Instant::now(), reply.error_text()));
+                                landed = false;
+                            } else if reply != want && landed {
+                                wrong.lock().unwrap().push(Instant::now());
+                            }
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Traffic {
+            stop,
+            ops,
+            errors,
+            wrong,
+            threads,
+        }
+    }
+
+    fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+
+    /// Errors so far: how many, and the span from the first to the last.
+    fn errors(&self) -> (usize, Duration, Vec<String>) {
+        let errors = self.errors.lock().unwrap();
+        let span = match (errors.first(), errors.last()) {
+            (Some((a, _)), Some((b, _))) => b.duration_since(*a),
+            _ => Duration::ZERO,
+        };
+        let mut kinds: Vec<String> = errors.iter().map(|(_, e)| e.clone()).collect();
+        kinds.sort();
+        kinds.dedup();
+        (errors.len(), span, kinds)
+    }
+
+    fn wrong_before(&self, at: Instant) -> usize {
+        self.wrong
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&w| w < at)
+            .count()
+    }
+
+    fn stop(self) -> (u64, usize, Duration, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let errors = self.errors.lock().unwrap();
+        let span = match (errors.first(), errors.last()) {
+            (Some((a, _)), Some((b, _))) => b.duration_since(*a),
+            _ => Duration::ZERO,
+        };
+        (
+            self.ops.load(Ordering::Relaxed),
+            errors.len(),
+            span,
+            self.wrong.lock().unwrap().len(),
+        )
+    }
+}
+
+/// Waits until the traffic made `n` more operations.
+fn let_run(traffic: &Traffic, n: u64) {
+    let start = traffic.ops();
+    poll_until(Duration::from_secs(30), "client traffic to go on", || {
+        (traffic.ops() >= start + n).then_some(())
+    });
+}
+
+#[test]
+fn clients_keep_working_through_reshard_and_failovers() {
+    let cluster = RedisCluster::start(3, 1);
+    // A manual failover pauses the old primary's writes until the replica took over: give
+    // requests the default timeout, not the tests' short one.
+    let strata = strata_over(&cluster, "timeouts: {connect: 500ms, request: 2s}\n");
+    wait_for_map(&strata);
+    let traffic = Traffic::start(&strata, 4);
+    let_run(&traffic, 2000);
+
+    // A live reshard of a third of a primary's slots, keys and all.
+    let primaries = cluster.primaries();
+    let (from, to) = (primaries[0], primaries[1]);
+    let took = cluster.reshard(from, to, 1000);
+    let_run(&traffic, 2000);
+    let (errors, span, kinds) = traffic.errors();
+    eprintln!(
+        "reshard of 1000 slots: {} ms, {} ops so far, {errors} client errors over {} ms {kinds:?}",
+        took.as_millis(),
+        traffic.ops(),
+        span.as_millis()
+    );
+    assert_eq!(errors, 0, "errors during the reshard: {kinds:?}");
+
+    // A manual failover: the replica takes over without losing writes.
+    let replica = cluster.replica_of(to);
+    cluster.failover(replica);
+    let_run(&traffic, 2000);
+    let (errors, span, kinds) = traffic.errors();
+    eprintln!(
+        "manual failover: {} ops so far, {errors} client errors over {} ms {kinds:?}",
+        traffic.ops(),
+        span.as_millis()
+    );
+
+    // A primary killed: its slots fail until its replica is promoted and strata learns it.
+    let mut cluster = cluster;
+    let victim = cluster.primaries()[0];
+    let heir = cluster.replica_of(victim);
+    let before = traffic.errors().0;
+    let killed = Instant::now();
+    assert_eq!(
+        traffic.wrong_before(killed),
+        0,
+        "a read returned another value than the client's last write"
+    );
+    cluster.nodes[victim].kill();
+    cluster.wait_primary(heir);
+    let promoted = killed.elapsed();
+    // Errors end once strata follows the new primary.
+    poll_until(
+        Duration::from_secs(30),
+        "errors to stop after the failover",
+        || {
+            let n = traffic.errors().0;
+            let start = traffic.ops();
+            std::thread::sleep(Duration::from_millis(500));
+            (traffic.errors().0 == n && traffic.ops() > start + 100).then_some(())
+        },
+    );
+    let (total, ops_errors_span, wrong_kinds) = {
+        let (n, span, kinds) = traffic.errors();
+        (n, span, kinds)
+    };
+    let (ops, errors, _, wrong) = traffic.stop();
+    eprintln!(
+        "primary killed: promoted after {} ms; {} client errors during it, {} in all over {} ms {wrong_kinds:?}; {ops} ops, {wrong} wrong values",
+        promoted.as_millis(),
+        total - before,
+        errors,
+        ops_errors_span.as_millis(),
+    );
+    // Redis Cluster replicates asynchronously: a write the killed primary acknowledged but
+    // had not passed on is lost, and its client then reads the older value from the new
+    // primary. That is the cluster's own behaviour (strata adds none); it is reported, not
+    // failed on.
+    assert!(
+        wrong <= total - before + 64,
+        "{wrong} stale reads, far more than the failover explains"
+    );
+    // Everything works on the new primary.
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    for i in 0..50 {
+        let k = format!("after:{i}");
+        assert_eq!(c.call(&["SET", &k, "x"]), Resp::ok());
+        assert_eq!(c.call(&["GET", &k]), Resp::bulk("x"));
+    }
+}
+
+#[test]
+fn config_refuses_what_a_cluster_layer_cannot_do() {
+    let base =
+        "listen: 127.0.0.1:0\nbackends:\n  - {name: main, cluster: {seeds: ['127.0.0.1:7000']}}\n";
+    let bad = [
+        (
+            "nodes: []\nlayers:\n  - {name: r, prefix: 'r:', backend: main, replication: 2}\ndefaults: {backend: main}\n",
+            "does not take replication",
+        ),
+        (
+            "nodes: []\ndefaults: {backend: main, read_consistency: quorum}\n",
+            "read_consistency",
+        ),
+        (
+            "nodes: []\nlayers:\n  - {name: r, prefix: 'r:', backend: nope}\ndefaults: {backend: main}\n",
+            "backend \"nope\" is not configured",
+        ),
+        (
+            "nodes: []\nlayers:\n  - {name: r, prefix: 'r:'}\n",
+            "at least one node is required",
+        ),
+    ];
+    for (yaml, want) in bad {
+        let text = format!("{base}{yaml}");
+        let err = strata::config::Config::parse(&text, "t")
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"))
+            .to_string();
+        assert!(err.contains(want), "{err}\nwanted {want:?}");
+    }
+    let good = format!("{base}nodes: []\ndefaults: {{backend: main}}\n");
+    strata::config::Config::parse(&good, "t").unwrap();
+    let seeds = "listen: 127.0.0.1:0\nnodes: []\ndefaults: {backend: c}\nbackends:\n  - {name: c, cluster: {seeds: []}}\n";
+    assert!(strata::config::Config::parse(seeds, "t").is_err());
+    let ring =
+        "listen: 127.0.0.1:0\nnodes: []\nbackends:\n  - {name: ring, cluster: {seeds: ['h:1']}}\n";
+    assert!(strata::config::Config::parse(ring, "t").is_err());
+}
