@@ -124,7 +124,7 @@ fn keys_live_on_the_primary_of_their_slot_and_layers_apply() {
 #[test]
 fn moved_and_ask_are_followed() {
     let cluster = RedisCluster::start(3, 0);
-    let strata = strata_over(&cluster, "");
+    let strata = strata_over(&cluster, "admin_listen: 127.0.0.1:0\n");
     wait_for_map(&strata);
     let mut c = RawClient::connect(&strata.addr().to_string());
     // Two keys of one slot.
@@ -152,6 +152,14 @@ fn moved_and_ask_are_followed() {
         .parse()
         .unwrap();
     assert!(moved >= 1, "moved {moved}");
+    let body = common::layers::metrics(strata.handle().admin_addr.expect("admin endpoint"));
+    for line in [
+        "strata_cluster_slots_covered{backend=\"main\"} 16384",
+        &format!("strata_cluster_moved_redirects_total{{backend=\"main\"}} {moved}"),
+        &format!("strata_cluster_ask_redirects_total{{backend=\"main\"}} {asked}"),
+    ] {
+        assert!(body.contains(line), "{line} not in /metrics:\n{body}");
+    }
     // The MOVED asked for the new map: soon the slot's owner is `to` in strata's view too.
     let to_addr = cluster.nodes[to].addr();
     poll_until(
@@ -416,4 +424,107 @@ fn config_refuses_what_a_cluster_layer_cannot_do() {
     let ring =
         "listen: 127.0.0.1:0\nnodes: []\nbackends:\n  - {name: ring, cluster: {seeds: ['h:1']}}\n";
     assert!(strata::config::Config::parse(ring, "t").is_err());
+}
+
+#[test]
+fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let strata = strata_over(&cluster, "");
+    wait_for_map(&strata);
+    let addr = strata.addr().to_string();
+    let mut c = RawClient::connect(&addr);
+    // A transaction over one slot runs on its primary; over two, CROSSSLOT.
+    assert_eq!(c.call(&["MULTI"]), Resp::ok());
+    c.call(&["SET", "{tx}a", "1"]);
+    c.call(&["INCR", "{tx}b"]);
+    let exec = c.call(&["EXEC"]);
+    assert_eq!(exec, Resp::Array(vec![Resp::ok(), Resp::Int(1)]));
+    let owner = cluster.owner_of("{tx}a");
+    assert_eq!(cluster.nodes[owner].get("{tx}a").unwrap(), Some("1".into()));
+    c.call(&["MULTI"]);
+    c.call(&["SET", "{tx}a", "2"]);
+    c.call(&["SET", "{other}a", "2"]);
+    let exec = c.call(&["EXEC"]);
+    assert!(
+        exec.is_error() && exec.error_text().contains("CROSSSLOT"),
+        "{exec:?}"
+    );
+    // STRATA RING names the key's slot and the node serving it.
+    let ring = c.call(&["STRATA", "RING", "meta:gpt"]);
+    let items = ring.array();
+    assert_eq!(items[3], Resp::bulk("main"));
+    let slot = cluster.slot_of("meta:gpt");
+    assert_eq!(items[5], Resp::Int(i64::from(slot)));
+    let primary = cluster.nodes[cluster.owner_of("meta:gpt")].addr();
+    assert_eq!(items[7].array()[0], Resp::bulk(format!("main@{primary}")));
+    // Pub/sub: a channel's subscriber gets what is published through strata.
+    let mut sub = RawClient::connect(&addr);
+    sub.call(&["SUBSCRIBE", "news"]);
+    poll_until(DEADLINE, "the subscription to reach the node", || {
+        let n = c.call(&["PUBLISH", "news", "hello"]).int();
+        (n == 1).then_some(())
+    });
+    let msg = sub.read_reply();
+    assert_eq!(msg, Resp::bulks(&["message", "news", "hello"]));
+    // CLIENT TRACKING: no invalidation stream watches a cluster's nodes yet, so a tracked
+    // read of a cluster key is invalidated at once (never a promise strata cannot keep).
+    let mut inv = RawClient::connect(&addr);
+    let id = inv.call(&["CLIENT", "ID"]).int().to_string();
+    inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
+    let mut reader = RawClient::connect(&addr);
+    assert_eq!(
+        reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
+        Resp::ok()
+    );
+    c.call(&["SET", "route:q1", "m1"]);
+    assert_eq!(reader.call(&["GET", "route:q1"]), Resp::bulk("m1"));
+    let told = inv.read_reply();
+    assert_eq!(
+        told,
+        Resp::Array(vec![
+            Resp::bulk("message"),
+            Resp::bulk("__redis__:invalidate"),
+            Resp::bulks(&["route:q1"]),
+        ])
+    );
+}
+
+#[test]
+fn reload_keeps_the_running_backends() {
+    // No cluster is needed: the seeds are never reached in this test.
+    let strata = StrataBuilder::with_addrs(Vec::new())
+        .section(
+            "backends:\n  - {name: main, cluster: {seeds: ['127.0.0.1:1']}}\ndefaults: {backend: main}\n",
+        )
+        .start_with_file();
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    // No slot map yet: Redis Cluster's own error, not a hang.
+    assert_eq!(
+        c.call(&["GET", "k"]),
+        Resp::err("CLUSTERDOWN Hash slot not served")
+    );
+    let path = strata.config_path();
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        yaml.replace("name: main", "name: other")
+            .replace("backend: main", "backend: other"),
+    )
+    .unwrap();
+    let reply = c.call(&["STRATA", "RELOAD"]);
+    assert!(
+        reply.is_error()
+            && reply
+                .error_text()
+                .contains("backends: adding, removing, renaming"),
+        "{reply:?}"
+    );
+    std::fs::write(&path, yaml.replace("'127.0.0.1:1'", "'127.0.0.1:2'")).unwrap();
+    let reply = c.call(&["STRATA", "RELOAD"]);
+    assert!(!reply.is_error(), "{reply:?}");
+    let text = format!("{reply:?}");
+    assert!(
+        text.contains("backends"),
+        "restart needed for the seeds: {text}"
+    );
 }

@@ -178,6 +178,31 @@ async fn warm(coord: &Arc<Coordinator>, client: &ClientInfo, args: &[Bytes]) -> 
 fn ring(control: &Control, key: &Bytes) -> Reply {
     let view = control.live.load();
     let topology = &view.topology;
+    // A key of a Redis Cluster backend: its slot and the nodes serving it.
+    if let Some(backend) = view.layers.cluster_of(key) {
+        let slot = crate::cluster::slots::key_slot(key);
+        let map = topology.clusters.get(backend);
+        let shard = map.and_then(|m| m.shard(slot));
+        let name = |s: usize| topology.node(s).map(|n| Reply::text(n.id.clone()));
+        let nodes = shard
+            .map(|s| {
+                std::iter::once(s.primary)
+                    .chain(s.replicas.iter().copied())
+                    .filter_map(name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Reply::Array(vec![
+            Reply::bulk("key"),
+            Reply::Bulk(key.clone()),
+            Reply::bulk("backend"),
+            Reply::text(map.map(|m| m.link.name.clone()).unwrap_or_default()),
+            Reply::bulk("slot"),
+            Reply::Integer(i64::from(slot)),
+            Reply::bulk("preference"),
+            Reply::Array(nodes),
+        ]);
+    }
     let ring = &topology.ring;
     let hash = ring.key_hash(key);
     let nodes = ring

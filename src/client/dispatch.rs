@@ -61,7 +61,7 @@ pub async fn dispatch(
         if client.is_tracking() {
             if let Some(tracker) = client.tracker() {
                 track.tracked = crate::coordinator::tracked::tracked_read(
-                    view.layers.coherence(),
+                    &view.layers,
                     tracker,
                     client.caching(),
                     spec,

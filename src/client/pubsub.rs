@@ -195,9 +195,12 @@ impl PubSub {
         let topology = &view.topology;
         let mut per_node: HashMap<usize, Vec<Bytes>> = HashMap::new();
         for n in changed {
+            // A channel is placed like a key of its name (where PUBLISH sends it); a Redis
+            // Cluster passes every publish to all its nodes, so one of them takes its
+            // patterns.
             let nodes = match kind {
-                Kind::Pattern => topology.members.clone(),
-                _ => vec![topology.ring.primary(&n)],
+                Kind::Pattern => topology.pattern_nodes(),
+                _ => view.route(&n).into_iter().collect(),
             };
             for node in nodes {
                 per_node.entry(node).or_default().push(n.clone());

@@ -259,7 +259,7 @@ impl Transaction {
             Some((tracker, caching)) => queued
                 .iter()
                 .filter_map(|(spec, request)| {
-                    tracked_read(&coherence, tracker.clone(), caching, spec, request)
+                    tracked_read(&view.layers, tracker.clone(), caching, spec, request)
                 })
                 .collect(),
             None => Vec::new(),
@@ -331,8 +331,7 @@ fn common_node(
     view: &View,
     queued: &[(&'static CommandSpec, Request)],
 ) -> Result<Option<usize>, Reply> {
-    let topology = &view.topology;
-    let mut node = None;
+    let mut place: Option<crate::cluster::Place> = None;
     let mut positions = Vec::new();
     for (spec, request) in queued {
         key_positions(spec, &request.args, &mut positions)
@@ -341,15 +340,16 @@ fn common_node(
             let Some(key) = request.args.get(p) else {
                 continue;
             };
-            let owner = topology.ring.primary(key);
-            match node {
-                None => node = Some(owner),
-                Some(n) if n != owner => return Err(Reply::error_static(CROSSSLOT)),
+            // One ring node, or one slot of one Redis Cluster (as the cluster requires).
+            let here = view.place(key);
+            match place {
+                None => place = Some(here),
+                Some(p) if !p.together(here) => return Err(Reply::error_static(CROSSSLOT)),
                 Some(_) => {}
             }
         }
     }
-    Ok(node)
+    place.map(|p| plan::node_of(view, p)).transpose()
 }
 
 /// The command's bytes after the layers' TTL policy, and its TTL followers.

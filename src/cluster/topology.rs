@@ -155,6 +155,15 @@ impl Topology {
         out
     }
 
+    /// The nodes pattern subscriptions go to: every member (a publish reaches one ring node),
+    /// and one primary of each cluster backend (a cluster passes every publish to all its
+    /// nodes).
+    pub fn pattern_nodes(&self) -> Vec<usize> {
+        let mut out = self.members.clone();
+        out.extend(self.clusters.iter().filter_map(|m| m.primaries().next()));
+        out
+    }
+
     /// The nodes holding keys: the ring's members, then the cluster backends' primaries
     /// (keyspace-wide commands go to each).
     pub fn serving(&self) -> Vec<usize> {

@@ -84,6 +84,16 @@ type Swapped = (
 
 /// The view after a reload of `loaded` onto `current`.
 fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Swapped), String> {
+    // Layers name their backend by its place in `backends`, and the running slot maps are
+    // those of the backends strata started with.
+    let names = |s: &Settings| -> Vec<String> {
+        s.config.backends.iter().map(|b| b.name.clone()).collect()
+    };
+    if names(&current.settings) != names(&loaded) {
+        return Err(
+            "backends: adding, removing, renaming or reordering backends needs a restart".into(),
+        );
+    }
     let (settings, restart_needed) = keep_fixed(&current.settings, loaded);
 
     // Nodes: one new topology for every change, checked once at the end.
@@ -229,6 +239,11 @@ fn keep_fixed(running: &Settings, loaded: Settings) -> (Settings, Vec<&'static s
     if config.admin_listen != old.admin_listen {
         changed.push("admin_listen");
         config.admin_listen = old.admin_listen;
+    }
+    // Seeds and refresh settings of the running backends (the layers may change backend).
+    if !same(&config.backends, &old.backends) {
+        changed.push("backends");
+        config.backends.clone_from(&old.backends);
     }
     if config.workers != old.workers {
         changed.push("workers");

@@ -11,6 +11,7 @@ use crate::client_tracking::{TrackedKey, Tracker};
 use crate::command::keys::key_positions;
 use crate::command::spec::{flags, CommandSpec, KeySpec};
 use crate::near::{Coherence, FillToken};
+use crate::policy::Layers;
 use crate::protocol::Request;
 
 /// A tracked read on its way (carried by the request's `Track`).
@@ -20,13 +21,17 @@ pub struct TrackedRead {
     keys: Vec<TrackedKey<FillToken>>,
     /// Default mode: the keys go into the table (BCAST clients are told by prefix).
     remember: bool,
+    /// Keys of layers served by a Redis Cluster: no invalidation stream watches their nodes
+    /// yet, so the client is told at once (it reads them again next time) rather than
+    /// promised a notice that would not come.
+    unwatched: Vec<Bytes>,
 }
 
 /// What `request` (read by the client of `tracker`) is to do for its tracking, if anything:
 /// read-only commands only, and in OPTIN mode only after `CLIENT CACHING YES`, in OPTOUT mode
 /// unless after `CLIENT CACHING NO` (`caching`), as Redis remembers keys.
 pub fn tracked_read(
-    coherence: &Coherence,
+    layers: &Layers,
     tracker: Arc<Tracker>,
     caching: bool,
     spec: &CommandSpec,
@@ -62,6 +67,16 @@ pub fn tracked_read(
     if keys.is_empty() {
         return None;
     }
+    let coherence = layers.coherence();
+    let unwatched = if layers.any_cluster() {
+        let (cluster, ring): (Vec<Bytes>, Vec<Bytes>) = keys
+            .into_iter()
+            .partition(|k| layers.cluster_of(k).is_some());
+        keys = ring;
+        cluster
+    } else {
+        Vec::new()
+    };
     let keys = keys
         .into_iter()
         .map(|key| {
@@ -73,6 +88,7 @@ pub fn tracked_read(
         remember: !tracker.options.bcast,
         tracker,
         keys,
+        unwatched,
     }))
 }
 
@@ -87,12 +103,13 @@ impl TrackedRead {
             }
         }
         let covered = hub.covered();
-        let overtaken: Vec<Bytes> = self
+        let mut overtaken: Vec<Bytes> = self
             .keys
             .into_iter()
             .filter(|k| !covered || coherence.changed(&k.token))
             .map(|k| k.key)
             .collect();
+        overtaken.extend(self.unwatched);
         hub.tell(&self.tracker, overtaken);
     }
 }
