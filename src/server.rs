@@ -124,7 +124,8 @@ impl Server {
                 Arc::new(crate::cluster::slots::ClusterLink {
                     backend,
                     name: b.name.clone(),
-                    max_redirects: b.cluster.max_redirects,
+                    max_redirects: b.max_redirects(),
+                    sentinel: b.sentinel.is_some(),
                     refresh: Default::default(),
                 })
             })

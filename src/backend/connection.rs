@@ -277,12 +277,12 @@ async fn serve(
 ) -> Served {
     let (read_half, mut write_half) = stream.into_split();
     let in_flight = Arc::new(InFlight::new(settings.max_in_flight));
-    // Redirects are followed only for a cluster node's connections, which then keep each
+    // Redirects are followed only for a Redis Cluster node's connections, which keep each
     // request's bytes until its reply.
     let redirects = settings
         .redirects
         .clone()
-        .filter(|_| node.cluster.is_some());
+        .filter(|_| node.cluster.as_ref().is_some_and(|l| !l.sentinel));
     let keep = redirects.is_some();
     let mut reader = tokio::spawn(read_replies(
         node.clone(),
@@ -461,6 +461,13 @@ async fn read_replies(
                         if let Some(l) = latencies.as_mut() {
                             let usec = now.saturating_duration_since(sent_at).as_micros();
                             l.record(u64::try_from(usec).unwrap_or(u64::MAX));
+                        }
+                        // A Sentinel-managed primary that was demoted answers writes with
+                        // -READONLY: where the primary is must be asked again.
+                        if reply.raw.starts_with(b"-READONLY") {
+                            if let Some(link) = &node.cluster {
+                                link.refresh.ask();
+                            }
                         }
                         match (resend, &redirects) {
                             (Some(payload), Some(sink))

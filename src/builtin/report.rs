@@ -455,12 +455,13 @@ pub fn backends_section(control: &Control, out: &mut String) {
             .config
             .backends
             .get(link.backend)
-            .map(|b| b.cluster.seeds.join(" "))
+            .map(|b| b.seeds().join(" "))
             .unwrap_or_default();
         let _ = write!(
             out,
-            "backend_{}:kind=cluster,seeds={},slots_covered={},shards={},nodes={},map_version={},refreshes={},refresh_failures={},moved={},asked={},redirect_errors={}\r\n",
+            "backend_{}:kind={},seeds={},slots_covered={},shards={},nodes={},map_version={},refreshes={},refresh_failures={},moved={},asked={},redirect_errors={}\r\n",
             link.name,
+            if link.sentinel { "sentinel" } else { "cluster" },
             seeds,
             map.covered(),
             map.shards().len(),

@@ -241,6 +241,9 @@ pub struct ClusterLink {
     pub name: String,
     /// `max_redirects`.
     pub max_redirects: u8,
+    /// A primary managed by Redis Sentinel rather than a Redis Cluster: one shard serves every
+    /// slot, so keys of any slots may share a command.
+    pub sentinel: bool,
     pub refresh: MapRefresh,
 }
 
@@ -336,6 +339,7 @@ mod tests {
             backend: 0,
             name: "c".into(),
             max_redirects: 5,
+            sentinel: false,
             refresh: MapRefresh::default(),
         })
     }

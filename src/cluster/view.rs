@@ -83,12 +83,13 @@ impl View {
 
     /// `key`'s slot in cluster backend `backend` and the node serving it.
     pub fn slot_place(&self, backend: usize, key: &[u8]) -> Place {
-        let slot = super::slots::key_slot(key);
-        let node = self
-            .topology
-            .clusters
-            .get(backend)
-            .and_then(|m| m.owner(slot));
+        let map = self.topology.clusters.get(backend);
+        // A Sentinel-managed primary holds every key: all in one place (slot 0).
+        let slot = match map {
+            Some(m) if m.link.sentinel => 0,
+            _ => super::slots::key_slot(key),
+        };
+        let node = map.and_then(|m| m.owner(slot));
         Place::Slot {
             backend,
             slot,

@@ -1,19 +1,21 @@
-//! `backends`: data stores other than the ring of `nodes` that a layer may be served by. Today
-//! one kind, a Redis Cluster (`cluster: { seeds: [...] }`): strata learns its slot map from the
-//! cluster itself and sends each key to the primary serving its hash slot (docs/redis-cluster.md).
-//! A layer names its backend with `backend:` (or `defaults.backend` for every layer); layers
-//! without one are served by the ring.
+//! `backends`: data stores other than the ring of `nodes` that a layer may be served by: a Redis
+//! Cluster (`cluster: { seeds: [...] }`: strata learns its slot map from the cluster itself and
+//! sends each key to the primary serving its hash slot, docs/redis-cluster.md), or a primary
+//! managed by Redis Sentinel (`sentinel: { master, sentinels }`: strata asks the sentinels
+//! where the primary is and follows their failovers, docs/sentinel.md). A layer names its
+//! backend with `backend:` (or `defaults.backend` for every layer); layers without one are
+//! served by the ring.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::split_host_port;
+use super::{split_host_port, Secret};
 
 /// Most seeds one cluster backend may list.
 pub const MAX_SEEDS: usize = 64;
 
-/// One named backend.
+/// One named backend: exactly one of `cluster` and `sentinel`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
@@ -21,7 +23,75 @@ pub struct BackendSpec {
     /// `nodes` and cannot be taken.
     pub name: String,
     /// A Redis Cluster.
-    pub cluster: ClusterConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+    /// A primary (and its replicas) managed by Redis Sentinel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// A primary managed by Redis Sentinel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the primary under (`sentinel monitor <master> ...`).
+    pub master: String,
+    /// `host:port` of the sentinels; at least one (three or more in production).
+    pub sentinels: Vec<String>,
+    /// How often the sentinels are asked where the primary is even without a `+switch-master`
+    /// event. Default `10s`.
+    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Shortest time between two questions to the sentinels. Default `100ms`.
+    #[serde(default = "default_refresh_min_gap", with = "humantime_serde")]
+    pub refresh_min_gap: Duration,
+    /// ACL user strata authenticates as on the sentinels (`sentinel requirepass` /
+    /// `sentinel sentinel-user`). Default none. The primary and replicas use `backend`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password for the sentinels. Default none. Never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+}
+
+/// What a backend is.
+pub enum BackendKind<'a> {
+    Cluster(&'a ClusterConfig),
+    Sentinel(&'a SentinelConfig),
+}
+
+impl BackendSpec {
+    /// The backend's kind (validation made sure there is exactly one).
+    pub fn kind(&self) -> Option<BackendKind<'_>> {
+        match (&self.cluster, &self.sentinel) {
+            (Some(c), None) => Some(BackendKind::Cluster(c)),
+            (None, Some(s)) => Some(BackendKind::Sentinel(s)),
+            _ => None,
+        }
+    }
+
+    /// The addresses asked where the data is: a cluster's seeds, or the sentinels.
+    pub fn seeds(&self) -> &[String] {
+        match self.kind() {
+            Some(BackendKind::Cluster(c)) => &c.seeds,
+            Some(BackendKind::Sentinel(s)) => &s.sentinels,
+            None => &[],
+        }
+    }
+
+    /// `refresh_interval` and `refresh_min_gap`.
+    pub fn refresh(&self) -> (Duration, Duration) {
+        match self.kind() {
+            Some(BackendKind::Cluster(c)) => (c.refresh_interval, c.refresh_min_gap),
+            Some(BackendKind::Sentinel(s)) => (s.refresh_interval, s.refresh_min_gap),
+            None => (default_refresh_interval(), default_refresh_min_gap()),
+        }
+    }
+
+    /// Redirects one request may follow (a Sentinel-managed primary sends none).
+    pub fn max_redirects(&self) -> u8 {
+        self.cluster.as_ref().map_or(0, |c| c.max_redirects)
+    }
 }
 
 /// A Redis Cluster backend.
@@ -83,39 +153,78 @@ pub fn validate(backends: &[BackendSpec]) -> Result<(), String> {
         if backends.iter().take(i).any(|o| o.name == b.name) {
             return Err(format!("{at}.name: duplicate backend name {:?}", b.name));
         }
-        let c = &b.cluster;
-        if c.seeds.is_empty() {
-            return Err(format!("{at}.cluster.seeds: at least one host:port"));
-        }
-        if c.seeds.len() > MAX_SEEDS {
-            return Err(format!(
-                "{at}.cluster.seeds: at most {MAX_SEEDS}, got {}",
-                c.seeds.len()
-            ));
-        }
-        for (j, seed) in c.seeds.iter().enumerate() {
-            if split_host_port(seed).is_none() {
+        match (&b.cluster, &b.sentinel) {
+            (Some(c), None) => validate_cluster(&at, c)?,
+            (None, Some(s)) => validate_sentinel(&at, s)?,
+            _ => {
                 return Err(format!(
-                    "{at}.cluster.seeds[{j}]: expected host:port, got {seed:?}"
-                ));
+                    "{at}: exactly one of `cluster` and `sentinel` (what the backend is)"
+                ))
             }
         }
-        if c.refresh_interval.is_zero() || c.refresh_min_gap.is_zero() {
+    }
+    Ok(())
+}
+
+fn check_addrs(at: &str, what: &str, addrs: &[String]) -> Result<(), String> {
+    if addrs.is_empty() {
+        return Err(format!("{at}.{what}: at least one host:port"));
+    }
+    if addrs.len() > MAX_SEEDS {
+        return Err(format!(
+            "{at}.{what}: at most {MAX_SEEDS}, got {}",
+            addrs.len()
+        ));
+    }
+    for (j, addr) in addrs.iter().enumerate() {
+        if split_host_port(addr).is_none() {
             return Err(format!(
-                "{at}.cluster: refresh_interval and refresh_min_gap must be greater than 0"
+                "{at}.{what}[{j}]: expected host:port, got {addr:?}"
             ));
         }
-        if c.refresh_min_gap > c.refresh_interval {
-            return Err(format!(
-                "{at}.cluster.refresh_min_gap: must not be longer than refresh_interval"
-            ));
-        }
-        if c.max_redirects == 0 || c.max_redirects > 16 {
-            return Err(format!(
-                "{at}.cluster.max_redirects: 1 to 16, got {}",
-                c.max_redirects
-            ));
-        }
+    }
+    Ok(())
+}
+
+fn check_refresh(at: &str, interval: Duration, gap: Duration) -> Result<(), String> {
+    if interval.is_zero() || gap.is_zero() {
+        return Err(format!(
+            "{at}: refresh_interval and refresh_min_gap must be greater than 0"
+        ));
+    }
+    if gap > interval {
+        return Err(format!(
+            "{at}.refresh_min_gap: must not be longer than refresh_interval"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_cluster(at: &str, c: &ClusterConfig) -> Result<(), String> {
+    let at = format!("{at}.cluster");
+    check_addrs(&at, "seeds", &c.seeds)?;
+    check_refresh(&at, c.refresh_interval, c.refresh_min_gap)?;
+    if c.max_redirects == 0 || c.max_redirects > 16 {
+        return Err(format!(
+            "{at}.max_redirects: 1 to 16, got {}",
+            c.max_redirects
+        ));
+    }
+    Ok(())
+}
+
+fn validate_sentinel(at: &str, s: &SentinelConfig) -> Result<(), String> {
+    let at = format!("{at}.sentinel");
+    if s.master.is_empty() || s.master.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err(format!(
+            "{at}.master: the name the sentinels monitor, non-empty and without spaces, got {:?}",
+            s.master
+        ));
+    }
+    check_addrs(&at, "sentinels", &s.sentinels)?;
+    check_refresh(&at, s.refresh_interval, s.refresh_min_gap)?;
+    if s.username.is_some() && s.password.is_none() {
+        return Err(format!("{at}.username: needs a password"));
     }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct LayerSpec {
 pub struct BackendRef {
     pub name: String,
     pub index: u16,
+    /// What it is, for messages: "Redis Cluster" or "Sentinel-managed primary".
+    pub kind: &'static str,
 }
 
 fn backend_name<S: serde::Serializer>(b: &Option<BackendRef>, s: S) -> Result<S::Ok, S::Error> {
@@ -93,9 +95,14 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         let name = name.or(d.backend.as_ref());
         let index = super::backends::resolve(&config.backends, name.map(String::as_str))
             .map_err(|e| format!("{at}.backend: {e}"))?;
+        let kind = |i: u16| match config.backends.get(usize::from(i)) {
+            Some(b) if b.sentinel.is_some() => "Sentinel-managed primary",
+            _ => "Redis Cluster",
+        };
         Ok::<_, String>(index.map(|index| BackendRef {
             name: name.cloned().unwrap_or_default(),
             index,
+            kind: kind(index),
         }))
     };
     let mut out: Vec<LayerSpec> = Vec::with_capacity(config.layers.len() + 1);
@@ -238,15 +245,16 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
     Ok(out)
 }
 
-/// What a layer served by a Redis Cluster may not ask for: the cluster keeps its own
-/// replicas (and fails over by itself), so strata's copies and their read and write rules do
-/// not apply; nor does the near cache yet (its invalidations come from the ring's nodes).
+/// What a layer served by a Redis Cluster or a Sentinel-managed primary may not ask for:
+/// Redis keeps the replicas (and fails over by itself), so strata's copies and their read and
+/// write rules do not apply; nor does the near cache yet (its invalidations come from the
+/// ring's nodes).
 fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
     let Some(backend) = &l.backend else {
         return Ok(());
     };
     let refused = if l.replication != 1 {
-        Some("replication (the cluster keeps its own replicas)")
+        Some("replication (Redis keeps the replicas)")
     } else if l.miss_failover {
         Some("miss_failover")
     } else if l.eject_on_down {
@@ -254,14 +262,14 @@ fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
     } else if l.read_consistency != ReadConsistency::One {
         Some("read_consistency other than one")
     } else if l.near_cache.is_some() {
-        Some("near_cache (not yet for cluster backends)")
+        Some("near_cache (not yet for these backends)")
     } else {
         None
     };
     match refused {
         Some(what) => Err(format!(
-            "{at}: served by the Redis Cluster backend {:?}, which does not take {what}; see docs/redis-cluster.md",
-            backend.name
+            "{at}: served by backend {:?} (a {}), which does not take {what}; see docs/scaling.md",
+            backend.name, backend.kind
         )),
         None => Ok(()),
     }

@@ -1,11 +1,16 @@
-//! The slot maps of the Redis Cluster backends, learnt from the clusters themselves: `CLUSTER
+//! The slot maps of the backends, learnt from Redis itself. For a Redis Cluster: `CLUSTER
 //! SLOTS` asked of a node the map knows (primaries first, then replicas) or, when none
-//! answers, of the configured seeds; at start, every `refresh_interval`, and at once when a
-//! redirect or a node failure asks for it ([`MapRefresh::ask`]), never more often than
+//! answers, of the configured seeds. For a Sentinel-managed primary: `SENTINEL
+//! get-master-addr-by-name` asked of the sentinels, the answer checked with `ROLE` on the
+//! primary itself, as one shard serving every slot; a subscription to each sentinel's
+//! `+switch-master` asks again at once after a failover.
+//!
+//! Asked at start, every `refresh_interval`, and at once when a redirect, a node failure or a
+//! `-READONLY` reply asks for it ([`MapRefresh::ask`]), never more often than
 //! `refresh_min_gap`. A map that differs from the current one is swapped into the view whole;
 //! nodes it names for the first time get a topology slot (connections, heartbeat, figures),
-//! named `<backend>@<host:port>`. A node the cluster stops naming keeps its slot, like a ring
-//! node removed.
+//! named `<backend>@<host:port>`. A node Redis stops naming keeps its slot, like a ring node
+//! removed.
 
 use std::sync::Arc;
 
@@ -14,6 +19,7 @@ use crate::cluster::slots::{parse_cluster_slots, ClusterLink, SlotMap, SlotRange
 use crate::cluster::{NodeInfo, View};
 use crate::config::Settings;
 use crate::protocol::Proto;
+use redis_protocol::resp2::types::Resp2Frame;
 
 use super::Control;
 
@@ -28,14 +34,103 @@ pub enum RefreshError {
     TimedOut { addr: String },
     #[error("no node of the cluster to ask")]
     NoCandidate,
+    #[error("sentinel {addr}: {reason}")]
+    Sentinel { addr: String, reason: String },
 }
 
-/// Starts one refresher per cluster backend on the current runtime.
+/// Starts one refresher per backend on the current runtime, and for a Sentinel-managed
+/// primary a `+switch-master` listener per sentinel.
 pub fn start(control: &Arc<Control>, router: &Arc<Router>) {
-    let count = control.live.load().topology.clusters.len();
-    for backend in 0..count {
+    let view = control.live.load();
+    for backend in 0..view.topology.clusters.len() {
         tokio::spawn(run(control.clone(), router.clone(), backend));
+        let sentinel = view
+            .settings
+            .config
+            .backends
+            .get(backend)
+            .and_then(|b| b.sentinel.clone());
+        if let (Some(s), Some(link)) = (sentinel, link_of(&view, backend)) {
+            for addr in &s.sentinels {
+                tokio::spawn(listen_switch(
+                    control.clone(),
+                    link.clone(),
+                    s.clone(),
+                    addr.clone(),
+                ));
+            }
+        }
     }
+}
+
+/// Subscribes to `+switch-master` on the sentinel at `addr` and asks for a new map when the
+/// backend's primary changes; reconnects after a failure (a second, then up to 10 s).
+async fn listen_switch(
+    control: Arc<Control>,
+    link: Arc<ClusterLink>,
+    config: crate::config::backends::SentinelConfig,
+    addr: String,
+) {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        if control.drain.is_draining() {
+            return;
+        }
+        let (credentials, tls, connect) = {
+            let view = control.live.load();
+            (
+                sentinel_credentials(&config),
+                view.settings
+                    .node_tls_for(&node_id(&link.name, &addr), &addr)
+                    .ok()
+                    .flatten(),
+                view.settings.config.timeouts.connect,
+            )
+        };
+        let result = async {
+            let mut client = RespClient::connect_with(
+                &addr,
+                credentials.as_ref(),
+                tls.as_deref(),
+                Proto::Resp2,
+                connect,
+            )
+            .await?;
+            client.call(&["SUBSCRIBE", "+switch-master"]).await?;
+            loop {
+                let message = client.read().await?;
+                // ["message", "+switch-master", "<master> <old ip> <old port> <new ip> <new port>"]
+                if let redis_protocol::resp2::types::BytesFrame::Array(parts) = &message.frame {
+                    let text = parts.get(2).and_then(|p| p.as_str()).unwrap_or_default();
+                    if text.split(' ').next() == Some(config.master.as_str()) {
+                        tracing::info!(backend = %link.name, sentinel = %addr, event = %text, "sentinel reports a new primary");
+                        link.refresh.ask();
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), CallError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(backend = %link.name, sentinel = %addr, error = %e, "sentinel subscription lost");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
+/// The credentials strata sends the sentinels (`sentinel.username` / `sentinel.password`).
+fn sentinel_credentials(
+    config: &crate::config::backends::SentinelConfig,
+) -> Option<crate::config::Credentials> {
+    crate::config::credentials::resolve(
+        "sentinel",
+        (None, None),
+        (config.username.as_ref(), config.password.as_ref()),
+    )
+    .ok()
+    .flatten()
 }
 
 async fn run(control: Arc<Control>, router: Arc<Router>, backend: usize) {
@@ -58,7 +153,7 @@ async fn run(control: Arc<Control>, router: Arc<Router>, backend: usize) {
         let (interval, gap) = {
             let view = control.live.load();
             match view.settings.config.backends.get(backend) {
-                Some(b) => (b.cluster.refresh_interval, b.cluster.refresh_min_gap),
+                Some(b) => b.refresh(),
                 None => return,
             }
         };
@@ -85,7 +180,16 @@ pub async fn refresh(
     let Some(map) = view.topology.clusters.get(backend).cloned() else {
         return Ok(());
     };
-    let ranges = ask_cluster(&view, &map).await?;
+    let sentinel = view
+        .settings
+        .config
+        .backends
+        .get(backend)
+        .and_then(|b| b.sentinel.clone());
+    let ranges = match &sentinel {
+        Some(s) => ask_sentinels(&view, &map, s).await?,
+        None => ask_cluster(&view, &map).await?,
+    };
     let link = map.link.clone();
     if ranges != map.ranges {
         let added = control
@@ -126,7 +230,7 @@ fn candidates(view: &View, map: &SlotMap, backend: usize) -> Vec<String> {
         }
     }
     if let Some(b) = view.settings.config.backends.get(backend) {
-        for seed in &b.cluster.seeds {
+        for seed in b.seeds() {
             push(seed);
         }
     }
@@ -178,6 +282,161 @@ async fn ask_cluster(view: &View, map: &SlotMap) -> Result<Vec<SlotRange>, Refre
         }
     }
     Err(last)
+}
+
+/// Where the sentinels say the primary is, checked with `ROLE` on it: one range of every slot.
+async fn ask_sentinels(
+    view: &View,
+    map: &SlotMap,
+    config: &crate::config::backends::SentinelConfig,
+) -> Result<Vec<SlotRange>, RefreshError> {
+    let settings = &view.settings;
+    let (connect, timeout) = (
+        settings.config.timeouts.connect,
+        settings.config.timeouts.request,
+    );
+    let credentials = sentinel_credentials(config);
+    let mut last = RefreshError::NoCandidate;
+    for addr in &config.sentinels {
+        let tls = settings
+            .node_tls_for(&node_id(&map.link.name, addr), addr)
+            .ok()
+            .flatten();
+        let asked = async {
+            let mut client = RespClient::connect_with(
+                addr,
+                credentials.as_ref(),
+                tls.as_deref(),
+                Proto::Resp2,
+                connect,
+            )
+            .await?;
+            let primary = client
+                .call(&[
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    config.master.as_str(),
+                ])
+                .await?;
+            let replicas = client
+                .call(&["SENTINEL", "replicas", config.master.as_str()])
+                .await?;
+            Ok::<_, CallError>((primary, replicas))
+        };
+        let (primary, replicas) = match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(source)) => {
+                last = RefreshError::Call {
+                    addr: addr.clone(),
+                    source,
+                };
+                continue;
+            }
+            Err(_) => {
+                last = RefreshError::TimedOut { addr: addr.clone() };
+                continue;
+            }
+        };
+        let Some(primary) = host_port(&primary.frame) else {
+            last = RefreshError::Sentinel {
+                addr: addr.clone(),
+                reason: format!("does not know a primary named {:?}", config.master),
+            };
+            continue;
+        };
+        if let Err(reason) = is_primary(view, map, &primary).await {
+            last = RefreshError::Sentinel {
+                addr: addr.clone(),
+                reason,
+            };
+            continue;
+        }
+        return Ok(vec![SlotRange {
+            start: 0,
+            end: (crate::cluster::slots::SLOT_COUNT - 1) as u16,
+            primary,
+            replicas: replica_addrs(&replicas.frame),
+        }]);
+    }
+    Err(last)
+}
+
+/// `host:port` from a `[host, port]` reply (nil: the sentinel does not know the name).
+fn host_port(frame: &redis_protocol::resp2::types::BytesFrame) -> Option<String> {
+    let redis_protocol::resp2::types::BytesFrame::Array(parts) = frame else {
+        return None;
+    };
+    let host = parts.first()?.as_str()?;
+    let port: u16 = parts.get(1)?.as_str()?.parse().ok()?;
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// The replicas a `SENTINEL replicas` reply lists that are up (no `s_down`, `o_down` or
+/// `disconnected` flag).
+fn replica_addrs(frame: &redis_protocol::resp2::types::BytesFrame) -> Vec<String> {
+    use redis_protocol::resp2::types::BytesFrame;
+    let BytesFrame::Array(replicas) = frame else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for replica in replicas {
+        let BytesFrame::Array(fields) = replica else {
+            continue;
+        };
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(|k| k.as_str()) == Some(name))
+                .and_then(|kv| kv.get(1))
+                .and_then(|v| v.as_str())
+        };
+        let down = field("flags").is_some_and(|f| {
+            f.split(',')
+                .any(|x| matches!(x, "s_down" | "o_down" | "disconnected"))
+        });
+        if let (false, Some(ip), Some(port)) = (down, field("ip"), field("port")) {
+            out.push(format!("{ip}:{port}"));
+        }
+    }
+    out
+}
+
+/// Checks with `ROLE` that the node at `addr` is a primary (a sentinel's answer may be ahead
+/// of, or behind, the node itself during a failover).
+async fn is_primary(view: &View, map: &SlotMap, addr: &str) -> Result<(), String> {
+    let settings = &view.settings;
+    let id = node_id(&map.link.name, addr);
+    let credentials = settings.config.credentials_for(&id);
+    let tls = settings.node_tls_for(&id, addr).ok().flatten();
+    let asked = async {
+        let mut client = RespClient::connect_with(
+            addr,
+            credentials.as_ref(),
+            tls.as_deref(),
+            Proto::Resp2,
+            settings.config.timeouts.connect,
+        )
+        .await?;
+        client.call(&["ROLE"]).await
+    };
+    match tokio::time::timeout(settings.config.timeouts.request, asked).await {
+        Ok(Ok(reply)) => match &reply.frame {
+            redis_protocol::resp2::types::BytesFrame::Array(parts)
+                if parts.first().and_then(|p| p.as_str()) == Some("master") =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "its primary {addr} does not answer ROLE as a primary"
+            )),
+        },
+        Ok(Err(e)) => Err(format!("its primary {addr}: {e}")),
+        Err(_) => Err(format!("its primary {addr}: no reply to ROLE in time")),
+    }
 }
 
 /// The id strata gives a node of a cluster backend (INFO, logs, metric labels).

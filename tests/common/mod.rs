@@ -13,7 +13,9 @@ mod proxy;
 mod raw;
 pub mod redis_cluster;
 pub mod resp3;
+pub mod sentinel;
 pub mod tls;
+pub mod traffic;
 
 pub use node::*;
 pub use proxy::*;

@@ -1,0 +1,173 @@
+//! strata in front of a primary managed by Redis Sentinel (`backends: [{sentinel: ...}]`):
+//! the sentinels say where the primary is, strata checks it with ROLE, serves every key of
+//! the backend's layers from it, and follows a failover (`+switch-master`, or a `-READONLY`
+//! reply, or a lost connection) while clients run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::sentinel::{SentinelSetup, MASTER};
+use common::traffic::{let_run, Traffic};
+use common::*;
+
+fn strata_over(setup: &SentinelSetup) -> Strata {
+    let sentinels = setup.sentinel_addrs().join("', '");
+    StrataBuilder::with_addrs(Vec::new())
+        .section(&format!(
+            "backends:\n  - {{name: ha, sentinel: {{master: {MASTER}, sentinels: ['{sentinels}']}}}}\n\
+             defaults: {{backend: ha}}\n\
+             layers:\n  - {{name: route, prefix: 'route:', ttl: 5m}}\n\
+             timeouts: {{connect: 500ms, request: 2s}}\n"
+        ))
+        .start()
+}
+
+fn primary_in_strata(strata: &Strata) -> Option<String> {
+    let view = strata.handle().control.live.load();
+    let owner = view.topology.clusters.first()?.owner(0)?;
+    Some(view.topology.node(owner)?.addr.clone())
+}
+
+fn wait_for_primary(strata: &Strata, addr: &str) {
+    poll_until(
+        Duration::from_secs(30),
+        "strata to follow the primary",
+        || (primary_in_strata(strata).as_deref() == Some(addr)).then_some(()),
+    );
+}
+
+#[test]
+fn keys_are_served_by_the_primary_the_sentinels_name() {
+    let setup = SentinelSetup::start();
+    let strata = strata_over(&setup);
+    wait_for_primary(&strata, &setup.data[0].addr());
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    for i in 0..50 {
+        let k = format!("route:{i}");
+        assert_eq!(c.call(&["SET", &k, &i.to_string()]), Resp::ok());
+    }
+    for i in 0..50 {
+        let k = format!("route:{i}");
+        assert_eq!(c.call(&["GET", &k]), Resp::bulk(i.to_string()));
+        assert_eq!(
+            setup.data[0].get(&k),
+            Some(i.to_string()),
+            "{k} on the primary"
+        );
+    }
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("route:1")
+        .query(&mut setup.data[0].conn())
+        .unwrap();
+    assert!((290_000..=300_000).contains(&pttl), "route: TTL {pttl}");
+    // One primary holds every key: commands over keys of any slots are not CROSSSLOT.
+    assert_eq!(c.call(&["SADD", "a", "1"]).int(), 1);
+    assert_eq!(c.call(&["SUNIONSTORE", "b", "a", "zz"]).int(), 1);
+    assert_eq!(
+        c.call(&["MGET", "route:1", "route:2", "nope"]),
+        Resp::Array(vec![Resp::bulk("1"), Resp::bulk("2"), Resp::Nil])
+    );
+    let info = c.call(&["INFO", "backends"]).text();
+    assert!(info.contains("backend_ha:kind=sentinel"), "{info}");
+    assert!(
+        info.contains("role=primary") && info.contains("role=replica"),
+        "{info}"
+    );
+}
+
+#[test]
+fn clients_follow_a_sentinel_failover_and_a_killed_primary() {
+    let mut setup = SentinelSetup::start();
+    let strata = strata_over(&setup);
+    wait_for_primary(&strata, &setup.data[0].addr());
+    let traffic = Traffic::start(&strata.addr().to_string(), 4);
+    let_run(&traffic, 2000);
+
+    // SENTINEL FAILOVER: the replica becomes the primary, the old one its replica.
+    let started = Instant::now();
+    setup.failover();
+    let promoted = started.elapsed();
+    wait_for_primary(&strata, &setup.data[1].addr());
+    let followed = started.elapsed();
+    let_run(&traffic, 2000);
+    let (errors, span, kinds) = traffic.errors();
+    eprintln!(
+        "SENTINEL FAILOVER: promoted after {} ms, strata followed after {} ms; {errors} client errors over {} ms {kinds:?}",
+        promoted.as_millis(),
+        followed.as_millis(),
+        span.as_millis()
+    );
+    // Sentinel promotes the replica without stopping the old primary first: a write the old
+    // one acknowledged between the promotion and its own demotion is lost (Redis's
+    // asynchronous replication; the same without strata), and the next read of that key shows
+    // the value before it. Reported, and bounded.
+    let stale = traffic.wrong_before(Instant::now());
+    eprintln!("SENTINEL FAILOVER: {stale} reads returned the value before a lost write");
+    assert!(stale <= 64, "{stale} stale reads");
+
+    // The new primary killed: the sentinels promote the old one back.
+    let before = traffic.errors().0;
+    let killed = Instant::now();
+    setup.data[1].kill();
+    setup.wait_primary(0);
+    let promoted = killed.elapsed();
+    wait_for_primary(&strata, &setup.data[0].addr());
+    let followed = killed.elapsed();
+    poll_until(Duration::from_secs(30), "errors to stop", || {
+        let n = traffic.errors().0;
+        let start = traffic.ops();
+        std::thread::sleep(Duration::from_millis(500));
+        (traffic.errors().0 == n && traffic.ops() > start + 100).then_some(())
+    });
+    let (total, span, kinds) = traffic.errors();
+    let (ops, _, _, wrong) = traffic.stop();
+    eprintln!(
+        "primary killed: promoted after {} ms, strata followed after {} ms; {} client errors during it ({total} in all, over {} ms) {kinds:?}; {ops} ops, {wrong} stale reads",
+        promoted.as_millis(),
+        followed.as_millis(),
+        total - before,
+        span.as_millis()
+    );
+    // Replication is asynchronous: a write the killed primary acknowledged may be lost.
+    assert!(wrong <= total - before + 64, "{wrong} stale reads");
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    for i in 0..20 {
+        let k = format!("after:{i}");
+        assert_eq!(c.call(&["SET", &k, "x"]), Resp::ok());
+        assert_eq!(setup.data[0].get(&k), Some("x".into()));
+    }
+}
+
+#[test]
+fn sentinel_backends_are_checked() {
+    let parse = |backends: &str| {
+        let text = format!(
+            "listen: 127.0.0.1:0\nnodes: []\ndefaults: {{backend: ha}}\nbackends:\n  - {backends}\n"
+        );
+        strata::config::Config::parse(&text, "t").map(|_| ())
+    };
+    parse("{name: ha, sentinel: {master: m, sentinels: ['127.0.0.1:26379']}}").unwrap();
+    for (bad, want) in [
+        (
+            "{name: ha, sentinel: {master: m, sentinels: []}}",
+            "sentinels: at least one",
+        ),
+        (
+            "{name: ha, sentinel: {master: '', sentinels: ['h:1']}}",
+            "master",
+        ),
+        ("{name: ha}", "exactly one of `cluster` and `sentinel`"),
+        (
+            "{name: ha, sentinel: {master: m, sentinels: ['h:1']}, cluster: {seeds: ['h:2']}}",
+            "exactly one",
+        ),
+        (
+            "{name: ha, sentinel: {master: m, sentinels: ['h:1'], username: u}}",
+            "needs a password",
+        ),
+    ] {
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+}
