@@ -464,8 +464,8 @@ async fn read_replies(
                         }
                         // A Sentinel-managed primary that was demoted answers writes with
                         // -READONLY: where the primary is must be asked again.
-                        if reply.raw.starts_with(b"-READONLY") {
-                            if let Some(link) = &node.cluster {
+                        if let Some(link) = &node.cluster {
+                            if reply.raw.starts_with(b"-READONLY") {
                                 link.refresh.ask();
                             }
                         }
