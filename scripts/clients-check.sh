@@ -27,9 +27,31 @@
 # tls_write_errors): so the redis-servers log at `verbose` in this mode, their logs are kept
 # beside the recordings, and a note after the table says how often that happened and where.
 #
+# Client-side caching (CLIENT TRACKING, RESP3 `>invalidate` pushes), as an application tries it:
+# redis-py (`protocol=3, cache_config=CacheConfig()`, scripts/clients/tracking.py) and node-redis
+# (`RESP: 3, clientSideCache`, tracking-node-redis.mjs) read a key twice (the second read must be
+# served from the client's memory: the cache's own counters, and no GET reaching a node), then
+# the key is changed by another client through the same endpoint, on the Redis node holding it
+# (found with EXISTS on each node; for direct Redis that is the server itself), by the caching
+# client itself, and a key expires (SET PX 1000): each time the invalidation must reach the
+# client, the next read return the new value (nil after the expiry) from the server, and the one
+# after it come from memory again. Then 200 times the caching client writes the key and reads it
+# at once, which must return its own write (Redis sends that invalidation together with the
+# write's reply). ioredis has no client-side cache. redis-py refuses to cache with a server older
+# than 7.4 (both sides here say 7.0): its scenario records that refusal, then lowers the gate
+# (see tracking.py). These runs are part of the default run because they take seconds and a
+# proxy that forwards every command right can still break invalidation; they run after the other
+# scenarios, so that their tracking clients (while any tracks, strata's nodes report every
+# written key to strata) change nothing for those. Their own table follows the first one, with how
+# long each invalidation took to arrive (ms, not compared). Unlike the other scenarios, any
+# difference here, and any stale read (an older value than the last write, once the invalidation
+# came or should have: after none within CLIENTS_CHECK_TIMEOUT, or right after the client's own
+# write), makes the run fail.
+#
 # Exit status 0 when the check ran, differences or not (they are reported, not failures); with
 # CLIENTS_CHECK_STRICT=1, 1 when any step differs. 1 also when a scenario fails against direct
-# Redis (the check itself is broken then). Not part of CI: it needs PyPI and npm.
+# Redis (the check itself is broken then), and when the client-side caching runs differ or read
+# a stale value. Not part of CI: it needs PyPI and npm.
 #
 # Environment:
 #   CLIENTS_CHECK_CLIENTS  which to run, in order (default "redis-py redis-py-5 ioredis node-redis")
@@ -38,12 +60,16 @@
 #   CLIENTS_CHECK_WIDTH    characters of each result shown in the table       (default 48)
 #   CLIENTS_CHECK_TLS      1: clients, strata and nodes all over TLS (above)  (default 0)
 #   CLIENTS_CHECK_NEAR     1: strata serves from its near cache and coalesces reads: the
-#                          scenarios' str: and pipe: keys get near-cached layers, route: and
+#                          scenarios' str: and pipe: keys (and the client-side caching
+#                          scenarios' csc: keys) get near-cached layers, route: and
 #                          result: a near cache too, and every layer `coalesce: true`
 #                          (docs/near-cache.md, docs/coalescing.md)                (default 0)
+#   CLIENTS_CHECK_TRACKING 1: after the scenarios above, the client-side caching ones (below);
+#                          0: not them; only: them alone                       (default 1)
 #   STRATA_BIN             strata binary to check             (default: cargo build --release)
 #   REDIS_PY_VERSION       redis-py version instead of the newest             (default: newest)
 #   REDIS_PY5_VERSION      redis-py 5.x version instead of the newest 5.x     (default: newest 5.x)
+#   NODE_REDIS_VERSION     node-redis (npm `redis`) version instead of the newest (default: newest)
 
 set -euo pipefail
 
@@ -59,8 +85,11 @@ strict="${CLIENTS_CHECK_STRICT:-0}"
 width="${CLIENTS_CHECK_WIDTH:-48}"
 use_tls="${CLIENTS_CHECK_TLS:-0}"
 use_near="${CLIENTS_CHECK_NEAR:-0}"
+use_tracking="${CLIENTS_CHECK_TRACKING:-1}"
 require_positive step_timeout width
 [[ "$use_tls" == 0 || "$use_tls" == 1 ]] || die "CLIENTS_CHECK_TLS must be 0 or 1, got '$use_tls'"
+[[ "$use_tracking" == 0 || "$use_tracking" == 1 || "$use_tracking" == only ]] ||
+    die "CLIENTS_CHECK_TRACKING must be 0, 1 or only, got '$use_tracking'"
 [[ ${#clients[@]} -gt 0 ]] || die "CLIENTS_CHECK_CLIENTS is empty"
 want_python=0
 want_node=0
@@ -139,8 +168,9 @@ for c in "${clients[@]}"; do
     esac
 done
 if ((want_node)); then
-    log "installing ioredis and redis (node-redis) from npm"
-    npm install --prefix "$workdir/node" --no-audit --no-fund --loglevel=error ioredis redis \
+    log "installing ioredis and redis (node-redis${NODE_REDIS_VERSION:+ $NODE_REDIS_VERSION}) from npm"
+    npm install --prefix "$workdir/node" --no-audit --no-fund --loglevel=error ioredis \
+        "redis${NODE_REDIS_VERSION:+@$NODE_REDIS_VERSION}" \
         >"$workdir/npm-install.log" 2>&1 || { show_install_log npm; die "npm install failed"; }
     node_version() { node -p "require('$workdir/node/node_modules/$1/package.json').version"; }
     label_of[ioredis]="ioredis $(node_version ioredis)"
@@ -202,6 +232,7 @@ layers:
   - { name: load,   prefix: "load:",   ttl: 5s,  replication: 1 }
   - { name: str,    prefix: "str:",    near_cache: { max_bytes: 16mb } }
   - { name: pipe,   prefix: "pipe:",   near_cache: { max_bytes: 16mb } }
+  - { name: csc,    prefix: "csc:",    near_cache: { max_bytes: 16mb } }
 EOF
     else
         cat <<EOF
@@ -277,23 +308,85 @@ run_one() {
     log "${label_of[$client]} RESP$proto$proto_tag against $target: $((SECONDS - t0)) s"
 }
 
-for client in "${clients[@]}"; do
-    support="$(resp3_support "$client")"
-    for proto in 2 3; do
-        if ((proto == 3)) && [[ "$support" != yes ]]; then
-            compare_args+=(--skip "${label_of[$client]}" "RESP3$proto_tag" "${support#no: }")
-            log "${label_of[$client]}: RESP3 skipped (${support#no: })"
+if [[ "$use_tracking" != only ]]; then
+    for client in "${clients[@]}"; do
+        support="$(resp3_support "$client")"
+        for proto in 2 3; do
+            if ((proto == 3)) && [[ "$support" != yes ]]; then
+                compare_args+=(--skip "${label_of[$client]}" "RESP3$proto_tag" "${support#no: }")
+                log "${label_of[$client]}: RESP3 skipped (${support#no: })"
+                continue
+            fi
+            run_one "$client" "$proto" direct "$direct_client_port" ||
+                broken+=("${label_of[$client]} RESP$proto$proto_tag")
+            kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
+            run_one "$client" "$proto" strata "$strata_client_port" || true
+            kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
+            base="$workdir/rec/$client-resp$proto"
+            compare_args+=(--run "${label_of[$client]}" "RESP$proto$proto_tag" "$base-direct.json" "$base-strata.json")
+        done
+    done
+fi
+
+# --- client-side caching runs ----------------------------------------------------------------
+tracking_args=()
+
+# tracking_cmd CLIENT - sets cmd to the command line of CLIENT's client-side caching scenario
+# (empty for a library that has none).
+tracking_cmd() {
+    case "$1" in
+        redis-py | redis-py-5) cmd=("$workdir/$1/bin/python" "$scenarios/tracking.py") ;;
+        node-redis) cmd=(node "$scenarios/tracking-node-redis.mjs" --modules "$workdir/node") ;;
+        *) cmd=() ;;
+    esac
+}
+
+# csc_support CLIENT - prints "yes", or why the installed library has no client-side cache.
+csc_support() {
+    tracking_cmd "$1"
+    if ((${#cmd[@]} == 0)); then
+        echo "no: $1 has no client-side cache"
+        return
+    fi
+    "${cmd[@]}" --supports-csc
+}
+
+# run_tracking CLIENT TARGET PORT NODES - records CLIENT's client-side caching scenario against
+# TARGET (NODES: the plain ports of the redis-servers holding its data, comma-separated); false
+# if it failed.
+run_tracking() {
+    local client="$1" target="$2" port="$3" nodes="$4" base rc=0 t0=$SECONDS
+    base="$workdir/rec/$client-tracking-$target"
+    tracking_cmd "$client"
+    timeout "$run_timeout" "${cmd[@]}" --port "$port" --nodes "$nodes" --out "$base.json" \
+        --timeout "$step_timeout" "${tls_args[@]}" </dev/null >"$base.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        ((rc == 124)) && printf '%s: stopped after %ss\n' "$LIB_PROG" "$run_timeout" >>"$base.log"
+        warn "${label_of[$client]} client-side caching against $target failed (exit $rc); last lines of its log:"
+        tail -n 15 "$base.log" >&2
+        return 1
+    fi
+    log "${label_of[$client]} client-side caching$proto_tag against $target: $((SECONDS - t0)) s"
+}
+
+if [[ "$use_tracking" != 0 ]]; then
+    strata_nodes_csv="$(IFS=,; echo "${node_ports[*]}")"
+    for client in "${clients[@]}"; do
+        support="$(csc_support "$client")"
+        if [[ "$support" != yes ]]; then
+            tracking_args+=(--skip "${label_of[$client]}" "RESP3$proto_tag" "${support#no: }")
+            log "${label_of[$client]}: client-side caching skipped (${support#no: })"
             continue
         fi
-        run_one "$client" "$proto" direct "$direct_client_port" ||
-            broken+=("${label_of[$client]} RESP$proto$proto_tag")
+        run_tracking "$client" direct "$direct_client_port" "$direct_port" ||
+            broken+=("${label_of[$client]} client-side caching")
         kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
-        run_one "$client" "$proto" strata "$strata_client_port" || true
+        run_tracking "$client" strata "$strata_client_port" "$strata_nodes_csv" || true
         kill -0 "$strata_pid" 2>/dev/null || { tail -n 20 "$workdir/strata.log" >&2; die "strata exited"; }
-        base="$workdir/rec/$client-resp$proto"
-        compare_args+=(--run "${label_of[$client]}" "RESP$proto$proto_tag" "$base-direct.json" "$base-strata.json")
+        base="$workdir/rec/$client-tracking"
+        tracking_args+=(--run "${label_of[$client]}" "RESP3$proto_tag" "$base-direct.json" "$base-strata.json")
     done
-done
+fi
 
 # tls_write_errors PORT - how many times the redis-server with plain port PORT dropped a client
 # after "Error writing to client: ...SSL routines::bad length". That is redis-server's own TLS
@@ -312,9 +405,18 @@ stamp="$(date +%Y%m%d-%H%M%S)"
 outdir="$STRATA_ROOT/target/clients-check/$stamp"
 mkdir -p "$outdir"
 rc=0
-python3 "$scenarios/compare.py" --width "$width" --full "$outdir/differences.txt" "${compare_args[@]}" \
-    >"$outdir/table.txt" || rc=$?
-((rc == 0 || rc == 3)) || die "compare.py failed (exit $rc)"
+if [[ "$use_tracking" != only ]]; then
+    python3 "$scenarios/compare.py" --width "$width" --full "$outdir/differences.txt" "${compare_args[@]}" \
+        >"$outdir/table.txt" || rc=$?
+    ((rc == 0 || rc == 3)) || die "compare.py failed (exit $rc)"
+fi
+tracking_rc=0
+if [[ "$use_tracking" != 0 ]]; then
+    python3 "$scenarios/compare.py" --width "$width" --full "$outdir/tracking-differences.txt" \
+        --title "client-side caching (CLIENT TRACKING)" "${tracking_args[@]}" \
+        >"$outdir/tracking-table.txt" || tracking_rc=$?
+    ((tracking_rc == 0 || tracking_rc == 3)) || die "compare.py failed (exit $tracking_rc)"
+fi
 cp "$workdir"/rec/* "$cfg" "$outdir"/
 cp "$workdir/strata.log" "$outdir/strata.log"
 tls_notes=()
@@ -332,8 +434,11 @@ if ((use_tls)); then
  redis-server TLS write bug (redis-node-$p.log)")
     done
 fi
-printf '\n'
-cat "$outdir/table.txt"
+for table in table.txt tracking-table.txt; do
+    [[ -f "$outdir/$table" ]] || continue
+    printf '\n'
+    cat "$outdir/$table"
+done
 for note in "${tls_notes[@]}"; do
     printf '\nnote: %s\n' "$note"
 done
@@ -355,6 +460,9 @@ printf '\n%s: ran in %s s; table, full differences, recordings and logs in %s\n'
     "$((SECONDS - started))" "${outdir#"$STRATA_ROOT"/}"
 if ((${#broken[@]} > 0)); then
     die "the scenario failed against direct Redis for: ${broken[*]} (see the logs above)"
+fi
+if ((tracking_rc == 3)); then
+    die "client-side caching: strata differs from direct Redis, or a read was stale (table above)"
 fi
 if ((rc == 3)) && [[ "$strict" == 1 ]]; then
     die "differences found (CLIENTS_CHECK_STRICT=1)"

@@ -221,6 +221,71 @@ fn own_writes_noloop_optin_and_multi_key_reads() {
     );
 }
 
+/// The invalidation of a client's own write leaves in the same write as the reply (after it),
+/// as Redis writes them: a client that looks at its socket for pushes before serving a read
+/// from memory (redis-py, node-redis) finds it there once it has the reply, and never reads
+/// the value from before its own write. Against a node first (what Redis does), then through
+/// strata, which used to send it a pass later, in a write of its own.
+#[test]
+fn own_write_invalidation_arrives_with_the_reply() {
+    let nodes = RedisNode::start_many(3);
+    let s = start(&nodes, "");
+    let mut direct = RawClient::connect(&nodes[0].addr());
+    direct.call_raw(&["HELLO", "3"]);
+    assert_eq!(
+        direct.call_raw(&["CLIENT", "TRACKING", "on"]),
+        b"+OK\r\n".to_vec()
+    );
+    let mut through = tracking(&s, &[]);
+    for (what, c) in [("a node", &mut direct), ("strata", &mut through)] {
+        for i in 0..200 {
+            call_seeing_pushes(c, &["GET", "own"]);
+            let value = i.to_string();
+            let (reply, before, with_reply) = call_seeing_pushes(c, &["SET", "own", &value]);
+            assert_eq!(reply, b"+OK\r\n".to_vec(), "{what}, write {i}");
+            // Through strata, a node's report of the previous write may come in after the
+            // GET's reply: the client is told then, before its SET's reply, and the key is no
+            // longer its to be told of again. That does too: it read nothing since.
+            let told = |pushes: &Pushes| {
+                pushes
+                    .iter()
+                    .any(|k| k.as_ref().is_none_or(|k| k.iter().any(|k| k == "own")))
+            };
+            assert!(
+                told(&with_reply) || told(&before),
+                "{what}, write {i}: the reply of the client's own SET came without its \
+                 invalidation (pushes with it: {with_reply:?}, before it: {before:?})"
+            );
+        }
+    }
+}
+
+/// The pushes of some frames: each one's keys, `None` for a flush.
+type Pushes = Vec<Option<Vec<String>>>;
+
+/// Sends a command and reads its reply; returns it with the pushes that came before it and
+/// those that came in the same read as it (behind it).
+fn call_seeing_pushes(c: &mut RawClient, args: &[&str]) -> (Vec<u8>, Pushes, Pushes) {
+    c.send_cmd(args);
+    let mut before = Vec::new();
+    let reply = loop {
+        let f = c.read_frame().unwrap();
+        if f.first() != Some(&b'>') {
+            break f;
+        }
+        before.push(invalidated(&f));
+    };
+    let rest = c.take_buffered();
+    let mut with_reply = Vec::new();
+    let mut at = 0;
+    while let Some((_, n)) = Frame::parse(&rest[at..]).unwrap() {
+        with_reply.push(invalidated(&rest[at..at + n]));
+        at += n;
+    }
+    assert_eq!(at, rest.len(), "a frame cut in two in one read");
+    (reply, before, with_reply)
+}
+
 #[test]
 fn bcast_reports_every_key_of_its_prefixes() {
     let nodes = RedisNode::start_many(3);

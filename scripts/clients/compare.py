@@ -9,9 +9,14 @@
 # difference with the whole values. A run whose recording is missing (the scenario crashed) or
 # that the library cannot do (--skip) is reported in the summary.
 #
-# Usage: compare.py [--width N] [--full FILE]
+# A recording may also hold "stale": reads a scenario found to return an older value than the
+# last write when it should have known (the client-side caching scenarios, tracking*): listed,
+# for either side, and a failure; and "timings": named figures (ms) shown side by side, not
+# compared. --title names the check in the table's heading.
+#
+# Usage: compare.py [--width N] [--full FILE] [--title TEXT]
 #            (--run LABEL PROTO DIRECT.json STRATA.json | --skip LABEL PROTO REASON)...
-# Exit status: 0 no difference, 3 differences (or a failed run), 2 bad usage.
+# Exit status: 0 no difference, 3 differences (or a failed run, or a stale read), 2 bad usage.
 
 import argparse
 import json
@@ -22,11 +27,13 @@ MISSING = object()
 
 
 def load(path):
+    """The recording's steps and its other parts ({} when it has none), or None and why not."""
     try:
         with open(path) as f:
-            return json.load(f)["steps"], None
+            recording = json.load(f)
+        return recording["steps"], recording, None
     except (OSError, ValueError, KeyError) as e:
-        return None, f"no recording ({e.__class__.__name__}: {e})"
+        return None, {}, f"no recording ({e.__class__.__name__}: {e})"
 
 
 def dumps(v):
@@ -77,17 +84,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=int, default=48)
     ap.add_argument("--full")
+    ap.add_argument("--title")
     ap.add_argument(
         "--run", nargs=4, action="append", default=[], metavar=("LABEL", "PROTO", "DIRECT", "STRATA")
     )
     ap.add_argument("--skip", nargs=3, action="append", default=[], metavar=("LABEL", "PROTO", "REASON"))
     a = ap.parse_args()
 
-    rows, summary, full = [], [], []
+    rows, summary, full, stale, timings = [], [], [], [], []
     failed = False
     for label, proto, dpath, spath in a.run:
-        d, derr = load(dpath)
-        s, serr = load(spath)
+        d, drec, derr = load(dpath)
+        s, srec, serr = load(spath)
+        for side, rec in (("direct", drec), ("strata", srec)):
+            stale.extend(f"{label} {proto} {side}: {x}" for x in rec.get("stale", []))
+        dt, st = drec.get("timings", {}), srec.get("timings", {})
+        for name in list(dt) + [n for n in st if n not in dt]:
+            timings.append((label, proto, name, dt.get(name), st.get(name)))
         if d is None or s is None:
             failed = True
             why = "; ".join(f"{side}: {e}" for side, e in (("direct", derr), ("strata", serr)) if e)
@@ -110,10 +123,11 @@ def main():
         summary.append((label, proto, f"not run: {reason}"))
 
     head = ("client", "protocol", "step", "direct", "strata")
+    title = f"{a.title}: " if a.title else ""
     if rows:
         widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
         fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-        print("differences, direct Redis vs strata (results as JSON, cut around the first difference):")
+        print(f"{title}differences, direct Redis vs strata (results as JSON, cut around the first difference):")
         print(fmt(head))
         print(fmt(["-" * w for w in widths]))
         for r in rows:
@@ -121,7 +135,21 @@ def main():
             if r[5]:
                 print(" " * (widths[0] + widths[1] + 4) + "↳ " + r[5])
     else:
-        print("no differences between direct Redis and strata")
+        print(f"{title}no differences between direct Redis and strata")
+    if stale:
+        print()
+        print("stale reads (a GET older than the last write, when the client should have known):")
+        for x in stale:
+            print(f"  {x}")
+    if timings:
+        print()
+        print("invalidation arrived after (ms from the write's reply; none: not within the step timeout):")
+        head = ("client", "protocol", "change", "direct", "strata")
+        cells = [tuple("none" if v is None else str(v) for v in t) for t in timings]
+        widths = [max(len(r[i]) for r in cells + [head]) for i in range(5)]
+        for r in [head] + cells:
+            line = "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            print("  " + line.rstrip())
     print()
     print("summary:")
     lw = max(len(x[0]) for x in summary) if summary else 0
@@ -131,7 +159,7 @@ def main():
     if a.full:
         with open(a.full, "w") as f:
             f.write("\n".join(full) if full else "no differences\n")
-    return 3 if rows or failed else 0
+    return 3 if rows or failed or stale else 0
 
 
 if __name__ == "__main__":

@@ -86,9 +86,10 @@ export class Recorder {
     this.steps = [];
   }
 
-  async step(name, fn) {
+  // ms: this step's own timeout, for a step that waits for something on purpose.
+  async step(name, fn, ms = this.ms) {
     let timer;
-    const late = new Promise((resolve) => (timer = setTimeout(() => resolve(TIMEOUT), this.ms)));
+    const late = new Promise((resolve) => (timer = setTimeout(() => resolve(TIMEOUT), ms)));
     const work = Promise.resolve().then(fn);
     work.catch(() => {}); // a step given up on may still fail later; that is not news
     let value;

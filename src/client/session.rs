@@ -425,7 +425,7 @@ async fn serve(
         state
             .blocked
             .store(pending.front().is_some_and(is_blocked), Ordering::Relaxed);
-        let added = drained_now
+        let mut added = drained_now
             || tokio::select! {
                 // Replies first: they free pipeline room and let the client make progress.
                 biased;
@@ -472,13 +472,7 @@ async fn serve(
                 // Invalidations for a tracking client (`client_tracking`), its own or another's
                 // that redirects here.
                 messages = poll_fn(|cx| client.inbox.poll_take(cx, &mut inbox_waker)) => {
-                    let resp3 = client.lane().proto.is_resp3();
-                    let subscribed = pubsub.active();
-                    let mut any = false;
-                    for m in &messages {
-                        any |= crate::client_tracking::inbox::encode(m, resp3, subscribed, output.tail());
-                    }
-                    any
+                    encode_invalidations(&messages, client.lane().proto.is_resp3(), pubsub.active(), &mut output)
                 }
                 _ = &mut drain_begun, if !closing => false,
                 _ = &mut killed => break None,
@@ -490,6 +484,15 @@ async fn serve(
                 }
                 _ = &mut soft_timer, if soft_at.is_some() => true,
             };
+        // Invalidations waiting now go out behind the replies just encoded, in the same write:
+        // one a reply caused (the client's own write) must reach the client with that reply,
+        // as Redis writes them (`Inbox::take_ready`).
+        if !output.is_empty() {
+            if let Some(messages) = client.inbox.take_ready(&mut inbox_waker) {
+                let resp3 = client.lane().proto.is_resp3();
+                added |= encode_invalidations(&messages, resp3, pubsub.active(), &mut output);
+            }
+        }
         if added {
             if output.len() > MIN_OUTPUT_BUFFER_LIMIT {
                 // Read each time: a reload applies to open connections.
@@ -602,6 +605,22 @@ fn output_class(control: &Control, subscribed: bool) -> OutputBufferLimit {
     } else {
         limits.normal
     }
+}
+
+/// Encodes a tracking client's invalidation messages into `output` (a RESP3 push each, or a
+/// message of the invalidation channel to a subscribed RESP2 client); false when none is for
+/// this client.
+fn encode_invalidations(
+    messages: &VecDeque<crate::client_tracking::Message>,
+    resp3: bool,
+    subscribed: bool,
+    output: &mut Output,
+) -> bool {
+    let mut any = false;
+    for m in messages {
+        any |= crate::client_tracking::inbox::encode(m, resp3, subscribed, output.tail());
+    }
+    any
 }
 
 /// The output size past which encoding more replies is pointless: the hard limit.

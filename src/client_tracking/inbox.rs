@@ -94,12 +94,29 @@ impl Inbox {
                 return Poll::Pending;
             }
         }
+        Poll::Ready(self.take(registered))
+    }
+
+    /// Every message waiting now, if any, without waiting: the session's look right after it
+    /// encoded replies, so that an invalidation a reply caused (the client's own write, a
+    /// read an invalidation overtook) leaves in the same write as that reply, as Redis writes
+    /// them. Through the select branch it left a pass later, in a write of its own, and a
+    /// client that checks its socket for pushes before serving a read from memory (redis-py,
+    /// node-redis) could find nothing there yet and return the value from before its own
+    /// write. `registered` as in [`Inbox::poll_take`].
+    pub fn take_ready(&self, registered: &mut Option<Waker>) -> Option<VecDeque<Message>> {
+        self.waiting
+            .load(Ordering::Acquire)
+            .then(|| self.take(registered))
+    }
+
+    fn take(&self, registered: &mut Option<Waker>) -> VecDeque<Message> {
         // A post's wake took the waker out: register again next time.
         *registered = None;
         self.waiting.store(false, Ordering::Release);
         let mut q = self.lock();
         q.bytes = 0;
-        Poll::Ready(std::mem::take(&mut q.messages))
+        std::mem::take(&mut q.messages)
     }
 
     /// The session ended: later posts fail (the redirect is broken).

@@ -205,3 +205,41 @@ fn own_writes_are_told_after_the_reply_and_never_with_noloop() {
     hub.after_write([&b"q"[..]], 2);
     assert!(take(&quiet).is_empty());
 }
+
+/// Counts its wakes.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn take_ready_takes_without_waiting_and_the_next_post_still_wakes() {
+    let inbox = Inbox::default();
+    let wakes = Arc::new(Wakes::default());
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut registered = None;
+    assert!(inbox.poll_take(&mut cx, &mut registered).is_pending());
+    assert!(inbox.take_ready(&mut registered).is_none());
+    // Posted, then taken between passes (behind a reply), not through poll_take.
+    inbox.post(keys(&["a"]), 1000);
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        inbox.take_ready(&mut registered).map(Vec::from),
+        Some(vec![keys(&["a"])])
+    );
+    assert!(inbox.take_ready(&mut registered).is_none());
+    // The post's wake used the waker up: the next poll registers again, so a later post
+    // wakes the session (it would wait for ever otherwise).
+    assert!(inbox.poll_take(&mut cx, &mut registered).is_pending());
+    inbox.post(keys(&["b"]), 1000);
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    match inbox.poll_take(&mut cx, &mut registered) {
+        Poll::Ready(m) => assert_eq!(Vec::from(m), vec![keys(&["b"])]),
+        Poll::Pending => panic!("the second post is not there"),
+    }
+}
