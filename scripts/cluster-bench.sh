@@ -207,8 +207,8 @@ def ratio(a, b):
     med = statistics.median(a.values()) / statistics.median(b.values())
     paired = statistics.median(a[r] / b[r] for r in a if r in b and b[r] > 0)
     return f"{med:.2f} | {paired:.2f}"
-print("| -P | test | cluster direct | strata over the cluster | strata over its ring | strata / cluster (medians, paired) | strata / strata-ring (medians, paired) |")
-print("|---:|---|---:|---:|---:|---:|---:|")
+print("| -P | test | cluster direct | strata over the cluster | strata over its ring | strata / cluster | paired | strata / strata-ring | paired |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 for (p, test) in sorted(runs):
     t = runs[(p, test)]
     c, s, g = t.get("cluster", {}), t.get("strata", {}), t.get("strata-ring", {})
@@ -217,7 +217,7 @@ for (p, test) in sorted(runs):
     med = lambda x: f"{statistics.median(x.values()):,.0f}"
     print(f"| {p} | {test} | {med(c)} | {med(s)} | {med(g)} | {ratio(s, c)} | {ratio(s, g)} |")
 print()
-print("Median req/s of each target.")
+print("Median req/s of each target; the ratios are of the medians, then paired (the median of the per-round ratios).")
 PY
     printf '\n| machine | |\n|---|---|\n'
     printf '| CPU | %s, %s CPUs online |\n' "${cpu:-unknown}" "$(nproc)"
