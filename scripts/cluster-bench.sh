@@ -153,8 +153,15 @@ run_one() {
     esac
     cmd+=(-t "$tests" -c 50 -r 100000 -n "$n" -P "$p" --csv -q)
     ((round > 1)) || commands+=("${cmd[*]}")
-    out="$(timeout "$run_timeout" "${cmd[@]}" 2>/dev/null)" ||
-        die "redis-benchmark against $target failed or took longer than ${run_timeout}s"
+    local rc=0 err="$workdir/redis-benchmark.err"
+    out="$(timeout "$run_timeout" "${cmd[@]}" 2>"$err")" || rc=$?
+    if ((rc != 0)); then
+        printf '%s\n' "$out" | tail -n 5 >&2
+        tail -n 5 "$err" >&2
+        [[ "$target" == cluster ]] || tail -n 20 "$workdir/strata.log" "$workdir/ring/strata.log" >&2
+        ((rc != 124)) || die "redis-benchmark against $target took longer than ${run_timeout}s"
+        die "redis-benchmark against $target failed (exit $rc): ${cmd[*]}"
+    fi
     # --csv: "test","rps",... (a header line first in newer redis-benchmark).
     printf '%s\n' "$out" | python3 -c '
 import csv, sys

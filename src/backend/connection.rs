@@ -439,9 +439,22 @@ async fn read_replies(
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);
                 }
+                // Replies already here win over the timer. When strata itself was held up (an
+                // overloaded machine, a stopped process), the timer can fire before the
+                // reactor has seen what arrived meanwhile (after SIGSTOP / SIGCONT epoll_wait
+                // returns EINTR with no events): look once more after the reactor has run, so
+                // a reply the node sent in time is not taken for a timeout.
                 tokio::select! {
-                    _ = &mut timer => break request_timed_out(timeout),
+                    biased;
                     read = read_half.read_buf(&mut buf) => read,
+                    _ = &mut timer => {
+                        tokio::task::yield_now().await;
+                        let again = read_half.read_buf(&mut buf);
+                        match tokio::time::timeout(Duration::ZERO, again).await {
+                            Ok(read) => read,
+                            Err(_) => break request_timed_out(timeout),
+                        }
+                    }
                 }
             }
         };
