@@ -1,12 +1,20 @@
 //! The near cache's coherence checker (docs/near-cache.md, "Coherence checker"): writers write
 //! increasing versions of keys of near-cached layers, through strata and on the nodes
-//! directly; readers read them through strata; faults strike mid-run (strata's tracking
-//! connection killed, FLUSHALL on a node, a node restarted empty; keys with short TTLs expire
-//! throughout). Every read is then judged against what had been acknowledged before it began
+//! directly; readers read them through strata; faults strike mid-run (`coherence/faults.rs`:
+//! strata's tracking connection killed, all its connections to a node killed, FLUSHALL on a
+//! node, a node restarted empty; keys with short TTLs expire throughout). Every read is then judged against what had been acknowledged before it began
 //! (`coherence/history.rs`). Also the invalidation delay: a write made on a node directly →
 //! the entry gone from strata.
 //!
-//! Defaults keep the run short; `scripts/coherence-check.sh` runs it longer with
+//! The same run with client-side caches as readers besides (`coherence/csc.rs`): each keeps
+//! a cache of its own through strata's `CLIENT TRACKING` (default mode, BCAST, OPTIN in
+//! turn), as a client library does; their reads, those served from their cache included, are
+//! judged by the same rules (with the allowances of `history.rs`), and every fault must make
+//! strata tell each of them to empty its cache. Also the invalidation delay of client
+//! tracking: a write (on a node directly, or through strata) → the push reaching a tracking
+//! client.
+//!
+//! Defaults keep the runs short; `scripts/coherence-check.sh` runs them longer with
 //! `STRATA_COHERENCE_SECS` and the other settings below.
 
 #![allow(
@@ -17,26 +25,35 @@
 )]
 
 mod common;
+#[path = "coherence/csc.rs"]
+mod csc;
+#[path = "coherence/faults.rs"]
+mod faults;
 #[path = "coherence/history.rs"]
 mod history;
 #[path = "coherence/workload.rs"]
 mod workload;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::layers::{info, info_lines};
-use common::{poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
-use history::{judge, percentiles, Read, State, Value};
+use common::layers::{info_lines, stats_field};
+use common::{encode_cmd, poll_until, RawClient, RedisNode, Resp, Strata, DEADLINE};
+use csc::Incoming;
+use faults::{deleted, fields, strike, wait_settled, Fault, Kind as FaultKind};
+use history::{judge, percentiles, Read, State, Verdict};
 use workload::{reader, ttl_writer, writer, Keys, Kind, Run, READERS, WRITERS};
 
 /// `route:` near-cached with two copies and quorum writes, `meta:` near-cached with one copy
 /// (as tests/near_cache.rs). `route:` has no miss failover: a FLUSHALL of a key's first
 /// replica then leaves it gone for strata's reads, where with it the other replica's copy
-/// would be read (and copied back), which a stale entry could not be told from.
+/// would be read (and copied back), which a stale entry could not be told from. Other keys
+/// (`plain:`, with client-side caches) are in the default layer: one copy, no near cache.
 const LAYERS: &str = r#"layers:
   - { name: route, prefix: "route:", replication: 2, write_consistency: quorum, miss_failover: false, near_cache: { max_bytes: 1mb, max_ttl: 30s } }
   - { name: meta,  prefix: "meta:",  near_cache: { max_bytes: 1mb } }
@@ -56,152 +73,20 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
-/// A fault step and when it struck.
-struct Fault {
-    what: String,
-    start: Instant,
-    end: Instant,
-}
-
-/// Waits until strata serves from its near cache again: every node up and done refilling,
-/// every invalidation stream live.
-fn wait_settled(c: &mut RawClient, probe: &str) {
-    poll_until(
-        DEADLINE,
-        "every node up, refilled, and the near cache live",
-        || {
-            let nodes = info_lines(&info(c, "nodes"));
-            let settled = nodes
-                .iter()
-                .filter(|(name, _)| name.starts_with("node_"))
-                .all(|(_, f)| {
-                    f.iter().any(|(k, v)| k == "state" && v == "up")
-                        && f.iter().any(|(k, v)| k == "refill" && v == "idle")
-                });
-            let live =
-                fields(&c.call(&["STRATA", "NEARCACHE", "GET", probe]))["live"] == Resp::Int(1);
-            (settled && live).then_some(())
-        },
-    );
-}
-
-/// A flat field/value array as a map.
-fn fields(reply: &Resp) -> BTreeMap<String, Resp> {
-    reply
-        .array()
-        .chunks(2)
-        .map(|p| (p[0].text(), p[1].clone()))
-        .collect()
-}
-
-/// A node's `restarts` count as strata saw it (INFO `# Nodes`).
-fn restarts(c: &mut RawClient, node: usize) -> String {
-    let nodes = info_lines(&info(c, "nodes"));
-    nodes[&format!("node_node{}", node + 1)]
-        .iter()
-        .find(|(k, _)| k == "restarts")
-        .map(|(_, v)| v.clone())
-        .unwrap()
-}
-
-/// Strikes fault `step` (they take turns: tracking connection killed, FLUSHALL, restart) on
-/// node `node`, and records in the histories what it deleted.
-fn strike(
-    run: &Run,
-    nodes: &mut [RedisNode],
-    c: &mut RawClient,
-    step: usize,
-    node: usize,
-) -> Fault {
-    let mut direct = RawClient::connect(&nodes[node].addr());
-    let primary_here = |k: usize| run.keys.replicas[k][0] == node;
-    match step % 3 {
-        0 => {
-            // strata's tracking connection is the one in tracking mode (flag `t`).
-            let start = Instant::now();
-            let list = direct.call(&["CLIENT", "LIST"]).text();
-            let ids: Vec<&str> = list
-                .lines()
-                .filter(|l| {
-                    l.split(' ')
-                        .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
-                })
-                .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
-                .collect();
-            assert_eq!(
-                ids.len(),
-                1,
-                "one tracking connection on node {node}: {list}"
-            );
-            assert_eq!(direct.call(&["CLIENT", "KILL", "ID", ids[0]]), Resp::Int(1));
-            Fault {
-                what: format!("CLIENT KILL of the tracking connection on node{}", node + 1),
-                start,
-                end: Instant::now(),
-            }
-        }
-        1 => {
-            let _gate = run.gate.write().unwrap();
-            let start = Instant::now();
-            assert_eq!(direct.call(&["FLUSHALL"]), Resp::ok());
-            let end = Instant::now();
-            // Reads go to a key's first replica and believe its miss: the keys whose first
-            // replica this is are gone, the others (two copies) are read elsewhere as before.
-            for k in (0..run.keys.names.len()).filter(|&k| primary_here(k)) {
-                run.record(k, deleted(start, end, None));
-            }
-            Fault {
-                what: format!("FLUSHALL on node{}", node + 1),
-                start,
-                end,
-            }
-        }
-        _ => {
-            let _gate = run.gate.write().unwrap();
-            let before = restarts(c, node);
-            let start = Instant::now();
-            nodes[node].restart();
-            let end = Instant::now();
-            // A key of two copies whose first replica restarted may be read from the other
-            // replica (a refilling node's misses are not believed) or be gone.
-            for k in (0..run.keys.names.len()).filter(|&k| primary_here(k)) {
-                let also = (run.keys.kinds[k] == Kind::Route).then(|| run.last_value(k));
-                run.record(k, deleted(start, end, also));
-            }
-            // Writes resume once strata saw the restart and refilled the node: a write racing
-            // the refill's copies is the replication's business (docs/replication.md), not the
-            // near cache's.
-            poll_until(DEADLINE, "strata to see the restart", || {
-                (restarts(c, node) != before).then_some(())
-            });
-            wait_settled(c, &run.keys.names[0]);
-            Fault {
-                what: format!("node{} restarted empty", node + 1),
-                start,
-                end,
-            }
-        }
-    }
-}
-
-fn deleted(start: Instant, end: Instant, also: Option<Value>) -> State {
-    State {
-        value: None,
-        also,
-        start,
-        ack: end,
-        via_strata: false,
-    }
-}
-
 /// `Duration` in ms with µs, for the report.
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// `p50 … p99 … max …` of `samples`.
+fn spread(samples: &mut [Duration]) -> String {
+    let (p50, p99, max) = percentiles(samples);
+    format!("p50 {} p99 {} max {}", ms(p50), ms(p99), ms(max))
+}
+
 /// The near-cache fields of INFO `# Layers`, by near-cached layer.
 fn near_figures(c: &mut RawClient) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let lines = info_lines(&info(c, "layers"));
+    let lines = info_lines(&common::layers::info(c, "layers"));
     ["route", "meta"]
         .iter()
         .map(|layer| {
@@ -215,59 +100,127 @@ fn near_figures(c: &mut RawClient) -> BTreeMap<String, BTreeMap<String, u64>> {
         .collect()
 }
 
-/// One line per window: the reads that began outside any fault's window, then those that
-/// began during each fault or up to [`WINDOW_TAIL`] after it.
-fn print_windows(
-    histories: &[Vec<State>],
-    names: &[String],
-    reads: &[Read],
-    faults: &[Fault],
+/// What the report's tables judge against.
+struct Judged<'a> {
+    histories: &'a [Vec<State>],
+    names: &'a [String],
+    faults: &'a [Fault],
     began: Instant,
     bound: Duration,
-) {
-    println!(
-        "{:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
-        "window", "reads", "errors", "stale", "max stale", "violations"
-    );
-    let in_window = |r: &Read, f: &Fault| r.start >= f.start && r.start <= f.end + WINDOW_TAIL;
-    let mut rows: Vec<(String, Vec<Read>)> = faults
-        .iter()
-        .map(|f| {
-            let at = f.start.duration_since(began);
-            let rs = reads.iter().filter(|r| in_window(r, f)).cloned().collect();
-            (format!("{:>5.1}s {}", at.as_secs_f64(), f.what), rs)
-        })
-        .collect();
-    let steady: Vec<Read> = reads
-        .iter()
-        .filter(|r| !faults.iter().any(|f| in_window(r, f)))
-        .cloned()
-        .collect();
-    rows.insert(0, ("no fault".to_string(), steady));
-    for (name, rs) in &rows {
-        let v = judge(histories, names, rs, bound);
-        let max = v.stale.iter().max().copied().unwrap_or_default();
+}
+
+impl Judged<'_> {
+    fn judge(&self, reads: &[Read]) -> Verdict {
+        judge(self.histories, self.names, reads, self.bound)
+    }
+
+    /// One line per window: the reads that began outside any fault's window, then those that
+    /// began during each fault or up to [`WINDOW_TAIL`] after it (with the reads served from
+    /// a client-side cache, when there are any).
+    fn print_windows(&self, reads: &[Read]) {
+        let local = reads.iter().any(|r| r.local);
+        let head = if local { "   local" } else { "" };
         println!(
-            "{name:<50} {:>8} {:>7} {:>7} {:>12} {:>10}",
-            v.reads,
-            v.errors,
-            v.stale.len(),
-            ms(max),
-            v.violations.len()
+            "{:<50} {:>8}{head} {:>7} {:>7} {:>12} {:>10}",
+            "window", "reads", "errors", "stale", "max stale", "violations"
         );
+        let in_window = |r: &Read, f: &Fault| r.start >= f.start && r.start <= f.end + WINDOW_TAIL;
+        let mut rows: Vec<(String, Vec<Read>)> = self
+            .faults
+            .iter()
+            .map(|f| {
+                let at = f.start.duration_since(self.began);
+                let rs = reads.iter().filter(|r| in_window(r, f)).cloned().collect();
+                (format!("{:>5.1}s {}", at.as_secs_f64(), f.what), rs)
+            })
+            .collect();
+        let steady: Vec<Read> = reads
+            .iter()
+            .filter(|r| !self.faults.iter().any(|f| in_window(r, f)))
+            .cloned()
+            .collect();
+        rows.insert(0, ("no fault".to_string(), steady));
+        for (name, rs) in &rows {
+            let v = self.judge(rs);
+            let max = v.stale.iter().map(|s| s.by).max().unwrap_or_default();
+            let hits = if local {
+                format!(" {:>8}", rs.iter().filter(|r| r.local).count())
+            } else {
+                String::new()
+            };
+            println!(
+                "{name:<50} {:>8}{hits} {:>7} {:>7} {:>12} {:>10}",
+                v.reads,
+                v.errors,
+                v.stale.len(),
+                ms(max),
+                v.violations.len()
+            );
+        }
+    }
+
+    /// The stale reads' figures, then the violations (the first ten).
+    fn print_verdict(&self, v: &Verdict) {
+        let mut stale = v.staleness(|_| true);
+        println!(
+            "stale reads: {} of {} ({:.3}%): staleness {}; {} errors; {} went back within the bound",
+            stale.len(),
+            v.reads,
+            100.0 * stale.len() as f64 / v.reads.max(1) as f64,
+            spread(&mut stale),
+            v.errors,
+            v.backwards
+        );
+        println!("violations: {}", v.violations.len());
+        for x in v.violations.iter().take(10) {
+            println!(
+                "  {} (reader {}{}, read at {:.3?}..{:.3?})",
+                x.what,
+                x.read.reader,
+                if x.read.local { ", from its cache" } else { "" },
+                x.read.start.duration_since(self.began),
+                x.read.end.duration_since(self.began)
+            );
+        }
     }
 }
 
 #[test]
 fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
+    check(0);
+}
+
+/// The same run with client-side caches as readers besides (`coherence/csc.rs`), and keys of
+/// a layer without a near cache (client tracking covers every key).
+#[test]
+fn client_side_caches_through_client_tracking_are_never_staler_than_the_bound() {
+    check(env_u64("STRATA_COHERENCE_CSC_READERS", 3) as usize);
+}
+
+/// One run of the checker, with `csc_readers` client-side caches reading besides the readers
+/// through strata.
+fn check(csc_readers: usize) {
     let secs = env_u64("STRATA_COHERENCE_SECS", 6);
     let bound = Duration::from_millis(env_u64("STRATA_COHERENCE_BOUND_MS", 100));
-    let gap = Duration::from_millis(env_u64("STRATA_COHERENCE_FAULT_GAP_MS", 1500));
+    let gap = Duration::from_millis(env_u64("STRATA_COHERENCE_FAULT_GAP_MS", 1200));
+    let csc_pause = Duration::from_micros(env_u64("STRATA_COHERENCE_CSC_PAUSE_US", 100));
     let mut nodes = RedisNode::start_many(3);
     let s = Strata::builder(&nodes).section(LAYERS).start();
-    let keys = Keys::new(&s);
+    let keys = Keys::new(&s, csc_readers > 0);
     let mut c = s.raw();
+    // Tracking turned on first: the nodes' streams then report every key, and until they
+    // all do, strata tells a tracking client right after each read that its key changed.
+    let conns: Vec<RawClient> = (0..csc_readers)
+        .map(|i| {
+            csc::connect(&s.addr().to_string(), csc::Mode::of(i)).expect("a tracking connection")
+        })
+        .collect();
     wait_settled(&mut c, &keys.names[0]);
+    if csc_readers > 0 {
+        poll_until(DEADLINE, "the streams to report every key", || {
+            (stats_field(&mut c, "strata_tracking_covered") == 1).then_some(())
+        });
+    }
     let run = Arc::new(Run {
         // Every key starts absent.
         histories: keys
@@ -284,8 +237,15 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         gate: RwLock::new(()),
         stop: AtomicBool::new(false),
         ryw: Mutex::new(Vec::new()),
+        ryw_errors: AtomicUsize::new(0),
+        flushes: (0..csc_readers).map(|_| Mutex::default()).collect(),
+        csc_pause,
+        bound,
     });
-    let normal: Vec<usize> = [run.keys.of(Kind::Route), run.keys.of(Kind::Meta)].concat();
+    let normal: Vec<usize> = [Kind::Route, Kind::Meta, Kind::Plain]
+        .iter()
+        .flat_map(|&k| run.keys.of(k))
+        .collect();
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let (run, mine) = (
@@ -304,15 +264,27 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
             thread::spawn(move || reader(&run, i, 0xA076_1D64 + i as u64))
         })
         .collect();
+    // Reader ids go on after those of the readers through strata.
+    let caches: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let run = run.clone();
+            let seed = 0xC2B2_AE35 + i as u64;
+            thread::spawn(move || csc::reader(&run, READERS + i, i, conn, seed))
+        })
+        .collect();
 
     let began = Instant::now();
     let mut faults = Vec::new();
     let mut step = 0;
     // Every kind of fault at least once, then as many as the run has time for.
-    while step < 3 || began.elapsed() + gap < Duration::from_secs(secs) {
+    let kinds = FaultKind::ALL.len();
+    while step < kinds || began.elapsed() + gap < Duration::from_secs(secs) {
         thread::sleep(gap);
         wait_settled(&mut c, &run.keys.names[0]);
-        faults.push(strike(&run, &mut nodes, &mut c, step, (step / 3) % 3));
+        let node = (step / kinds) % nodes.len();
+        faults.push(strike(&run, &mut nodes, &mut c, step, node));
         step += 1;
     }
     thread::sleep(Duration::from_secs(secs).saturating_sub(began.elapsed()));
@@ -325,6 +297,17 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         .flat_map(|r| r.join().expect("a reader failed"))
         .collect();
     reads.sort_by_key(|r| r.start);
+    let mut cached: Vec<Read> = Vec::new();
+    let mut counts = csc::Counts::default();
+    for handle in caches {
+        let (rs, n) = handle.join().expect("a client-side cache reader failed");
+        cached.extend(rs);
+        counts.keys_named += n.keys_named;
+        counts.dropped += n.dropped;
+        counts.flushes += n.flushes;
+        counts.reconnects += n.reconnects;
+    }
+    cached.sort_by_key(|r| r.start);
     let elapsed = began.elapsed();
 
     let histories: Vec<Vec<State>> = run
@@ -336,27 +319,21 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         .iter()
         .map(|h| h.iter().filter(|s| s.value.is_some()).count())
         .sum();
-    let verdict = judge(&histories, &run.keys.names, &reads, bound);
+    let judged = Judged {
+        histories: &histories,
+        names: &run.keys.names,
+        faults: &faults,
+        began,
+        bound,
+    };
+    let verdict = judged.judge(&reads);
 
     // The report.
     println!(
-        "coherence checker: {elapsed:.1?}, bound {bound:?}, {writes} versions written, {} reads",
+        "coherence checker: {elapsed:.1?}, bound {bound:?}, {writes} versions written, {} reads through strata",
         verdict.reads
     );
-    print_windows(&histories, &run.keys.names, &reads, &faults, began, bound);
-    let mut stale = verdict.stale.clone();
-    let (p50, p99, max) = percentiles(&mut stale);
-    println!(
-        "stale reads: {} of {} ({:.3}%): staleness p50 {} p99 {} max {}; {} errors; {} went back within the bound",
-        stale.len(),
-        verdict.reads,
-        100.0 * stale.len() as f64 / verdict.reads.max(1) as f64,
-        ms(p50),
-        ms(p99),
-        ms(max),
-        verdict.errors,
-        verdict.backwards
-    );
+    judged.print_windows(&reads);
     let layers = near_figures(&mut c);
     for (layer, f) in &layers {
         println!(
@@ -365,17 +342,16 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         );
     }
     let ryw = run.ryw.lock().unwrap().clone();
-    println!("read-your-writes failures: {}", ryw.len());
-    println!("violations: {}", verdict.violations.len());
-    for v in verdict.violations.iter().take(10) {
-        println!(
-            "  {} (reader {}, read at {:.3?}..{:.3?})",
-            v.what,
-            v.read.reader,
-            v.read.start.duration_since(began),
-            v.read.end.duration_since(began)
-        );
-    }
+    println!(
+        "read-your-writes failures: {} ({} error replies)",
+        ryw.len(),
+        run.ryw_errors.load(Ordering::Relaxed)
+    );
+    judged.print_verdict(&verdict);
+    let csc_verdict = (csc_readers > 0).then(|| {
+        report_caches(&judged, &cached, counts, &mut c);
+        judged.judge(&cached)
+    });
 
     assert!(
         ryw.is_empty(),
@@ -387,10 +363,102 @@ fn reads_through_the_near_cache_are_never_staler_than_the_bound() {
         "{} reads staler than the bound (above)",
         verdict.violations.len()
     );
+    if let Some(v) = csc_verdict {
+        assert!(
+            v.violations.is_empty(),
+            "{} reads of client-side caches staler than the bound (above)",
+            v.violations.len()
+        );
+        let local = cached.iter().filter(|r| r.local).count();
+        assert!(local > 0, "no read was served from a client-side cache");
+        assert!(counts.dropped > 0, "no push dropped a cached value");
+    }
     // The run must have exercised what it checks.
     let hits: u64 = layers.values().map(|f| f["near_hits"]).sum();
     assert!(hits > 0, "no read was served from the near cache");
     assert!(writes > 100, "only {writes} versions written");
+}
+
+/// The client-side caches' part of the report: their reads (and those served from their own
+/// cache), per window, the staleness, what the pushes did, how soon each fault emptied them.
+fn report_caches(judged: &Judged, cached: &[Read], counts: csc::Counts, c: &mut RawClient) {
+    let v = judged.judge(cached);
+    let local = cached.iter().filter(|r| r.local).count();
+    let readers = cached
+        .iter()
+        .map(|r| r.reader)
+        .collect::<BTreeSet<_>>()
+        .len();
+    println!(
+        "client-side caches ({readers} readers, CLIENT TRACKING): {} reads, {local} served from their own cache ({:.1}%)",
+        v.reads,
+        100.0 * local as f64 / v.reads.max(1) as f64
+    );
+    judged.print_windows(cached);
+    judged.print_verdict(&v);
+    for mode in [csc::Mode::Default, csc::Mode::Bcast, csc::Mode::Optin] {
+        // Reader ids go on after those of the readers through strata.
+        let mine: Vec<Read> = cached
+            .iter()
+            .filter(|r| csc::Mode::of(r.reader - READERS) == mode)
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let m = judged.judge(&mine);
+        println!(
+            "  {} mode: {} reads, {} from its cache, {} stale, {} violations",
+            mode.name(),
+            m.reads,
+            mine.iter().filter(|r| r.local).count(),
+            m.stale.len(),
+            m.violations.len()
+        );
+    }
+    let mut expired = v.staleness(|s| s.expired);
+    println!(
+        "  served from a cache, a value whose TTL had run out: {}: since it ran out {} (allowed: the bound + {})",
+        expired.len(),
+        spread(&mut expired),
+        ms(history::NODE_EXPIRY)
+    );
+    let mut others = v.staleness(|s| !s.expired);
+    println!(
+        "  the others: {}: staleness {}",
+        others.len(),
+        spread(&mut others)
+    );
+    let mut behind: Vec<Duration> = v.stale.iter().filter_map(|s| s.behind_strata).collect();
+    println!(
+        "  served from a cache, older than a version written through strata: {}: since its acknowledgement {}",
+        behind.len(),
+        spread(&mut behind)
+    );
+    println!(
+        "pushes taken: {} keys named, {} cached values dropped, {} flushes; {} connections lost",
+        counts.keys_named, counts.dropped, counts.flushes, counts.reconnects
+    );
+    // `strike` waited for each cache to take a flush after each fault.
+    for kind in FaultKind::ALL {
+        let faults: Vec<&Fault> = judged.faults.iter().filter(|f| f.kind == kind).collect();
+        let mut delays: Vec<Duration> = faults
+            .iter()
+            .flat_map(|f| f.flushed.iter().copied())
+            .collect();
+        println!(
+            "every cache emptied after each of {} {} faults; flush taken after the fault's start: {}",
+            faults.len(),
+            kind.name(),
+            spread(&mut delays)
+        );
+    }
+    println!(
+        "strata: strata_tracking_invalidation_messages {} strata_tracking_invalidated_keys {} strata_tracking_flushes {}",
+        stats_field(c, "strata_tracking_invalidation_messages"),
+        stats_field(c, "strata_tracking_invalidated_keys"),
+        stats_field(c, "strata_tracking_flushes")
+    );
 }
 
 /// A write made on a node directly → the entry gone from strata: for each write, the key is
@@ -460,4 +528,157 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
         ms(max),
         ms(rt50)
     );
+}
+
+/// A client's frames, read by a thread of their own: each with when it came.
+struct Frames {
+    rx: mpsc::Receiver<Result<(Instant, Vec<u8>), String>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Frames {
+    /// Starts reading `client`'s frames; requests go out on the handle returned. The reads
+    /// wait longer than anything waits for a frame: a frame not come is the waiter's failure,
+    /// named by it.
+    fn start(client: RawClient) -> (Frames, std::net::TcpStream) {
+        client.set_read_timeout(2 * DEADLINE);
+        let requests = client.try_clone_stream();
+        let (tx, rx) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let mut client = client;
+            loop {
+                let frame = client.read_frame().map(|f| (Instant::now(), f));
+                let failed = frame.is_err();
+                if tx.send(frame).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        (Frames { rx, thread }, requests)
+    }
+
+    /// The next frame before `until`; `None` past it.
+    fn next(&self, until: Instant) -> Option<(Instant, Incoming)> {
+        let left = until.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(Ok((at, bytes))) => Some((at, csc::incoming(&bytes))),
+            Ok(Err(e)) => panic!("a tracking connection failed: {e}"),
+            Err(_) => None,
+        }
+    }
+
+    /// Whether a push naming `key` has come (and every frame that has come, taken).
+    fn told_of(&self, key: &str) -> bool {
+        self.rx
+            .try_iter()
+            .map(|f| f.map(|(_, b)| csc::incoming(&b)))
+            .fold(false, |told, f| match f {
+                Ok(Incoming::Invalidate(ks)) => told || ks.iter().any(|k| k == key.as_bytes()),
+                Ok(_) => told,
+                Err(e) => panic!("a tracking connection failed: {e}"),
+            })
+    }
+}
+
+/// Keys per node the client-tracking delay test cycles through: a key is read again only after
+/// the others were, by then long done with the reports of its last write (strata's own and
+/// its node's stream's: the first one to come is sent, the other finds the key no longer read).
+const DELAY_KEYS_PER_NODE: usize = 8;
+
+/// A write → the `invalidate` push reaching a tracking client (RESP3, `CLIENT TRACKING on`),
+/// for writes made on a node directly and writes through strata by another client, in turn:
+/// for each, the tracking client GETs the key (so strata notes that it read it), the key is
+/// written, and a thread reading the client's connection notes when the push naming it came.
+/// The delay is from the write's reply, 0 when the push came first (a write through strata
+/// tells tracking clients before its writer has the reply; a node tells strata's stream
+/// before its writer has the reply), and also from the write's request being sent. Figures
+/// only: nothing timed is asserted, but each push must come (within [`DEADLINE`]).
+#[test]
+fn invalidation_delay_of_client_tracking() {
+    let writes = env_u64("STRATA_INVALIDATION_WRITES", 200) as usize;
+    let nodes = RedisNode::start_many(3);
+    let s = Strata::builder(&nodes).section(LAYERS).start();
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    for n in 0..nodes.len() {
+        for _ in 0..DELAY_KEYS_PER_NODE {
+            let taken: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+            keys.push((s.key_on(n, "meta:csc", &taken), n));
+        }
+    }
+    let tracking =
+        csc::connect(&s.addr().to_string(), csc::Mode::Default).expect("a tracking connection");
+    let mut probe = s.raw();
+    poll_until(DEADLINE, "the streams to report every key", || {
+        (stats_field(&mut probe, "strata_tracking_covered") == 1).then_some(())
+    });
+    // Requests go out on a second handle of the socket; a thread reads every frame.
+    let (frames, mut requests) = Frames::start(tracking);
+    let next = |until: Instant, what: &str| -> (Instant, Incoming) {
+        frames
+            .next(until)
+            .unwrap_or_else(|| panic!("no {what} in {DEADLINE:?}"))
+    };
+    let mut strata = s.raw();
+    let mut direct: Vec<RawClient> = nodes
+        .iter()
+        .map(|n| RawClient::connect(&n.addr()))
+        .collect();
+    // By kind (0: on the node, 1: through strata): from the acknowledgement, from the
+    // request sent, and how many pushes came before the acknowledgement.
+    let mut from_ack: [Vec<Duration>; 2] = Default::default();
+    let mut from_sent: [Vec<Duration>; 2] = Default::default();
+    let mut early = [0usize; 2];
+    for i in 0..2 * writes {
+        let via_strata = i % 2;
+        let (key, node) = &keys[(i / 2) % keys.len()];
+        // The key read, and no push naming it come since (a late report of an earlier write
+        // would leave the next one untold): read again if one did.
+        for attempt in 0.. {
+            assert!(
+                attempt < 10,
+                "{key} was invalidated right after each of 10 reads"
+            );
+            requests.write_all(&encode_cmd(&["GET", key])).unwrap();
+            let until = Instant::now() + DEADLINE;
+            while !matches!(next(until, "GET's reply").1, Incoming::Reply(_)) {}
+            if !frames.told_of(key) {
+                break;
+            }
+        }
+        let value = format!("v{i}");
+        let sent = Instant::now();
+        let reply = if via_strata == 1 {
+            strata.call(&["SET", key, &value])
+        } else {
+            direct[*node].call(&["SET", key, &value])
+        };
+        let ack = Instant::now();
+        assert_eq!(reply, Resp::ok());
+        let until = sent + DEADLINE;
+        let at = loop {
+            match next(until, &format!("invalidation of {key}")) {
+                (at, Incoming::Invalidate(ks)) if ks.iter().any(|k| k == key.as_bytes()) => {
+                    break at
+                }
+                (_, Incoming::Invalidate(_)) => {}
+                (_, other) => panic!("waiting for the invalidation of {key}: {other:?}"),
+            }
+        };
+        from_ack[via_strata].push(at.saturating_duration_since(ack));
+        from_sent[via_strata].push(at - sent);
+        early[via_strata] += usize::from(at < ack);
+    }
+    requests.shutdown(Shutdown::Both).unwrap();
+    frames.thread.join().expect("the frames' reader failed");
+    for (kind, what) in ["made on a node directly", "through strata"]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "client tracking: invalidation delay over {writes} writes {what} (write acknowledged → push received): {}; {} pushes came before the acknowledgement; from the write sent: {}",
+            spread(&mut from_ack[kind]),
+            early[kind],
+            spread(&mut from_sent[kind])
+        );
+    }
 }
