@@ -32,6 +32,8 @@ mod csc;
 mod faults;
 #[path = "coherence/history.rs"]
 mod history;
+#[path = "coherence/stalls.rs"]
+mod stalls;
 #[path = "coherence/workload.rs"]
 mod workload;
 
@@ -109,6 +111,8 @@ struct Judged<'a> {
     faults: &'a [Fault],
     began: Instant,
     bound: Duration,
+    /// The machine's stalls over the run (`stalls.rs`).
+    stalls: &'a [stalls::Stall],
 }
 
 impl Judged<'_> {
@@ -176,14 +180,54 @@ impl Judged<'_> {
         println!("violations: {}", v.violations.len());
         for x in v.violations.iter().take(10) {
             println!(
-                "  {} (reader {}{}, read at {:.3?}..{:.3?})",
+                "  {} (reader {}{}, read at {:.3?}..{:.3?}{})",
                 x.what,
                 x.read.reader,
                 if x.read.local { ", from its cache" } else { "" },
                 x.read.start.duration_since(self.began),
-                x.read.end.duration_since(self.began)
+                x.read.end.duration_since(self.began),
+                self.stall_before(x.read.start)
             );
         }
+    }
+
+    /// The largest stall of the machine in the second before `at`, for a violation's line.
+    fn stall_before(&self, at: Instant) -> String {
+        let since = at.checked_sub(Duration::from_secs(1)).unwrap_or(at);
+        self.stalls
+            .iter()
+            .filter(|s| s.due + s.late >= since && s.due <= at)
+            .max_by_key(|s| s.late)
+            .map_or_else(String::new, |s| {
+                format!(
+                    "; the machine stalled {} at {:.3?}",
+                    ms(s.late),
+                    s.due.saturating_duration_since(self.began)
+                )
+            })
+    }
+
+    /// The machine's stalls: how many, the largest, and when the five largest were.
+    fn print_stalls(&self) {
+        let mut by_size: Vec<&stalls::Stall> = self.stalls.iter().collect();
+        by_size.sort_by_key(|s| std::cmp::Reverse(s.late));
+        let largest: Vec<String> = by_size
+            .iter()
+            .take(5)
+            .map(|s| {
+                format!(
+                    "{} at {:.3?}",
+                    ms(s.late),
+                    s.due.saturating_duration_since(self.began)
+                )
+            })
+            .collect();
+        println!(
+            "machine stalls (a 1 ms sleep of a thread of this process woke {} or more late): {}; largest: {}",
+            ms(stalls::STALL),
+            self.stalls.len(),
+            if largest.is_empty() { "none".to_string() } else { largest.join(", ") }
+        );
     }
 }
 
@@ -277,6 +321,7 @@ fn check(csc_readers: usize) {
         })
         .collect();
 
+    let watch = stalls::Watch::start();
     let began = Instant::now();
     let mut faults = Vec::new();
     let mut step = 0;
@@ -291,6 +336,7 @@ fn check(csc_readers: usize) {
     }
     thread::sleep(Duration::from_secs(secs).saturating_sub(began.elapsed()));
     run.stop.store(true, Ordering::Relaxed);
+    let stalls = watch.stop();
     for w in writers {
         w.join().expect("a writer failed");
     }
@@ -327,6 +373,7 @@ fn check(csc_readers: usize) {
         faults: &faults,
         began,
         bound,
+        stalls: &stalls,
     };
     let verdict = judged.judge(&reads);
 
@@ -335,6 +382,7 @@ fn check(csc_readers: usize) {
         "coherence checker: {elapsed:.1?}, bound {bound:?}, {writes} versions written, {} reads through strata",
         verdict.reads
     );
+    judged.print_stalls();
     judged.print_windows(&reads);
     let layers = near_figures(&mut c);
     for (layer, f) in &layers {
@@ -491,13 +539,22 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
     // Writes whose entry was already gone at the first poll: the delay is below one poll's
     // round trip, the resolution of this measurement.
     let mut first_poll = 0;
+    // Reads right after a write that still returned the key's previous value: its
+    // invalidation was still on its way, as it may be (the bound).
+    let mut previous_read = 0;
     for i in 0..writes {
         let n = i % nodes.len();
         let key = keys[n].as_str();
         let old = format!("v{i}");
+        let previous = (i >= nodes.len()).then(|| format!("v{}'", i - nodes.len()));
         assert_eq!(direct[n].call(&["SET", key, &old]), Resp::ok());
         poll_until(DEADLINE, "the key to be cached", || {
-            assert_eq!(c.call(&["GET", key]), Resp::bulk(&old));
+            let got = c.call(&["GET", key]);
+            if got != Resp::bulk(&old) {
+                assert_eq!(Some(got), previous.as_ref().map(Resp::bulk), "GET {key}");
+                previous_read += 1;
+                return None;
+            }
             cached(&mut c, key).then_some(())
         });
         let new = format!("v{i}'");
@@ -524,7 +581,7 @@ fn invalidation_delay_of_a_write_made_on_a_node() {
     let (p50, p99, max) = percentiles(&mut delays);
     let (rt50, _, _) = percentiles(&mut round_trips);
     println!(
-        "invalidation delay over {writes} direct writes (write acknowledged → entry gone, at most): p50 {} p99 {} max {}; poll round trip p50 {}; gone at the first poll: {first_poll}",
+        "invalidation delay over {writes} direct writes (write acknowledged → entry gone, at most): p50 {} p99 {} max {}; poll round trip p50 {}; gone at the first poll: {first_poll}; reads of the previous value right after a write: {previous_read}",
         ms(p50),
         ms(p99),
         ms(max),
