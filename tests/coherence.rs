@@ -177,6 +177,18 @@ impl Judged<'_> {
             v.errors,
             v.backwards
         );
+        let mut stalest: Vec<&history::Stale> = v.stale.iter().collect();
+        stalest.sort_by_key(|s| std::cmp::Reverse(s.by));
+        for s in stalest.iter().take(5) {
+            println!(
+                "  stale {} ({}{}) at {:.3?}{}",
+                ms(s.by),
+                self.names[s.key],
+                if s.expired { ", past its expiry" } else { "" },
+                s.at.saturating_duration_since(self.began),
+                self.stall_before(s.at)
+            );
+        }
         println!("violations: {}", v.violations.len());
         for x in v.violations.iter().take(10) {
             println!(

@@ -107,6 +107,9 @@ pub struct Stale {
     /// acknowledged: from that acknowledgement to the read's start (how late strata's
     /// invalidation of a write through it reached the cache).
     pub behind_strata: Option<Duration>,
+    /// The read's key and start (for the report's stalest reads).
+    pub key: usize,
+    pub at: Instant,
 }
 
 impl Verdict {
@@ -222,6 +225,8 @@ fn judge_one(
         by: staleness,
         expired: node_expiry(first),
         behind_strata: strata.filter(|_| read.local).map(|s| read.start - s.ack),
+        key: read.key,
+        at: read.start,
     });
     if let Some(s) = strata {
         if !read.local {
