@@ -181,7 +181,7 @@ fn check(csc_readers: usize) {
     }
     thread::sleep(Duration::from_secs(secs).saturating_sub(began.elapsed()));
     run.stop.store(true, Ordering::Relaxed);
-    let stalls = watch.stop();
+    let seen = watch.stop();
     for w in writers {
         w.join().expect("a writer failed");
     }
@@ -218,7 +218,7 @@ fn check(csc_readers: usize) {
         faults: &faults,
         began,
         bound,
-        stalls: &stalls,
+        seen: &seen,
     };
     let verdict = judged.judge(&reads);
 

@@ -14,6 +14,11 @@ use super::workload::READERS;
 
 /// Reads that begin this long after a fault ended still count in its window.
 const WINDOW_TAIL: Duration = Duration::from_millis(500);
+/// The span over which a worker thread's waits for a core are added up.
+const WAIT_WINDOW: Duration = Duration::from_millis(200);
+/// How often the watch reads them (`stalls.rs`): a look this much after a read still covers
+/// the time before it.
+const WAIT_STEP: Duration = Duration::from_millis(10);
 
 /// `Duration` in ms with µs, for the report.
 pub fn ms(d: Duration) -> String {
@@ -49,8 +54,8 @@ pub struct Judged<'a> {
     pub faults: &'a [Fault],
     pub began: Instant,
     pub bound: Duration,
-    /// The machine's stalls over the run (`stalls.rs`).
-    pub stalls: &'a [stalls::Stall],
+    /// What the machine did over the run (`stalls.rs`).
+    pub seen: &'a stalls::Seen,
 }
 
 impl Judged<'_> {
@@ -141,10 +146,13 @@ impl Judged<'_> {
         }
     }
 
-    /// The largest stall of the machine in the second before `at`, for a violation's line.
+    /// The largest stall of the machine in the second before `at`, and the longest a strata
+    /// worker thread waited for a core in the 200 ms before it, for a read's line.
     pub fn stall_before(&self, at: Instant) -> String {
         let since = at.checked_sub(Duration::from_secs(1)).unwrap_or(at);
-        self.stalls
+        let stall = self
+            .seen
+            .stalls
             .iter()
             .filter(|s| s.due + s.late >= since && s.due <= at)
             .max_by_key(|s| s.late)
@@ -154,12 +162,25 @@ impl Judged<'_> {
                     ms(s.late),
                     s.due.saturating_duration_since(self.began)
                 )
-            })
+            });
+        let from = at.checked_sub(WAIT_WINDOW).unwrap_or(at);
+        let wait = self.seen.longest_wait(from, at + WAIT_STEP).map_or_else(
+            String::new,
+            |(thread, waited)| {
+                format!(
+                    "; {thread} waited {} for a core in the {} before",
+                    ms(waited),
+                    ms(WAIT_WINDOW)
+                )
+            },
+        );
+        format!("{stall}{wait}")
     }
 
-    /// The machine's stalls: how many, the largest, and when the five largest were.
+    /// The machine's stalls: how many, the largest, and when the five largest were; and the
+    /// longest a strata worker thread waited for a core over any [`WAIT_WINDOW`].
     pub fn print_stalls(&self) {
-        let mut by_size: Vec<&stalls::Stall> = self.stalls.iter().collect();
+        let mut by_size: Vec<&stalls::Stall> = self.seen.stalls.iter().collect();
         by_size.sort_by_key(|s| std::cmp::Reverse(s.late));
         let largest: Vec<String> = by_size
             .iter()
@@ -175,9 +196,37 @@ impl Judged<'_> {
         println!(
             "machine stalls (a 1 ms sleep of a thread of this process woke {} or more late): {}; largest: {}",
             ms(stalls::STALL),
-            self.stalls.len(),
+            self.seen.stalls.len(),
             if largest.is_empty() { "none".to_string() } else { largest.join(", ") }
         );
+        // Per thread, a window sliding over its waits (in the order they were seen).
+        let mut worst: Option<(Duration, String, Instant)> = None;
+        let threads: BTreeSet<&str> = self.seen.waits.iter().map(|w| w.tid.as_str()).collect();
+        for tid in threads {
+            let waits: Vec<&stalls::Wait> =
+                self.seen.waits.iter().filter(|w| w.tid == tid).collect();
+            let thread = waits.first().map_or("", |w| w.thread.as_str());
+            let (mut first, mut sum) = (0, Duration::ZERO);
+            for w in &waits {
+                sum += w.waited;
+                while waits[first].at + WAIT_WINDOW < w.at {
+                    sum -= waits[first].waited;
+                    first += 1;
+                }
+                if worst.as_ref().is_none_or(|(d, _, _)| sum > *d) {
+                    worst = Some((sum, thread.to_string(), w.at));
+                }
+            }
+        }
+        match worst {
+            Some((waited, thread, at)) => println!(
+                "strata worker threads waiting for a core: the longest over {}: {thread}, {} up to {:.3?}",
+                ms(WAIT_WINDOW),
+                ms(waited),
+                at.saturating_duration_since(self.began)
+            ),
+            None => println!("strata worker threads waiting for a core: not seen (no /proc/self/task/*/schedstat)"),
+        }
     }
 }
 
