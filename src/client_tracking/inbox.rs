@@ -41,6 +41,9 @@ pub struct Inbox {
     waiting: AtomicBool,
     /// Set when the session ended: nothing more is taken.
     closed: AtomicBool,
+    /// Set by the first post. Until then no wake has used up the waker the session left, so
+    /// the session need not leave it again at every wait (see [`Inbox::poll_take`]).
+    posted: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -69,22 +72,29 @@ impl Inbox {
                 q.messages.push_back(message);
             }
         }
+        self.posted.store(true, Ordering::Release);
         self.waiting.store(true, Ordering::Release);
         self.waker.wake();
         true
     }
 
     /// Every message waiting, once there is one (the session's select branch). `registered`
-    /// is the session's memory of the waker it left here: polled again by the same task, only
-    /// the flag is read (registering on every pass of a session cost about 50 instructions
-    /// per request, a client with no tracking included).
+    /// is the session's memory of the waker it left here: polled again by the same task of an
+    /// inbox never posted to, only the flags are read (registering on every pass of a session
+    /// cost about 50 instructions per request, a client with no tracking included). Once
+    /// posted to, the waker is left again at every wait: a post marks its message waiting and
+    /// then wakes, and the session may take the message in between and wait again, so that
+    /// the post's wake uses up the waker left for the next message (that next post then woke
+    /// no one, and its message waited until the client sent a request).
     pub fn poll_take(
         &self,
         cx: &mut Context<'_>,
         registered: &mut Option<Waker>,
     ) -> Poll<VecDeque<Message>> {
         if !self.waiting.load(Ordering::Acquire) {
-            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !self.posted.load(Ordering::Acquire)
+                && registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            {
                 return Poll::Pending;
             }
             self.waker.register(cx.waker());
@@ -190,5 +200,69 @@ fn keys_array(keys: &[Bytes], out: &mut BytesMut) {
         out.put_slice(b"\r\n");
         out.put_slice(key);
         out.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn message() -> Message {
+        Message::Keys(vec![Bytes::from_static(b"k")])
+    }
+
+    /// A post marks its message waiting, then wakes the session. The session may take the
+    /// message between the two and wait again: the post's wake then finds the waker the
+    /// session left for the next message, and uses it up. The next post must still wake the
+    /// session (found by the coherence checker's fill-race test: a BCAST client, posted to
+    /// from two threads at once, stopped receiving invalidations while it sent nothing).
+    #[test]
+    fn a_wake_that_comes_after_its_message_was_taken_loses_no_later_post() {
+        let inbox = Inbox::default();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut registered = None;
+        assert!(inbox.poll_take(&mut cx, &mut registered).is_pending());
+        // A post (what `post` does before its wake), its wake not made yet.
+        inbox.lock().messages.push_back(message());
+        inbox.posted.store(true, Ordering::Release);
+        inbox.waiting.store(true, Ordering::Release);
+        // The session takes the message, and waits again.
+        let Poll::Ready(taken) = inbox.poll_take(&mut cx, &mut registered) else {
+            panic!("the message is waiting");
+        };
+        assert_eq!(taken.len(), 1);
+        assert!(inbox.poll_take(&mut cx, &mut registered).is_pending());
+        // The post's wake: the session runs, finds nothing, waits.
+        inbox.waker.wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(inbox.poll_take(&mut cx, &mut registered).is_pending());
+        // The next post must wake it.
+        assert!(inbox.post(message(), 1 << 20));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "the second post woke no one"
+        );
+        let Poll::Ready(taken) = inbox.poll_take(&mut cx, &mut registered) else {
+            panic!("the second message is waiting");
+        };
+        assert_eq!(taken.len(), 1);
     }
 }

@@ -9,6 +9,12 @@
 //! no invalidation of its key's bucket and no flush came in between. The check runs after the
 //! insert, and an invalidation bumps its counter before it removes, so whichever of the two
 //! runs second undoes the insert.
+//!
+//! A tracked read (`CLIENT TRACKING`, `coordinator/tracked.rs`) takes the same token before
+//! it may be served from an entry, and its client is told of the key when the token shows a
+//! change at its end. A token taken after an invalidation's first bump but before its
+//! removal can still be served the entry being removed: the invalidation (and a flush) bumps
+//! again once the entry is gone, so that such a read sees the change.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -153,6 +159,9 @@ impl Coherence {
                     store.remove_invalidated(key);
                 }
             }
+            // A tracked read that took its token since the bump may have been served the
+            // entry just removed: its token must show a change (see the module's doc).
+            self.bump(key);
         }
         self.clients.invalidate(keys.iter().copied(), None);
     }
@@ -166,6 +175,7 @@ impl Coherence {
                 store.remove_invalidated(key);
             }
         }
+        self.bump(key);
     }
 
     /// A write of `key` through strata, whose layer's store is known: as
@@ -173,6 +183,7 @@ impl Coherence {
     pub fn invalidate_in(&self, store: &Store, key: &[u8]) {
         self.bump(key);
         store.remove_invalidated(key);
+        self.bump(key);
     }
 
     /// A write of `key` through strata to a layer without a near cache: only the counters
@@ -211,6 +222,8 @@ impl Coherence {
         for store in stores.iter() {
             store.flush();
         }
+        // As an invalidation: a tracked read served an entry just flushed sees the change.
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Node `slot` joined (`true`) or left (`false`) the members whose invalidations are

@@ -153,3 +153,84 @@ fn tracked_prefixes_do_not_overlap() {
     ]);
     assert_eq!(c.prefixes(), vec![b"meta:".to_vec(), b"route:".to_vec()]);
 }
+
+/// A read served from an entry takes its token first (a tracked read, `coordinator/tracked.rs`:
+/// the token is taken at dispatch, the near cache looked up in the plan), and its client is
+/// told when the token shows a change at its end. So an invalidation or a flush that removes
+/// an entry such a read was served from must show in the read's token afterwards, even when
+/// the token was taken while the invalidation was under way (after its first count, before
+/// the removal). Two threads race: one fills the entry and removes it (an invalidation or a
+/// flush, in turn), over and over; the other takes a token and reads the entry, over and
+/// over, and for each read served checks its token once that fill's removal is over (the
+/// remover waits for that check before it counts anything more). Until 20,000 reads were
+/// served, or 3 s.
+#[test]
+fn a_read_served_from_an_entry_being_removed_sees_the_change() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const SERVED: usize = 20_000;
+    let (c, s) = ready_store(1 << 20);
+    let key = b"route:a";
+    // The last round removed; the round whose value the reader was served and is checking
+    // (0: none); the last round it checked.
+    let removed = Arc::new(AtomicUsize::new(0));
+    let checking = Arc::new(AtomicUsize::new(0));
+    let checked = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let remover = {
+        let (c, s) = (c.clone(), s.clone());
+        let (removed, checking, checked, done) = (
+            removed.clone(),
+            checking.clone(),
+            checked.clone(),
+            done.clone(),
+        );
+        std::thread::spawn(move || {
+            for n in 1.. {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                let t = c.begin(key);
+                fill(&s, &t, "route:a", &n.to_string());
+                if n % 2 == 0 {
+                    c.invalidate(key);
+                } else {
+                    c.flush("test");
+                }
+                removed.store(n, Ordering::Release);
+                if checking.load(Ordering::Acquire) == n {
+                    while checked.load(Ordering::Acquire) < n {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        })
+    };
+    let (mut served, mut missed) = (0, Vec::new());
+    let end = Instant::now() + Duration::from_secs(3);
+    while served < SERVED && Instant::now() < end {
+        let token = c.begin(key);
+        let Some(value) = s.get(key, Instant::now()) else {
+            continue;
+        };
+        let n: usize = std::str::from_utf8(&value).unwrap().parse().unwrap();
+        checking.store(n, Ordering::Release);
+        while removed.load(Ordering::Acquire) < n {
+            std::hint::spin_loop();
+        }
+        served += 1;
+        if !c.changed(&token) {
+            missed.push(n);
+        }
+        checked.store(n, Ordering::Release);
+    }
+    done.store(true, Ordering::Release);
+    remover.join().unwrap();
+    assert!(served > 0, "no read was served from the entry");
+    assert!(
+        missed.is_empty(),
+        "{} of {served} reads served from an entry then removed saw no change (rounds {:?}; \
+         even: an invalidation, odd: a flush)",
+        missed.len(),
+        &missed[..missed.len().min(20)]
+    );
+}

@@ -9,9 +9,23 @@
 //! that interval meets `[start, end]`; otherwise it is stale by `start - ack(i + 1)`, and a
 //! violation when that is more than the bound (0 when one of the newer states acknowledged
 //! before the read began was written through strata: strata's clients read its writes at once).
+//!
+//! A read a client served from its own cache (client-side caching) is held to the bound even
+//! then: the invalidation of a write through strata is on its way to the reader's connection
+//! when the writer has its reply, and reaches it a moment later. Such a read may also return
+//! a value whose TTL ran out for up to [`NODE_EXPIRY`] more: a node tells its tracking
+//! clients (strata, and strata its own) of an expiry when it deletes the key, at the next
+//! access to it or in its active expiry cycle, which a client cache nothing reads through
+//! leaves to the cycle. (strata's near cache keeps each entry's TTL itself: its reads have no
+//! such allowance.)
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// How long after its TTL ran out a node may still hold a key nothing reads: Redis's active
+/// expiry cycle runs `hz` times a second (10 by default: every 100 ms), and every cycle looks
+/// at every key with a TTL when a node has as few as the checker's.
+pub const NODE_EXPIRY: Duration = Duration::from_millis(100);
 
 /// What a key held: a version (`Some(n)`, value `v<n>`) or nothing (`None`).
 pub type Value = Option<u64>;
@@ -29,6 +43,9 @@ pub struct State {
     pub ack: Instant,
     /// Written through strata: newer reads must see it at once.
     pub via_strata: bool,
+    /// The key's TTL running out: client-side caches are told when the node deletes it (up to
+    /// [`NODE_EXPIRY`] later).
+    pub expiry: bool,
 }
 
 impl State {
@@ -47,7 +64,7 @@ pub enum Seen {
     Garbage(String),
 }
 
-/// One read through strata.
+/// One read through strata, or from a reader's client-side cache.
 #[derive(Debug, Clone)]
 pub struct Read {
     pub reader: usize,
@@ -55,6 +72,9 @@ pub struct Read {
     pub start: Instant,
     pub end: Instant,
     pub seen: Seen,
+    /// Served from the reader's own cache (kept through strata's `CLIENT TRACKING`), no
+    /// request sent.
+    pub local: bool,
 }
 
 /// What a read's judgement found wrong.
@@ -69,11 +89,38 @@ pub struct Violation {
 pub struct Verdict {
     pub reads: usize,
     pub errors: usize,
-    /// Staleness of every stale read (fresh reads are not in it).
-    pub stale: Vec<Duration>,
+    /// Every stale read's (fresh reads are not in it).
+    pub stale: Vec<Stale>,
     /// Reads that went back to an older state than the same reader had seen, within the bound.
     pub backwards: usize,
     pub violations: Vec<Violation>,
+}
+
+/// How stale a stale read was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    /// From the acknowledgement of the first newer state to the read's start.
+    pub by: Duration,
+    /// Served from a client-side cache, and that first newer state was an expiry.
+    pub expired: bool,
+    /// Served from a client-side cache though a newer version written through strata had been
+    /// acknowledged: from that acknowledgement to the read's start (how late strata's
+    /// invalidation of a write through it reached the cache).
+    pub behind_strata: Option<Duration>,
+    /// The read's key and start (for the report's stalest reads).
+    pub key: usize,
+    pub at: Instant,
+}
+
+impl Verdict {
+    /// How stale each of the stale reads `which` picks was.
+    pub fn staleness(&self, which: impl Fn(&Stale) -> bool) -> Vec<Duration> {
+        self.stale
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| s.by)
+            .collect()
+    }
 }
 
 /// Parses a value as the writers write it (`v<n>`).
@@ -112,7 +159,7 @@ pub fn judge(
             }
             Seen::Garbage(text) => Err(format!("returned {text:?}, which no writer wrote")),
             Seen::Value(value) => match sorted.get(read.key) {
-                Some(history) => judge_one(history, read, *value, bound, &mut verdict.stale),
+                Some(history) => judge_one(history, read, *value, bound, &mut verdict),
                 None => Err("no history".to_string()),
             },
         };
@@ -149,13 +196,13 @@ pub fn judge(
 }
 
 /// One read of `value` against its key's sorted `history`: the index of the state it saw, or
-/// what is wrong with it. A stale read's staleness goes to `stale`.
+/// what is wrong with it. A stale read's staleness goes to the verdict's `stale`.
 fn judge_one(
     history: &[State],
     read: &Read,
     value: Value,
     bound: Duration,
-    stale: &mut Vec<Duration>,
+    verdict: &mut Verdict,
 ) -> Result<usize, String> {
     // The latest state that shows this value and had begun before the read ended.
     let at = history
@@ -172,20 +219,46 @@ fn judge_one(
         return Ok(at);
     };
     let staleness = read.start - first.ack;
-    stale.push(staleness);
-    if let Some(s) = newer.iter().find(|s| s.via_strata) {
+    let node_expiry = |s: &State| read.local && s.expiry;
+    let strata = newer.iter().find(|s| s.via_strata);
+    verdict.stale.push(Stale {
+        by: staleness,
+        expired: node_expiry(first),
+        behind_strata: strata.filter(|_| read.local).map(|s| read.start - s.ack),
+        key: read.key,
+        at: read.start,
+    });
+    if let Some(s) = strata {
+        if !read.local {
+            return Err(format!(
+                "returned {} {:?} after {} written through strata was acknowledged",
+                show(value),
+                read.start - s.ack,
+                show(s.value)
+            ));
+        }
+    }
+    // Each newer state: an expiry may reach a client-side cache later (see the module's doc).
+    let late = newer.iter().find(|s| {
+        let allowed = bound
+            + if node_expiry(s) {
+                NODE_EXPIRY
+            } else {
+                Duration::ZERO
+            };
+        read.start - s.ack > allowed
+    });
+    if let Some(s) = late {
         return Err(format!(
-            "returned {} {:?} after {} written through strata was acknowledged",
+            "returned {} {:?} after {} was acknowledged (bound {bound:?}{})",
             show(value),
             read.start - s.ack,
-            show(s.value)
-        ));
-    }
-    if staleness > bound {
-        return Err(format!(
-            "returned {} {staleness:?} after {} was acknowledged (bound {bound:?})",
-            show(value),
-            show(first.value)
+            show(s.value),
+            if node_expiry(s) {
+                " + the node's expiry cycle"
+            } else {
+                ""
+            }
         ));
     }
     Ok(at)
@@ -224,6 +297,7 @@ mod tests {
             start: t0 + MS * start as u32,
             ack: t0 + MS * ack as u32,
             via_strata,
+            expiry: false,
         }
     }
 
@@ -234,6 +308,15 @@ mod tests {
             start: t0 + MS * start as u32,
             end: t0 + MS * end as u32,
             seen: Seen::Value(value),
+            local: false,
+        }
+    }
+
+    /// A read served from the reader's client-side cache.
+    fn local(t0: Instant, reader: usize, start: u64, value: Value) -> Read {
+        Read {
+            local: true,
+            ..read(t0, reader, start, start, value)
         }
     }
 
@@ -301,5 +384,60 @@ mod tests {
         let v = judge(&h, &names, &reads, 5 * MS);
         assert!(v.violations.is_empty(), "{v:?}");
         assert!(v.stale.is_empty());
+    }
+
+    #[test]
+    fn a_client_side_cache_is_held_to_the_bound_after_a_write_through_strata() {
+        let t0 = Instant::now();
+        let h = vec![vec![
+            state(t0, Some(1), 0, 1, false),
+            state(t0, Some(2), 10, 11, true),
+        ]];
+        let names = vec!["k".to_string()];
+        let reads = [
+            local(t0, 0, 12, Some(1)), // 1 ms after v2's reply: its invalidation on its way
+            local(t0, 1, 18, Some(1)), // 7 ms after: violation
+            read(t0, 2, 12, 13, Some(1)), // a request sent after v2's reply: violation
+        ];
+        let v = judge(&h, &names, &reads, 5 * MS);
+        assert_eq!(v.stale.len(), 3, "{v:?}");
+        let behind: Vec<_> = v.stale.iter().filter_map(|s| s.behind_strata).collect();
+        assert_eq!(behind, vec![MS, 7 * MS], "{v:?}");
+        let bad: Vec<usize> = v.violations.iter().map(|x| x.read.reader).collect();
+        assert_eq!(bad, vec![1, 2], "{v:?}");
+    }
+
+    #[test]
+    fn a_client_side_cache_learns_of_an_expiry_when_the_node_deletes_the_key() {
+        let t0 = Instant::now();
+        let expiry = |start, ack| State {
+            expiry: true,
+            ..state(t0, None, start, ack, false)
+        };
+        let h = vec![
+            vec![
+                state(t0, Some(1), 0, 1, false),
+                expiry(10, 11),
+                state(t0, Some(2), 200, 201, false),
+            ],
+            vec![
+                state(t0, Some(1), 0, 1, false),
+                expiry(60, 61),
+                state(t0, Some(2), 150, 151, false),
+            ],
+        ];
+        let names = vec!["k".to_string(), "l".to_string()];
+        let on_l = |r: Read| Read { key: 1, ..r };
+        let reads = [
+            local(t0, 0, 50, Some(1)),    // 39 ms after the TTL ran out: within 5 + 100
+            local(t0, 1, 120, Some(1)),   // 109 ms after it: violation
+            read(t0, 2, 20, 21, Some(1)), // a request: no allowance, violation
+            on_l(local(t0, 3, 153, Some(1))), // 92 ms after the expiry, 2 after v2: within
+            on_l(local(t0, 4, 160, Some(1))), // 9 ms after v2: violation
+        ];
+        let v = judge(&h, &names, &reads, 5 * MS);
+        assert_eq!(v.staleness(|s| s.expired).len(), 4, "{v:?}");
+        let bad: Vec<usize> = v.violations.iter().map(|x| x.read.reader).collect();
+        assert_eq!(bad, vec![1, 2, 4], "{v:?}");
     }
 }

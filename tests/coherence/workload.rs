@@ -1,34 +1,36 @@
 //! The coherence checker's workload: the keys, the writers (versions through strata and on the
-//! nodes directly, short-TTL versions left to expire) and the readers (GETs through strata),
-//! recording what was acknowledged and what was read when.
+//! nodes directly, short-TTL versions left to expire) and the readers (GETs through strata;
+//! the readers with a client-side cache are in `csc.rs`), recording what was acknowledged and
+//! what was read when.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::common::{RawClient, Resp, Strata, DEADLINE};
-use super::history::{parse_value, Read, Seen, State, Value};
+use super::history::{parse_value, Read, Seen, State, Value, NODE_EXPIRY};
 
 const ROUTE_KEYS: usize = 24;
 const META_KEYS: usize = 24;
 const TTL_KEYS: usize = 6;
+const PLAIN_KEYS: usize = 24;
 pub const WRITERS: usize = 2;
 pub const READERS: usize = 3;
 /// A writer's pause between two writes: keys stay cached long enough to be hit.
 const WRITE_PAUSE: Duration = Duration::from_millis(2);
 /// A cheap deterministic random number generator (xorshift), one per thread.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
@@ -41,6 +43,9 @@ pub enum Kind {
     Meta,
     /// `meta:` written on its node with a short TTL, left to expire.
     Ttl,
+    /// `plain:`, a layer without a near cache (one copy): only in runs with client-side
+    /// caches, whose invalidations cover every key.
+    Plain,
 }
 
 /// The keys of the run, by index.
@@ -52,7 +57,8 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(s: &Strata) -> Keys {
+    /// The keys of a run; with `plain`, [`Kind::Plain`] keys too.
+    pub fn new(s: &Strata, plain: bool) -> Keys {
         let ring = s.ring();
         let mut keys = Keys {
             names: Vec::new(),
@@ -63,6 +69,12 @@ impl Keys {
             (Kind::Route, "route:c", ROUTE_KEYS, 2),
             (Kind::Meta, "meta:c", META_KEYS, 1),
             (Kind::Ttl, "meta:ttl", TTL_KEYS, 1),
+            (
+                Kind::Plain,
+                "plain:c",
+                if plain { PLAIN_KEYS } else { 0 },
+                1,
+            ),
         ];
         for (kind, prefix, n, copies) in groups {
             for i in 0..n {
@@ -96,6 +108,16 @@ pub struct Run {
     pub stop: AtomicBool,
     /// Read-your-writes failures: a writer's read right after its write through strata.
     pub ryw: Mutex<Vec<String>>,
+    /// Such reads answered with an error (a fault killed strata's connections to the node):
+    /// counted, not judged.
+    pub ryw_errors: AtomicUsize,
+    /// For each client-side cache (`csc.rs`): when it took a null `invalidate` push (emptied
+    /// itself).
+    pub flushes: Vec<Mutex<Vec<Instant>>>,
+    /// A client-side cache reader's pause between two reads.
+    pub csc_pause: Duration,
+    /// The staleness bound the reads are judged by.
+    pub bound: Duration,
 }
 
 impl Run {
@@ -103,10 +125,14 @@ impl Run {
         self.histories[key].lock().unwrap().push(state);
     }
 
-    /// The value the key's newest state holds.
-    pub fn last_value(&self, key: usize) -> Value {
+    /// The newest version written of the key (what every replica got), `None` before the
+    /// first.
+    pub fn last_written(&self, key: usize) -> Value {
         let h = self.histories[key].lock().unwrap();
-        h.iter().max_by_key(|s| s.ack).and_then(|s| s.value)
+        h.iter()
+            .filter(|s| s.value.is_some())
+            .max_by_key(|s| s.ack)
+            .and_then(|s| s.value)
     }
 }
 
@@ -184,12 +210,15 @@ pub fn writer(run: &Run, keys: Vec<usize>, seed: u64) {
                 start,
                 ack,
                 via_strata,
+                expiry: false,
             },
         );
         if via_strata {
             // Read-your-writes is exact: no wait, no bound.
             let got = strata.try_call(&["GET", name]);
-            if got != Some(Resp::bulk(&value)) {
+            if matches!(got, Some(Resp::Error(_))) {
+                run.ryw_errors.fetch_add(1, Ordering::Relaxed);
+            } else if got != Some(Resp::bulk(&value)) {
                 run.ryw
                     .lock()
                     .unwrap()
@@ -202,7 +231,10 @@ pub fn writer(run: &Run, keys: Vec<usize>, seed: u64) {
 }
 
 /// Writes `SET key v<n> PX <ttl>` on the key's node, then leaves the key to expire (and stay
-/// gone a while) before its next version.
+/// gone a while) before its next version. Every other time it stays gone longer than the
+/// bound and a node's expiry cycle together (`history::NODE_EXPIRY`): a client-side cache
+/// that missed the expiry's invalidation then serves the old value past what is allowed,
+/// where the invalidation of a next version written soon after would hide that.
 pub fn ttl_writer(run: &Run, keys: Vec<usize>, seed: u64) {
     let mut rng = Rng(seed);
     let mut direct = Direct::new(&run.nodes);
@@ -232,6 +264,7 @@ pub fn ttl_writer(run: &Run, keys: Vec<usize>, seed: u64) {
             start,
             ack,
             via_strata: false,
+            expiry: false,
         };
         run.record(k, version);
         // The node set the expiry between `start` and `ack`.
@@ -241,11 +274,17 @@ pub fn ttl_writer(run: &Run, keys: Vec<usize>, seed: u64) {
                 value: None,
                 start: start + ttl,
                 ack: ack + ttl,
+                expiry: true,
                 ..version
             },
         );
         drop(gate);
-        free_at[k] = ack + ttl + Duration::from_millis(5 + rng.next() % 100);
+        let gone = if rng.next() % 2 == 0 {
+            Duration::from_millis(5 + rng.next() % 100)
+        } else {
+            run.bound + NODE_EXPIRY + Duration::from_millis(100 + rng.next() % 200)
+        };
+        free_at[k] = ack + ttl + gone;
     }
 }
 
@@ -278,6 +317,7 @@ pub fn reader(run: &Run, id: usize, seed: u64) -> Vec<Read> {
             start,
             end,
             seen,
+            local: false,
         });
     }
     reads

@@ -286,6 +286,42 @@ impl RawClient {
         }
     }
 
+    /// Like [`RawClient::read_frame`], without waiting: the bytes of one reply that has already
+    /// arrived (buffered, or waiting in the socket), `Ok(None)` when none has. What a client
+    /// library does before it serves a value from its own cache: take the invalidations the
+    /// server has sent so far.
+    pub fn read_frame_now(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match frame_len(&self.buf) {
+                Ok(Some(n)) => return Ok(Some(self.buf.split_to(n).to_vec())),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let tcp = self.stream.tcp();
+            tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let read = self.stream.read(&mut chunk);
+            self.stream
+                .tcp()
+                .set_nonblocking(false)
+                .map_err(|e| e.to_string())?;
+            match read {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // Nothing more has arrived (a part of a frame stays buffered).
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Like [`RawClient::send_cmd`], false when the write fails.
+    pub fn try_send_cmd<S: AsRef<[u8]>>(&mut self, args: &[S]) -> bool {
+        let bytes = encode_cmd(args);
+        self.stream.write_all(&bytes).is_ok() && self.stream.flush().is_ok()
+    }
+
     /// Takes the bytes read but not yet consumed by a reply (normally none).
     pub fn take_buffered(&mut self) -> Vec<u8> {
         self.buf.split().to_vec()
