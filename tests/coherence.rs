@@ -236,6 +236,24 @@ fn check(csc_readers: usize) {
             f["near_hits"], f["near_misses"], f["near_fills"], f["near_fills_dropped"], f["near_invalidations"], f["near_flushes"]
         );
     }
+    // Hinted handoff and read repair copy values between replicas behind the writers' backs
+    // (docs/replication.md): a copy that lands after a newer write brings an older version back.
+    let repair = common::layers::info(&mut c, "repair");
+    let field = |name: &str| {
+        repair
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    println!(
+        "repair: hints_stored {} hints_replayed {} hints_dropped {} repairs_failed {}",
+        field("hints_stored"),
+        field("hints_replayed"),
+        field("hints_dropped"),
+        field("repairs_failed")
+    );
     let ryw = run.ryw.lock().unwrap().clone();
     println!(
         "read-your-writes failures: {} ({} error replies)",

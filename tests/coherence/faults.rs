@@ -90,12 +90,22 @@ pub fn fields(reply: &Resp) -> BTreeMap<String, Resp> {
 
 /// A node's `restarts` count as strata saw it (INFO `# Nodes`).
 fn restarts(c: &mut RawClient, node: usize) -> String {
+    node_field(c, node, "restarts")
+}
+
+/// A field of a node's line in INFO `# Nodes`.
+fn node_field(c: &mut RawClient, node: usize, field: &str) -> String {
     let nodes = info_lines(&info(c, "nodes"));
     nodes[&format!("node_node{}", node + 1)]
         .iter()
-        .find(|(k, _)| k == "restarts")
+        .find(|(k, _)| k == field)
         .map(|(_, v)| v.clone())
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {field} in INFO nodes"))
+}
+
+/// A numeric field of a node's line in INFO `# Nodes`.
+fn node_count(c: &mut RawClient, node: usize, field: &str) -> u64 {
+    node_field(c, node, field).parse().unwrap()
 }
 
 /// Strikes fault `step` (they take turns, as [`Kind::ALL`]) on node `node`, and records in the
@@ -136,7 +146,14 @@ pub fn strike(
         }
         Kind::KillAll => {
             // Every connection but this one: strata's tracking connection and its data
-            // connections (requests in flight on them fail), and the writers' own.
+            // connections, and the writers' own. Writers pause across it, as for a FLUSHALL
+            // or a restart, until strata has its connections to the node back: a write that
+            // failed on one replica there leaves a hint, and replaying the hint can put an
+            // older version back over a newer one (a fault of the replication, reported
+            // apart, not of the caches this checks).
+            let _gate = run.gate.write().unwrap();
+            let connected = node_count(c, node, "connections");
+            let failures = node_count(c, node, "failures");
             let start = Instant::now();
             let killed = direct.call(&["CLIENT", "KILL", "TYPE", "normal"]).int();
             let end = Instant::now();
@@ -144,6 +161,12 @@ pub fn strike(
                 killed >= 2,
                 "CLIENT KILL TYPE normal killed {killed} clients"
             );
+            poll_until(DEADLINE, "strata to connect to the node again", || {
+                let seen = node_count(c, node, "failures") > failures;
+                let back = node_count(c, node, "connections") >= connected;
+                let hints = node_count(c, node, "hints_pending");
+                (seen && back && hints == 0).then_some(())
+            });
             let what = format!(
                 "CLIENT KILL TYPE normal on node{} ({killed} killed)",
                 node + 1
