@@ -126,6 +126,20 @@ impl Drop for ClusterNode {
     }
 }
 
+/// Runs a `redis-cli --cluster <what>` command to its end; panics with its output if it fails.
+fn run_cli(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run redis-cli --cluster {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster {what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A running Redis Cluster.
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
@@ -144,17 +158,8 @@ impl RedisCluster {
         for n in &cluster.nodes {
             create.arg(n.addr());
         }
-        let out = create
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+        run_cli("create", &mut create);
         cluster.wait_settled(primaries * replicas);
         cluster
     }
@@ -355,21 +360,14 @@ impl RedisCluster {
     /// while clients run. Returns how long it took.
     pub fn reshard(&self, from: usize, to: usize, slots: usize) -> Duration {
         let started = Instant::now();
-        let out = Command::new("redis-cli")
+        let mut reshard = Command::new("redis-cli");
+        reshard
             .args(["--cluster", "reshard", &self.nodes[from].addr()])
             .args(["--cluster-from", &self.nodes[from].id()])
             .args(["--cluster-to", &self.nodes[to].id()])
             .args(["--cluster-slots", &slots.to_string()])
-            .args(["--cluster-yes", "--cluster-pipeline", "100"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster reshard");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster reshard failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(["--cluster-yes", "--cluster-pipeline", "100"]);
+        run_cli("reshard", &mut reshard);
         started.elapsed()
     }
 
