@@ -115,21 +115,7 @@ impl Server {
             .clients
             .configure(settings.config.client_tracking.limits());
         let most_copies = layers.iter().map(|(_, l)| l.spec.replication).max();
-        let links = settings
-            .config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(backend, b)| {
-                Arc::new(crate::cluster::slots::ClusterLink {
-                    backend,
-                    name: b.name.clone(),
-                    max_redirects: b.max_redirects(),
-                    sentinel: b.sentinel.is_some(),
-                    refresh: Default::default(),
-                })
-            })
-            .collect();
+        let links = crate::cluster::slots::ClusterLink::of_backends(&settings.config.backends);
         let topology = Topology::new(
             nodes,
             settings.config.ring.vnodes,

@@ -247,6 +247,27 @@ pub struct ClusterLink {
     pub refresh: MapRefresh,
 }
 
+impl ClusterLink {
+    /// One link per configured backend, in the order of `backends`.
+    pub fn of_backends(
+        backends: &[crate::config::backends::BackendSpec],
+    ) -> Vec<std::sync::Arc<ClusterLink>> {
+        backends
+            .iter()
+            .enumerate()
+            .map(|(backend, b)| {
+                std::sync::Arc::new(ClusterLink {
+                    backend,
+                    name: b.name.clone(),
+                    max_redirects: b.max_redirects(),
+                    sentinel: b.sentinel.is_some(),
+                    refresh: MapRefresh::default(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Asks for a new slot map, and tells when the cluster was asked successfully (the map may
 /// be the same). The refresher (`control`) waits on [`MapRefresh::wanted`]; redirects and
 /// failures call [`MapRefresh::ask`].
