@@ -210,3 +210,71 @@ fn refill_off_notices_nothing() {
     assert_eq!(info["refill"], "idle", "{info:?}");
     assert!(!nodes[0].exists("q3:a"));
 }
+
+/// Sends SIGCONT to a stopped node even when the test fails half-way.
+struct Resume<'a>(&'a RedisNode);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+#[test]
+fn a_source_out_for_a_moment_is_walked_once_it_answers() {
+    let (strata, mut nodes) = start();
+    let mut c = strata.raw();
+    poll_until(DEADLINE, "every node up and connected", || {
+        node_lines(&mut c)
+            .values()
+            .all(|n| n["state"] == "up" && num(n, "connections") > 0)
+            .then_some(())
+    });
+    let ring = strata.ring();
+    // Keys held by node1 and node2 only: node1's refill has no other source for them.
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("o2:k{i}"))
+        .filter(|k| ring.preference_list(k.as_bytes(), 2) == [0, 1])
+        .take(KEYS / 3)
+        .collect();
+    for k in &keys {
+        assert_eq!(c.call(&["SET", k, &format!("v-{k}")]), Resp::ok(), "{k}");
+    }
+
+    // node2 hangs; node1 restarts empty and its refill meets node2 unanswering.
+    let (first, rest) = nodes.split_at_mut(1);
+    rest[0].signal("STOP");
+    let resume = Resume(&rest[0]);
+    first[0].restart();
+    poll_until(DEADLINE, "node1's refill started", || {
+        let n = node_info(&mut c, 0);
+        (num(&n, "restarts") == 1 && n["refill"] != "idle").then_some(())
+    });
+    // Longer than a connect timeout (500 ms here): node2's first walk has failed by now.
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    assert!(
+        node_info(&mut c, 0)["refill"] != "idle",
+        "node1's refill ended while node2 was out: {:?}",
+        node_info(&mut c, 0)
+    );
+    drop(resume);
+
+    poll_until(DEADLINE * 3, "node1's refill done", || {
+        (node_info(&mut c, 0)["refill"] == "idle").then_some(())
+    });
+    let nodes_reply = c.call(&["STRATA", "NODES"]);
+    let first = nodes_reply.array()[0].array();
+    let last_error = first
+        .chunks(2)
+        .find(|p| p[0] == Resp::bulk("refill_last_error"));
+    assert_eq!(
+        last_error.map(|p| &p[1]),
+        Some(&Resp::bulk("")),
+        "{first:?}"
+    );
+    let info = node_info(&mut c, 0);
+    assert_eq!(num(&info, "refill_copied"), keys.len() as i64, "{info:?}");
+    for k in &keys {
+        assert_eq!(nodes[0].get(k), Some(format!("v-{k}")), "{k} on node1");
+    }
+}

@@ -103,6 +103,13 @@ async fn run(control: Arc<Control>, node: Arc<NodeInfo>, generation: u64) {
 }
 
 /// Walks every other member and copies to `node` the keys it should hold and lacks.
+///
+/// A member that cannot be reached (often one restarting at the same time) is tried again,
+/// from where its walk broke off, every `health.heartbeat_interval` once the other members are
+/// done, for as long as health needs to mark a node down and see it up again
+/// (`node_timeout` + (`failure_threshold` + `recovery_threshold`) heartbeats); only then is it
+/// reported as not walked. Without the second try, two nodes restarted one after the other left the first
+/// one's refill without the second one's keys whenever the walk reached it mid-restart.
 async fn walk(control: &Control, node: &Arc<NodeInfo>, generation: u64) -> Walked {
     let mut out = Walked::default();
     let view = control.live.load_full();
@@ -116,82 +123,174 @@ async fn walk(control: &Control, node: &Arc<NodeInfo>, generation: u64) -> Walke
         }
     };
     let mut pace = Pace::new(config.repair.refill_keys_per_sec);
-    let sources: Vec<Arc<NodeInfo>> = view
+    let mut pending: Vec<Source> = view
         .topology
         .member_nodes()
         .filter(|n| n.index != node.index && n.addr != node.addr)
-        .cloned()
+        .map(|n| Source::new(n.clone()))
         .collect();
-    for source_node in sources {
-        if source_node.health.is_down() {
-            out.unreachable
-                .push(format!("{}: marked down", source_node.id));
-            continue;
+    let health = &config.health;
+    let every = health.heartbeat_interval;
+    let retry_for = health.node_timeout.saturating_add(
+        every.saturating_mul(
+            health
+                .failure_threshold
+                .saturating_add(health.recovery_threshold),
+        ),
+    );
+    let mut retry_until: Option<Instant> = None;
+    loop {
+        let mut broken = Vec::new();
+        for mut source in pending {
+            match walk_source(
+                control,
+                node,
+                generation,
+                &mut source,
+                &mut target,
+                &mut pace,
+                &mut out,
+            )
+            .await
+            {
+                Ok(()) => {}
+                Err(Stop::Target(why)) => {
+                    out.stopped = Some(why);
+                    return out;
+                }
+                Err(Stop::Source(why)) => {
+                    source.error = why;
+                    broken.push(source);
+                }
+            }
         }
-        let mut source = match Direct::connect(&source_node, connect, timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                out.unreachable.push(format!("{}: {e}", source_node.id));
-                continue;
-            }
-        };
-        let mut cursor = Bytes::from_static(b"0");
-        loop {
-            if let Some(why) = stop_reason(control, node, generation) {
-                out.stopped = Some(why);
-                return out;
-            }
-            let (next, keys) = match source.scan(&cursor, config.limits.scan_count).await {
-                Ok(page) => page,
-                Err(e) => {
-                    out.unreachable.push(format!("{}: {e}", source_node.id));
-                    break;
-                }
-            };
-            out.scanned += keys.len() as u64;
-            node.refill
-                .scanned
-                .fetch_add(keys.len() as u64, Ordering::Relaxed);
-            // The ring as it is now: a membership change during the walk is the rebalance's.
-            let now = control.live.load();
-            let mine: Vec<Bytes> = keys
-                .into_iter()
-                .filter(|key| {
-                    let copies = now.layers.of(key).map_or(1, |l| l.spec.replication);
-                    copies > 1
-                        && now
-                            .topology
-                            .ring
-                            .preference_list(key, copies)
-                            .contains(&node.index)
-                })
+        if broken.is_empty() {
+            return out;
+        }
+        let now = Instant::now();
+        let deadline =
+            *retry_until.get_or_insert_with(|| now.checked_add(retry_for).unwrap_or(now));
+        if now.checked_add(every).is_none_or(|next| next > deadline) {
+            out.unreachable = broken
+                .iter()
+                .map(|s| format!("{}: {}", s.node.id, s.error))
                 .collect();
-            drop(now);
-            if !mine.is_empty() {
-                match copy_missing(control, node, &mut source, &mut target, mine).await {
-                    Ok(done) => {
-                        pace.spend(done.copied).await;
-                        out.copied += done.copied;
-                        out.present += done.present;
-                        out.failed += done.failed;
-                    }
-                    Err(Failed::Target(e)) => {
-                        out.stopped = Some(format!("{}: {e}", node.id));
-                        return out;
-                    }
-                    Err(Failed::Source(e)) => {
-                        out.unreachable.push(format!("{}: {e}", source_node.id));
-                        break;
-                    }
-                }
-            }
-            if next.as_ref() == b"0" {
-                break;
-            }
-            cursor = next;
+            return out;
+        }
+        tokio::time::sleep(every).await;
+        if let Some(why) = stop_reason(control, node, generation) {
+            out.stopped = Some(why);
+            return out;
+        }
+        pending = broken;
+    }
+}
+
+/// One member walked as a source, and where its walk stands.
+struct Source {
+    node: Arc<NodeInfo>,
+    /// The SCAN cursor to go on from (`0`: from the start).
+    cursor: Bytes,
+    /// The member's restart count when `cursor` was returned: a restart voids the cursor.
+    restarts: u64,
+    /// Why the last try broke off.
+    error: String,
+}
+
+impl Source {
+    fn new(node: Arc<NodeInfo>) -> Self {
+        let restarts = node.refill.restarts.load(Ordering::Relaxed);
+        Source {
+            node,
+            cursor: Bytes::from_static(b"0"),
+            restarts,
+            error: String::new(),
         }
     }
-    out
+}
+
+/// Why walking one source ended early.
+enum Stop {
+    /// The refill as a whole stops (the target failed, or see [`stop_reason`]).
+    Target(String),
+    /// This source failed; it may be tried again.
+    Source(String),
+}
+
+/// Walks `source` from its cursor to the end, copying to `node` what it lacks.
+async fn walk_source(
+    control: &Control,
+    node: &Arc<NodeInfo>,
+    generation: u64,
+    source: &mut Source,
+    target: &mut Direct,
+    pace: &mut Pace,
+    out: &mut Walked,
+) -> Result<(), Stop> {
+    let (connect, timeout, scan_count) = {
+        let view = control.live.load();
+        let c = &view.settings.config;
+        (c.timeouts.connect, c.timeouts.request, c.limits.scan_count)
+    };
+    if source.node.is_retired() {
+        return Ok(());
+    }
+    if source.node.health.is_down() {
+        return Err(Stop::Source("marked down".into()));
+    }
+    let restarts = source.node.refill.restarts.load(Ordering::Relaxed);
+    if restarts != source.restarts {
+        // The member restarted since its cursor was handed out: that cursor means nothing now.
+        source.restarts = restarts;
+        source.cursor = Bytes::from_static(b"0");
+    }
+    let mut conn = Direct::connect(&source.node, connect, timeout)
+        .await
+        .map_err(Stop::Source)?;
+    loop {
+        if let Some(why) = stop_reason(control, node, generation) {
+            return Err(Stop::Target(why));
+        }
+        let (next, keys) = conn
+            .scan(&source.cursor, scan_count)
+            .await
+            .map_err(Stop::Source)?;
+        out.scanned += keys.len() as u64;
+        node.refill
+            .scanned
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        // The ring as it is now: a membership change during the walk is the rebalance's.
+        let now = control.live.load();
+        let mine: Vec<Bytes> = keys
+            .into_iter()
+            .filter(|key| {
+                let copies = now.layers.of(key).map_or(1, |l| l.spec.replication);
+                copies > 1
+                    && now
+                        .topology
+                        .ring
+                        .preference_list(key, copies)
+                        .contains(&node.index)
+            })
+            .collect();
+        drop(now);
+        if !mine.is_empty() {
+            match copy_missing(control, node, &mut conn, target, mine).await {
+                Ok(done) => {
+                    pace.spend(done.copied).await;
+                    out.copied += done.copied;
+                    out.present += done.present;
+                    out.failed += done.failed;
+                }
+                Err(Failed::Target(e)) => return Err(Stop::Target(format!("{}: {e}", node.id))),
+                Err(Failed::Source(e)) => return Err(Stop::Source(e)),
+            }
+        }
+        if next.as_ref() == b"0" {
+            return Ok(());
+        }
+        source.cursor = next;
+    }
 }
 
 /// Why the walk must stop now, if it must.
