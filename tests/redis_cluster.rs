@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::layers::{layer_figure, stats_field, until_near_hit, wait_tracking_covered};
 use common::redis_cluster::RedisCluster;
 use common::traffic::{let_run, Traffic};
 use common::*;
@@ -340,8 +341,8 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
     });
     let msg = sub.read_reply();
     assert_eq!(msg, Resp::bulks(&["message", "news", "hello"]));
-    // CLIENT TRACKING: no invalidation stream watches a cluster's nodes yet, so a tracked
-    // read of a cluster key is invalidated at once (never a promise strata cannot keep).
+    // CLIENT TRACKING: the primaries' invalidation streams watch the keys, so a tracked read
+    // is promised a notice, which a write made on the node directly brings.
     let mut inv = RawClient::connect(&addr);
     let id = inv.call(&["CLIENT", "ID"]).int().to_string();
     inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
@@ -350,8 +351,12 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
         reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
         Resp::ok()
     );
+    wait_covered(&mut c);
     c.call(&["SET", "route:q1", "m1"]);
     assert_eq!(reader.call(&["GET", "route:q1"]), Resp::bulk("m1"));
+    let owner = cluster.owner_of("route:q1");
+    let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
+    assert_eq!(direct.call(&["SET", "route:q1", "m2"]), Resp::ok());
     let told = inv.read_reply();
     assert_eq!(
         told,
@@ -360,6 +365,118 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
             Resp::bulk("__redis__:invalidate"),
             Resp::bulks(&["route:q1"]),
         ])
+    );
+}
+
+/// Waits until the primaries' invalidation streams report every key to tracking clients.
+fn wait_covered(c: &mut RawClient) {
+    wait_tracking_covered(c);
+    // The streams needed are the three primaries'.
+    assert_eq!(stats_field(c, "strata_invalidation_streams"), 3);
+    assert_eq!(stats_field(c, "strata_invalidation_streams_live"), 3);
+}
+
+#[test]
+fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
+    let cluster = RedisCluster::start(3, 1);
+    let seeds = cluster.addrs()[..2].join("', '");
+    let strata = StrataBuilder::with_addrs(Vec::new())
+        .section(&format!(
+            "backends:\n  - {{name: main, cluster: {{seeds: ['{seeds}']}}}}\n\
+             defaults: {{backend: main}}\n\
+             timeouts: {{connect: 500ms, request: 2s}}\n\
+             health: {{heartbeat_interval: 100ms, node_timeout: 1s}}\n\
+             layers:\n\
+             \x20 - {{name: route, prefix: 'route:', ttl: 5m, near_cache: {{max_bytes: 1mb}}}}\n"
+        ))
+        .start();
+    wait_for_map(&strata);
+    let addr = strata.addr().to_string();
+    let mut c = RawClient::connect(&addr);
+    let key = "route:gpt";
+    assert_eq!(c.call(&["SET", key, "v1"]), Resp::ok());
+    until_near_hit(&mut c, "route", key);
+
+    // A write on the key's primary directly reaches the near cache through its stream.
+    let owner = cluster.owner_of(key);
+    let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
+    let removed = layer_figure(&mut c, "route", "near_invalidations");
+    assert_eq!(direct.call(&["SET", key, "v2"]), Resp::ok());
+    poll_until(DEADLINE, "the direct write to be seen", || {
+        (c.call(&["GET", key]) == Resp::bulk("v2")).then_some(())
+    });
+    assert!(layer_figure(&mut c, "route", "near_invalidations") > removed);
+
+    // A tracking client (RESP2, REDIRECT) is told of a direct write, not of its own read.
+    let mut inv = RawClient::connect(&addr);
+    let id = inv.call(&["CLIENT", "ID"]).int().to_string();
+    inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
+    let mut reader = RawClient::connect(&addr);
+    assert_eq!(
+        reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
+        Resp::ok()
+    );
+    wait_covered(&mut c);
+    assert_eq!(reader.call(&["GET", key]), Resp::bulk("v2"));
+    inv.set_read_timeout(Duration::from_millis(300));
+    if let Ok(frame) = inv.read_frame() {
+        panic!(
+            "a tracked read of a watched key was invalidated at once: {:?}",
+            String::from_utf8_lossy(&frame)
+        );
+    }
+    inv.set_read_timeout(Duration::from_secs(10));
+    assert_eq!(direct.call(&["SET", key, "v3"]), Resp::ok());
+    assert_eq!(
+        inv.read_reply(),
+        Resp::Array(vec![
+            Resp::bulk("message"),
+            Resp::bulk("__redis__:invalidate"),
+            Resp::bulks(&[key]),
+        ])
+    );
+
+    // The key's replica takes over. The new primary's stream is needed now: the tracking
+    // client is told to flush, and the near cache serves again once that stream is live.
+    assert_eq!(reader.call(&["GET", key]), Resp::bulk("v3"));
+    until_near_hit(&mut c, "route", key);
+    let heir = cluster.replica_of(owner);
+    cluster.failover(heir);
+    let flush = Resp::Array(vec![
+        Resp::bulk("message"),
+        Resp::bulk("__redis__:invalidate"),
+        Resp::Nil,
+    ]);
+    poll_until(DEADLINE, "the tracking client told to flush", || {
+        (inv.read_reply() == flush).then_some(())
+    });
+    poll_until(DEADLINE, "strata to follow the failover", || {
+        let ring = c.call(&["STRATA", "RING", key]);
+        let serving = ring.array()[7].array()[0].clone();
+        let heir_id = format!("main@{}", cluster.nodes[heir].addr());
+        (serving == Resp::bulk(heir_id)).then_some(())
+    });
+    until_near_hit(&mut c, "route", key);
+    // The new primary's writes reach the near cache and the tracking client.
+    assert_eq!(reader.call(&["GET", key]), Resp::bulk("v3"));
+    let mut promoted = RawClient::connect(&cluster.nodes[heir].addr());
+    assert_eq!(promoted.call(&["SET", key, "v4"]), Resp::ok());
+    poll_until(DEADLINE, "the new primary's write to be seen", || {
+        (c.call(&["GET", key]) == Resp::bulk("v4")).then_some(())
+    });
+    poll_until(
+        DEADLINE,
+        "the tracking client told of the new primary's write",
+        || {
+            let told = inv.read_reply();
+            (told
+                == Resp::Array(vec![
+                    Resp::bulk("message"),
+                    Resp::bulk("__redis__:invalidate"),
+                    Resp::bulks(&[key]),
+                ]))
+            .then_some(())
+        },
     );
 }
 

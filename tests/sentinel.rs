@@ -7,18 +7,25 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::layers::{layer_figure, stats_field, until_near_hit, wait_tracking_covered};
 use common::sentinel::{SentinelSetup, MASTER};
 use common::traffic::{let_run, Traffic};
 use common::*;
 
 fn strata_over(setup: &SentinelSetup) -> Strata {
+    strata_with(setup, "")
+}
+
+/// strata over the setup, its `route:` layer with `route` added to its settings.
+fn strata_with(setup: &SentinelSetup, route: &str) -> Strata {
     let sentinels = setup.sentinel_addrs().join("', '");
     StrataBuilder::with_addrs(Vec::new())
         .section(&format!(
             "backends:\n  - {{name: ha, sentinel: {{master: {MASTER}, sentinels: ['{sentinels}']}}}}\n\
              defaults: {{backend: ha}}\n\
-             layers:\n  - {{name: route, prefix: 'route:', ttl: 5m}}\n\
-             timeouts: {{connect: 500ms, request: 2s}}\n"
+             layers:\n  - {{name: route, prefix: 'route:', ttl: 5m{route}}}\n\
+             timeouts: {{connect: 500ms, request: 2s}}\n\
+             health: {{heartbeat_interval: 100ms, node_timeout: 1s}}\n"
         ))
         .start()
 }
@@ -136,6 +143,121 @@ fn clients_follow_a_sentinel_failover_and_a_killed_primary() {
         let k = format!("after:{i}");
         assert_eq!(c.call(&["SET", &k, "x"]), Resp::ok());
         assert_eq!(setup.data[0].get(&k), Some("x".into()));
+    }
+}
+
+#[test]
+fn near_cache_and_tracking_follow_a_sentinel_failover() {
+    let setup = SentinelSetup::start();
+    let strata = strata_with(&setup, ", near_cache: {max_bytes: 1mb}");
+    wait_for_primary(&strata, &setup.data[0].addr());
+    let addr = strata.addr().to_string();
+    let mut c = RawClient::connect(&addr);
+    let key = "route:gpt";
+    assert_eq!(c.call(&["SET", key, "v1"]), Resp::ok());
+    until_near_hit(&mut c, "route", key);
+    // One stream: the primary's (the replica's is not needed).
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams"), 1);
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams_live"), 1);
+
+    // A tracking client (RESP3) with the key read, and a write on the primary directly.
+    let mut t = Tracking::connect(&addr);
+    wait_tracking_covered(&mut c);
+    assert_eq!(t.get(key), "v1");
+    let removed = layer_figure(&mut c, "route", "near_invalidations");
+    let mut direct = RawClient::connect(&setup.data[0].addr());
+    assert_eq!(direct.call(&["SET", key, "v2"]), Resp::ok());
+    poll_until(DEADLINE, "the direct write to be seen", || {
+        (c.call(&["GET", key]) == Resp::bulk("v2")).then_some(())
+    });
+    assert!(layer_figure(&mut c, "route", "near_invalidations") > removed);
+    assert_eq!(t.next_invalidation(), Some(vec![key.to_string()]));
+
+    // SENTINEL FAILOVER: the tracking client is told to flush; the near cache serves again
+    // once the new primary's stream is live, and that primary's writes reach both.
+    assert_eq!(t.get(key), "v2");
+    until_near_hit(&mut c, "route", key);
+    setup.failover();
+    wait_for_primary(&strata, &setup.data[1].addr());
+    poll_until(DEADLINE, "the tracking client told to flush", || {
+        (t.next_invalidation().is_none()).then_some(())
+    });
+    until_near_hit(&mut c, "route", key);
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams"), 1);
+    assert_eq!(t.get(key), "v2");
+    let mut promoted = RawClient::connect(&setup.data[1].addr());
+    assert_eq!(promoted.call(&["SET", key, "v3"]), Resp::ok());
+    poll_until(DEADLINE, "the new primary's write to be seen", || {
+        (c.call(&["GET", key]) == Resp::bulk("v3")).then_some(())
+    });
+    poll_until(
+        DEADLINE,
+        "the tracking client told of the new primary's write",
+        || (t.next_invalidation() == Some(vec![key.to_string()])).then_some(()),
+    );
+}
+
+/// A RESP3 client with `CLIENT TRACKING on`, keeping the pushes that come before replies.
+struct Tracking {
+    c: RawClient,
+    pushes: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Tracking {
+    fn connect(addr: &str) -> Tracking {
+        let mut t = Tracking {
+            c: RawClient::connect(addr),
+            pushes: Default::default(),
+        };
+        t.call(&["HELLO", "3"]);
+        assert_eq!(t.call(&["CLIENT", "TRACKING", "on"]), b"+OK\r\n");
+        t
+    }
+
+    /// The reply to `args` (pushes before it are kept for [`Tracking::next_invalidation`]).
+    fn call(&mut self, args: &[&str]) -> Vec<u8> {
+        self.c.send_cmd(args);
+        loop {
+            let frame = self.c.read_frame().expect("a reply");
+            if frame.first() == Some(&b'>') {
+                self.pushes.push_back(frame);
+            } else {
+                return frame;
+            }
+        }
+    }
+
+    /// A GET's value.
+    fn get(&mut self, key: &str) -> String {
+        let reply = String::from_utf8(self.call(&["GET", key])).unwrap();
+        let (_, value) = reply.trim_end().split_once("\r\n").expect("a bulk string");
+        value.to_string()
+    }
+
+    /// The next `invalidate` push: its keys, `None` for a flush.
+    fn next_invalidation(&mut self) -> Option<Vec<String>> {
+        const HEAD: &str = ">2\r\n$10\r\ninvalidate\r\n";
+        loop {
+            let frame = match self.pushes.pop_front() {
+                Some(f) => f,
+                None => self.c.read_frame().expect("a push"),
+            };
+            let text = String::from_utf8_lossy(&frame).to_string();
+            let Some(rest) = text.strip_prefix(HEAD) else {
+                continue;
+            };
+            if rest.starts_with('_') {
+                return None;
+            }
+            // `*n`, then a `$len` line and the key for each.
+            let lines: Vec<&str> = rest.split("\r\n").skip(1).collect();
+            return Some(
+                lines
+                    .chunks(2)
+                    .filter_map(|p| p.get(1).map(|k| (*k).to_string()))
+                    .collect(),
+            );
+        }
     }
 }
 

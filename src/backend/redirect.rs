@@ -125,6 +125,8 @@ impl Follower {
                 &link.refresh.moved
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Near-cache fills and tracked reads under way do not trust what comes back.
+            self.router.view().layers.coherence().note_redirect();
             let addr = full_addr(&redirect.addr, &from.addr);
             let Some(target) = self.locate(&link, &addr).await else {
                 tracing::warn!(backend = %link.name, %addr, "redirected to a node the cluster does not report");

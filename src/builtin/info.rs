@@ -239,10 +239,11 @@ fn tracking(control: &Control, out: &mut String) {
     use std::sync::atomic::Ordering::Relaxed;
     let view = control.live.load();
     let hub = &view.layers.coherence().clients;
+    let streams = view.layers.coherence().stream_counts();
     let c = &hub.counters;
     let _ = write!(
         out,
-        "tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nstrata_tracking_table_bytes:{}\r\nstrata_tracking_invalidation_messages:{}\r\nstrata_tracking_invalidated_keys:{}\r\nstrata_tracking_flushes:{}\r\nstrata_tracking_evicted_keys:{}\r\nstrata_tracking_covered:{}\r\n",
+        "tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nstrata_tracking_table_bytes:{}\r\nstrata_tracking_invalidation_messages:{}\r\nstrata_tracking_invalidated_keys:{}\r\nstrata_tracking_flushes:{}\r\nstrata_tracking_evicted_keys:{}\r\nstrata_tracking_covered:{}\r\nstrata_invalidation_streams:{}\r\nstrata_invalidation_streams_live:{}\r\n",
         hub.table.keys(),
         hub.table.items(),
         hub.prefixes(),
@@ -252,6 +253,8 @@ fn tracking(control: &Control, out: &mut String) {
         c.flushes.load(Relaxed),
         c.evicted.load(Relaxed),
         u8::from(hub.covered()),
+        streams.0,
+        streams.1,
     );
 }
 

@@ -247,8 +247,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
 
 /// What a layer served by a Redis Cluster or a Sentinel-managed primary may not ask for:
 /// Redis keeps the replicas (and fails over by itself), so strata's copies and their read and
-/// write rules do not apply; nor does the near cache yet (its invalidations come from the
-/// ring's nodes).
+/// write rules do not apply.
 fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
     let Some(backend) = &l.backend else {
         return Ok(());
@@ -261,8 +260,6 @@ fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
         Some("eject_on_down")
     } else if l.read_consistency != ReadConsistency::One {
         Some("read_consistency other than one")
-    } else if l.near_cache.is_some() {
-        Some("near_cache (not yet for these backends)")
     } else {
         None
     };

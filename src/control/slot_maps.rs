@@ -8,8 +8,9 @@
 //! Asked at start, every `refresh_interval`, and at once when a redirect, a node failure or a
 //! `-READONLY` reply asks for it ([`MapRefresh::ask`]), never more often than
 //! `refresh_min_gap`. A map that differs from the current one is swapped into the view whole;
-//! nodes it names for the first time get a topology slot (connections, heartbeat, figures),
-//! named `<backend>@<host:port>`. A node Redis stops naming keeps its slot, like a ring node
+//! nodes it names for the first time get a topology slot (connections, heartbeat, an
+//! invalidation stream's task, figures), named `<backend>@<host:port>`. The near cache and
+//! tracking clients then need the streams of the new map's primaries (`tracking`). A node Redis stops naming keeps its slot, like a ring node
 //! removed.
 
 use std::sync::Arc;
@@ -190,7 +191,12 @@ pub async fn refresh(
             });
         for slot in added {
             crate::health::heartbeat::start_one(router, slot);
+            crate::tracking::start_backend_node(router, slot);
         }
+        // The invalidation streams needed follow the primaries.
+        let view = control.live.load();
+        let primaries = view.topology.primaries().into_iter().collect();
+        view.layers.coherence().expect_backends(primaries);
     }
     link.refresh.learnt();
     Ok(())

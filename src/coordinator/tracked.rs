@@ -21,10 +21,6 @@ pub struct TrackedRead {
     keys: Vec<TrackedKey<FillToken>>,
     /// Default mode: the keys go into the table (BCAST clients are told by prefix).
     remember: bool,
-    /// Keys of layers served by a Redis Cluster: no invalidation stream watches their nodes
-    /// yet, so the client is told at once (it reads them again next time) rather than
-    /// promised a notice that would not come.
-    unwatched: Vec<Bytes>,
 }
 
 /// What `request` (read by the client of `tracker`) is to do for its tracking, if anything:
@@ -68,15 +64,6 @@ pub fn tracked_read(
         return None;
     }
     let coherence = layers.coherence();
-    let unwatched = if layers.any_cluster() {
-        let (cluster, ring): (Vec<Bytes>, Vec<Bytes>) = keys
-            .into_iter()
-            .partition(|k| layers.cluster_of(k).is_some());
-        keys = ring;
-        cluster
-    } else {
-        Vec::new()
-    };
     let keys = keys
         .into_iter()
         .map(|key| {
@@ -88,7 +75,6 @@ pub fn tracked_read(
         remember: !tracker.options.bcast,
         tracker,
         keys,
-        unwatched,
     }))
 }
 
@@ -103,13 +89,12 @@ impl TrackedRead {
             }
         }
         let covered = hub.covered();
-        let mut overtaken: Vec<Bytes> = self
+        let overtaken: Vec<Bytes> = self
             .keys
             .into_iter()
             .filter(|k| !covered || coherence.changed(&k.token))
             .map(|k| k.key)
             .collect();
-        overtaken.extend(self.unwatched);
         hub.tell(&self.tracker, overtaken);
     }
 }

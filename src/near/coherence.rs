@@ -15,6 +15,11 @@
 //! change at its end. A token taken after an invalidation's first bump but before its
 //! removal can still be served the entry being removed: the invalidation (and a flush) bumps
 //! again once the entry is gone, so that such a read sees the change.
+//!
+//! A Redis Cluster redirect followed while a token is out counts as a change too: its reply
+//! came from a node that may not be watched yet (a promoted replica the map does not name as
+//! a primary, a slot's migration target). The streams needed are the ring's members and the
+//! backends' primaries ([`Coherence::expect_backends`]).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +39,10 @@ const BUCKETS: usize = 4096;
 pub struct Coherence {
     /// Bumped by every flush.
     generation: AtomicU64,
+    /// Bumped by every Redis Cluster redirect followed: a reply that came from the node a
+    /// redirect named may come from one whose stream is not needed yet (a replica promoted,
+    /// a slot's migration target), so a fill or tracked read it overtook is not trusted.
+    redirects: AtomicU64,
     /// Bumped by every invalidation of a key of the bucket.
     buckets: Box<[AtomicU64]>,
     /// True while every node that should send invalidations does: only then are entries
@@ -45,12 +54,18 @@ pub struct Coherence {
     /// Strata's own clients with tracking on (`CLIENT TRACKING`): told of the same
     /// invalidations and flushes.
     pub clients: Hub,
+    /// Bumped whenever the set of nodes whose streams are needed changes: wakes the streams'
+    /// tasks of nodes that became (or stopped being) needed.
+    expected_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Which nodes must send invalidations, and which do.
 #[derive(Debug, Default)]
 struct Streams {
+    /// The ring's members.
     expected: BTreeSet<usize>,
+    /// The primaries of the Redis Cluster and Sentinel backends (they change with the maps).
+    backends: BTreeSet<usize>,
     live: BTreeSet<usize>,
     /// Live streams that report every key (while clients track).
     every_key: BTreeSet<usize>,
@@ -60,6 +75,7 @@ struct Streams {
 #[derive(Debug, Clone, Copy)]
 pub struct FillToken {
     generation: u64,
+    redirects: u64,
     bucket: usize,
     seen: u64,
 }
@@ -68,11 +84,13 @@ impl Default for Coherence {
     fn default() -> Self {
         Coherence {
             generation: AtomicU64::new(0),
+            redirects: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicBool::new(false),
             streams: Mutex::default(),
             stores: ArcSwap::from_pointee(Vec::new()),
             clients: Hub::default(),
+            expected_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -119,6 +137,7 @@ impl Coherence {
         let bucket = bucket_of(key);
         FillToken {
             generation: self.generation.load(Ordering::SeqCst),
+            redirects: self.redirects.load(Ordering::SeqCst),
             bucket,
             seen: self
                 .buckets
@@ -140,7 +159,14 @@ impl Coherence {
             .buckets
             .get(token.bucket)
             .map_or(0, |b| b.load(Ordering::SeqCst));
-        self.generation.load(Ordering::SeqCst) != token.generation || bucket != token.seen
+        self.generation.load(Ordering::SeqCst) != token.generation
+            || bucket != token.seen
+            || self.redirects.load(Ordering::SeqCst) != token.redirects
+    }
+
+    /// A Redis Cluster redirect is being followed (before its request is sent again).
+    pub fn note_redirect(&self) {
+        self.redirects.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A write of `key` reported by a node: fills under way are dropped, the entry removed
@@ -246,23 +272,77 @@ impl Coherence {
         }
     }
 
+    /// The primaries of the Redis Cluster and Sentinel backends are now `serving`: their
+    /// streams are needed, and no others of those backends. A change empties the near cache
+    /// and tells tracking clients to flush: a promoted replica or a new primary wrote keys
+    /// without a stream watching it, and a demoted one's writes are not its own any more.
+    pub fn expect_backends(&self, serving: BTreeSet<usize>) {
+        let mut s = self.lock();
+        if s.backends == serving {
+            return;
+        }
+        let gone: Vec<usize> = s
+            .backends
+            .difference(&serving)
+            .filter(|slot| !s.expected.contains(slot))
+            .copied()
+            .collect();
+        for slot in &gone {
+            s.live.remove(slot);
+            s.every_key.remove(slot);
+        }
+        s.backends = serving;
+        self.settle(&s, "a backend's primaries changed");
+        drop(s);
+        self.flush("a backend's primaries changed");
+        self.expected_changed.send_modify(|v| *v += 1);
+    }
+
+    /// Whether node `slot`'s stream is needed now.
+    pub fn expects(&self, slot: usize) -> bool {
+        let s = self.lock();
+        s.expected.contains(&slot) || s.backends.contains(&slot)
+    }
+
+    /// Changes to the nodes whose streams are needed, for a stream's task to wait on.
+    pub fn watch_expected(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.expected_changed.subscribe()
+    }
+
+    /// How many nodes' streams are needed, and how many of them are live (INFO).
+    pub fn stream_counts(&self) -> (usize, usize) {
+        let s = self.lock();
+        let needed = s.expected.len() + s.backends.difference(&s.expected).count();
+        let live = s
+            .live
+            .iter()
+            .filter(|slot| s.expected.contains(slot) || s.backends.contains(slot))
+            .count();
+        (needed, live)
+    }
+
     /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`);
     /// `every_key` when it reports every key (not only the near-cached prefixes).
     pub fn set_live(&self, slot: usize, live: bool, every_key: bool) {
         let mut s = self.lock();
+        let mut covered_clients = false;
         let changed = if live {
             if every_key {
                 s.every_key.insert(slot);
             }
             s.live.insert(slot)
         } else {
-            s.every_key.remove(&slot);
+            covered_clients = s.every_key.remove(&slot);
             s.live.remove(&slot)
         };
-        if changed {
+        // A node no longer needed (a demoted primary) ends its stream without a flush.
+        let needed = s.expected.contains(&slot) || s.backends.contains(&slot);
+        if changed && needed {
             self.settle(&s, "a node's invalidation stream was lost");
-            if !live {
-                // What clients cached may change unreported until the stream is back.
+            // What clients cached may change unreported until the stream is back. A stream
+            // of prefixes only never covered them (their reads were told at once): no flush
+            // when it ends to make way for one of every key.
+            if covered_clients {
                 self.clients.flush();
             }
         }
@@ -271,9 +351,10 @@ impl Coherence {
     /// Recomputes `ready`; flushes on every change (entries filled while a stream was down
     /// may have missed invalidations; fills begun before a stream came up were not covered).
     fn settle(&self, s: &Streams, why: &str) {
-        let ready = !s.expected.is_empty() && s.expected.is_subset(&s.live);
+        let needed = || s.expected.iter().chain(&s.backends);
+        let ready = needed().next().is_some() && needed().all(|slot| s.live.contains(slot));
         self.clients
-            .set_covered(ready && s.expected.is_subset(&s.every_key));
+            .set_covered(ready && needed().all(|slot| s.every_key.contains(slot)));
         let was = self.ready.swap(ready, Ordering::SeqCst);
         if was != ready || !ready {
             self.flush_near(if ready {

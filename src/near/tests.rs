@@ -101,6 +101,48 @@ fn nothing_is_served_or_kept_unless_every_expected_stream_is_live() {
 }
 
 #[test]
+fn the_streams_of_a_backend_follow_its_primaries() {
+    let (c, s) = ready_store(1 << 20);
+    assert_eq!(c.stream_counts(), (1, 1));
+    // A cluster's primaries 5 and 6 are needed too.
+    c.expect_backends([5, 6].into_iter().collect());
+    assert!(!c.ready());
+    assert_eq!(c.stream_counts(), (3, 1));
+    c.set_live(5, true, false);
+    c.set_live(6, true, false);
+    assert!(c.ready());
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "v");
+    assert!(s.get(b"route:a", Instant::now()).is_some());
+    // A failover: 7 replaces 6. Flushed, and not ready until 7's stream is live.
+    c.expect_backends([5, 7].into_iter().collect());
+    assert!(!c.ready() && s.is_empty());
+    assert!(c.expects(7) && !c.expects(6));
+    c.set_live(7, true, false);
+    assert!(c.ready());
+    let t = c.begin(b"route:a");
+    fill(&s, &t, "route:a", "v");
+    // The demoted primary's stream ends without a flush.
+    c.set_live(6, false, false);
+    assert!(c.ready());
+    assert!(s.get(b"route:a", Instant::now()).is_some());
+    // The same primaries again: nothing changes.
+    c.expect_backends([5, 7].into_iter().collect());
+    assert!(s.get(b"route:a", Instant::now()).is_some());
+    assert_eq!(c.stream_counts(), (3, 3));
+}
+
+#[test]
+fn a_redirect_during_a_fill_drops_it() {
+    let (c, s) = ready_store(1 << 20);
+    let t = c.begin(b"route:a");
+    c.note_redirect();
+    fill(&s, &t, "route:a", "from the migration target");
+    assert!(s.is_empty());
+    assert!(c.changed(&t));
+}
+
+#[test]
 fn an_entry_lives_no_longer_than_its_key_or_max_ttl() {
     let (c, s) = ready_store(1 << 20);
     assert_eq!(s.life(-1, 10), Some(Duration::from_secs(60)));

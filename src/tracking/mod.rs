@@ -47,6 +47,13 @@ pub fn start_one(router: &Arc<Router>, slot: usize) {
     tokio::spawn(track(router.clone(), slot));
 }
 
+/// Starts the tracking task of a Redis Cluster or Sentinel backend's node in `slot`: its
+/// stream runs while the node is a primary serving slots (`Coherence::expect_backends`,
+/// called by `control::slot_maps` with every new map), and waits otherwise.
+pub fn start_backend_node(router: &Arc<Router>, slot: usize) {
+    tokio::spawn(track(router.clone(), slot));
+}
+
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
 enum Ended {
@@ -60,6 +67,8 @@ enum Ended {
     Down,
     #[error("the near-cached prefixes changed")]
     Prefixes,
+    #[error("the node's stream is not needed any more")]
+    NotNeeded,
 }
 
 async fn track(router: Arc<Router>, slot: usize) {
@@ -68,6 +77,7 @@ async fn track(router: Arc<Router>, slot: usize) {
     };
     let mut backoff = Duration::ZERO;
     let mut logged_failure = false;
+    let mut expected_changed = router.view().layers.coherence().watch_expected();
     loop {
         let (coherence, prefixes, interval, connect_timeout, backoff_range) = {
             let view = router.view();
@@ -83,13 +93,16 @@ async fn track(router: Arc<Router>, slot: usize) {
                 ),
             )
         };
-        let idle = prefixes.is_empty() || node.health.is_down();
+        expected_changed.borrow_and_update();
+        let idle = prefixes.is_empty() || node.health.is_down() || !coherence.expects(slot);
         let wait = if idle { interval } else { backoff };
         if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // A client turned tracking on: every key is wanted now.
                 _ = coherence.clients.mode_changed.notified(), if idle => {}
+                // A backend's new map made this node a primary.
+                Ok(()) = expected_changed.changed(), if idle => {}
                 _ = node.retired() => break,
             }
         }
@@ -97,12 +110,12 @@ async fn track(router: Arc<Router>, slot: usize) {
             continue;
         }
         let outcome = tokio::select! {
-            ended = stream(&router, &node, &coherence, &prefixes, slot, connect_timeout) => ended,
+            ended = stream(&router, &node, &coherence, &prefixes, slot, connect_timeout, &mut expected_changed) => ended,
             _ = node.retired() => break,
         };
         coherence.set_live(slot, false, false);
         match outcome {
-            Ended::Prefixes => backoff = Duration::ZERO,
+            Ended::Prefixes | Ended::NotNeeded => backoff = Duration::ZERO,
             Ended::Down => backoff = interval,
             e => {
                 backoff = (backoff * 2).clamp(backoff_range.0, backoff_range.1);
@@ -130,6 +143,7 @@ async fn stream(
     prefixes: &[Vec<u8>],
     slot: usize,
     connect_timeout: Duration,
+    expected_changed: &mut tokio::sync::watch::Receiver<u64>,
 ) -> Ended {
     let mut client = match open(node, prefixes, connect_timeout).await {
         Ok(client) => client,
@@ -161,6 +175,11 @@ async fn stream(
             },
             _ = coherence.clients.mode_changed.notified(), if !every_key => {
                 return Ended::Prefixes;
+            }
+            Ok(()) = expected_changed.changed() => {
+                if !coherence.expects(slot) {
+                    return Ended::NotNeeded;
+                }
             }
             _ = ticker.tick() => {
                 if node.health.is_down() {

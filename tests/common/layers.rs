@@ -75,7 +75,6 @@ pub fn info(c: &mut RawClient, section: &str) -> String {
     call(c, &["INFO", section]).text()
 }
 
-/// The `name:field=value,...` lines of INFO text: name → fields in order.
 /// One numeric field of INFO's `# Stats` section.
 pub fn stats_field(c: &mut RawClient, field: &str) -> i64 {
     let info = info(c, "stats");
@@ -87,6 +86,7 @@ pub fn stats_field(c: &mut RawClient, field: &str) -> i64 {
         .unwrap()
 }
 
+/// The `name:field=value,...` lines of INFO text: name → fields in order.
 pub fn info_lines(text: &str) -> BTreeMap<String, Vec<(String, String)>> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -114,6 +114,32 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
+}
+
+/// One number of a layer's INFO line (`near_hits`, `near_invalidations`, ...).
+pub fn layer_figure(c: &mut RawClient, layer: &str, field: &str) -> u64 {
+    let lines = info_lines(&info(c, "layers"));
+    let fields = lines
+        .get(&format!("layer_{layer}"))
+        .unwrap_or_else(|| panic!("no layer {layer}"));
+    self::field(fields, field).parse().unwrap()
+}
+
+/// Reads `key` (of near-cached layer `layer`) until a read is answered from memory.
+pub fn until_near_hit(c: &mut RawClient, layer: &str, key: &str) {
+    poll_until(DEADLINE, "a read served from memory", || {
+        c.call(&["GET", key]);
+        let hits = layer_figure(c, layer, "near_hits");
+        c.call(&["GET", key]);
+        (layer_figure(c, layer, "near_hits") > hits).then_some(())
+    });
+}
+
+/// Waits until every node's invalidation stream reports every key to tracking clients.
+pub fn wait_tracking_covered(c: &mut RawClient) {
+    poll_until(DEADLINE, "the streams to report every key", || {
+        (stats_field(c, "strata_tracking_covered") == 1).then_some(())
+    });
 }
 
 /// Every layer's INFO line: layer name → field → value.

@@ -115,7 +115,8 @@ fn histogram<S: prometheus_client::encoding::EncodeLabelSet>(
 /// `CLIENT TRACKING` for strata's clients (docs/client-tracking.md).
 fn tracking(control: &Control, e: &mut DescriptorEncoder<'_>) -> R {
     let view = control.live.load();
-    let hub = &view.layers.coherence().clients;
+    let coherence = view.layers.coherence();
+    let hub = &coherence.clients;
     let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     gauge(
         e,
@@ -152,6 +153,19 @@ fn tracking(control: &Control, e: &mut DescriptorEncoder<'_>) -> R {
         "tracking_covered",
         "1 while every node's invalidation stream is live and reports every key.",
         i64::from(hub.covered()),
+    )?;
+    let (needed, live) = coherence.stream_counts();
+    gauge(
+        e,
+        "invalidation_streams",
+        "Nodes whose invalidation stream the near cache and tracking clients need now (the ring's members, the backends' primaries).",
+        size(needed),
+    )?;
+    gauge(
+        e,
+        "invalidation_streams_live",
+        "Of those, the nodes whose stream is live.",
+        size(live),
     )?;
     let c = &hub.counters;
     counter(
