@@ -299,6 +299,32 @@ fn config_refuses_what_a_cluster_layer_cannot_do() {
     let ring =
         "listen: 127.0.0.1:0\nnodes: []\nbackends:\n  - {name: ring, cluster: {seeds: ['h:1']}}\n";
     assert!(strata::config::Config::parse(ring, "t").is_err());
+    // read_from: replica is for backends, and not with a near cache.
+    for (yaml, want) in [
+        (
+            "nodes: [{id: a, addr: '127.0.0.1:1'}]\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica}\n",
+            "read_from: replica is for layers served by a Redis Cluster or Sentinel backend",
+        ),
+        (
+            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica, near_cache: {}}\n",
+            "does not take near_cache with read_from: replica",
+        ),
+        (
+            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: secondary}\n",
+            "unknown variant `secondary`",
+        ),
+    ] {
+        let text = format!("{base}{yaml}");
+        let err = strata::config::Config::parse(&text, "t")
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"))
+            .to_string();
+        assert!(err.contains(want), "{err}\nwanted {want:?}");
+    }
+    let replica_reads = format!(
+        "{base}nodes: []\ndefaults: {{backend: main, read_from: replica}}\nlayers:\n  - {{name: r, prefix: 'r:', near_cache: {{}}, read_from: primary}}\n"
+    );
+    strata::config::Config::parse(&replica_reads, "t").unwrap();
 }
 
 #[test]
@@ -478,6 +504,126 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
             .then_some(())
         },
     );
+}
+
+/// `GET` calls a node has served (its own `INFO commandstats`).
+fn gets_served(addr: &str) -> u64 {
+    let text = RawClient::connect(addr)
+        .call(&["INFO", "commandstats"])
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn read_from_replica_reads_the_shards_replicas() {
+    let cluster = RedisCluster::start(3, 1);
+    let seeds = cluster.addrs()[..2].join("', '");
+    let strata = StrataBuilder::with_addrs(Vec::new())
+        .section(&format!(
+            "backends:\n  - {{name: main, cluster: {{seeds: ['{seeds}'], refresh_interval: 1s}}}}\n\
+             defaults: {{backend: main}}\n\
+             health: {{heartbeat_interval: 100ms, node_timeout: 1s, failure_threshold: 2}}\n\
+             layers:\n\
+             \x20 - {{name: route, prefix: 'route:', read_from: replica}}\n\
+             \x20 - {{name: result, prefix: 'result:'}}\n"
+        ))
+        .start();
+    wait_for_map(&strata);
+    let addr = strata.addr().to_string();
+    let mut c = RawClient::connect(&addr);
+    // The cluster names a replica once it has synced: the map learns them at a refresh.
+    poll_until(
+        Duration::from_secs(30),
+        "the map to name the replicas",
+        || {
+            let nodes = info_field(&mut c, "backends", "backend_main", "nodes")?;
+            (nodes == "6").then_some(())
+        },
+    );
+    let keys: Vec<String> = (0..30).map(|i| format!("route:{i}")).collect();
+    for k in &keys {
+        assert_eq!(c.call(&["SET", k, "v"]), Resp::ok());
+        assert_eq!(c.call(&["SET", &format!("result:{k}"), "r"]), Resp::ok());
+    }
+    // The replicas have the writes (WAIT: each primary's replica acknowledged them).
+    for k in &keys {
+        let owner = cluster.owner_of(k);
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut cluster.nodes[owner].conn())
+            .unwrap();
+        assert_eq!(acked, 1, "{k}'s replica");
+    }
+    let primaries = cluster.primaries();
+    let replicas: Vec<usize> = primaries.iter().map(|&p| cluster.replica_of(p)).collect();
+    let served = |nodes: &[usize]| -> u64 {
+        nodes
+            .iter()
+            .map(|&n| gets_served(&cluster.nodes[n].addr()))
+            .sum()
+    };
+    let (p0, r0) = (served(&primaries), served(&replicas));
+    for k in &keys {
+        assert_eq!(c.call(&["GET", k]), Resp::bulk("v"), "GET {k}");
+    }
+    // MGET over several slots: each key from its replica.
+    let mget: Vec<&str> = std::iter::once("MGET")
+        .chain(keys.iter().map(String::as_str))
+        .collect();
+    let reply = c.call(&mget);
+    assert!(
+        reply.array().iter().all(|v| *v == Resp::bulk("v")),
+        "{reply:?}"
+    );
+    let (p1, r1) = (served(&primaries), served(&replicas));
+    assert_eq!(p1, p0, "reads of route: went to a primary");
+    assert_eq!(r1 - r0, keys.len() as u64, "GETs of route: on the replicas");
+    // A layer without read_from reads the primaries.
+    for k in &keys {
+        assert_eq!(c.call(&["GET", &format!("result:{k}")]), Resp::bulk("r"));
+    }
+    assert_eq!(served(&primaries) - p1, keys.len() as u64);
+    assert_eq!(served(&replicas), r1);
+    // Writes still go to the primaries.
+    assert_eq!(c.call(&["SET", &keys[0], "w"]), Resp::ok());
+    let owner = cluster.owner_of(&keys[0]);
+    assert_eq!(
+        cluster.nodes[owner].get(&keys[0]).unwrap(),
+        Some("w".into())
+    );
+    // A tracked read goes to the primary (a replica may lag the invalidations).
+    let mut t = RawClient::connect(&addr);
+    assert_eq!(t.call(&["CLIENT", "TRACKING", "on"]), Resp::ok());
+    let before = served(&primaries);
+    t.call(&["GET", &keys[1]]);
+    assert_eq!(served(&primaries), before + 1);
+
+    // A replica killed: its reads are asked of the primary, at once and once strata marks
+    // it down; the client sees no error.
+    let mut cluster = cluster;
+    let shard = cluster.owner_of(&keys[2]);
+    let victim = cluster.replica_of(shard);
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+    let mut reads = 0;
+    while killed.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            c.call(&["GET", &keys[2]]),
+            Resp::bulk("v"),
+            "after {reads} reads"
+        );
+        reads += 1;
+    }
+    let gone = format!("addr={},", cluster.nodes[victim].addr());
+    poll_until(DEADLINE, "the replica marked down", || {
+        let text = c.call(&["INFO", "backends"]).text();
+        let line = text.lines().find(|l| l.contains(&gone))?;
+        line.contains("state=down").then_some(())
+    });
+    assert_eq!(c.call(&["GET", &keys[2]]), Resp::bulk("v"));
 }
 
 #[test]

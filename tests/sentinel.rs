@@ -197,6 +197,48 @@ fn near_cache_and_tracking_follow_a_sentinel_failover() {
     );
 }
 
+/// `GET` calls a node has served (its own `INFO commandstats`).
+fn gets_served(addr: &str) -> u64 {
+    let text = RawClient::connect(addr)
+        .call(&["INFO", "commandstats"])
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn read_from_replica_reads_the_replica_the_sentinels_name() {
+    let setup = SentinelSetup::start();
+    let strata = strata_with(&setup, ", read_from: replica");
+    wait_for_primary(&strata, &setup.data[0].addr());
+    let mut c = RawClient::connect(&strata.addr().to_string());
+    poll_until(
+        Duration::from_secs(30),
+        "the map to name the replica",
+        || {
+            let info = c.call(&["INFO", "backends"]).text();
+            info.contains("role=replica").then_some(())
+        },
+    );
+    for i in 0..20 {
+        assert_eq!(c.call(&["SET", &format!("route:{i}"), "v"]), Resp::ok());
+    }
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut setup.data[0].conn())
+        .unwrap();
+    assert_eq!(acked, 1);
+    let (primary, replica) = (setup.data[0].addr(), setup.data[1].addr());
+    let (p0, r0) = (gets_served(&primary), gets_served(&replica));
+    for i in 0..20 {
+        assert_eq!(c.call(&["GET", &format!("route:{i}")]), Resp::bulk("v"));
+    }
+    assert_eq!(gets_served(&primary), p0, "reads went to the primary");
+    assert_eq!(gets_served(&replica) - r0, 20);
+}
+
 /// A RESP3 client with `CLIENT TRACKING on`, keeping the pushes that come before replies.
 struct Tracking {
     c: RawClient,

@@ -191,5 +191,6 @@ fn layer(name: &str, prefix: &str) -> LayerSpec {
         coalesce: false,
         near_cache: None,
         backend: None,
+        read_from: crate::config::ReadFrom::Primary,
     }
 }

@@ -48,6 +48,19 @@ pub async fn open_node(
         timeout,
     )
     .await?;
+    if node.cluster.as_ref().is_some_and(|link| !link.sentinel) {
+        tokio::time::timeout(timeout, read_only(node, &mut stream))
+            .await
+            .map_err(|_| {
+                Failure::new(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "READONLY not answered within {}",
+                        humantime::format_duration(timeout)
+                    ),
+                )
+            })??;
+    }
     if node.refill.enabled() {
         tokio::time::timeout(timeout, observe_run_id(node, &mut stream))
             .await
@@ -62,6 +75,27 @@ pub async fn open_node(
             })??;
     }
     Ok(stream)
+}
+
+/// `READONLY` on a new connection to a Redis Cluster node: a replica then serves reads of its
+/// slots (`read_from: replica`) instead of redirecting them to the primary; a primary
+/// ignores it. A node that refuses it is used as it is (its replicas' reads are redirected),
+/// and a warning says so.
+async fn read_only<S: AsyncRead + AsyncWrite + Unpin>(
+    node: &NodeInfo,
+    stream: &mut S,
+) -> Result<(), Failure> {
+    stream
+        .write_all(&command_bytes([&b"READONLY"[..]].into_iter()))
+        .await
+        .map_err(|e| Failure::io("write", &e))?;
+    stream.flush().await.map_err(|e| Failure::io("write", &e))?;
+    let reply = read_reply(stream).await?;
+    if reply.is_error() {
+        let text = String::from_utf8_lossy(&reply.raw);
+        tracing::warn!(node = %node.id, reply = %text.trim_end(), "READONLY refused: reads sent to this replica are redirected to its primary");
+    }
+    Ok(())
 }
 
 /// `INFO server` on a new connection: a `run_id` other than the one seen before means the

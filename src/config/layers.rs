@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::template::KeyTemplate;
-use super::{Config, NearCacheConfig, ReadConsistency, WriteConsistency};
+use super::{Config, NearCacheConfig, ReadConsistency, ReadFrom, WriteConsistency};
 
 /// Most copies of a key a layer may ask for.
 pub const MAX_REPLICAS: u8 = 16;
@@ -43,6 +43,8 @@ pub struct LayerSpec {
     /// The backend serving the layer (`backends`, by position); `None`: the ring of `nodes`.
     #[serde(serialize_with = "backend_name")]
     pub backend: Option<BackendRef>,
+    /// Reads go to the shard's primary or one of its replicas (backends only).
+    pub read_from: ReadFrom,
 }
 
 /// A layer's backend: its name and its position in `backends`.
@@ -163,6 +165,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
             coalesce: l.coalesce.unwrap_or(d.coalesce),
             near_cache: l.near_cache,
             backend: backend_of(&at, l.backend.as_ref())?,
+            read_from: l.read_from.unwrap_or(d.read_from),
         });
         let replication = l.replication.unwrap_or(d.replication);
         if let Some(last) = out.last_mut() {
@@ -186,6 +189,7 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         coalesce: d.coalesce,
         near_cache: None,
         backend: backend_of("defaults", None)?,
+        read_from: d.read_from,
     });
     for (i, l) in out.iter().enumerate() {
         let at = if l.name == DEFAULT_LAYER {
@@ -205,9 +209,17 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
         if l.replication == 0 {
             return Err(format!("{at}.replication: must be at least 1"));
         }
+        if let Some(near) = &l.near_cache {
+            check_near_cache(&at, l, near)?;
+        }
         if l.backend.is_some() {
             check_cluster_layer(&at, l)?;
             continue;
+        }
+        if l.read_from != ReadFrom::Primary {
+            return Err(format!(
+                "{at}.read_from: replica is for layers served by a Redis Cluster or Sentinel backend; the ring's copies are read by read_consistency"
+            ));
         }
         if nodes == 0 {
             return Err(format!(
@@ -226,9 +238,6 @@ pub fn resolve_layers(config: &Config) -> Result<Vec<LayerSpec>, String> {
                 "{at}.replication: at most {MAX_REPLICAS} copies, got {}",
                 l.replication
             ));
-        }
-        if let Some(near) = &l.near_cache {
-            check_near_cache(&at, l, near)?;
         }
     }
     let total: u64 = out
@@ -260,6 +269,12 @@ fn check_cluster_layer(at: &str, l: &LayerSpec) -> Result<(), String> {
         Some("eject_on_down")
     } else if l.read_consistency != ReadConsistency::One {
         Some("read_consistency other than one")
+    } else if l.read_from == ReadFrom::Replica && l.near_cache.is_some() {
+        // A replica may still hold the old value when the primary's invalidation arrives: a
+        // fill from it would be kept past the write.
+        Some(
+            "near_cache with read_from: replica (fills read the primary's stream, not the replica)",
+        )
     } else {
         None
     };

@@ -44,6 +44,18 @@ pub enum ReadConsistency {
     All,
 }
 
+/// Where a layer served by a Redis Cluster or Sentinel backend reads its keys.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// The primary of the key's shard: every read sees every acknowledged write.
+    #[default]
+    Primary,
+    /// A replica of the key's shard that is up (the same one for a client while it stays
+    /// up), the primary when none is: reads may lag writes by the replication delay.
+    Replica,
+}
+
 /// The policy fields every layer inherits when it leaves them out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +87,9 @@ pub struct LayerDefaults {
     /// `backends`. Default `ring`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Reads of a Redis Cluster or Sentinel layer go to the shard's `primary` or to a
+    /// `replica`. Default `primary`.
+    pub read_from: ReadFrom,
 }
 
 impl Default for LayerDefaults {
@@ -89,6 +104,7 @@ impl Default for LayerDefaults {
             eject_on_down: false,
             coalesce: false,
             backend: None,
+            read_from: ReadFrom::Primary,
         }
     }
 }
@@ -140,6 +156,10 @@ pub struct LayerConfig {
     /// Cluster, docs/redis-cluster.md). Default `defaults.backend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Reads from the shard's `primary` or a `replica` (Redis Cluster and Sentinel layers
+    /// only). Default `defaults.read_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<ReadFrom>,
 }
 
 /// A layer's near cache.

@@ -102,6 +102,8 @@ pub struct Layers {
     any_near: bool,
     /// True when some layer coalesces its reads.
     any_coalesce: bool,
+    /// True when some layer reads from the replicas of its backend (`read_from: replica`).
+    any_replica_reads: bool,
     /// True when some layer is served by a Redis Cluster backend.
     any_cluster: bool,
 }
@@ -140,6 +142,7 @@ impl Layers {
                 coalesce: false,
                 near_cache: None,
                 backend: None,
+                read_from: crate::config::ReadFrom::Primary,
             });
         layers.push(Layer::new(default, workers));
         let mut by_length: Vec<(Box<[u8]>, LayerId)> = layers
@@ -170,6 +173,9 @@ impl Layers {
         let any_near = !stores.is_empty();
         let any_coalesce = layers.iter().any(|l| l.spec.coalesce);
         let any_cluster = layers.iter().any(|l| l.spec.backend.is_some());
+        let any_replica_reads = layers
+            .iter()
+            .any(|l| l.spec.read_from == crate::config::ReadFrom::Replica);
         coherence.set_stores(stores);
         Layers {
             layers,
@@ -181,6 +187,7 @@ impl Layers {
             any_near,
             any_coalesce,
             any_cluster,
+            any_replica_reads,
         }
     }
 
@@ -249,6 +256,12 @@ impl Layers {
 
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
+    }
+
+    /// True when some layer reads from its backend's replicas.
+    #[inline]
+    pub fn any_replica_reads(&self) -> bool {
+        self.any_replica_reads
     }
 
     /// True when some layer is replicated; when none is, requests skip the replicated path.

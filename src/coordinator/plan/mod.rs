@@ -10,6 +10,7 @@
 mod coalesced;
 mod copies;
 mod near;
+mod replica_reads;
 mod split;
 
 pub use near::{before_write, then_apply, WriteEffect};
@@ -526,7 +527,17 @@ pub async fn plan(
             Route::SameNode => match one_copy(view, lane, spec, &request, traits.ttl_rule, track) {
                 Err(reply) => Pending::ready(reply),
                 Ok((node, payload, followers)) if followers.is_empty() => {
-                    forward(router, lane, node, payload).await
+                    let replica = replica_reads::may_use_replicas(view, spec, track)
+                        .then(|| {
+                            replica_reads::replica_for_request(view, spec, &request, lane.client)
+                        })
+                        .flatten();
+                    match replica {
+                        Some(replica) => {
+                            replica_reads::read(&coord.router, lane, replica, node, payload).await
+                        }
+                        None => forward(router, lane, node, payload).await,
+                    }
                 }
                 Ok((node, payload, followers)) => {
                     send_followed(router, view, lane, node, payload, followers).await

@@ -14,7 +14,7 @@ use crate::coordinator::Coordinator;
 use crate::protocol::reply::command_bytes;
 use crate::protocol::Request;
 
-use super::{copies, down_reply, payload, send_followed, send_followers, ttl_plan};
+use super::{copies, down_reply, payload, replica_reads, send_followed, send_followers, ttl_plan};
 
 /// A splittable multi-key command: by [`copies::split`] when some layer has several copies
 /// or a rebalance runs, else one sub-command per node ([`split_one_copy`]).
@@ -50,6 +50,8 @@ pub(super) async fn split_any(
         )
         .await
     } else {
+        // MGET and EXISTS of `read_from: replica` layers: their keys' replicas.
+        let reader = replica_reads::may_use_replicas(view, spec, track).then_some(lane.client);
         split_one_copy(
             &coord.router,
             view,
@@ -58,6 +60,7 @@ pub(super) async fn split_any(
             split,
             request,
             traits.ttl_rule,
+            reader,
         )
         .await
     }
@@ -66,11 +69,13 @@ pub(super) async fn split_any(
 /// Groups argument positions by owning node, keeping argument order inside each group.
 /// `stride` is 1 for key lists, 2 for key/value pairs. Keys of a Redis Cluster backend are
 /// grouped by slot as well (a cluster refuses one command over two slots, even on one node);
-/// `Err` when a key's slot has no node.
+/// `Err` when a key's slot has no node. `reader`: the client of a read that may go to
+/// replicas.
 fn group_by_node(
     view: &View,
     request: &Request,
     stride: usize,
+    reader: Option<u64>,
 ) -> Result<Vec<(usize, Vec<usize>)>, crate::protocol::Reply> {
     let ring = &view.topology.ring;
     let clusters = view.layers.any_cluster();
@@ -80,7 +85,10 @@ fn group_by_node(
     while let Some(key) = request.args.get(pos) {
         let at = if clusters {
             let place = view.place(key);
-            let node = super::node_of(view, place)?;
+            let mut node = super::node_of(view, place)?;
+            if let Some(client) = reader {
+                node = replica_reads::replica_of(view, key, place, client).unwrap_or(node);
+            }
             match place {
                 Place::Slot { slot, .. } => (node, u32::from(slot)),
                 Place::Ring(_) => (node, u32::MAX),
@@ -102,6 +110,7 @@ fn group_by_node(
 
 /// MGET / MSET / DEL / UNLINK / EXISTS / TOUCH when every layer has one copy: one
 /// sub-command per node, merged. MSET's keys get the TTL policy's followers.
+#[allow(clippy::too_many_arguments)]
 async fn split_one_copy(
     router: &Router,
     view: &View,
@@ -110,6 +119,7 @@ async fn split_one_copy(
     split: Split,
     request: Request,
     ttl_rule: bool,
+    reader: Option<u64>,
 ) -> Pending {
     let stride = match split {
         Split::Mset => {
@@ -128,7 +138,7 @@ async fn split_one_copy(
     } else {
         Vec::new()
     };
-    let groups = match group_by_node(view, &request, stride) {
+    let groups = match group_by_node(view, &request, stride, reader) {
         Ok(groups) => groups,
         Err(reply) => return Pending::ready(reply),
     };
