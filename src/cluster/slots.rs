@@ -17,6 +17,13 @@ pub const SLOT_COUNT: usize = 16384;
 /// No node serves the slot (the map is empty, or the cluster left it unassigned).
 const NONE: u16 = u16::MAX;
 
+/// CRC16/XMODEM, Redis Cluster's key hash, sixteen bytes per step (slice-by-16 tables, 8 KB).
+/// On every request of a cluster layer: with the byte-at-a-time table of the `crc16` crate a
+/// GET cost 159 instructions more over a cluster than over the ring at `-P 16` (callgrind,
+/// 16-byte keys); with this, 54 more.
+const SLOT_CRC: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
+
 /// Redis Cluster's hash slot of `key`: the bytes between the first `{` and the first `}` after
 /// it are hashed instead of the whole key when there are any. Fixed by Redis, so `ring.hash_tag`
 /// does not apply.
@@ -31,7 +38,7 @@ pub fn key_slot(key: &[u8]) -> u16 {
         }
         None => key,
     };
-    crc16::State::<crc16::XMODEM>::calculate(hashed) & (SLOT_COUNT as u16 - 1)
+    SLOT_CRC.checksum(hashed) & (SLOT_COUNT as u16 - 1)
 }
 
 /// A range of slots and the nodes serving it, as the cluster reported it (`host:port`).
@@ -353,6 +360,29 @@ mod tests {
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
         assert_eq!(key_slot(b""), 0);
+        // Long keys (memchr's search) and every length around the 16-byte steps agree with a
+        // plain bitwise CRC16/XMODEM.
+        let bitwise = |data: &[u8]| {
+            let mut crc: u16 = 0;
+            for &b in data {
+                crc ^= u16::from(b) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+            }
+            crc & 0x3fff
+        };
+        for len in 0..200 {
+            let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert_eq!(key_slot(&key), bitwise(&key), "length {len}");
+        }
+        let mut long = vec![b'x'; 100];
+        long.extend_from_slice(b"{tag}");
+        assert_eq!(key_slot(&long), key_slot(b"tag"));
     }
 
     fn link() -> std::sync::Arc<ClusterLink> {
