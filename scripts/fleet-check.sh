@@ -35,7 +35,7 @@ require_positive KEYS
 
 BIN="${STRATA_BIN:-$(build_strata)}"
 DIR="$(mktemp -d -t strata-fleet.XXXXXX)"
-register_tmpdir "$DIR"
+[[ -n "${FLEET_KEEP:-}" ]] || register_tmpdir "$DIR"
 mapfile -t PORTS < <(free_ports 7)
 NODE_PORTS=("${PORTS[@]:0:4}")
 S1="${PORTS[4]}" S2="${PORTS[5]}" HP="${PORTS[6]}"
