@@ -320,18 +320,38 @@ fn mget_is_served_per_key_from_memory_and_fills_what_it_misses() {
         // meta:a twice and route:b: three keys from memory.
         (hits(&mut c) == before + 3).then_some(())
     });
-    // Every near-cached key found: the reply is built in memory, the nodes are not asked.
+    // Every near-cached key found: the reply is built in memory, the nodes are not asked. (On
+    // a loaded machine a stream whose PING was late counts as lost and empties the near
+    // cache: then the keys are read again and the MGET tried anew.)
     let both = ["MGET", "route:b", "meta:a"];
-    let before = hits(&mut c);
-    assert_eq!(
-        c.call(&both),
-        Resp::Array(vec![Resp::bulk("2"), Resp::bulk("1")])
+    poll_until(
+        DEADLINE,
+        "an MGET of cached keys answered from memory",
+        || {
+            let before = hits(&mut c);
+            assert_eq!(
+                c.call(&both),
+                Resp::Array(vec![Resp::bulk("2"), Resp::bulk("1")])
+            );
+            if hits(&mut c) == before + 2 {
+                return Some(());
+            }
+            c.call(&keys);
+            None
+        },
     );
-    assert_eq!(hits(&mut c), before + 2);
     // A GET is served from what an MGET filled, and the other way round.
-    let before = near(&mut c, "meta", "near_hits");
-    assert_eq!(get(&mut c, "meta:a"), Resp::bulk("1"));
-    assert_eq!(near(&mut c, "meta", "near_hits"), before + 1);
+    poll_until(DEADLINE, "a GET answered from what an MGET filled", || {
+        let before = near(&mut c, "meta", "near_hits");
+        assert_eq!(get(&mut c, "meta:a"), Resp::bulk("1"));
+        if near(&mut c, "meta", "near_hits") == before + 1 {
+            return Some(());
+        }
+        // The GET filled it itself: empty it and let an MGET fill it again.
+        c.call(&["STRATA", "NEARCACHE", "FLUSH"]);
+        c.call(&["MGET", "meta:a"]);
+        None
+    });
 
     // Read-your-writes, and a write made on the node directly.
     assert_eq!(c.call(&["SET", "meta:a", "9"]), Resp::ok());

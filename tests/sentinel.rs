@@ -24,6 +24,9 @@ fn strata_with(setup: &SentinelSetup, route: &str) -> Strata {
             "backends:\n  - {{name: ha, sentinel: {{master: {MASTER}, sentinels: ['{sentinels}']}}}}\n\
              defaults: {{backend: ha}}\n\
              layers:\n  - {{name: route, prefix: 'route:', ttl: 5m{route}}}\n\
+             \x20 - {{name: result, prefix: 'result:', ttl: 10m}}\n\
+             \x20 - {{name: meta, prefix: 'meta:', ttl: 1m}}\n\
+             \x20 - {{name: load, prefix: 'load:', ttl: 5s}}\n\
              timeouts: {{connect: 500ms, request: 2s}}\n\
              health: {{heartbeat_interval: 100ms, node_timeout: 1s}}\n"
         ))

@@ -34,7 +34,10 @@ impl Traffic {
                     let mut c = RawClient::connect(&addr);
                     let mut i = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        let key = format!("result:{t}:{}", i % 500);
+                        // The model router's four layers in turn (500 keys per client,
+                        // each always of the same layer).
+                        let layer = ["route", "result", "meta", "load"][(i % 4) as usize];
+                        let key = format!("{layer}:{t}:{}", i % 500);
                         let value = format!("{i}");
                         // A failed SET may or may not have landed: the GET after it is
                         // not checked.
