@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::layers::{layer_figure, stats_field, until_near_hit, wait_tracking_covered};
+use common::layers::{
+    gets_served, layer_figure, stats_field, until_near_hit, wait_tracking_covered,
+};
 use common::redis_cluster::RedisCluster;
 use common::traffic::{let_run, Traffic};
 use common::*;
@@ -287,6 +289,19 @@ fn config_refuses_what_a_cluster_layer_cannot_do() {
             "nodes: []\nlayers:\n  - {name: r, prefix: 'r:'}\n",
             "at least one node is required",
         ),
+        // read_from: replica is for backends, and not with a near cache.
+        (
+            "nodes: [{id: a, addr: '127.0.0.1:1'}]\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica}\n",
+            "read_from: replica is for layers served by a Redis Cluster or Sentinel backend",
+        ),
+        (
+            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica, near_cache: {}}\n",
+            "does not take near_cache with read_from: replica",
+        ),
+        (
+            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: secondary}\n",
+            "unknown variant `secondary`",
+        ),
     ];
     for (yaml, want) in bad {
         let text = format!("{base}{yaml}");
@@ -303,28 +318,6 @@ fn config_refuses_what_a_cluster_layer_cannot_do() {
     let ring =
         "listen: 127.0.0.1:0\nnodes: []\nbackends:\n  - {name: ring, cluster: {seeds: ['h:1']}}\n";
     assert!(strata::config::Config::parse(ring, "t").is_err());
-    // read_from: replica is for backends, and not with a near cache.
-    for (yaml, want) in [
-        (
-            "nodes: [{id: a, addr: '127.0.0.1:1'}]\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica}\n",
-            "read_from: replica is for layers served by a Redis Cluster or Sentinel backend",
-        ),
-        (
-            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: replica, near_cache: {}}\n",
-            "does not take near_cache with read_from: replica",
-        ),
-        (
-            "nodes: []\ndefaults: {backend: main}\nlayers:\n  - {name: r, prefix: 'r:', read_from: secondary}\n",
-            "unknown variant `secondary`",
-        ),
-    ] {
-        let text = format!("{base}{yaml}");
-        let err = strata::config::Config::parse(&text, "t")
-            .err()
-            .unwrap_or_else(|| panic!("accepted:\n{text}"))
-            .to_string();
-        assert!(err.contains(want), "{err}\nwanted {want:?}");
-    }
     let replica_reads = format!(
         "{base}nodes: []\ndefaults: {{backend: main, read_from: replica}}\nlayers:\n  - {{name: r, prefix: 'r:', near_cache: {{}}, read_from: primary}}\n"
     );
@@ -373,14 +366,7 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
     assert_eq!(msg, Resp::bulks(&["message", "news", "hello"]));
     // CLIENT TRACKING: the primaries' invalidation streams watch the keys, so a tracked read
     // is promised a notice, which a write made on the node directly brings.
-    let mut inv = RawClient::connect(&addr);
-    let id = inv.call(&["CLIENT", "ID"]).int().to_string();
-    inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
-    let mut reader = RawClient::connect(&addr);
-    assert_eq!(
-        reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
-        Resp::ok()
-    );
+    let (mut inv, mut reader) = redirect_tracking(&addr);
     wait_covered(&mut c);
     c.call(&["SET", "route:q1", "m1"]);
     assert_eq!(reader.call(&["GET", "route:q1"]), Resp::bulk("m1"));
@@ -396,6 +382,20 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
             Resp::bulks(&["route:q1"]),
         ])
     );
+}
+
+/// A client subscribed to `__redis__:invalidate`, and a client with `CLIENT TRACKING ON
+/// REDIRECT` to it (RESP2).
+fn redirect_tracking(addr: &str) -> (RawClient, RawClient) {
+    let mut inv = RawClient::connect(addr);
+    let id = inv.call(&["CLIENT", "ID"]).int().to_string();
+    inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
+    let mut reader = RawClient::connect(addr);
+    assert_eq!(
+        reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
+        Resp::ok()
+    );
+    (inv, reader)
 }
 
 /// Waits until the primaries' invalidation streams report every key to tracking clients.
@@ -438,14 +438,7 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
     assert!(layer_figure(&mut c, "route", "near_invalidations") > removed);
 
     // A tracking client (RESP2, REDIRECT) is told of a direct write, not of its own read.
-    let mut inv = RawClient::connect(&addr);
-    let id = inv.call(&["CLIENT", "ID"]).int().to_string();
-    inv.call(&["SUBSCRIBE", "__redis__:invalidate"]);
-    let mut reader = RawClient::connect(&addr);
-    assert_eq!(
-        reader.call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]),
-        Resp::ok()
-    );
+    let (mut inv, mut reader) = redirect_tracking(&addr);
     wait_covered(&mut c);
     assert_eq!(reader.call(&["GET", key]), Resp::bulk("v2"));
     inv.set_read_timeout(Duration::from_millis(300));
@@ -508,16 +501,6 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
             .then_some(())
         },
     );
-}
-
-/// `GET` calls a node has served (its own `INFO commandstats`).
-fn gets_served(addr: &str) -> u64 {
-    let text = RawClient::connect(addr)
-        .call(&["INFO", "commandstats"])
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
 #[test]

@@ -57,16 +57,21 @@ fn start() -> (Strata, Vec<RedisNode>) {
     (strata, nodes)
 }
 
-#[test]
-fn two_replicas_restarted_empty_in_turn_lose_no_key() {
-    let (strata, mut nodes) = start();
-    let mut c = strata.raw();
+/// Waits until every node is up and strata has a connection to each.
+fn wait_connected(c: &mut RawClient) {
     poll_until(DEADLINE, "every node up and connected", || {
-        node_lines(&mut c)
+        node_lines(c)
             .values()
             .all(|n| n["state"] == "up" && num(n, "connections") > 0)
             .then_some(())
     });
+}
+
+#[test]
+fn two_replicas_restarted_empty_in_turn_lose_no_key() {
+    let (strata, mut nodes) = start();
+    let mut c = strata.raw();
+    wait_connected(&mut c);
     let ring = strata.ring();
     let q3: Vec<String> = (0..KEYS).map(|i| format!("q3:k{i}")).collect();
     // `one` keys whose primary is node1, the first to restart, and whose other copy is on
@@ -224,12 +229,7 @@ impl Drop for Resume<'_> {
 fn a_source_out_for_a_moment_is_walked_once_it_answers() {
     let (strata, mut nodes) = start();
     let mut c = strata.raw();
-    poll_until(DEADLINE, "every node up and connected", || {
-        node_lines(&mut c)
-            .values()
-            .all(|n| n["state"] == "up" && num(n, "connections") > 0)
-            .then_some(())
-    });
+    wait_connected(&mut c);
     let ring = strata.ring();
     // Keys held by node1 and node2 only: node1's refill has no other source for them.
     let keys: Vec<String> = (0..)

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::layers::{layer_figure, stats_field, until_near_hit, wait_tracking_covered};
+use common::layers::{
+    gets_served, layer_figure, stats_field, until_near_hit, wait_tracking_covered,
+};
 use common::sentinel::{SentinelSetup, MASTER};
 use common::traffic::{let_run, Traffic};
 use common::*;
@@ -198,16 +200,6 @@ fn near_cache_and_tracking_follow_a_sentinel_failover() {
         "the tracking client told of the new primary's write",
         || (t.next_invalidation() == Some(vec![key.to_string()])).then_some(()),
     );
-}
-
-/// `GET` calls a node has served (its own `INFO commandstats`).
-fn gets_served(addr: &str) -> u64 {
-    let text = RawClient::connect(addr)
-        .call(&["INFO", "commandstats"])
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
 #[test]

@@ -49,32 +49,29 @@ pub async fn open_node(
     )
     .await?;
     if node.cluster.as_ref().is_some_and(|link| !link.sentinel) {
-        tokio::time::timeout(timeout, read_only(node, &mut stream))
-            .await
-            .map_err(|_| {
-                Failure::new(
-                    ErrorKind::TimedOut,
-                    format!(
-                        "READONLY not answered within {}",
-                        humantime::format_duration(timeout)
-                    ),
-                )
-            })??;
+        within(timeout, "READONLY", read_only(node, &mut stream)).await?;
     }
     if node.refill.enabled() {
-        tokio::time::timeout(timeout, observe_run_id(node, &mut stream))
-            .await
-            .map_err(|_| {
-                Failure::new(
-                    ErrorKind::TimedOut,
-                    format!(
-                        "INFO server not answered within {}",
-                        humantime::format_duration(timeout)
-                    ),
-                )
-            })??;
+        within(timeout, "INFO server", observe_run_id(node, &mut stream)).await?;
     }
     Ok(stream)
+}
+
+/// `step` (`what`: the command it sends) of a new connection's set-up, within `timeout`.
+async fn within(
+    timeout: Duration,
+    what: &str,
+    step: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::time::timeout(timeout, step).await.map_err(|_| {
+        Failure::new(
+            ErrorKind::TimedOut,
+            format!(
+                "{what} not answered within {}",
+                humantime::format_duration(timeout)
+            ),
+        )
+    })?
 }
 
 /// `READONLY` on a new connection to a Redis Cluster node: a replica then serves reads of its

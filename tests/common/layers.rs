@@ -125,6 +125,16 @@ pub fn layer_figure(c: &mut RawClient, layer: &str, field: &str) -> u64 {
     self::field(fields, field).parse().unwrap()
 }
 
+/// `GET` calls the Redis node at `addr` has served (its own `INFO commandstats`).
+pub fn gets_served(addr: &str) -> u64 {
+    let text = RawClient::connect(addr)
+        .call(&["INFO", "commandstats"])
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
 /// Reads `key` (of near-cached layer `layer`) until a read is answered from memory.
 pub fn until_near_hit(c: &mut RawClient, layer: &str, key: &str) {
     poll_until(DEADLINE, "a read served from memory", || {
