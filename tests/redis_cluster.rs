@@ -398,6 +398,11 @@ fn redirect_tracking(addr: &str) -> (RawClient, RawClient) {
     (inv, reader)
 }
 
+/// `STRATA RELOAD` of strata's own file.
+fn c_reload(strata: &Strata) -> Resp {
+    RawClient::connect(&strata.addr().to_string()).call(&["STRATA", "RELOAD"])
+}
+
 /// Waits until the primaries' invalidation streams report every key to tracking clients.
 fn wait_covered(c: &mut RawClient) {
     wait_tracking_covered(c);
@@ -419,8 +424,23 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
              layers:\n\
              \x20 - {{name: route, prefix: 'route:', ttl: 5m, near_cache: {{max_bytes: 1mb}}}}\n"
         ))
-        .start();
+        .start_with_file();
     wait_for_map(&strata);
+    // A reload keeps the cluster's nodes out of strata's own refill (Redis keeps their data).
+    assert!(!c_reload(&strata).is_error());
+    let view = strata.handle().control.live.load();
+    let cluster_nodes: Vec<_> = view
+        .topology
+        .nodes
+        .iter()
+        .filter(|n| n.cluster.is_some())
+        .collect();
+    assert!(!cluster_nodes.is_empty());
+    assert!(
+        cluster_nodes.iter().all(|n| !n.refill.enabled()),
+        "refill on for a cluster node after a reload"
+    );
+    drop(view);
     let addr = strata.addr().to_string();
     let mut c = RawClient::connect(&addr);
     let key = "route:gpt";

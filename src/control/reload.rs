@@ -174,7 +174,9 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
     let thresholds = crate::cluster::health::Thresholds::from(&settings.config.health);
     for node in topology.nodes.iter() {
         node.health.set_thresholds(thresholds);
-        node.refill.set_enabled(settings.config.repair.refill);
+        // A Redis Cluster or Sentinel node is never refilled (Redis keeps its replicas).
+        node.refill
+            .set_enabled(settings.config.repair.refill && node.cluster.is_none());
     }
     // New credentials apply to the connections opened from now on; those open stay
     // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them).
