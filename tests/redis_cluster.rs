@@ -426,7 +426,22 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
         ))
         .start_with_file();
     wait_for_map(&strata);
-    // A reload keeps the cluster's nodes out of strata's own refill (Redis keeps their data).
+    // A reload keeps the cluster's nodes out of strata's own refill (Redis keeps their data),
+    // and gives them the new `backend` credentials (for the connections opened after it).
+    let path = strata.config_path();
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let rotated = yaml.replace("backend: {", "backend: {password: rotated, ");
+    assert_ne!(rotated, yaml);
+    std::fs::write(&path, rotated).unwrap();
+    let reply = c_reload(&strata);
+    assert!(!reply.is_error(), "{reply:?}\n{yaml}");
+    let view = strata.handle().control.live.load();
+    for n in view.topology.nodes.iter().filter(|n| n.cluster.is_some()) {
+        let password = n.credentials().map(|c| c.password.expose().to_string());
+        assert_eq!(password.as_deref(), Some("rotated"), "{}", n.id);
+    }
+    drop(view);
+    std::fs::write(&path, yaml).unwrap();
     assert!(!c_reload(&strata).is_error());
     let view = strata.handle().control.live.load();
     let cluster_nodes: Vec<_> = view

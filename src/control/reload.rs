@@ -179,8 +179,10 @@ fn swap(control: &Control, current: &View, loaded: Settings) -> Result<(View, Sw
             .set_enabled(settings.config.repair.refill && node.cluster.is_none());
     }
     // New credentials apply to the connections opened from now on; those open stay
-    // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them).
-    for node in topology.member_nodes() {
+    // authenticated as they were. Removed nodes keep theirs (a rebalance may still empty them);
+    // the nodes of Redis Cluster and Sentinel backends take the new ones too.
+    let backend_nodes = topology.nodes.iter().filter(|n| n.cluster.is_some());
+    for node in topology.member_nodes().chain(backend_nodes) {
         node.set_credentials(settings.config.credentials_for(&node.id));
         // The files were read again: a renewed certificate or CA applies from here on.
         let tls = settings.node_tls_for(&node.id, &node.addr)?;
