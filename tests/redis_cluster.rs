@@ -539,6 +539,62 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
 }
 
 #[test]
+fn a_ring_near_cache_needs_a_cluster_s_streams_only_while_clients_track() {
+    let nodes = RedisNode::start_many(2);
+    let cluster = RedisCluster::start(3, 0);
+    let seeds = cluster.addrs()[..2].join("', '");
+    let strata = StrataBuilder::with_addrs(nodes.iter().map(|n| n.addr()).collect())
+        .section(&format!(
+            "backends:\n  - {{name: main, cluster: {{seeds: ['{seeds}']}}}}\n\
+             health: {{heartbeat_interval: 100ms, node_timeout: 1s}}\n\
+             client_tracking: {{linger: 1s}}\n\
+             layers:\n\
+             \x20 - {{name: route, prefix: 'route:', near_cache: {{max_bytes: 1mb}}}}\n\
+             \x20 - {{name: result, prefix: 'result:', backend: main}}\n"
+        ))
+        .start();
+    wait_for_map(&strata);
+    let addr = strata.addr().to_string();
+    let mut c = RawClient::connect(&addr);
+    assert_eq!(c.call(&["SET", "route:a", "1"]), Resp::ok());
+    until_near_hit(&mut c, "route", "route:a");
+    // The ring's two streams only: the cluster has no near-cached layer.
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams"), 2);
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams_live"), 2);
+
+    // A tracking client: now the cluster's primaries are watched too, and a write made on
+    // one directly reaches the client.
+    let (mut inv, mut reader) = redirect_tracking(&addr);
+    wait_tracking_covered(&mut c);
+    assert_eq!(stats_field(&mut c, "strata_invalidation_streams"), 5);
+    assert_eq!(c.call(&["SET", "result:q", "r1"]), Resp::ok());
+    assert_eq!(reader.call(&["GET", "result:q"]), Resp::bulk("r1"));
+    let owner = cluster.owner_of("result:q");
+    let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
+    assert_eq!(direct.call(&["SET", "result:q", "r2"]), Resp::ok());
+    poll_until(
+        DEADLINE,
+        "the cluster write told to the tracking client",
+        || {
+            let told = inv.read_reply();
+            (told
+                == Resp::Array(vec![
+                    Resp::bulk("message"),
+                    Resp::bulk("__redis__:invalidate"),
+                    Resp::bulks(&["result:q"]),
+                ]))
+            .then_some(())
+        },
+    );
+    // Tracking off and the linger over: back to the ring's streams.
+    assert_eq!(reader.call(&["CLIENT", "TRACKING", "off"]), Resp::ok());
+    poll_until(DEADLINE, "the cluster's streams to stop", || {
+        (stats_field(&mut c, "strata_invalidation_streams") == 2).then_some(())
+    });
+    until_near_hit(&mut c, "route", "route:a");
+}
+
+#[test]
 fn read_from_replica_reads_the_shards_replicas() {
     let cluster = RedisCluster::start(3, 1);
     let seeds = cluster.addrs()[..2].join("', '");
@@ -548,7 +604,7 @@ fn read_from_replica_reads_the_shards_replicas() {
              defaults: {{backend: main}}\n\
              health: {{heartbeat_interval: 100ms, node_timeout: 1s, failure_threshold: 2}}\n\
              layers:\n\
-             \x20 - {{name: route, prefix: 'route:', read_from: replica}}\n\
+             \x20 - {{name: route, prefix: 'route:', read_from: replica, coalesce: true}}\n\
              \x20 - {{name: result, prefix: 'result:'}}\n"
         ))
         .start();
@@ -622,6 +678,25 @@ fn read_from_replica_reads_the_shards_replicas() {
     let before = served(&primaries);
     t.call(&["GET", &keys[1]]);
     assert_eq!(served(&primaries), before + 1);
+
+    // A tracked read does not join a coalesced read waiting on a replica: with the replica
+    // paused, an untracked GET of a key waits there while a tracked GET of the same key is
+    // answered by the primary.
+    let shard = cluster.owner_of(&keys[3]);
+    let paused = cluster.replica_of(shard);
+    let mut pauser = RawClient::connect(&cluster.nodes[paused].addr());
+    assert_eq!(pauser.call(&["CLIENT", "PAUSE", "2000", "ALL"]), Resp::ok());
+    let mut untracked = RawClient::connect(&addr);
+    untracked.send_cmd(&["GET", &keys[3]]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(t.call(&["GET", &keys[3]]), Resp::bulk("v"));
+    assert_eq!(
+        untracked.read_frame_now().unwrap(),
+        None,
+        "the untracked read was answered with the tracked one: they shared a flight"
+    );
+    assert_eq!(untracked.read_reply(), Resp::bulk("v"));
+    pauser.call(&["CLIENT", "UNPAUSE"]);
 
     // A replica killed: its reads are asked of the primary, at once and once strata marks
     // it down; the client sees no error.

@@ -48,7 +48,13 @@ pub async fn open_node(
         timeout,
     )
     .await?;
-    if node.cluster.as_ref().is_some_and(|link| !link.sentinel) {
+    let replica_reads = |link: &crate::cluster::slots::ClusterLink| {
+        !link.sentinel
+            && link
+                .replica_reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    if node.cluster.as_deref().is_some_and(replica_reads) {
         within(timeout, "READONLY", read_only(node, &mut stream)).await?;
     }
     if node.refill.enabled() {
@@ -74,10 +80,11 @@ async fn within(
     })?
 }
 
-/// `READONLY` on a new connection to a Redis Cluster node: a replica then serves reads of its
-/// slots (`read_from: replica`) instead of redirecting them to the primary; a primary
-/// ignores it. A node that refuses it is used as it is (its replicas' reads are redirected),
-/// and a warning says so.
+/// `READONLY` on a new connection to a Redis Cluster node whose backend has a layer with
+/// `read_from: replica`: a replica then serves reads of its slots instead of redirecting them
+/// to the primary; a primary ignores it. (Without such a layer it is not sent: a primary
+/// demoted by a failover then redirects reads instead of answering them from its now lagging
+/// copy.) A node that refuses it is used as it is, and a warning says so once per backend.
 async fn read_only<S: AsyncRead + AsyncWrite + Unpin>(
     node: &NodeInfo,
     stream: &mut S,
@@ -88,9 +95,14 @@ async fn read_only<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| Failure::io("write", &e))?;
     stream.flush().await.map_err(|e| Failure::io("write", &e))?;
     let reply = read_reply(stream).await?;
-    if reply.is_error() {
+    let first = node.cluster.as_ref().is_some_and(|link| {
+        !link
+            .readonly_refused
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    });
+    if reply.is_error() && first {
         let text = String::from_utf8_lossy(&reply.raw);
-        tracing::warn!(node = %node.id, reply = %text.trim_end(), "READONLY refused: reads sent to this replica are redirected to its primary");
+        tracing::warn!(node = %node.id, reply = %text.trim_end(), "READONLY refused: reads sent to this backend's replicas are redirected to their primaries");
     }
     Ok(())
 }

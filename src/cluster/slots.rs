@@ -252,6 +252,11 @@ pub struct ClusterLink {
     /// slot, so keys of any slots may share a command.
     pub sentinel: bool,
     pub refresh: MapRefresh,
+    /// Some layer on this backend reads from replicas (`read_from: replica`): new connections
+    /// to a Redis Cluster node send READONLY. Set from the layers at start and by reloads.
+    pub replica_reads: std::sync::atomic::AtomicBool,
+    /// A node refused READONLY and the warning was logged (once per backend).
+    pub readonly_refused: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterLink {
@@ -269,6 +274,8 @@ impl ClusterLink {
                     max_redirects: b.max_redirects(),
                     sentinel: b.sentinel.is_some(),
                     refresh: MapRefresh::default(),
+                    replica_reads: std::sync::atomic::AtomicBool::new(false),
+                    readonly_refused: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .collect()
@@ -392,6 +399,8 @@ mod tests {
             max_redirects: 5,
             sentinel: false,
             refresh: MapRefresh::default(),
+            replica_reads: Default::default(),
+            readonly_refused: Default::default(),
         })
     }
 

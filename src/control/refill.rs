@@ -238,15 +238,16 @@ async fn walk_source(
     if source.node.health.is_down() {
         return Err(Stop::Source("marked down".into()));
     }
+    let mut conn = Direct::connect(&source.node, connect, timeout)
+        .await
+        .map_err(Stop::Source)?;
+    // Checked after connecting: the new connection's `run_id` is often what notices a restart.
     let restarts = source.node.refill.restarts.load(Ordering::Relaxed);
     if restarts != source.restarts {
         // The member restarted since its cursor was handed out: that cursor means nothing now.
         source.restarts = restarts;
         source.cursor = Bytes::from_static(b"0");
     }
-    let mut conn = Direct::connect(&source.node, connect, timeout)
-        .await
-        .map_err(Stop::Source)?;
     loop {
         if let Some(why) = stop_reason(control, node, generation) {
             return Err(Stop::Target(why));

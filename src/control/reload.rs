@@ -57,6 +57,8 @@ pub fn reload(control: &Arc<Control>, router: &Arc<Router>) -> Result<Report, St
                 drop(node.hints.take(pending));
                 node.retire();
             }
+            // Layers may have changed their backend, near cache or read_from.
+            crate::control::slot_maps::layers_or_map_changed(&control.live.load());
             if membership_changed && auto_rebalance {
                 let _ = crate::control::rebalance::start(control);
             }

@@ -43,6 +43,8 @@ pub enum RefreshError {
 /// primary a `+switch-master` listener per sentinel.
 pub fn start(control: &Arc<Control>, router: &Arc<Router>) {
     let view = control.live.load();
+    // Before any map: connections opened once it comes must know whether to send READONLY.
+    layers_or_map_changed(&view);
     for backend in 0..view.topology.clusters.len() {
         tokio::spawn(run(control.clone(), router.clone(), backend));
         let sentinel = sentinel_of(&view, backend);
@@ -162,6 +164,35 @@ async fn run(control: Arc<Control>, router: Arc<Router>, backend: usize) {
     }
 }
 
+/// What the backends need from the layers of `view`, told after a new map and a reload: the
+/// invalidation streams of the primaries (always for a backend with a near-cached layer, else
+/// while clients track every key), and READONLY on new connections to a Redis Cluster whose
+/// layers read from replicas.
+pub fn layers_or_map_changed(view: &View) {
+    let mut near = std::collections::BTreeSet::new();
+    let mut tracked = std::collections::BTreeSet::new();
+    for map in &view.topology.clusters {
+        let backend = map.link.backend;
+        let on_backend = || {
+            view.layers.iter().map(|(_, l)| l).filter(move |l| {
+                l.spec.backend.as_ref().map(|b| usize::from(b.index)) == Some(backend)
+            })
+        };
+        let reads_replicas =
+            on_backend().any(|l| l.spec.read_from == crate::config::ReadFrom::Replica);
+        map.link
+            .replica_reads
+            .store(reads_replicas, std::sync::atomic::Ordering::Relaxed);
+        let set = if on_backend().any(|l| l.near.is_some()) {
+            &mut near
+        } else {
+            &mut tracked
+        };
+        set.extend(map.primaries());
+    }
+    view.layers.coherence().expect_backends(near, tracked);
+}
+
 fn link_of(view: &View, backend: usize) -> Option<Arc<ClusterLink>> {
     view.topology.clusters.get(backend).map(|m| m.link.clone())
 }
@@ -194,9 +225,7 @@ pub async fn refresh(
             crate::tracking::start_backend_node(router, slot);
         }
         // The invalidation streams needed follow the primaries.
-        let view = control.live.load();
-        let primaries = view.topology.primaries().into_iter().collect();
-        view.layers.coherence().expect_backends(primaries);
+        layers_or_map_changed(&control.live.load());
     }
     link.refresh.learnt();
     Ok(())

@@ -64,11 +64,35 @@ pub struct Coherence {
 struct Streams {
     /// The ring's members.
     expected: BTreeSet<usize>,
-    /// The primaries of the Redis Cluster and Sentinel backends (they change with the maps).
+    /// The primaries of the Redis Cluster and Sentinel backends with a near-cached layer (they
+    /// change with the maps).
     backends: BTreeSet<usize>,
+    /// The other backends' primaries: needed only while clients track every key.
+    backends_tracked: BTreeSet<usize>,
     live: BTreeSet<usize>,
     /// Live streams that report every key (while clients track).
     every_key: BTreeSet<usize>,
+}
+
+impl Streams {
+    /// Whether node `slot`'s stream is needed; `tracking`: clients track every key.
+    fn needs(&self, slot: usize, tracking: bool) -> bool {
+        self.expected.contains(&slot)
+            || self.backends.contains(&slot)
+            || (tracking && self.backends_tracked.contains(&slot))
+    }
+
+    /// The nodes whose streams are needed, each once.
+    fn needed(&self, tracking: bool) -> impl Iterator<Item = usize> + '_ {
+        let tracked = self.backends_tracked.iter().filter(move |_| tracking);
+        self.expected.iter().copied().chain(
+            self.backends
+                .iter()
+                .chain(tracked)
+                .copied()
+                .filter(|slot| !self.expected.contains(slot)),
+        )
+    }
 }
 
 /// Taken before a fill's request is sent (see the module's doc).
@@ -256,6 +280,7 @@ impl Coherence {
     /// needed. A joining node must report in before entries are served again; a leaving one
     /// moves keys to other nodes, so everything goes.
     pub fn expect_node(&self, slot: usize, expected: bool) {
+        let tracking = self.clients.wants_every_key();
         let mut s = self.lock();
         let changed = if expected {
             s.expected.insert(slot)
@@ -265,43 +290,45 @@ impl Coherence {
             s.expected.remove(&slot)
         };
         if changed {
-            self.settle(&s, "the nodes changed");
+            self.settle(&s, tracking, "the nodes changed");
             if !expected {
                 self.flush("a node left the ring");
             }
         }
     }
 
-    /// The primaries of the Redis Cluster and Sentinel backends are now `serving`: their
-    /// streams are needed, and no others of those backends. A change empties the near cache
-    /// and tells tracking clients to flush: a promoted replica or a new primary wrote keys
-    /// without a stream watching it, and a demoted one's writes are not its own any more.
-    pub fn expect_backends(&self, serving: BTreeSet<usize>) {
+    /// The primaries of the Redis Cluster and Sentinel backends are now `near` (those of
+    /// backends with a near-cached layer: their streams are always needed) and `tracked` (the
+    /// others': needed while clients track every key). A change empties the near cache and
+    /// tells tracking clients to flush: a promoted replica or a new primary wrote keys without
+    /// a stream watching it, and a demoted one's writes are not its own any more.
+    pub fn expect_backends(&self, near: BTreeSet<usize>, tracked: BTreeSet<usize>) {
+        let tracking = self.clients.wants_every_key();
         let mut s = self.lock();
-        if s.backends == serving {
+        if s.backends == near && s.backends_tracked == tracked {
             return;
         }
-        let gone: Vec<usize> = s
-            .backends
-            .difference(&serving)
-            .filter(|slot| !s.expected.contains(slot))
-            .copied()
-            .collect();
-        for slot in &gone {
-            s.live.remove(slot);
-            s.every_key.remove(slot);
+        // A primary no longer needed keeps its place in `live` until its task ends the
+        // stream (`settle` looks only at the needed ones): promoted again before that, its
+        // stream never stopped reporting.
+        // The other backends' primaries changing while nobody tracks touch no stream needed.
+        let felt = s.backends != near || (tracking && s.backends_tracked != tracked);
+        s.backends = near;
+        s.backends_tracked = tracked;
+        if felt {
+            self.settle(&s, tracking, "a backend's primaries changed");
         }
-        s.backends = serving;
-        self.settle(&s, "a backend's primaries changed");
         drop(s);
-        self.flush("a backend's primaries changed");
+        if felt {
+            self.flush("a backend's primaries changed");
+        }
         self.expected_changed.send_modify(|v| *v += 1);
     }
 
     /// Whether node `slot`'s stream is needed now.
     pub fn expects(&self, slot: usize) -> bool {
-        let s = self.lock();
-        s.expected.contains(&slot) || s.backends.contains(&slot)
+        let tracking = self.clients.wants_every_key();
+        self.lock().needs(slot, tracking)
     }
 
     /// Changes to the nodes whose streams are needed, for a stream's task to wait on.
@@ -311,12 +338,12 @@ impl Coherence {
 
     /// How many nodes' streams are needed, and how many of them are live (INFO).
     pub fn stream_counts(&self) -> (usize, usize) {
+        let tracking = self.clients.wants_every_key();
         let s = self.lock();
-        let needed = s.expected.len() + s.backends.difference(&s.expected).count();
+        let needed = s.needed(tracking).count();
         let live = s
-            .live
-            .iter()
-            .filter(|slot| s.expected.contains(slot) || s.backends.contains(slot))
+            .needed(tracking)
+            .filter(|slot| s.live.contains(slot))
             .count();
         (needed, live)
     }
@@ -324,6 +351,7 @@ impl Coherence {
     /// Node `slot`'s invalidation stream started (`true`) or was lost (`false`);
     /// `every_key` when it reports every key (not only the near-cached prefixes).
     pub fn set_live(&self, slot: usize, live: bool, every_key: bool) {
+        let tracking = self.clients.wants_every_key();
         let mut s = self.lock();
         let mut covered_clients = false;
         let changed = if live {
@@ -336,9 +364,8 @@ impl Coherence {
             s.live.remove(&slot)
         };
         // A node no longer needed (a demoted primary) ends its stream without a flush.
-        let needed = s.expected.contains(&slot) || s.backends.contains(&slot);
-        if changed && needed {
-            self.settle(&s, "a node's invalidation stream was lost");
+        if changed && s.needs(slot, tracking) {
+            self.settle(&s, tracking, "a node's invalidation stream was lost");
             // What clients cached may change unreported until the stream is back. A stream
             // of prefixes only never covered them (their reads were told at once): no flush
             // when it ends to make way for one of every key.
@@ -350,11 +377,11 @@ impl Coherence {
 
     /// Recomputes `ready`; flushes on every change (entries filled while a stream was down
     /// may have missed invalidations; fills begun before a stream came up were not covered).
-    fn settle(&self, s: &Streams, why: &str) {
-        let needed = || s.expected.iter().chain(&s.backends);
-        let ready = needed().next().is_some() && needed().all(|slot| s.live.contains(slot));
+    fn settle(&self, s: &Streams, tracking: bool, why: &str) {
+        let ready = s.needed(tracking).next().is_some()
+            && s.needed(tracking).all(|slot| s.live.contains(&slot));
         self.clients
-            .set_covered(ready && needed().all(|slot| s.every_key.contains(slot)));
+            .set_covered(ready && s.needed(tracking).all(|slot| s.every_key.contains(&slot)));
         let was = self.ready.swap(ready, Ordering::SeqCst);
         if was != ready || !ready {
             self.flush_near(if ready {

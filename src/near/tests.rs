@@ -1,6 +1,7 @@
 //! Unit tests of the near cache's store and coherence: the fill race, readiness, flushes,
 //! lives and the byte bound.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,7 @@ fn the_streams_of_a_backend_follow_its_primaries() {
     let (c, s) = ready_store(1 << 20);
     assert_eq!(c.stream_counts(), (1, 1));
     // A cluster's primaries 5 and 6 are needed too.
-    c.expect_backends([5, 6].into_iter().collect());
+    c.expect_backends([5, 6].into_iter().collect(), BTreeSet::new());
     assert!(!c.ready());
     assert_eq!(c.stream_counts(), (3, 1));
     c.set_live(5, true, false);
@@ -115,7 +116,7 @@ fn the_streams_of_a_backend_follow_its_primaries() {
     fill(&s, &t, "route:a", "v");
     assert!(s.get(b"route:a", Instant::now()).is_some());
     // A failover: 7 replaces 6. Flushed, and not ready until 7's stream is live.
-    c.expect_backends([5, 7].into_iter().collect());
+    c.expect_backends([5, 7].into_iter().collect(), BTreeSet::new());
     assert!(!c.ready() && s.is_empty());
     assert!(c.expects(7) && !c.expects(6));
     c.set_live(7, true, false);
@@ -127,9 +128,17 @@ fn the_streams_of_a_backend_follow_its_primaries() {
     assert!(c.ready());
     assert!(s.get(b"route:a", Instant::now()).is_some());
     // The same primaries again: nothing changes.
-    c.expect_backends([5, 7].into_iter().collect());
+    c.expect_backends([5, 7].into_iter().collect(), BTreeSet::new());
     assert!(s.get(b"route:a", Instant::now()).is_some());
     assert_eq!(c.stream_counts(), (3, 3));
+    // A backend without a near-cached layer: its primary is needed only while clients track
+    // every key (none here), so the near cache stays ready, and keeps its entries, without
+    // its stream.
+    c.expect_backends([5, 7].into_iter().collect(), [9].into_iter().collect());
+    assert!(!c.expects(9));
+    assert_eq!(c.stream_counts(), (3, 3));
+    assert!(c.ready());
+    assert!(s.get(b"route:a", Instant::now()).is_some());
 }
 
 #[test]

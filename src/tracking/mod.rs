@@ -188,6 +188,10 @@ async fn stream(
                 if wanted(coherence) != prefixes {
                     return Ended::Prefixes;
                 }
+                // A backend's primary needed only while clients tracked, and they stopped.
+                if !coherence.expects(slot) {
+                    return Ended::NotNeeded;
+                }
                 if let Some(since) = waiting_since {
                     if since.elapsed() >= node_timeout {
                         return Ended::Silent(node_timeout);

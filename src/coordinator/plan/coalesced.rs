@@ -96,6 +96,11 @@ fn coalescable<'r>(
     track: &Track,
 ) -> Option<&'r Bytes> {
     let layer = view.layers.get(track.layer?)?;
+    // A tracked read stays on the primary; a flight of a `read_from: replica` layer may be
+    // reading a replica that lags the invalidation the client would rely on.
+    if track.tracked.is_some() && layer.spec.read_from == crate::config::ReadFrom::Replica {
+        return None;
+    }
     let read = spec.has(flags::READONLY)
         && !spec.has(flags::WRITE)
         && spec.route == Route::SameNode
