@@ -258,6 +258,13 @@ impl NodeHealth {
     }
 
     fn mark_down(&self, why: String) -> Option<Transition> {
+        // The reason's lock is held across the flip: a reader that sees `down` and then asks
+        // for the reason (INFO, STRATA NODES) waits for this one instead of reading the
+        // state before it was given.
+        let mut reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self
             .down
             .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
@@ -269,9 +276,7 @@ impl NodeHealth {
         self.last_failure.store(NONE, Ordering::Relaxed);
         self.recoveries.store(0, Ordering::Relaxed);
         self.went_down.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut r) = self.reason.lock() {
-            *r = Some(why.clone());
-        }
+        *reason = Some(why.clone());
         Some(Transition::Down(why))
     }
 }
