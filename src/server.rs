@@ -396,6 +396,23 @@ fn run_worker(
             return;
         }
     };
+    // Worker 0 starts the thread the invalidation streams are read on, and stops it when it
+    // ends (after the drain).
+    let streams = if index == 0 {
+        match crate::tracking::StreamThread::start() {
+            Ok(t) => {
+                let coherence = control.live.load().layers.coherence().clone();
+                coherence.set_streams_runtime(t.handle());
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the streams thread; worker 0 reads the invalidation streams");
+                None
+            }
+        }
+    } else {
+        None
+    };
     runtime.block_on(async move {
         let view = control.live.load_full();
         let config = &view.settings.config;
@@ -471,6 +488,7 @@ fn run_worker(
             control.drain.settle(&control).await;
         }
     });
+    drop(streams);
     // Dropping the runtime cancels every session and node connection of this worker.
 }
 

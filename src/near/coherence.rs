@@ -57,6 +57,9 @@ pub struct Coherence {
     /// Bumped whenever the set of nodes whose streams are needed changes: wakes the streams'
     /// tasks of nodes that became (or stopped being) needed.
     expected_changed: tokio::sync::watch::Sender<u64>,
+    /// The runtime of the thread the streams are read on (`tracking::StreamThread`), set once
+    /// at start.
+    streams_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// Which nodes must send invalidations, and which do.
@@ -115,6 +118,7 @@ impl Default for Coherence {
             stores: ArcSwap::from_pointee(Vec::new()),
             clients: Hub::default(),
             expected_changed: tokio::sync::watch::Sender::new(0),
+            streams_runtime: std::sync::OnceLock::new(),
         }
     }
 }
@@ -323,6 +327,16 @@ impl Coherence {
             self.flush("a backend's primaries changed");
         }
         self.expected_changed.send_modify(|v| *v += 1);
+    }
+
+    /// Sets where the streams' tasks run (once; later calls change nothing).
+    pub fn set_streams_runtime(&self, handle: tokio::runtime::Handle) {
+        let _ = self.streams_runtime.set(handle);
+    }
+
+    /// Where the streams' tasks run, once set.
+    pub fn streams_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.streams_runtime.get()
     }
 
     /// Whether node `slot`'s stream is needed now.

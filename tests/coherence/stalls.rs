@@ -125,7 +125,8 @@ fn look(last: &mut HashMap<String, (String, u64)>, waits: &mut Vec<Wait>) {
                 .trim()
                 .to_string(),
         };
-        if !name.starts_with("strata-worker") {
+        // The workers, and the thread that reads the invalidation streams.
+        if !name.starts_with("strata-worker") && name != "strata-streams" {
             continue;
         }
         let Some(delay) = std::fs::read_to_string(dir.join("schedstat"))
