@@ -239,20 +239,22 @@ fn own_write_invalidation_arrives_with_the_reply() {
     let mut through = tracking(&s, &[]);
     for (what, c) in [("a node", &mut direct), ("strata", &mut through)] {
         for i in 0..200 {
-            call_seeing_pushes(c, &["GET", "own"]);
+            let (_, _, with_read) = call_seeing_pushes(c, &["GET", "own"]);
             let value = i.to_string();
             let (reply, before, with_reply) = call_seeing_pushes(c, &["SET", "own", &value]);
             assert_eq!(reply, b"+OK\r\n".to_vec(), "{what}, write {i}");
             // Through strata, a node's report of the previous write may come in after the
             // GET's reply: the client is told then, before its SET's reply, and the key is no
-            // longer its to be told of again. That does too: it read nothing since.
+            // longer its to be told of again. That does too: it read nothing since. And on a
+            // loaded machine a stream may count as lost (a late PING): the GET is then told
+            // at once, with its reply, and the key is not remembered for the SET.
             let told = |pushes: &Pushes| {
                 pushes
                     .iter()
                     .any(|k| k.as_ref().is_none_or(|k| k.iter().any(|k| k == "own")))
             };
             assert!(
-                told(&with_reply) || told(&before),
+                told(&with_reply) || told(&before) || (what == "strata" && told(&with_read)),
                 "{what}, write {i}: the reply of the client's own SET came without its \
                  invalidation (pushes with it: {with_reply:?}, before it: {before:?})"
             );
