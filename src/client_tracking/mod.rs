@@ -168,6 +168,12 @@ pub struct Hub {
     pub mode_changed: tokio::sync::Notify,
     pub counters: Counters,
     limits: RwLock<Limits>,
+    /// Held by [`Hub::invalidate`] from taking a key's readers out of the table until their
+    /// notices are posted, and by [`Hub::before_write`]. Without it a node's report of a
+    /// client's earlier write, read on the streams thread, could take the key between the
+    /// client's read and its next write and post the notice only after that write's reply:
+    /// the write then found the key untracked and the client had no notice with its reply.
+    posting: Mutex<()>,
 }
 
 impl Hub {
@@ -282,6 +288,7 @@ impl Hub {
         if !self.active() {
             return;
         }
+        let _posting = lock(&self.posting);
         let trackers = read(&self.trackers);
         let mut out: HashMap<u64, Vec<Bytes>> = HashMap::new();
         let quiet = |t: &Tracker| t.options.noloop && writer == Some(t.id);
@@ -322,6 +329,8 @@ impl Hub {
         let Some(tracker) = self.tracker(writer).filter(|t| !t.options.bcast) else {
             return;
         };
+        // A notice taken out of the table by an invalidation is posted before this looks.
+        let _posting = lock(&self.posting);
         for key in keys {
             if self.table.forget_reader(key, writer) && !tracker.options.noloop {
                 lock(&tracker.own_writes).push(Bytes::copy_from_slice(key));
