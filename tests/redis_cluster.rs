@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::layers::{
-    gets_served, layer_figure, stats_field, until_near_hit, wait_tracking_covered,
+    gets_served, near_removals, stats_field, until_near_hit, wait_tracking_covered,
 };
 use common::redis_cluster::RedisCluster;
 use common::traffic::{let_run, Traffic};
@@ -465,33 +465,53 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
     // A write on the key's primary directly reaches the near cache through its stream.
     let owner = cluster.owner_of(key);
     let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
-    let removed = layer_figure(&mut c, "route", "near_invalidations");
+    let removed = near_removals(&mut c);
     assert_eq!(direct.call(&["SET", key, "v2"]), Resp::ok());
     poll_until(DEADLINE, "the direct write to be seen", || {
         (c.call(&["GET", key]) == Resp::bulk("v2")).then_some(())
     });
-    assert!(layer_figure(&mut c, "route", "near_invalidations") > removed);
+    // Removed by its invalidation, or on a loaded machine by a flush (a stream whose PING was
+    // late counts as lost).
+    assert!(near_removals(&mut c) > removed);
 
     // A tracking client (RESP2, REDIRECT) is told of a direct write, not of its own read.
     let (mut inv, mut reader) = redirect_tracking(&addr);
     wait_covered(&mut c);
     assert_eq!(reader.call(&["GET", key]), Resp::bulk("v2"));
     inv.set_read_timeout(Duration::from_millis(300));
-    if let Ok(frame) = inv.read_frame() {
-        panic!(
+    // (A flush is no promise broken: on a loaded machine a stream whose PING was late counts
+    // as lost, and every tracking client is told to flush.)
+    let flush = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n".to_vec();
+    let mut flushed = false;
+    while let Ok(frame) = inv.read_frame() {
+        assert_eq!(
+            frame,
+            flush,
             "a tracked read of a watched key was invalidated at once: {:?}",
             String::from_utf8_lossy(&frame)
         );
+        flushed = true;
     }
     inv.set_read_timeout(Duration::from_secs(10));
+    if flushed {
+        // Read again once the streams are back, so that the key is the reader's again.
+        wait_covered(&mut c);
+        assert_eq!(reader.call(&["GET", key]), Resp::bulk("v2"));
+    }
     assert_eq!(direct.call(&["SET", key, "v3"]), Resp::ok());
-    assert_eq!(
-        inv.read_reply(),
-        Resp::Array(vec![
-            Resp::bulk("message"),
-            Resp::bulk("__redis__:invalidate"),
-            Resp::bulks(&[key]),
-        ])
+    poll_until(
+        DEADLINE,
+        "the direct write told to the tracking client",
+        || {
+            let told = inv.read_reply();
+            (told
+                == Resp::Array(vec![
+                    Resp::bulk("message"),
+                    Resp::bulk("__redis__:invalidate"),
+                    Resp::bulks(&[key]),
+                ]))
+            .then_some(())
+        },
     );
 
     // The key's replica takes over. The new primary's stream is needed now: the tracking

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::layers::{
-    gets_served, layer_figure, stats_field, until_near_hit, wait_tracking_covered,
+    gets_served, near_removals, stats_field, until_near_hit, wait_tracking_covered,
 };
 use common::sentinel::{SentinelSetup, MASTER};
 use common::traffic::{let_run, Traffic};
@@ -169,13 +169,15 @@ fn near_cache_and_tracking_follow_a_sentinel_failover() {
     let mut t = Tracking::connect(&addr);
     wait_tracking_covered(&mut c);
     assert_eq!(t.get(key), "v1");
-    let removed = layer_figure(&mut c, "route", "near_invalidations");
+    let removed = near_removals(&mut c);
     let mut direct = RawClient::connect(&setup.data[0].addr());
     assert_eq!(direct.call(&["SET", key, "v2"]), Resp::ok());
     poll_until(DEADLINE, "the direct write to be seen", || {
         (c.call(&["GET", key]) == Resp::bulk("v2")).then_some(())
     });
-    assert!(layer_figure(&mut c, "route", "near_invalidations") > removed);
+    // Removed by its invalidation, or on a loaded machine by a flush (a stream whose PING was
+    // late counts as lost).
+    assert!(near_removals(&mut c) > removed);
     assert_eq!(t.next_invalidation(), Some(vec![key.to_string()]));
 
     // SENTINEL FAILOVER: the tracking client is told to flush; the near cache serves again

@@ -135,6 +135,11 @@ pub fn gets_served(addr: &str) -> u64 {
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
+/// Entries the `route` layer's near cache lost to an invalidation or a flush.
+pub fn near_removals(c: &mut RawClient) -> u64 {
+    layer_figure(c, "route", "near_invalidations") + layer_figure(c, "route", "near_flushes")
+}
+
 /// Reads `key` (of near-cached layer `layer`) until a read is answered from memory.
 pub fn until_near_hit(c: &mut RawClient, layer: &str, key: &str) {
     poll_until(DEADLINE, "a read served from memory", || {
