@@ -218,6 +218,9 @@ fn clients_keep_working_through_reshard_and_failovers() {
     let mut cluster = cluster;
     let victim = cluster.primaries()[0];
     let heir = cluster.replica_of(victim);
+    // The manual failover may have just made the heir a replica: it takes over only once
+    // it has synced.
+    cluster.wait_synced(heir);
     let before = traffic.errors().0;
     let killed = Instant::now();
     assert_eq!(

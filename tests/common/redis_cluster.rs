@@ -382,6 +382,16 @@ impl RedisCluster {
         });
     }
 
+    /// Waits until replica `node`'s link to its primary is up (it has synced): a replica that
+    /// has not may refuse to take over when its primary dies.
+    pub fn wait_synced(&self, node: usize) {
+        poll_until(Duration::from_secs(60), "the replica to sync", || {
+            let mut c = self.nodes[node].try_conn().ok()?;
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
+            info.contains("master_link_status:up").then_some(())
+        });
+    }
+
     /// Waits until `node` is a primary (a failover after its primary was killed).
     pub fn wait_primary(&self, node: usize) {
         poll_until(
