@@ -86,6 +86,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "builtin",
         &[
             "acl",
+            "admin",
             "backend",
             "client_tracking",
             "cluster",

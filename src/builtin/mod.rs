@@ -1,6 +1,8 @@
 //! The commands strata answers itself (PING, HELLO, INFO, CONFIG, COMMAND, CLIENT, STRATA ...)
-//! and the `/metrics` rendering: above the coordinator, whose planning they use to ask nodes.
+//! and what the admin endpoint answers (`/metrics`, `/healthz`): above the coordinator, whose
+//! planning they use to ask nodes.
 
+pub mod admin_endpoint;
 pub mod client_tracking;
 pub mod config_get;
 pub mod info;
