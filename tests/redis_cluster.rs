@@ -376,15 +376,23 @@ fn transactions_pubsub_tracking_and_placement_follow_the_cluster() {
     let owner = cluster.owner_of("route:q1");
     let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
     assert_eq!(direct.call(&["SET", "route:q1", "m2"]), Resp::ok());
-    let told = inv.read_reply();
-    assert_eq!(
-        told,
-        Resp::Array(vec![
-            Resp::bulk("message"),
-            Resp::bulk("__redis__:invalidate"),
-            Resp::bulks(&["route:q1"]),
-        ])
-    );
+    assert_eq!(inv.read_reply(), invalidation(Some("route:q1")));
+}
+
+/// The message a RESP2 subscriber of `__redis__:invalidate` gets for `key`, or for a flush.
+fn invalidation(key: Option<&str>) -> Resp {
+    Resp::Array(vec![
+        Resp::bulk("message"),
+        Resp::bulk("__redis__:invalidate"),
+        key.map_or(Resp::Nil, |k| Resp::bulks(&[k])),
+    ])
+}
+
+/// Reads the subscriber's messages until one names `key` (flushes and others skipped).
+fn until_told(inv: &mut RawClient, key: &str, what: &str) {
+    poll_until(DEADLINE, what, || {
+        (inv.read_reply() == invalidation(Some(key))).then_some(())
+    });
 }
 
 /// A client subscribed to `__redis__:invalidate`, and a client with `CLIENT TRACKING ON
@@ -502,19 +510,10 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
         assert_eq!(reader.call(&["GET", key]), Resp::bulk("v2"));
     }
     assert_eq!(direct.call(&["SET", key, "v3"]), Resp::ok());
-    poll_until(
-        DEADLINE,
+    until_told(
+        &mut inv,
+        key,
         "the direct write told to the tracking client",
-        || {
-            let told = inv.read_reply();
-            (told
-                == Resp::Array(vec![
-                    Resp::bulk("message"),
-                    Resp::bulk("__redis__:invalidate"),
-                    Resp::bulks(&[key]),
-                ]))
-            .then_some(())
-        },
     );
 
     // The key's replica takes over. The new primary's stream is needed now: the tracking
@@ -523,11 +522,7 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
     until_near_hit(&mut c, "route", key);
     let heir = cluster.replica_of(owner);
     cluster.failover(heir);
-    let flush = Resp::Array(vec![
-        Resp::bulk("message"),
-        Resp::bulk("__redis__:invalidate"),
-        Resp::Nil,
-    ]);
+    let flush = invalidation(None);
     poll_until(DEADLINE, "the tracking client told to flush", || {
         (inv.read_reply() == flush).then_some(())
     });
@@ -545,19 +540,10 @@ fn near_cache_and_tracking_follow_the_cluster_through_a_failover() {
     poll_until(DEADLINE, "the new primary's write to be seen", || {
         (c.call(&["GET", key]) == Resp::bulk("v4")).then_some(())
     });
-    poll_until(
-        DEADLINE,
+    until_told(
+        &mut inv,
+        key,
         "the tracking client told of the new primary's write",
-        || {
-            let told = inv.read_reply();
-            (told
-                == Resp::Array(vec![
-                    Resp::bulk("message"),
-                    Resp::bulk("__redis__:invalidate"),
-                    Resp::bulks(&[key]),
-                ]))
-            .then_some(())
-        },
     );
 }
 
@@ -595,19 +581,10 @@ fn a_ring_near_cache_needs_a_cluster_s_streams_only_while_clients_track() {
     let owner = cluster.owner_of("result:q");
     let mut direct = RawClient::connect(&cluster.nodes[owner].addr());
     assert_eq!(direct.call(&["SET", "result:q", "r2"]), Resp::ok());
-    poll_until(
-        DEADLINE,
+    until_told(
+        &mut inv,
+        "result:q",
         "the cluster write told to the tracking client",
-        || {
-            let told = inv.read_reply();
-            (told
-                == Resp::Array(vec![
-                    Resp::bulk("message"),
-                    Resp::bulk("__redis__:invalidate"),
-                    Resp::bulks(&["result:q"]),
-                ]))
-            .then_some(())
-        },
     );
     // Tracking off and the linger over: back to the ring's streams.
     assert_eq!(reader.call(&["CLIENT", "TRACKING", "off"]), Resp::ok());
